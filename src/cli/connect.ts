@@ -1,0 +1,73 @@
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { parseHostPort, resolveHostPort, formatHostPort } from "../client/endpoint.ts";
+import { ClientConfigError } from "../client/errors.ts";
+import { defaultRegistrationSettings } from "../client/registration.ts";
+import { RelayTunnel, type TunnelMode } from "../client/tunnel.ts";
+import { clientLogLevel, positiveNumber } from "../client/flags.ts";
+
+export const connectCommand = defineCommand({
+  meta: {
+    name: "connect",
+    description: "Tunnel a local UDP app through a quic-relay session (registers and keeps the registration alive)",
+  },
+  args: {
+    relay: { type: "string", required: true, description: "Relay address host:port", valueHint: "host:port" },
+    session: { type: "string", required: true, description: "Session id shared with the other side" },
+    listen: { type: "string", description: "Client side: local address the app sends to", valueHint: "127.0.0.1:port" },
+    forward: { type: "string", description: "Server side: local server that relayed datagrams go to", valueHint: "127.0.0.1:port" },
+    "keepalive-secs": { type: "string", default: "10", description: "Keepalive REG interval (keep below NAT UDP timeouts)" },
+    "ack-timeout-ms": { type: "string", default: "500", description: "First wait for ACK; doubles per retry" },
+    tries: { type: "string", default: "5", description: "REG attempts before the relay counts as unreachable" },
+    "log-level": { type: "string", default: "info", description: "error|warn|info|debug|trace" },
+  },
+  async run({ args }) {
+    const log = consola.withTag("connect");
+    let tunnel: RelayTunnel | undefined;
+    try {
+      consola.level = clientLogLevel(args["log-level"]);
+      if ((args.listen === undefined) === (args.forward === undefined)) {
+        throw new ClientConfigError("give exactly one of --listen (client side) or --forward (server side)");
+      }
+      const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
+      const mode: TunnelMode =
+        args.listen !== undefined
+          ? { kind: "listen", local: parseHostPort(args.listen, "listen") }
+          : { kind: "forward", target: await resolveHostPort(parseHostPort(args.forward!, "forward"), "forward") };
+      if (args.session === "") throw new ClientConfigError("--session must not be empty", "session");
+      tunnel = new RelayTunnel({
+        relay,
+        sessionId: args.session,
+        mode,
+        registration: {
+          ...defaultRegistrationSettings,
+          keepaliveMs: positiveNumber(args["keepalive-secs"], "keepalive-secs") * 1000,
+          ackTimeoutMs: positiveNumber(args["ack-timeout-ms"], "ack-timeout-ms"),
+          maxTries: Math.round(positiveNumber(args.tries, "tries")),
+        },
+        log: { info: (m) => log.info(m), warn: (m) => log.warn(m), debug: (m) => log.debug(m) },
+      });
+      const started = tunnel;
+      const stop = (signal: string) => {
+        const s = started.stats;
+        log.info(
+          `${signal}: closing; to relay ${s.toRelayPackets} pkts/${s.toRelayBytes} B, from relay ${s.fromRelayPackets} pkts/${s.fromRelayBytes} B, ${s.registrations} registrations`,
+        );
+        started.close();
+        process.exit(0);
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      await tunnel.start();
+      const side =
+        mode.kind === "listen"
+          ? `app sends to ${formatHostPort(tunnel.appAddress)}`
+          : `relayed datagrams go to ${formatHostPort(mode.target)} from ${formatHostPort(tunnel.appAddress)}`;
+      log.info(`tunnel up: session ${args.session} via ${formatHostPort(relay)} (relay socket port ${tunnel.relayAddress.port}); ${side}`);
+    } catch (error) {
+      tunnel?.close();
+      log.error((error as Error).message);
+      process.exit(error instanceof ClientConfigError ? 2 : 1);
+    }
+  },
+});

@@ -1,0 +1,151 @@
+import type { udp } from "bun";
+import { encodeReg } from "../protocol/reg.ts";
+import { classifyRelayDatagram } from "./control.ts";
+import { formatHostPort, sameHost, wildcardFor, type HostPort } from "./endpoint.ts";
+import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+
+export interface ProbeOptions {
+  relay: HostPort;
+  sessionId: string;
+  count: number;
+  size: number;
+  intervalMs: number;
+  /** How long to wait for each REG's ACK before retrying, and how many tries. */
+  ackTimeoutMs: number;
+  tries: number;
+  /** Wait after the last send for stragglers. */
+  drainMs: number;
+}
+
+export interface ProbeResult {
+  relay: string;
+  sessionId: string;
+  /** REG→ACK time of the first and the second socket, ms. */
+  registrationMs: [number, number];
+  sent: number;
+  received: number;
+  lossPercent: number;
+  rttMs: { min: number; p50: number; p99: number; max: number } | null;
+  size: number;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+const MAGIC = 0x51525042; // "QRPB": marks probe datagrams so stray bytes are never counted
+const HEADER = 8;
+
+type Socket = udp.Socket<"uint8array">;
+type Listener = (data: Uint8Array) => void;
+
+async function openSocket(relay: HostPort, onRelay: () => Listener): Promise<Socket> {
+  return Bun.udpSocket({
+    hostname: wildcardFor(relay.host),
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(_s, data, port, address) {
+        if (port === relay.port && sameHost(address, relay.host)) onRelay()(data);
+      },
+    },
+  });
+}
+
+/**
+ * Pair two local sockets through a fresh session, then bounce `count` datagrams A→relay→B→relay→A
+ * and time each round trip. Throws RelayUnreachableError / RegistrationRefusedError when pairing fails.
+ */
+export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
+  const { relay } = options;
+  const relayText = formatHostPort(relay);
+  let listenerA: Listener = () => {};
+  let listenerB: Listener = () => {};
+  const a = await openSocket(relay, () => listenerA);
+  const b = await openSocket(relay, () => listenerB);
+  try {
+    const reg = encodeReg(options.sessionId);
+    const register = async (socket: Socket, set: (l: Listener) => void): Promise<number> => {
+      for (let attempt = 1; attempt <= options.tries; attempt++) {
+        const started = performance.now();
+        const reply = await new Promise<{ kind: "ack" } | { kind: "err"; code: string } | null>((resolve) => {
+          const timer = setTimeout(() => resolve(null), options.ackTimeoutMs * attempt);
+          set((data) => {
+            const r = classifyRelayDatagram(data);
+            if (r.kind === "data") return;
+            clearTimeout(timer);
+            resolve(r);
+          });
+          socket.send(reg, relay.port, relay.host);
+        });
+        set(() => {});
+        if (reply?.kind === "ack") return performance.now() - started;
+        if (reply?.kind === "err") throw new RegistrationRefusedError(relayText, reply.code);
+      }
+      throw new RelayUnreachableError(relayText, options.tries);
+    };
+    const regA = await register(a, (l) => (listenerA = l));
+    const regB = await register(b, (l) => (listenerB = l));
+
+    const size = Math.max(HEADER, options.size);
+    const sentAt = new Float64Array(options.count);
+    const rtts: number[] = [];
+    const seen = new Uint8Array(options.count);
+    listenerB = (data) => {
+      // Echo probe datagrams back through the relay unchanged.
+      if (data.length >= HEADER && new DataView(data.buffer, data.byteOffset).getUint32(0) === MAGIC) {
+        b.send(data, relay.port, relay.host);
+      }
+    };
+    listenerA = (data) => {
+      if (data.length < HEADER) return;
+      const view = new DataView(data.buffer, data.byteOffset);
+      if (view.getUint32(0) !== MAGIC) return;
+      const seq = view.getUint32(4);
+      if (seq >= options.count || seen[seq]) return;
+      seen[seq] = 1;
+      rtts.push(performance.now() - sentAt[seq]!);
+    };
+    for (let seq = 0; seq < options.count; seq++) {
+      const packet = new Uint8Array(size);
+      const view = new DataView(packet.buffer);
+      view.setUint32(0, MAGIC);
+      view.setUint32(4, seq);
+      sentAt[seq] = performance.now();
+      a.send(packet, relay.port, relay.host);
+      if (options.intervalMs > 0 && seq + 1 < options.count) await Bun.sleep(options.intervalMs);
+    }
+    const deadline = performance.now() + options.drainMs;
+    while (rtts.length < options.count && performance.now() < deadline) await Bun.sleep(10);
+
+    const sorted = rtts.slice().sort((x, y) => x - y);
+    return {
+      relay: relayText,
+      sessionId: options.sessionId,
+      registrationMs: [round(regA), round(regB)],
+      sent: options.count,
+      received: rtts.length,
+      lossPercent: round(((options.count - rtts.length) / options.count) * 100),
+      rttMs:
+        sorted.length === 0
+          ? null
+          : {
+              min: round(sorted[0]!),
+              p50: round(percentile(sorted, 50)),
+              p99: round(percentile(sorted, 99)),
+              max: round(sorted[sorted.length - 1]!),
+            },
+      size,
+    };
+  } finally {
+    a.close();
+    b.close();
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}

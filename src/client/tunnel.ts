@@ -1,0 +1,198 @@
+import type { udp } from "bun";
+import { encodeReg } from "../protocol/reg.ts";
+import { classifyRelayDatagram } from "./control.ts";
+import { formatHostPort, sameHost, wildcardFor, type HostPort } from "./endpoint.ts";
+import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+import { RelayRegistration, type RegistrationSettings } from "./registration.ts";
+
+/**
+ * `listen`: the local app sends to `local`; we forward to the relay and send replies back to the
+ * app's most recent address. `forward`: relayed datagrams go to the local server at `target` from
+ * one local socket; whatever the server sends back to that socket goes to the relay.
+ */
+export type TunnelMode = { kind: "listen"; local: HostPort } | { kind: "forward"; target: HostPort };
+
+export interface TunnelLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  debug(message: string): void;
+}
+
+export interface TunnelOptions {
+  /** Relay address as an IP (resolve names first). */
+  relay: HostPort;
+  sessionId: string;
+  mode: TunnelMode;
+  registration: RegistrationSettings;
+  /** App datagrams queued while the first registration is pending. */
+  maxPending?: number;
+  log: TunnelLogger;
+}
+
+export interface TunnelStats {
+  toRelayPackets: number;
+  toRelayBytes: number;
+  fromRelayPackets: number;
+  fromRelayBytes: number;
+  registrations: number;
+  /** Relay datagrams dropped because no app address is known yet (listen mode). */
+  noAppDrops: number;
+  /** App datagrams dropped while unregistered (queue full) or refused by the socket. */
+  sendDrops: number;
+  strayDrops: number;
+}
+
+type Socket = udp.Socket<"uint8array">;
+
+export class RelayTunnel {
+  readonly stats: TunnelStats = {
+    toRelayPackets: 0,
+    toRelayBytes: 0,
+    fromRelayPackets: 0,
+    fromRelayBytes: 0,
+    registrations: 0,
+    noAppDrops: 0,
+    sendDrops: 0,
+    strayDrops: 0,
+  };
+  private relaySocket?: Socket;
+  private appSocket?: Socket;
+  private appPeer?: HostPort;
+  private pending: Uint8Array[] = [];
+  private readonly reg: RelayRegistration;
+  private readonly regDatagram: Uint8Array;
+  private readonly relayText: string;
+  private firstRegistration = Promise.withResolvers<void>();
+  private closed = false;
+
+  constructor(private readonly options: TunnelOptions) {
+    this.regDatagram = encodeReg(options.sessionId);
+    this.relayText = formatHostPort(options.relay);
+    this.reg = new RelayRegistration(options.registration, {
+      sendReg: () => this.sendToRelay(this.regDatagram, false),
+      registered: ({ first, rttMs, attempts }) => {
+        this.stats.registrations++;
+        if (first) {
+          options.log.info(`registered session ${options.sessionId} at ${this.relayText} in ${rttMs.toFixed(1)} ms (attempt ${attempts})`);
+          this.flushPending();
+          this.firstRegistration.resolve();
+        } else if (attempts > 1) {
+          options.log.info(`re-registered with ${this.relayText} after ${attempts} attempts`);
+        } else {
+          options.log.debug(`keepalive ACK in ${rttMs.toFixed(1)} ms`);
+        }
+      },
+      lost: () => options.log.warn(`keepalive REG unanswered by ${this.relayText}; re-registering`),
+      refused: ({ first, code }) => {
+        const error = new RegistrationRefusedError(this.relayText, code);
+        if (first) this.firstRegistration.reject(error);
+        else options.log.warn(`${error.message}; will retry`);
+      },
+      unreachable: ({ tries }) => this.firstRegistration.reject(new RelayUnreachableError(this.relayText, tries)),
+    });
+  }
+
+  /** Local address the app should use (listen mode) or the socket the server sees (forward mode). */
+  get appAddress(): HostPort {
+    if (!this.appSocket) throw new Error("tunnel not started");
+    return { host: this.appSocket.hostname, port: this.appSocket.port };
+  }
+
+  get relayAddress(): HostPort {
+    if (!this.relaySocket) throw new Error("tunnel not started");
+    return { host: this.relaySocket.hostname, port: this.relaySocket.port };
+  }
+
+  /** Bind both sockets and register; resolves after the first ACK. Throws the typed errors. */
+  async start(): Promise<void> {
+    const { relay, mode } = this.options;
+    this.relaySocket = await Bun.udpSocket({
+      hostname: wildcardFor(relay.host),
+      port: 0,
+      binaryType: "uint8array",
+      socket: { data: (_s, data, port, address) => this.onRelayDatagram(data, port, address) },
+    });
+    const bind = mode.kind === "listen" ? mode.local : { host: mode.target.host.includes(":") ? "::1" : "127.0.0.1", port: 0 };
+    try {
+      this.appSocket = await Bun.udpSocket({
+        hostname: bind.host,
+        port: bind.port,
+        binaryType: "uint8array",
+        socket: { data: (_s, data, port, address) => this.onAppDatagram(data, port, address) },
+      });
+    } catch (cause) {
+      this.close();
+      throw new Error(`cannot bind ${formatHostPort(bind)}: ${(cause as Error).message}`);
+    }
+    this.reg.start();
+    try {
+      await this.firstRegistration.promise;
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reg.stop();
+    this.relaySocket?.close();
+    this.appSocket?.close();
+  }
+
+  private onRelayDatagram(data: Uint8Array, port: number, address: string): void {
+    const relay = this.options.relay;
+    if (port !== relay.port || !sameHost(address, relay.host)) {
+      this.stats.strayDrops++;
+      return;
+    }
+    const reply = classifyRelayDatagram(data);
+    if (reply.kind === "ack") return this.reg.onAck();
+    if (reply.kind === "err") return this.reg.onErr(reply.code);
+    this.stats.fromRelayPackets++;
+    this.stats.fromRelayBytes += data.length;
+    const to = this.options.mode.kind === "listen" ? this.appPeer : this.options.mode.target;
+    if (!to) {
+      this.stats.noAppDrops++;
+      return;
+    }
+    if (!this.appSocket?.send(data, to.port, to.host)) this.stats.sendDrops++;
+  }
+
+  private onAppDatagram(data: Uint8Array, port: number, address: string): void {
+    const mode = this.options.mode;
+    if (mode.kind === "listen") {
+      if (!this.appPeer || this.appPeer.port !== port || this.appPeer.host !== address) {
+        this.appPeer = { host: address, port };
+        this.options.log.debug(`app at ${formatHostPort(this.appPeer)}`);
+      }
+    } else if (port !== mode.target.port || !sameHost(address, mode.target.host)) {
+      this.stats.strayDrops++;
+      return;
+    }
+    if (!this.reg.registered && this.stats.registrations === 0) {
+      // Before the first ACK the relay would drop our data as from an unknown source: queue it.
+      if (this.pending.length < (this.options.maxPending ?? 64)) this.pending.push(data.slice());
+      else this.stats.sendDrops++;
+      return;
+    }
+    this.sendToRelay(data, true);
+  }
+
+  private flushPending(): void {
+    const queued = this.pending;
+    this.pending = [];
+    for (const data of queued) this.sendToRelay(data, true);
+  }
+
+  private sendToRelay(data: Uint8Array, counted: boolean): void {
+    if (this.closed || !this.relaySocket) return;
+    const { host, port } = this.options.relay;
+    if (!this.relaySocket.send(data, port, host)) this.stats.sendDrops++;
+    else if (counted) {
+      this.stats.toRelayPackets++;
+      this.stats.toRelayBytes += data.length;
+    }
+  }
+}
