@@ -19,7 +19,7 @@ async function endpoint(hostname = "127.0.0.1") {
     hostname,
     port: 0,
     binaryType: "uint8array",
-    socket: { data: (_s, d, port, address) => inbox.push({ data: new TextDecoder().decode(d), port, address }) },
+    socket: { data: (_s, d, port, address) => void inbox.push({ data: new TextDecoder().decode(d), port, address }) },
   });
   cleanups.push(() => socket.close());
   return { socket, inbox };
