@@ -1,0 +1,200 @@
+import type { udp } from "bun";
+import { setSocketBuffers } from "./socket-buffers.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, Endpoint, InboundDatagram } from "./types.ts";
+import { emptyCounters, startsWithReg } from "./types.ts";
+
+interface Route {
+  id: number;
+  from: Endpoint;
+  to: Endpoint;
+  observe: number;
+  packets: number;
+  bytes: number;
+  active: boolean;
+}
+
+/** Datagrams waiting for the socket to drain before new ones are dropped. */
+const MAX_PENDING_SENDS = 16_384;
+
+/**
+ * The pure-TypeScript data plane on Bun.udpSocket: routes are looked up per datagram without
+ * allocating, sends are batched with sendMany once per event-loop turn, control datagrams are
+ * handed up in one batch per turn.
+ */
+export class TsDataPlane implements DataPlane {
+  readonly kind = "ts" as const;
+  local: Endpoint = { address: "", port: 0 };
+  private socket: udp.Socket<"buffer"> | undefined;
+  /** address -> port -> route: two lookups, no string building per datagram. */
+  private readonly routes = new Map<string, Map<number, Route>>();
+  private readonly routesById = new Map<number, Route>();
+  private readonly stats: DataPlaneCounters = emptyCounters();
+  private pending: (Uint8Array | number | string)[] = [];
+  private control: InboundDatagram[] = [];
+  private active: number[] = [];
+  private flushScheduled = false;
+  private waitingForDrain = false;
+  private closed = false;
+  private onControl: ControlHandler = () => {};
+
+  constructor(private readonly opts: DataPlaneOptions) {}
+
+  async start(onControl: ControlHandler): Promise<void> {
+    this.onControl = onControl;
+    this.socket = await Bun.udpSocket({
+      hostname: this.opts.host,
+      port: this.opts.port,
+      binaryType: "buffer",
+      socket: {
+        data: (_socket, data, port, address) => this.receive(data, port, address),
+        drain: () => {
+          this.waitingForDrain = false;
+          this.flush();
+        },
+      },
+    });
+    setSocketBuffers(this.socket, this.opts.socketBufferBytes);
+    this.local = { address: this.socket.hostname, port: this.socket.port };
+  }
+
+  private receive(data: Buffer, port: number, address: string): void {
+    if (this.closed) return;
+    try {
+      if (data.length > this.opts.maxDatagramSize) {
+        this.stats.oversize++;
+        return;
+      }
+      const route = this.routes.get(address)?.get(port);
+      if (route !== undefined && !startsWithReg(data)) {
+        this.pending.push(data, route.to.port, route.to.address);
+        route.packets++;
+        route.bytes += data.length;
+        this.stats.forwardedPackets++;
+        this.stats.forwardedBytes += data.length;
+        if (!route.active) {
+          route.active = true;
+          this.active.push(route.id);
+        }
+        if (route.observe > 0 && (data[0]! & 0x80) !== 0) {
+          route.observe--;
+          this.control.push({ data, address, port, routeId: route.id, observed: true });
+        }
+      } else {
+        this.control.push({ data, address, port, routeId: route ? route.id : -1, observed: false });
+      }
+      this.scheduleFlush();
+    } catch {
+      // A receive handler must never throw into the socket: count and go on.
+      this.stats.sendErrors++;
+    }
+  }
+
+  send(data: Uint8Array, to: Endpoint): void {
+    if (this.closed) return;
+    this.pending.push(data, to.port, to.address);
+    this.scheduleFlush();
+  }
+
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+    this.deleteRoute(id);
+    const existing = this.routes.get(from.address)?.get(from.port);
+    if (existing) this.deleteRoute(existing.id);
+    const route: Route = { id, from, to, observe: observeBudget, packets: 0, bytes: 0, active: false };
+    let ports = this.routes.get(from.address);
+    if (!ports) this.routes.set(from.address, (ports = new Map()));
+    ports.set(from.port, route);
+    this.routesById.set(id, route);
+  }
+
+  deleteRoute(id: number): void {
+    const route = this.routesById.get(id);
+    if (!route) return;
+    this.routesById.delete(id);
+    const ports = this.routes.get(route.from.address);
+    if (ports?.get(route.from.port) === route) {
+      ports.delete(route.from.port);
+      if (ports.size === 0) this.routes.delete(route.from.address);
+    }
+  }
+
+  drainActivity(): number[] {
+    const ids = this.active;
+    this.active = [];
+    for (const id of ids) {
+      const route = this.routesById.get(id);
+      if (route) route.active = false;
+    }
+    return ids;
+  }
+
+  routeCounters(id: number): { packets: number; bytes: number } | undefined {
+    const route = this.routesById.get(id);
+    return route && { packets: route.packets, bytes: route.bytes };
+  }
+
+  counters(): DataPlaneCounters {
+    return { ...this.stats };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.control = [];
+    this.pending = [];
+    this.socket?.close();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed) return;
+    if (this.control.length > 0) {
+      const batch = this.control;
+      this.control = [];
+      this.stats.controlPackets += batch.length;
+      try {
+        this.onControl(batch);
+      } catch {
+        // The control plane counts its own errors; a throw must not stop forwarding.
+      }
+    }
+    if (this.pending.length === 0 || this.waitingForDrain || !this.socket) return;
+    const packets = this.pending.length / 3;
+    let sent = 0;
+    try {
+      sent = this.socket.sendMany(this.pending);
+    } catch {
+      this.stats.sendErrors += packets;
+      this.pending = [];
+      return;
+    }
+    if (sent >= packets) {
+      this.pending = [];
+      return;
+    }
+    // The kernel buffer is full: keep the rest for the drain event, bounded.
+    this.pending = this.pending.slice(sent * 3);
+    this.waitingForDrain = true;
+    // Not every short send is followed by a drain event: retry soon regardless.
+    setTimeout(() => {
+      this.waitingForDrain = false;
+      this.flush();
+    }, 5);
+    const excess = this.pending.length / 3 - MAX_PENDING_SENDS;
+    if (excess > 0) {
+      this.pending = this.pending.slice(excess * 3);
+      this.stats.sendErrors += excess;
+    }
+  }
+}
+
+export function createTsPlane(opts: DataPlaneOptions): DataPlane {
+  return new TsDataPlane(opts);
+}

@@ -1,0 +1,56 @@
+/**
+ * Reasons a datagram is refused or dropped. The code is what goes on the wire after `ERR `
+ * (when the request is long enough to carry it) and the label under which refusals are counted.
+ */
+export const RefusalCode = {
+  /** REG whose session id is empty. */
+  EmptyId: "empty-id",
+  /** REG whose session id is longer than MAX_SESSION_ID_LENGTH. */
+  LongId: "long-id",
+  /** REG whose session id has bytes outside printable ASCII. */
+  BadId: "bad-id",
+  /** REG for a session that already has two live peers, from a host that is neither. */
+  Full: "full",
+  /** REG refused by an admission limit (sessions, per-IP, rate). */
+  Limit: "limit",
+  /** REG refused by authentication. */
+  Auth: "auth",
+} as const;
+export type RefusalCode = (typeof RefusalCode)[keyof typeof RefusalCode];
+
+/** Datagrams dropped without a reply; counted by reason. */
+export const DropReason = {
+  /** Not a REG, from an address that belongs to no session. */
+  UnknownSource: "unknown-source",
+  /** Early datagram beyond the hold limits of an unpaired session. */
+  EarlyOverflow: "early-overflow",
+  /** Held early datagram that aged out or was discarded with its session. */
+  EarlyExpired: "early-expired",
+  /** Larger than the configured maximum datagram size. */
+  Oversize: "oversize",
+  /** Refusal whose reply would exceed the request: dropped silently instead. */
+  SilentRefusal: "silent-refusal",
+} as const;
+export type DropReason = (typeof DropReason)[keyof typeof DropReason];
+
+/** Raised for invalid configuration; the CLI prints its message in one line. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(
+    message: string,
+    readonly flag?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Raised when a requested data plane cannot run. */
+export class DataPlaneUnavailableError extends Error {
+  override name = "DataPlaneUnavailableError";
+  constructor(
+    readonly kind: string,
+    readonly reason: string,
+  ) {
+    super(`data plane '${kind}' is unavailable: ${reason}`);
+  }
+}

@@ -1,0 +1,300 @@
+import type { Endpoint } from "../dataplane/types.ts";
+import { DropReason, RefusalCode } from "../protocol/errors.ts";
+import { ACK, refusalReply } from "../protocol/replies.ts";
+import { endpointKey, hostOf } from "./address.ts";
+import { CidIndex } from "./cid-index.ts";
+import { HeldQueue } from "./held.ts";
+import { partnerOf } from "./peer.ts";
+import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats } from "./types.ts";
+import { defaultSessionLimits } from "./types.ts";
+
+/**
+ * The session table: who is paired with whom, and the rules for registering, rebinding,
+ * holding early datagrams and expiring. Pure: no sockets, no logger; time from the injected clock,
+ * effects through the sink. The rules are written out in docs/protocol.md.
+ */
+export class SessionTable {
+  readonly stats: SessionStats = {
+    sessionsCreated: 0,
+    sessionsPaired: 0,
+    sessionsExpired: 0,
+    rebinds: { reg: 0, cid: 0 },
+    refusals: {},
+    drops: {},
+    heldAccepted: 0,
+    heldDelivered: 0,
+  };
+  readonly limits: SessionLimits;
+  /** Sessions in order of last activity (oldest first), so expiry stops at the first live one. */
+  private readonly sessions = new Map<string, Session>();
+  private readonly byKey = new Map<string, Peer>();
+  private readonly byId = new Map<number, Peer>();
+  private readonly byHost = new Map<string, Set<Peer>>();
+  private readonly cids = new CidIndex();
+  private readonly held: HeldQueue;
+  private nextPeerId = 1;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly sink: SessionSink,
+    limits: Partial<SessionLimits> = {},
+    private readonly admit: AdmissionCheck = () => undefined,
+  ) {
+    this.limits = { ...defaultSessionLimits, ...limits };
+    this.held = new HeldQueue(this.limits, this.stats);
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+  get peerCount(): number {
+    return this.byKey.size;
+  }
+  get pairedCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.peers.length === 2) n++;
+    return n;
+  }
+  /** Sizes of every index, for leak checks. */
+  indexSizes(): Record<string, number> {
+    return {
+      sessions: this.sessions.size,
+      peersByKey: this.byKey.size,
+      peersById: this.byId.size,
+      hosts: this.byHost.size,
+      cids: this.cids.size,
+      heldBytes: this.held.totalBytes,
+    };
+  }
+  session(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+  peerAt(from: Endpoint): Peer | undefined {
+    return this.byKey.get(endpointKey(from.address, from.port));
+  }
+  peerById(id: number): Peer | undefined {
+    return this.byId.get(id);
+  }
+
+  /** A well-formed `REG:<sessionId>` from `from`. */
+  register(sessionId: string, from: Endpoint, raw: Uint8Array): void {
+    const now = this.clock.now();
+    const key = endpointKey(from.address, from.port);
+    const existing = this.byKey.get(key);
+    if (existing && existing.session.id === sessionId) {
+      this.touchPeer(existing, now);
+      this.sink.reply(from, ACK);
+      return;
+    }
+    let session = this.sessions.get(sessionId);
+    if (!session) {
+      const refusal = this.admit(sessionId, from, raw);
+      if (refusal) return this.refuse(refusal, sessionId, from, raw.length);
+    }
+    if (session && session.peers.length === 2) {
+      const host = hostOf(from.address);
+      const victim = leastRecentlySeen(session.peers.filter((p) => p.host === host));
+      if (!victim) return this.refuse(RefusalCode.Full, sessionId, from, raw.length);
+      if (existing) this.removePeer(existing, now);
+      this.sink.reply(from, ACK);
+      this.rebind(victim, from, "reg", now);
+      return;
+    }
+    // The address leaves the session it was in before joining another.
+    if (existing) {
+      this.sink.event({ kind: "moved", from: existing.session.id, to: sessionId, peer: from });
+      this.removePeer(existing, now);
+      session = this.sessions.get(sessionId);
+    }
+    if (!session) {
+      session = { id: sessionId, createdAt: now, peers: [], lastActivity: now, held: [], heldBytes: 0, cids: [] };
+      this.sessions.set(sessionId, session);
+      this.stats.sessionsCreated++;
+      this.addPeer(session, from, now);
+      this.sink.reply(from, ACK);
+      this.sink.event({ kind: "created", session: sessionId, peer: from });
+      return;
+    }
+    const first = session.peers[0]!;
+    const second = this.addPeer(session, from, now);
+    this.touchSession(session, now);
+    this.stats.sessionsPaired++;
+    // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
+    this.sink.reply(from, ACK);
+    this.sink.route(first, second.endpoint);
+    this.sink.route(second, first.endpoint);
+    const held = this.held.take(session, now);
+    for (const d of held) this.sink.forward(second.endpoint, d);
+    this.stats.heldDelivered += held.length;
+    this.sink.event({ kind: "paired", session: sessionId, peers: [first.endpoint, second.endpoint], held: held.length });
+  }
+
+  /** A REG-prefixed datagram that did not parse. Members' datagrams are data that merely look like REG. */
+  malformedReg(code: RefusalCode, from: Endpoint, raw: Uint8Array): void {
+    const peer = this.byKey.get(endpointKey(from.address, from.port));
+    if (peer) return this.datagram(from, raw);
+    this.refuse(code, undefined, from, raw.length);
+  }
+
+  /** A non-REG datagram that no data-plane route forwarded. */
+  datagram(from: Endpoint, data: Uint8Array): void {
+    const now = this.clock.now();
+    const peer = this.byKey.get(endpointKey(from.address, from.port));
+    if (peer) {
+      this.touchPeer(peer, now);
+      const partner = partnerOf(peer);
+      if (partner) {
+        this.learn(peer, data);
+        this.sink.forward(partner.endpoint, data);
+      } else {
+        this.held.hold(peer.session, data, now);
+      }
+      return;
+    }
+    const claimed = this.cids.claimant(data, hostOf(from.address));
+    if (claimed && partnerOf(claimed)) {
+      this.rebind(claimed, from, "cid", now);
+      this.learn(claimed, data);
+      this.sink.forward(partnerOf(claimed)!.endpoint, data);
+      return;
+    }
+    this.drop(DropReason.UnknownSource);
+  }
+
+  /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
+  observed(peerId: number, data: Uint8Array): void {
+    const peer = this.byId.get(peerId);
+    if (peer) this.learn(peer, data);
+  }
+
+  /** Routes that carried traffic since the last call. */
+  activity(peerIds: Iterable<number>): void {
+    const now = this.clock.now();
+    for (const id of peerIds) {
+      const peer = this.byId.get(id);
+      if (peer) this.touchPeer(peer, now);
+    }
+  }
+
+  /** Remove sessions idle for the timeout and age out held datagrams. Returns the number expired. */
+  expire(): number {
+    const now = this.clock.now();
+    let expired = 0;
+    for (const session of this.sessions.values()) {
+      if (now - session.lastActivity < this.limits.timeoutMs) break;
+      this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
+      this.removeSession(session);
+      this.stats.sessionsExpired++;
+      expired++;
+    }
+    this.held.expire(now);
+    return expired;
+  }
+
+  private learn(peer: Peer, data: Uint8Array): void {
+    if (data.length === 0 || (data[0]! & 0x80) === 0) return;
+    this.cids.learn(peer, partnerOf(peer), data, this.limits.maxCidsPerSession);
+  }
+
+  private addPeer(session: Session, endpoint: Endpoint, now: number): Peer {
+    const peer: Peer = {
+      id: this.nextPeerId++,
+      session,
+      endpoint,
+      key: endpointKey(endpoint.address, endpoint.port),
+      host: hostOf(endpoint.address),
+      lastSeen: now,
+    };
+    session.peers.push(peer);
+    this.indexPeer(peer);
+    return peer;
+  }
+
+  private rebind(peer: Peer, to: Endpoint, via: RebindKind, now: number): void {
+    const from = peer.endpoint;
+    this.unindexPeer(peer);
+    peer.endpoint = to;
+    peer.key = endpointKey(to.address, to.port);
+    peer.host = hostOf(to.address);
+    this.indexPeer(peer);
+    this.touchPeer(peer, now);
+    const partner = partnerOf(peer);
+    if (partner) {
+      this.sink.route(peer, partner.endpoint);
+      this.sink.route(partner, to);
+    }
+    this.stats.rebinds[via]++;
+    this.sink.event({ kind: "rebound", session: peer.session.id, via, from, to });
+  }
+
+  private removePeer(peer: Peer, now: number): void {
+    const session = peer.session;
+    const partner = partnerOf(peer);
+    this.unindexPeer(peer);
+    this.sink.unroute(peer);
+    if (partner) this.sink.unroute(partner);
+    session.peers = session.peers.filter((p) => p !== peer);
+    this.cids.forgetSession(session);
+    if (session.peers.length === 0) this.removeSession(session);
+    else this.touchSession(session, now);
+  }
+
+  private removeSession(session: Session): void {
+    for (const peer of session.peers) {
+      this.unindexPeer(peer);
+      this.sink.unroute(peer);
+    }
+    session.peers = [];
+    this.cids.forgetSession(session);
+    this.held.discard(session);
+    this.sessions.delete(session.id);
+  }
+
+  private indexPeer(peer: Peer): void {
+    this.byKey.set(peer.key, peer);
+    this.byId.set(peer.id, peer);
+    let set = this.byHost.get(peer.host);
+    if (!set) this.byHost.set(peer.host, (set = new Set()));
+    set.add(peer);
+  }
+
+  private unindexPeer(peer: Peer): void {
+    if (this.byKey.get(peer.key) === peer) this.byKey.delete(peer.key);
+    this.byId.delete(peer.id);
+    const set = this.byHost.get(peer.host);
+    if (set) {
+      set.delete(peer);
+      if (set.size === 0) this.byHost.delete(peer.host);
+    }
+  }
+
+  private touchPeer(peer: Peer, now: number): void {
+    peer.lastSeen = now;
+    this.touchSession(peer.session, now);
+  }
+
+  /** Moves the session to the back of the activity order. */
+  private touchSession(session: Session, now: number): void {
+    session.lastActivity = now;
+    this.sessions.delete(session.id);
+    this.sessions.set(session.id, session);
+  }
+
+  private refuse(code: RefusalCode, session: string | undefined, from: Endpoint, requestLength: number): void {
+    this.stats.refusals[code] = (this.stats.refusals[code] ?? 0) + 1;
+    const reply = refusalReply(code, requestLength);
+    if (reply) this.sink.reply(from, reply);
+    else this.drop(DropReason.SilentRefusal);
+    this.sink.event({ kind: "refused", session, code, peer: from });
+  }
+
+  private drop(reason: DropReason): void {
+    this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
+  }
+}
+
+function leastRecentlySeen(peers: Peer[]): Peer | undefined {
+  let best: Peer | undefined;
+  for (const p of peers) if (!best || p.lastSeen < best.lastSeen) best = p;
+  return best;
+}

@@ -1,0 +1,94 @@
+import type { Endpoint } from "../dataplane/types.ts";
+import type { DropReason, RefusalCode } from "../protocol/errors.ts";
+
+export interface Clock {
+  /** Milliseconds, monotonic enough for timeouts. */
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => performance.now() };
+
+export interface HeldDatagram {
+  data: Uint8Array;
+  at: number;
+}
+
+export interface Peer {
+  readonly id: number;
+  readonly session: Session;
+  endpoint: Endpoint;
+  /** endpointKey of endpoint. */
+  key: string;
+  /** hostOf(endpoint.address). */
+  host: string;
+  /** Last REG or datagram seen from this peer. */
+  lastSeen: number;
+}
+
+export interface Session {
+  readonly id: string;
+  readonly createdAt: number;
+  peers: Peer[];
+  lastActivity: number;
+  /** Datagrams the first peer sent before the second registered. */
+  held: HeldDatagram[];
+  heldBytes: number;
+  /** Connection IDs learned for this session (keys in the table's CID index). */
+  cids: string[];
+}
+
+export type RebindKind = "reg" | "cid";
+
+export interface SessionLimits {
+  /** Idle time after which a session and all its state are removed. */
+  timeoutMs: number;
+  /** Early datagrams held per unpaired session. */
+  heldMaxCount: number;
+  heldMaxBytes: number;
+  heldMaxAgeMs: number;
+  /** Early datagram bytes held across all sessions. */
+  heldMaxTotalBytes: number;
+  /** Connection IDs remembered per session. */
+  maxCidsPerSession: number;
+}
+
+export const defaultSessionLimits: SessionLimits = {
+  timeoutMs: 300_000,
+  heldMaxCount: 8,
+  heldMaxBytes: 16 * 1024,
+  heldMaxAgeMs: 10_000,
+  heldMaxTotalBytes: 32 * 1024 * 1024,
+  maxCidsPerSession: 8,
+};
+
+/** Decides whether a new session may be created (limits, auth); returns a refusal or undefined. */
+export type AdmissionCheck = (sessionId: string, from: Endpoint, raw: Uint8Array) => RefusalCode | undefined;
+
+/** What the table asks the outside world to do. Implemented by the relay; recorded by tests. */
+export interface SessionSink {
+  reply(to: Endpoint, data: Uint8Array): void;
+  forward(to: Endpoint, data: Uint8Array): void;
+  /** Datagrams from `peer.endpoint` now go to `to`. */
+  route(peer: Peer, to: Endpoint): void;
+  unroute(peer: Peer): void;
+  event(event: SessionEvent): void;
+}
+
+export type SessionEvent =
+  | { kind: "created"; session: string; peer: Endpoint }
+  | { kind: "paired"; session: string; peers: [Endpoint, Endpoint]; held: number }
+  | { kind: "rebound"; session: string; via: RebindKind; from: Endpoint; to: Endpoint }
+  | { kind: "moved"; from: string; to: string; peer: Endpoint }
+  | { kind: "refused"; session: string | undefined; code: RefusalCode; peer: Endpoint }
+  | { kind: "expired"; session: string; idleMs: number; peers: number };
+
+export interface SessionStats {
+  sessionsCreated: number;
+  sessionsPaired: number;
+  sessionsExpired: number;
+  rebinds: Record<RebindKind, number>;
+  refusals: Partial<Record<RefusalCode, number>>;
+  drops: Partial<Record<DropReason, number>>;
+  heldAccepted: number;
+  heldDelivered: number;
+}

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "bun:test";
+import { RefusalCode } from "../../src/protocol/errors.ts";
+import { encodeReg, isReg, MAX_SESSION_ID_LENGTH, parseReg } from "../../src/protocol/reg.ts";
+import { bytes } from "../utils.ts";
+
+describe("parseReg", () => {
+  it.each([
+    ["REG:abc\n", "abc"],
+    ["REG:abc", "abc"],
+    ["REG:abc\r\n", "abc"],
+    ["REG:3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f\n", "3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f"],
+    ["REG:a:b:c\n", "a:b:c"],
+  ])("accepts %j", (input, id) => {
+    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: id });
+  });
+
+  it.each([
+    ["REG:", RefusalCode.EmptyId],
+    ["REG:\n", RefusalCode.EmptyId],
+    ["REG:\r\n", RefusalCode.EmptyId],
+    ["REG:a b\n", RefusalCode.BadId],
+    ["REG:abc\n\n", RefusalCode.BadId],
+    ["REG:\tabc\n", RefusalCode.BadId],
+    ["REG:é\n", RefusalCode.BadId],
+    [`REG:${"x".repeat(MAX_SESSION_ID_LENGTH + 1)}\n`, RefusalCode.LongId],
+  ])("refuses %j", (input, code) => {
+    expect(parseReg(bytes(input))).toEqual({ ok: false, code });
+  });
+
+  it("accepts the longest allowed id", () => {
+    const id = "x".repeat(MAX_SESSION_ID_LENGTH);
+    expect(parseReg(bytes(`REG:${id}\n`))).toEqual({ ok: true, sessionId: id });
+  });
+
+  it("refuses binary bytes in the id", () => {
+    expect(parseReg(new Uint8Array([0x52, 0x45, 0x47, 0x3a, 0x00, 0xff]))).toEqual({ ok: false, code: RefusalCode.BadId });
+  });
+
+  it("round-trips encodeReg", () => {
+    expect(parseReg(encodeReg("s-1"))).toEqual({ ok: true, sessionId: "s-1" });
+  });
+});
+
+describe("isReg", () => {
+  it.each([
+    ["REG:x", true],
+    ["REG:", true],
+    ["REG", false],
+    ["reg:x", false],
+    ["ACK\n", false],
+    ["", false],
+  ])("%j -> %p", (input, expected) => {
+    expect(isReg(bytes(input))).toBe(expected);
+  });
+});

@@ -1,0 +1,32 @@
+import { describe, expect, it } from "bun:test";
+import { RefusalCode } from "../../src/protocol/errors.ts";
+import { ACK, isAck, parseErr, refusalReply } from "../../src/protocol/replies.ts";
+import { bytes, text } from "../utils.ts";
+
+describe("replies", () => {
+  it("ACK is exactly ACK\\n", () => {
+    expect(text(ACK)).toBe("ACK\n");
+    expect(isAck(bytes("ACK\n"))).toBe(true);
+    expect(isAck(bytes("ACK"))).toBe(false);
+  });
+
+  it.each(Object.values(RefusalCode))("refusal %s is never larger than its request", (code) => {
+    for (let length = 0; length <= 40; length++) {
+      const reply = refusalReply(code, length);
+      if (reply) expect(reply.length).toBeLessThanOrEqual(length);
+    }
+  });
+
+  it("carries the reason when it fits, a bare ERR when only that fits, nothing otherwise", () => {
+    expect(text(refusalReply(RefusalCode.Full, 100)!)).toBe("ERR full\n");
+    expect(text(refusalReply(RefusalCode.EmptyId, 5)!)).toBe("ERR\n");
+    expect(refusalReply(RefusalCode.EmptyId, 3)).toBeUndefined();
+  });
+
+  it("parseErr reads codes and ignores non-ERR datagrams", () => {
+    expect(parseErr(bytes("ERR full\n"))).toBe("full");
+    expect(parseErr(bytes("ERR\n"))).toBe("");
+    expect(parseErr(bytes("ACK\n"))).toBeUndefined();
+    expect(parseErr(bytes("ERRx"))).toBeUndefined();
+  });
+});

@@ -1,0 +1,173 @@
+import type { udp } from "bun";
+import { DEFAULTS, type RelayConfig } from "../src/config.ts";
+import { availablePlanes, createDataPlane } from "../src/dataplane/select.ts";
+import type { DataPlaneKind } from "../src/dataplane/types.ts";
+import { createLogger } from "../src/log.ts";
+import { Relay } from "../src/relay.ts";
+import type { AdmissionCheck, SessionLimits } from "../src/sessions/types.ts";
+
+/** Planes every forwarding suite runs on. In CI (`CI=true`) both must be available. */
+export function planesUnderTest(): DataPlaneKind[] {
+  const planes = availablePlanes();
+  if (process.env.CI === "true" && !planes.includes("native")) {
+    throw new Error("CI requires the native data plane, but the addon did not load");
+  }
+  return planes;
+}
+
+export interface TestRelay {
+  relay: Relay;
+  port: number;
+  host: string;
+  stop(): Promise<void>;
+}
+
+export async function startRelay(
+  plane: DataPlaneKind,
+  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; admit?: AdmissionCheck } = {},
+): Promise<TestRelay> {
+  const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", ...options.config };
+  const { plane: dataPlane } = createDataPlane(plane, {
+    host: config.host,
+    port: config.port,
+    maxDatagramSize: config.maxDatagramSize,
+    socketBufferBytes: config.socketBufferBytes,
+    workers: 1,
+    gro: config.gro,
+  });
+  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, admit: options.admit });
+  await relay.start();
+  return { relay, port: relay.local.port, host: config.host, stop: () => relay.stop() };
+}
+
+export interface Received {
+  data: Uint8Array;
+  port: number;
+  address: string;
+}
+
+/** A UDP socket standing for one host (bind it to 127.0.0.x) with a queue of what it received. */
+export class TestPeer {
+  readonly inbox: Received[] = [];
+  private waiters: (() => void)[] = [];
+  private constructor(readonly socket: udp.Socket<"uint8array">) {}
+
+  static async open(host = "127.0.0.1", port = 0): Promise<TestPeer> {
+    let peer!: TestPeer;
+    const socket = await Bun.udpSocket({
+      hostname: host,
+      port,
+      binaryType: "uint8array",
+      socket: {
+        data(_s, data, port, address) {
+          peer.inbox.push({ data: new Uint8Array(data), port, address });
+          const waiters = peer.waiters;
+          peer.waiters = [];
+          for (const w of waiters) w();
+        },
+      },
+    });
+    peer = new TestPeer(socket);
+    return peer;
+  }
+
+  get port(): number {
+    return this.socket.port;
+  }
+  get host(): string {
+    return this.socket.hostname;
+  }
+
+  send(data: Uint8Array | string, port: number, host = "127.0.0.1"): void {
+    this.socket.send(typeof data === "string" ? new TextEncoder().encode(data) : data, port, host);
+  }
+
+  /** Next datagram, or throws after `timeoutMs`. */
+  async next(timeoutMs = 2000): Promise<Received> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.inbox.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no datagram within ${timeoutMs} ms at ${this.host}:${this.port}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.inbox.shift()!;
+  }
+
+  async nextText(timeoutMs = 2000): Promise<string> {
+    return text((await this.next(timeoutMs)).data);
+  }
+
+  /** Asserts nothing arrives for `ms`; returns what did arrive (empty on success). */
+  async silence(ms = 200): Promise<Received[]> {
+    await Bun.sleep(ms);
+    return this.inbox.splice(0);
+  }
+
+  /** Count of datagrams that arrive until `quietMs` passes with nothing new, or `maxMs`. */
+  async collect(quietMs = 300, maxMs = 10_000): Promise<Received[]> {
+    const start = Date.now();
+    let last = this.inbox.length;
+    let lastChange = Date.now();
+    while (Date.now() - start < maxMs) {
+      await Bun.sleep(20);
+      if (this.inbox.length !== last) {
+        last = this.inbox.length;
+        lastChange = Date.now();
+      } else if (Date.now() - lastChange >= quietMs) break;
+    }
+    return this.inbox.splice(0);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+export function text(data: Uint8Array): string {
+  return new TextDecoder().decode(data);
+}
+
+export function bytes(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+/** REG and wait for the reply; returns the reply text. */
+export async function register(peer: TestPeer, relayPort: number, session: string): Promise<string> {
+  peer.send(`REG:${session}\n`, relayPort);
+  return peer.nextText();
+}
+
+/** Two peers on different hosts registered and paired in a fresh session. */
+export async function pairedPeers(relayPort: number, hosts: [string, string] = ["127.0.0.2", "127.0.0.3"]) {
+  const a = await TestPeer.open(hosts[0]);
+  const b = await TestPeer.open(hosts[1]);
+  const session = crypto.randomUUID();
+  if ((await register(a, relayPort, session)) !== "ACK\n") throw new Error("A not acknowledged");
+  if ((await register(b, relayPort, session)) !== "ACK\n") throw new Error("B not acknowledged");
+  return { a, b, session };
+}
+
+/** Poll until `check` holds or `timeoutMs` passes. */
+export async function eventually(check: () => boolean, timeoutMs = 3000, stepMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(stepMs);
+  }
+}
+
+/** A QUIC v1 long header with the given connection IDs and some payload. */
+export function longHeader(dcid: number[], scid: number[], type = 0xc0): Uint8Array {
+  return new Uint8Array([type, 0, 0, 0, 1, dcid.length, ...dcid, scid.length, ...scid, 0x00, 0x41, 0x02, 0x03]);
+}
+
+/** A QUIC short header addressed to `dcid`, with a payload. */
+export function shortHeader(dcid: number[], payload: number[] = [0x11, 0x22, 0x33]): Uint8Array {
+  return new Uint8Array([0x41, ...dcid, ...payload]);
+}
