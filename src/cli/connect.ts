@@ -25,14 +25,14 @@ export const connectCommand = defineCommand({
     const log = consola.withTag("connect");
     let tunnel: RelayTunnel | undefined;
     try {
-      consola.level = clientLogLevel(args["log-level"]);
+      log.level = clientLogLevel(args["log-level"]);
       if ((args.listen === undefined) === (args.forward === undefined)) {
         throw new ClientConfigError("give exactly one of --listen (client side) or --forward (server side)");
       }
       const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
       const mode: TunnelMode =
         args.listen !== undefined
-          ? { kind: "listen", local: parseHostPort(args.listen, "listen") }
+          ? { kind: "listen", local: parseHostPort(args.listen, "listen", true) }
           : { kind: "forward", target: await resolveHostPort(parseHostPort(args.forward!, "forward"), "forward") };
       if (args.session === "") throw new ClientConfigError("--session must not be empty", "session");
       tunnel = new RelayTunnel({

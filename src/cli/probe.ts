@@ -24,7 +24,7 @@ export const probeCommand = defineCommand({
   async run({ args }) {
     const log = consola.withTag("probe");
     try {
-      consola.level = clientLogLevel(args["log-level"]);
+      log.level = clientLogLevel(args["log-level"]);
       const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
       const count = nonNegativeInteger(args.count, "count");
       if (count < 1) throw new ClientConfigError("--count must be at least 1", "count");

@@ -7,8 +7,11 @@ export interface HostPort {
   port: number;
 }
 
-/** Parse `host:port`, `[v6]:port` or `v6-without-brackets` is refused (ambiguous). Throws ClientConfigError. */
-export function parseHostPort(text: string, flag: string): HostPort {
+/**
+ * Parse `host:port` or `[v6]:port` (a bare IPv6 address is ambiguous and refused). Port 0 only
+ * with `allowPortZero` (a local bind address). Throws ClientConfigError naming the flag.
+ */
+export function parseHostPort(text: string, flag: string, allowPortZero = false): HostPort {
   const value = text.trim();
   let host: string;
   let portText: string;
@@ -25,7 +28,7 @@ export function parseHostPort(text: string, flag: string): HostPort {
   }
   if (!/^\d{1,5}$/.test(portText)) throw bad(flag, value);
   const port = Number(portText);
-  if (port < 1 || port > 65535 || host === "") throw bad(flag, value);
+  if (port < (allowPortZero ? 0 : 1) || port > 65535 || host === "") throw bad(flag, value);
   return { host, port };
 }
 

@@ -51,6 +51,8 @@ async function openSocket(relay: HostPort, onRelay: () => Listener): Promise<Soc
       data(_s, data, port, address) {
         if (port === relay.port && sameHost(address, relay.host)) onRelay()(data);
       },
+      // ICMP errors from a dead relay port: the REG retries and the loss figures account for them.
+      error() {},
     },
   });
 }

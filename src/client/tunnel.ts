@@ -40,6 +40,8 @@ export interface TunnelStats {
   /** App datagrams dropped while unregistered (queue full) or refused by the socket. */
   sendDrops: number;
   strayDrops: number;
+  /** Errors reported by the sockets (ICMP unreachable and the like). */
+  socketErrors: number;
 }
 
 type Socket = udp.Socket<"uint8array">;
@@ -54,6 +56,7 @@ export class RelayTunnel {
     noAppDrops: 0,
     sendDrops: 0,
     strayDrops: 0,
+    socketErrors: 0,
   };
   private relaySocket?: Socket;
   private appSocket?: Socket;
@@ -110,7 +113,11 @@ export class RelayTunnel {
       hostname: wildcardFor(relay.host),
       port: 0,
       binaryType: "uint8array",
-      socket: { data: (_s, data, port, address) => this.onRelayDatagram(data, port, address) },
+      socket: {
+        data: (_s, data, port, address) => this.onRelayDatagram(data, port, address),
+        // ICMP errors (e.g. port unreachable while the relay restarts) surface here; REG retries handle them.
+        error: (_s, error) => this.onSocketError("relay", error),
+      },
     });
     const bind = mode.kind === "listen" ? mode.local : { host: mode.target.host.includes(":") ? "::1" : "127.0.0.1", port: 0 };
     try {
@@ -118,7 +125,10 @@ export class RelayTunnel {
         hostname: bind.host,
         port: bind.port,
         binaryType: "uint8array",
-        socket: { data: (_s, data, port, address) => this.onAppDatagram(data, port, address) },
+        socket: {
+          data: (_s, data, port, address) => this.onAppDatagram(data, port, address),
+          error: (_s, error) => this.onSocketError("app", error),
+        },
       });
     } catch (cause) {
       this.close();
@@ -139,6 +149,11 @@ export class RelayTunnel {
     this.reg.stop();
     this.relaySocket?.close();
     this.appSocket?.close();
+  }
+
+  private onSocketError(side: string, error: Error): void {
+    this.stats.socketErrors++;
+    this.options.log.debug(`${side} socket: ${error.message}`);
   }
 
   private onRelayDatagram(data: Uint8Array, port: number, address: string): void {

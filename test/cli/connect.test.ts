@@ -1,0 +1,119 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "bun:test";
+import type { Subprocess } from "bun";
+import { startRelay, TestPeer, type TestRelay, bytes, text, eventually, register } from "../utils.ts";
+
+const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
+
+let relay: TestRelay;
+beforeAll(async () => {
+  relay = await startRelay("ts");
+});
+afterAll(async () => {
+  await relay.stop();
+});
+
+const children: Subprocess[] = [];
+const peers: TestPeer[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill("SIGKILL");
+  for (const p of peers.splice(0)) p.socket.close();
+});
+
+interface Running {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  output: () => string;
+  waitFor: (pattern: RegExp, ms?: number) => Promise<RegExpMatchArray>;
+}
+
+function connect(...args: string[]): Running {
+  const proc = Bun.spawn(["bun", MAIN, "connect", ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  children.push(proc);
+  let out = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) out += new TextDecoder().decode(chunk);
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+  return {
+    proc,
+    output: () => out,
+    async waitFor(pattern, ms = 10_000) {
+      try {
+        await eventually(() => pattern.test(out), ms);
+      } catch {
+        throw new Error(`no ${pattern} in connect output:\n${out}`);
+      }
+      return out.match(pattern)!;
+    },
+  };
+}
+
+async function exitOf(r: Running, ms = 15_000): Promise<number> {
+  const timer = setTimeout(() => r.proc.kill("SIGKILL"), ms);
+  const code = await r.proc.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+async function openPeer(host = "127.0.0.1"): Promise<TestPeer> {
+  const peer = await TestPeer.open(host);
+  peers.push(peer);
+  return peer;
+}
+
+describe("quic-relay connect", () => {
+  it("tunnels an app on --listen to a server on --forward and back", async () => {
+    const server = await openPeer();
+    const relayAddr = `127.0.0.1:${relay.port}`;
+    const serverSide = connect("--relay", relayAddr, "--session", "cli-tunnel", "--forward", `127.0.0.1:${server.port}`);
+    await serverSide.waitFor(/tunnel up/);
+    const clientSide = connect("--relay", relayAddr, "--session", "cli-tunnel", "--listen", "127.0.0.1:0", "--keepalive-secs", "0.3");
+    const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
+
+    const app = await openPeer();
+    app.socket.send(bytes("ping"), listenPort, "127.0.0.1");
+    await eventually(() => server.inbox.length > 0, 5000);
+    expect(text(server.inbox[0]!.data)).toBe("ping");
+    const from = server.inbox[0]!;
+    server.socket.send(bytes("pong"), from.port, from.address);
+    await eventually(() => app.inbox.length > 0, 5000);
+    expect(text(app.inbox[0]!.data)).toBe("pong");
+    expect(app.inbox[0]!.port).toBe(listenPort);
+    await Bun.sleep(800); // keepalive ACKs must be consumed by the tunnel
+    expect(app.inbox.map((r) => text(r.data))).toEqual(["pong"]);
+
+    serverSide.proc.kill("SIGTERM");
+    expect(await exitOf(serverSide)).toBe(0);
+    expect(serverSide.output()).toMatch(/SIGTERM: closing; to relay 1 pkts/);
+  }, 30_000);
+
+  it("exits non-zero with one line when the relay does not answer", async () => {
+    const silent = await openPeer();
+    const started = performance.now();
+    const r = connect("--relay", `127.0.0.1:${silent.port}`, "--session", "x", "--listen", "127.0.0.1:0", "--tries", "3", "--ack-timeout-ms", "100");
+    expect(await exitOf(r)).toBe(1);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(silent.inbox.length).toBe(3);
+    expect(r.output()).toMatch(/did not answer 3 REG attempts/);
+  }, 20_000);
+
+  it("prints the relay's refusal reason and exits non-zero", async () => {
+    const session = "cli-full";
+    const a = await openPeer("127.0.0.2");
+    const b = await openPeer("127.0.0.3");
+    await register(a, relay.port, session);
+    await register(b, relay.port, session);
+    const r = connect("--relay", `127.0.0.1:${relay.port}`, "--session", session, "--listen", "127.0.0.1:0");
+    expect(await exitOf(r)).toBe(1);
+    expect(r.output()).toMatch(/refused the registration: ERR full/);
+  }, 20_000);
+
+  it("refuses contradictory flags with exit code 2", async () => {
+    const r = connect("--relay", "127.0.0.1:9", "--session", "x", "--listen", "127.0.0.1:0", "--forward", "127.0.0.1:1");
+    expect(await exitOf(r)).toBe(2);
+    expect(r.output()).toMatch(/exactly one of --listen/);
+    const bad = connect("--relay", "nonsense", "--session", "x", "--listen", "127.0.0.1:0");
+    expect(await exitOf(bad)).toBe(2);
+    expect(bad.output()).toMatch(/--relay must be host:port/);
+  }, 20_000);
+});
