@@ -1,0 +1,163 @@
+#include "forwarder.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <system_error>
+
+namespace qr {
+
+Forwarder::Forwarder(const ForwarderConfig& config, std::function<void()> wake)
+    : config_(config),
+      wake_(std::move(wake)),
+      control_(config.controlQueueDatagrams, config.controlQueueBytes) {}
+
+Forwarder::~Forwarder() { stop(); }
+
+void Forwarder::closeSockets() {
+  for (UdpSocket& s : sockets_) {
+    if (s.fd >= 0) close(s.fd);
+    s.fd = -1;
+  }
+  if (stopFd_ >= 0) close(stopFd_);
+  stopFd_ = -1;
+}
+
+bool Forwarder::start(SysError* err) {
+  if (started_) {
+    *err = SysError::invalid("forwarder already started");
+    return false;
+  }
+  started_ = true;
+  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stopFd_ < 0) {
+    *err = SysError::fromErrno(errno, "eventfd");
+    stopped_ = true;
+    return false;
+  }
+  UdpSocketOptions opts;
+  opts.host = config_.host;
+  opts.port = config_.port;
+  opts.bufferBytes = config_.socketBufferBytes;
+  opts.reusePort = config_.workers > 1;
+  opts.gro = config_.gro;
+  for (int i = 0; i < config_.workers; i++) {
+    UdpSocket socket;
+    if (!openUdpSocket(opts, &socket, err)) {
+      closeSockets();
+      stopped_ = true;
+      return false;
+    }
+    sockets_.push_back(socket);
+    // Port 0: the first socket picks the port, the others join it.
+    opts.port = socket.port;
+  }
+  family_ = sockets_[0].family;
+  port_ = sockets_[0].port;
+  address_ = formatBoundAddress(sockets_[0].bound);
+  groEnabled_ = sockets_[0].groEnabled;
+
+  WorkerShared shared;
+  shared.routes = &routes_;
+  shared.control = &control_;
+  shared.wake = wake_;
+  shared.maxDatagramSize = config_.maxDatagramSize;
+  shared.stopFd = stopFd_;
+  shared.stopping = &stopping_;
+  shared.gsoSendOk = &gsoSendOk_;
+  for (const UdpSocket& s : sockets_) workers_.push_back(std::make_unique<ForwardingWorker>(shared, s.fd, s.groEnabled));
+
+  // Forwarding threads never take signals: the runtime's handlers belong to its own threads.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  bool ok = true;
+  for (size_t i = 0; i < workers_.size() && ok; i++) {
+    try {
+      ForwardingWorker* worker = workers_[i].get();
+      threads_.emplace_back([worker] { worker->run(); });
+      char name[16];
+      snprintf(name, sizeof name, "qr-fwd-%u", static_cast<unsigned>(i % 1000));
+      pthread_setname_np(threads_.back().native_handle(), name);
+    } catch (const std::system_error& e) {
+      *err = SysError::fromErrno(e.code().value(), "pthread_create");
+      ok = false;
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (!ok) stop();
+  return ok;
+}
+
+void Forwarder::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true, std::memory_order_relaxed);
+  if (stopFd_ >= 0) {
+    uint64_t one = 1;
+    ssize_t rc = write(stopFd_, &one, sizeof one);
+    (void)rc;
+  }
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  closeSockets();
+}
+
+size_t Forwarder::send(const OutDatagram* items, size_t count) {
+  if (stopped_ || sockets_.empty() || count == 0) return 0;
+  std::vector<struct mmsghdr> msgs(count);
+  std::vector<struct iovec> iov(count);
+  std::vector<SockAddr> to(count);
+  for (size_t i = 0; i < count; i++) {
+    to[i] = items[i].to;
+    iov[i].iov_base = const_cast<uint8_t*>(items[i].data);
+    iov[i].iov_len = items[i].length;
+    std::memset(&msgs[i], 0, sizeof msgs[i]);
+    msgs[i].msg_hdr.msg_name = &to[i].ss;
+    msgs[i].msg_hdr.msg_namelen = to[i].len;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  size_t done = 0;
+  size_t sent = 0;
+  while (done < count) {
+    int rc = sendmmsg(sockets_[0].fd, msgs.data() + done, static_cast<unsigned>(count - done), MSG_DONTWAIT);
+    if (rc > 0) {
+      done += rc;
+      sent += rc;
+      continue;
+    }
+    if (rc < 0 && errno == EINTR) continue;
+    countSendError();
+    done++;
+  }
+  return sent;
+}
+
+ForwarderTotals Forwarder::totals() const {
+  ForwarderTotals t;
+  for (const auto& w : workers_) {
+    const WorkerCounters& c = w->counters();
+    t.forwardedPackets += c.forwardedPackets.load(std::memory_order_relaxed);
+    t.forwardedBytes += c.forwardedBytes.load(std::memory_order_relaxed);
+    t.oversize += c.oversize.load(std::memory_order_relaxed);
+    t.sendErrors += c.sendErrors.load(std::memory_order_relaxed);
+    t.receiveErrors += c.receiveErrors.load(std::memory_order_relaxed);
+    t.groBuffers += c.groBuffers.load(std::memory_order_relaxed);
+    t.gsoSends += c.gsoSends.load(std::memory_order_relaxed);
+    t.gsoFallbacks += c.gsoFallbacks.load(std::memory_order_relaxed);
+  }
+  t.sendErrors += controlSendErrors_.load(std::memory_order_relaxed);
+  t.controlPackets = control_.accepted();
+  t.controlQueueDrops = control_.drops();
+  return t;
+}
+
+}  // namespace qr

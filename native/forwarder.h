@@ -1,0 +1,101 @@
+// The native data plane's context object: it owns the sockets, the forwarding threads, the
+// stop eventfd, the route table and the control queue. No napi types here; the binding wraps it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control_queue.h"
+#include "route_table.h"
+#include "sys_error.h"
+#include "udp_socket.h"
+#include "worker_loop.h"
+
+namespace qr {
+
+struct ForwarderConfig {
+  std::string host;
+  uint16_t port = 0;
+  uint32_t maxDatagramSize = 65535;
+  int socketBufferBytes = 0;
+  int workers = 1;
+  bool gro = true;
+  size_t controlQueueDatagrams = 8192;
+  size_t controlQueueBytes = 8u << 20;
+};
+
+struct ForwarderTotals {
+  uint64_t forwardedPackets = 0;
+  uint64_t forwardedBytes = 0;
+  uint64_t controlPackets = 0;
+  uint64_t oversize = 0;
+  uint64_t controlQueueDrops = 0;
+  uint64_t sendErrors = 0;
+  uint64_t receiveErrors = 0;
+  uint64_t groBuffers = 0;
+  uint64_t gsoSends = 0;
+  uint64_t gsoFallbacks = 0;
+};
+
+struct OutDatagram {
+  const uint8_t* data;
+  size_t length;
+  SockAddr to;
+};
+
+class Forwarder {
+ public:
+  // `wake` runs on a forwarding thread when control datagrams become pending.
+  Forwarder(const ForwarderConfig& config, std::function<void()> wake);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  // Opens every socket, then starts one thread per socket. On failure nothing stays open.
+  bool start(SysError* err);
+  // Idempotent: wakes the threads, joins them, closes the sockets.
+  void stop();
+
+  int family() const { return family_; }
+  uint16_t port() const { return port_; }
+  std::string address() const { return address_; }
+  int workers() const { return static_cast<int>(sockets_.size()); }
+  bool groEnabled() const { return groEnabled_; }
+  bool gsoSendOk() const { return gsoSendOk_.load(std::memory_order_relaxed); }
+
+  RouteTable& routes() { return routes_; }
+  ControlQueue& control() { return control_; }
+
+  // Sends from the first socket without blocking, in order. Returns how many left.
+  size_t send(const OutDatagram* items, size_t count);
+  void countSendError() { controlSendErrors_.fetch_add(1, std::memory_order_relaxed); }
+  ForwarderTotals totals() const;
+
+ private:
+  void closeSockets();
+
+  ForwarderConfig config_;
+  std::function<void()> wake_;
+  RouteTable routes_;
+  ControlQueue control_;
+  std::vector<UdpSocket> sockets_;
+  std::vector<std::unique_ptr<ForwardingWorker>> workers_;
+  std::vector<std::thread> threads_;
+  int stopFd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> gsoSendOk_{true};
+  std::atomic<uint64_t> controlSendErrors_{0};
+  bool started_ = false;
+  bool stopped_ = false;
+  int family_ = 0;
+  uint16_t port_ = 0;
+  std::string address_;
+  bool groEnabled_ = false;
+};
+
+}  // namespace qr

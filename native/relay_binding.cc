@@ -1,0 +1,246 @@
+#include "relay_binding.h"
+
+#include "napi_util.h"
+
+namespace qr {
+
+Napi::Function NativeRelay::Define(Napi::Env env) {
+  return DefineClass(env, "NativeRelay",
+                     {
+                         InstanceMethod("local", &NativeRelay::Local),
+                         InstanceMethod("info", &NativeRelay::Info),
+                         InstanceMethod("takeControl", &NativeRelay::TakeControl),
+                         InstanceMethod("sendBatch", &NativeRelay::SendBatch),
+                         InstanceMethod("setRoute", &NativeRelay::SetRoute),
+                         InstanceMethod("deleteRoute", &NativeRelay::DeleteRoute),
+                         InstanceMethod("drainActivity", &NativeRelay::DrainActivity),
+                         InstanceMethod("routeCounters", &NativeRelay::RouteCounters),
+                         InstanceMethod("counters", &NativeRelay::Counters),
+                         InstanceMethod("close", &NativeRelay::Close),
+                     });
+}
+
+// new NativeRelay({ host, port, maxDatagramSize, socketBufferBytes, workers, gro }, wake)
+NativeRelay::NativeRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeRelay>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+    throwType(env, "NativeRelay(options, wake): options object and wake function required");
+    return;
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  ForwarderConfig config;
+  double port = 0, maxSize = 0, buffer = 0, workers = 0;
+  if (!readString(env, o.Get("host"), "host", &config.host)) return;
+  if (!readInt(env, o.Get("port"), "port", 0, 65535, &port)) return;
+  if (!readInt(env, o.Get("maxDatagramSize"), "maxDatagramSize", 1, 65535, &maxSize)) return;
+  if (!readInt(env, o.Get("socketBufferBytes"), "socketBufferBytes", 0, 1 << 30, &buffer)) return;
+  if (!readInt(env, o.Get("workers"), "workers", 1, 64, &workers)) return;
+  Napi::Value gro = o.Get("gro");
+  if (!gro.IsBoolean()) {
+    throwType(env, "gro must be a boolean");
+    return;
+  }
+  config.port = static_cast<uint16_t>(port);
+  config.maxDatagramSize = static_cast<uint32_t>(maxSize);
+  config.socketBufferBytes = static_cast<int>(buffer);
+  config.workers = static_cast<int>(workers);
+  config.gro = gro.As<Napi::Boolean>().Value();
+
+  wake_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "quic-relay-control", 0, 1);
+  hasWake_ = true;
+  Napi::ThreadSafeFunction wake = wake_;
+  forwarder_ = std::make_unique<Forwarder>(config, [wake]() mutable { wake.NonBlockingCall(); });
+  SysError err;
+  if (!forwarder_->start(&err)) {
+    shutdown();
+    toJsError(env, err).ThrowAsJavaScriptException();
+  }
+}
+
+NativeRelay::~NativeRelay() { shutdown(); }
+
+void NativeRelay::shutdown() {
+  if (closed_) return;
+  closed_ = true;
+  // Threads are joined before the function is released: no call can follow the release.
+  if (forwarder_) forwarder_->stop();
+  if (hasWake_) wake_.Release();
+  hasWake_ = false;
+}
+
+Napi::Value NativeRelay::Local(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("address", forwarder_->address());
+  out.Set("port", forwarder_->port());
+  out.Set("family", forwarder_->family() == AF_INET6 ? "IPv6" : "IPv4");
+  return out;
+}
+
+Napi::Value NativeRelay::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("workers", forwarder_->workers());
+  out.Set("gro", forwarder_->groEnabled());
+  out.Set("gso", forwarder_->gsoSendOk());
+  return out;
+}
+
+// Returns null (and returns the credit) when nothing is pending; otherwise
+// { data: ArrayBuffer, meta: Float64Array [offset, length, routeId, observed, port] x n, addresses: string[] }.
+Napi::Value NativeRelay::TakeControl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_ || !forwarder_->control().take(&taken_)) return env.Null();
+  size_t n = taken_.meta.size();
+  Napi::ArrayBuffer data = Napi::ArrayBuffer::New(env, taken_.data.size());
+  if (!taken_.data.empty()) std::memcpy(data.Data(), taken_.data.data(), taken_.data.size());
+  Napi::Float64Array meta = Napi::Float64Array::New(env, n * 5);
+  Napi::Array addresses = Napi::Array::New(env, n);
+  Napi::Value lastText;
+  const PeerKey* lastKey = nullptr;
+  int family = forwarder_->family();
+  for (size_t i = 0; i < n; i++) {
+    const ControlMeta& m = taken_.meta[i];
+    meta[i * 5] = m.offset;
+    meta[i * 5 + 1] = m.length;
+    meta[i * 5 + 2] = static_cast<double>(m.routeId);
+    meta[i * 5 + 3] = m.observed ? 1 : 0;
+    meta[i * 5 + 4] = m.from.port;
+    if (lastKey == nullptr || std::memcmp(lastKey->addr, m.from.addr, 16) != 0) {
+      lastText = Napi::String::New(env, formatAddress(m.from, family));
+      lastKey = &m.from;
+    }
+    addresses.Set(static_cast<uint32_t>(i), lastText);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("data", data);
+  out.Set("meta", meta);
+  out.Set("addresses", addresses);
+  return out;
+}
+
+// sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]) -> number sent
+Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray()) {
+    throwType(env, "sendBatch(datagrams, addresses, ports): three arrays required");
+    return env.Undefined();
+  }
+  Napi::Array bufs = info[0].As<Napi::Array>();
+  Napi::Array addrs = info[1].As<Napi::Array>();
+  Napi::Array ports = info[2].As<Napi::Array>();
+  uint32_t n = bufs.Length();
+  if (addrs.Length() != n || ports.Length() != n) {
+    throwType(env, "sendBatch: arrays must have the same length");
+    return env.Undefined();
+  }
+  std::vector<OutDatagram> out;
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value b = bufs.Get(i);
+    Napi::Value a = addrs.Get(i);
+    Napi::Value p = ports.Get(i);
+    if (!b.IsTypedArray() || b.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !a.IsString() ||
+        !p.IsNumber()) {
+      throwType(env, "sendBatch: entries must be Uint8Array, string, number");
+      return env.Undefined();
+    }
+    Napi::Uint8Array bytes = b.As<Napi::Uint8Array>();
+    double port = p.As<Napi::Number>().DoubleValue();
+    OutDatagram d{bytes.Data(), bytes.ByteLength(), {}};
+    std::string text = a.As<Napi::String>().Utf8Value();
+    if (!(port >= 0 && port <= 65535) ||
+        !parseEndpoint(text.c_str(), static_cast<uint16_t>(port), forwarder_->family(), &d.to, nullptr)) {
+      forwarder_->countSendError();  // unreachable from this socket: counted, never thrown
+      continue;
+    }
+    out.push_back(d);
+  }
+  return Napi::Number::New(env, static_cast<double>(forwarder_->send(out.data(), out.size())));
+}
+
+// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget)
+Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double id = 0, fromPort = 0, toPort = 0, budget = 0;
+  std::string from, to;
+  if (info.Length() < 6) {
+    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget)");
+    return env.Undefined();
+  }
+  if (!readInt(env, info[0], "id", 0, 9007199254740991.0, &id) || !readString(env, info[1], "fromAddress", &from) ||
+      !readInt(env, info[2], "fromPort", 0, 65535, &fromPort) || !readString(env, info[3], "toAddress", &to) ||
+      !readInt(env, info[4], "toPort", 0, 65535, &toPort) ||
+      !readInt(env, info[5], "observeBudget", 0, 1e9, &budget)) {
+    return env.Undefined();
+  }
+  SockAddr fromAddr, toAddr;
+  PeerKey key;
+  int family = forwarder_->family();
+  if (!parseEndpoint(from.c_str(), static_cast<uint16_t>(fromPort), family, &fromAddr, &key)) {
+    throwType(env, "setRoute: fromAddress is not an address this socket can receive from: " + from);
+    return env.Undefined();
+  }
+  if (!parseEndpoint(to.c_str(), static_cast<uint16_t>(toPort), family, &toAddr, nullptr)) {
+    throwType(env, "setRoute: toAddress is not an address this socket can send to: " + to);
+    return env.Undefined();
+  }
+  forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget));
+  return env.Undefined();
+}
+
+Napi::Value NativeRelay::DeleteRoute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double id = 0;
+  if (info.Length() < 1 || !readInt(env, info[0], "id", -9007199254740991.0, 9007199254740991.0, &id)) {
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, forwarder_->routes().remove(static_cast<int64_t>(id)));
+}
+
+Napi::Value NativeRelay::DrainActivity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int64_t> ids = forwarder_->routes().drainActivity();
+  Napi::Array out = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(ids[i]));
+  return out;
+}
+
+Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throwType(env, "routeCounters(id): id must be a number");
+    return env.Undefined();
+  }
+  uint64_t packets = 0, bytes = 0;
+  int64_t id = static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue());
+  if (!forwarder_->routes().counters(id, &packets, &bytes)) return env.Undefined();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("packets", static_cast<double>(packets));
+  out.Set("bytes", static_cast<double>(bytes));
+  return out;
+}
+
+Napi::Value NativeRelay::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ForwarderTotals t = forwarder_->totals();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("forwardedPackets", static_cast<double>(t.forwardedPackets));
+  out.Set("forwardedBytes", static_cast<double>(t.forwardedBytes));
+  out.Set("controlPackets", static_cast<double>(t.controlPackets));
+  out.Set("oversize", static_cast<double>(t.oversize));
+  out.Set("controlQueueDrops", static_cast<double>(t.controlQueueDrops));
+  out.Set("sendErrors", static_cast<double>(t.sendErrors));
+  out.Set("receiveErrors", static_cast<double>(t.receiveErrors));
+  out.Set("groBuffers", static_cast<double>(t.groBuffers));
+  out.Set("gsoSends", static_cast<double>(t.gsoSends));
+  out.Set("gsoFallbacks", static_cast<double>(t.gsoFallbacks));
+  return out;
+}
+
+Napi::Value NativeRelay::Close(const Napi::CallbackInfo& info) {
+  shutdown();
+  return info.Env().Undefined();
+}
+
+}  // namespace qr

@@ -1,0 +1,260 @@
+#include "worker_loop.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <poll.h>
+
+#include <cstring>
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+namespace qr {
+
+namespace {
+
+inline bool startsWithReg(const uint8_t* data, uint32_t length) {
+  return length >= 4 && data[0] == 'R' && data[1] == 'E' && data[2] == 'G' && data[3] == ':';
+}
+
+// Errors that mean "this kernel/device cannot segment": stop trying GSO altogether.
+inline bool gsoUnsupported(int err) { return err == EIO || err == EOPNOTSUPP || err == ENOPROTOOPT; }
+
+}  // namespace
+
+ForwardingWorker::ForwardingWorker(const WorkerShared& shared, int fd, bool gro)
+    : shared_(shared), fd_(fd), gro_(gro) {
+  slotSize_ = gro_ ? 65536 : shared_.maxDatagramSize;
+  receiveControlSize_ = CMSG_SPACE(sizeof(int));
+  sendControlSize_ = CMSG_SPACE(sizeof(uint16_t));
+  receiveBuffer_.resize(slotSize_ * kBatch);
+  receiveMsgs_.resize(kBatch);
+  receiveIov_.resize(kBatch);
+  receiveFrom_.resize(kBatch);
+  receiveControl_.assign(receiveControlSize_ * kBatch, 0);
+  for (int i = 0; i < kBatch; i++) {
+    receiveIov_[i].iov_base = receiveBuffer_.data() + slotSize_ * i;
+    receiveIov_[i].iov_len = slotSize_;
+    std::memset(&receiveMsgs_[i], 0, sizeof(struct mmsghdr));
+    receiveMsgs_[i].msg_hdr.msg_iov = &receiveIov_[i];
+    receiveMsgs_[i].msg_hdr.msg_iovlen = 1;
+    receiveMsgs_[i].msg_hdr.msg_name = &receiveFrom_[i];
+  }
+  resetReceiveHeaders(kBatch);
+  sendMsgs_.resize(kSendSlots);
+  sendIov_.resize(kSendSlots);
+  sendTo_.resize(kSendSlots);
+  sendControl_.assign(sendControlSize_ * kSendSlots, 0);
+}
+
+void ForwardingWorker::resetReceiveHeaders(int count) {
+  for (int i = 0; i < count; i++) {
+    struct msghdr& h = receiveMsgs_[i].msg_hdr;
+    h.msg_namelen = sizeof(sockaddr_storage);
+    h.msg_control = gro_ ? receiveControl_.data() + receiveControlSize_ * i : nullptr;
+    h.msg_controllen = gro_ ? receiveControlSize_ : 0;
+    h.msg_flags = 0;
+  }
+}
+
+void ForwardingWorker::run() {
+  struct pollfd fds[2] = {{fd_, POLLIN, 0}, {shared_.stopFd, POLLIN, 0}};
+  while (!shared_.stopping->load(std::memory_order_relaxed)) {
+    int received = recvmmsg(fd_, receiveMsgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (received > 0) {
+      processBatch(received);
+      resetReceiveHeaders(received);
+      continue;
+    }
+    if (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      counters_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    }
+    int ready = poll(fds, 2, -1);
+    if (ready < 0 && errno != EINTR) return;
+    if (fds[1].revents != 0 || (fds[0].revents & POLLNVAL) != 0) return;
+  }
+}
+
+uint32_t ForwardingWorker::groSegmentSize(const struct msghdr& msg) const {
+  if (!gro_ || msg.msg_controllen == 0) return 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<struct msghdr*>(&msg), c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+      int size = 0;
+      std::memcpy(&size, CMSG_DATA(c), sizeof size);
+      return size > 0 ? static_cast<uint32_t>(size) : 0;
+    }
+  }
+  return 0;
+}
+
+void ForwardingWorker::processBatch(int received) {
+  staging_.clear();
+  sendCount_ = 0;
+  Route* cachedRoute = nullptr;
+  PeerKey cachedKey{};
+  bool haveCached = false;
+  shared_.routes->readLock();
+  for (int i = 0; i < received; i++) {
+    const struct msghdr& h = receiveMsgs_[i].msg_hdr;
+    const uint8_t* data = static_cast<const uint8_t*>(receiveIov_[i].iov_base);
+    uint32_t length = receiveMsgs_[i].msg_len;
+    uint32_t segment = groSegmentSize(h);
+    if ((h.msg_flags & MSG_TRUNC) != 0) {
+      local_.oversize += (segment > 0 && length > segment) ? (length + segment - 1) / segment : 1;
+      continue;
+    }
+    PeerKey key;
+    if (!keyFromSockaddr(reinterpret_cast<const sockaddr*>(&receiveFrom_[i]), &key)) continue;
+    // Bulk flows arrive as runs from one source: skip the hash lookup for repeats.
+    if (!haveCached || !(key == cachedKey)) {
+      cachedRoute = shared_.routes->findLocked(key);
+      cachedKey = key;
+      haveCached = true;
+    }
+    if (segment > 0 && length > segment) {
+      handleCoalesced(key, cachedRoute, data, length, segment);
+    } else {
+      handleSingle(key, cachedRoute, data, length);
+    }
+  }
+  shared_.routes->readUnlock();
+  flushSends();
+  if (!staging_.meta.empty() && shared_.control->push(staging_)) shared_.wake();
+  publish();
+}
+
+void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length) {
+  if (length > shared_.maxDatagramSize) {
+    local_.oversize++;
+    return;
+  }
+  if (route != nullptr && !startsWithReg(data, length)) {
+    addSend(route->to, data, length, 0);
+    route->count(1, length);
+    local_.forwardedPackets++;
+    local_.forwardedBytes += length;
+    if (length > 0 && (data[0] & 0x80) != 0 && route->takeObservation()) {
+      staging_.add(key, route->id, true, data, length);
+    }
+    return;
+  }
+  staging_.add(key, route != nullptr ? route->id : -1, false, data, length);
+}
+
+void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
+                                       uint32_t segment) {
+  local_.groBuffers++;
+  bool whole = route != nullptr && segment <= shared_.maxDatagramSize &&
+               shared_.gsoSendOk->load(std::memory_order_relaxed);
+  for (uint32_t off = 0; whole && off < length; off += segment) {
+    uint32_t part = length - off < segment ? length - off : segment;
+    if (startsWithReg(data + off, part)) whole = false;
+  }
+  if (!whole) {
+    for (uint32_t off = 0; off < length; off += segment) {
+      uint32_t part = length - off < segment ? length - off : segment;
+      handleSingle(key, route, data + off, part);
+    }
+    return;
+  }
+  uint32_t segments = (length + segment - 1) / segment;
+  const uint32_t chunk = segment * kMaxSegmentsPerSend;
+  for (uint32_t off = 0; off < length; off += chunk) {
+    uint32_t part = length - off < chunk ? length - off : chunk;
+    addSend(route->to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
+  }
+  route->count(segments, length);
+  local_.forwardedPackets += segments;
+  local_.forwardedBytes += length;
+  if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
+  for (uint32_t off = 0; off < length; off += segment) {
+    uint32_t part = length - off < segment ? length - off : segment;
+    if ((data[off] & 0x80) != 0 && route->takeObservation()) staging_.add(key, route->id, true, data + off, part);
+  }
+}
+
+void ForwardingWorker::addSend(const SockAddr& to, const uint8_t* data, uint32_t length, uint16_t segment) {
+  if (sendCount_ == kSendSlots) flushSends();
+  int i = sendCount_++;
+  sendTo_[i] = to;
+  sendIov_[i].iov_base = const_cast<uint8_t*>(data);
+  sendIov_[i].iov_len = length;
+  struct msghdr& h = sendMsgs_[i].msg_hdr;
+  h.msg_name = &sendTo_[i].ss;
+  h.msg_namelen = to.len;
+  h.msg_iov = &sendIov_[i];
+  h.msg_iovlen = 1;
+  h.msg_flags = 0;
+  if (segment == 0) {
+    h.msg_control = nullptr;
+    h.msg_controllen = 0;
+    return;
+  }
+  h.msg_control = sendControl_.data() + sendControlSize_ * i;
+  h.msg_controllen = sendControlSize_;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+  local_.gsoSends++;
+}
+
+void ForwardingWorker::flushSends() {
+  int done = 0;
+  while (done < sendCount_) {
+    int sent = sendmmsg(fd_, sendMsgs_.data() + done, sendCount_ - done, 0);
+    if (sent > 0) {
+      done += sent;
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    int err = errno;
+    const struct msghdr& failed = sendMsgs_[done].msg_hdr;
+    if (failed.msg_controllen != 0) {
+      // The kernel refused the coalesced send: deliver the same datagrams one by one.
+      if (gsoUnsupported(err)) shared_.gsoSendOk->store(false, std::memory_order_relaxed);
+      uint16_t segment = 0;
+      std::memcpy(&segment, CMSG_DATA(CMSG_FIRSTHDR(const_cast<struct msghdr*>(&failed))), sizeof segment);
+      local_.gsoFallbacks++;
+      sendSplit(failed, segment);
+    } else {
+      local_.sendErrors++;
+    }
+    done++;
+  }
+  sendCount_ = 0;
+}
+
+void ForwardingWorker::sendSplit(const struct msghdr& msg, uint16_t segment) {
+  const uint8_t* data = static_cast<const uint8_t*>(msg.msg_iov[0].iov_base);
+  size_t length = msg.msg_iov[0].iov_len;
+  for (size_t off = 0; off < length; off += segment) {
+    size_t part = length - off < segment ? length - off : segment;
+    ssize_t rc;
+    do {
+      rc = sendto(fd_, data + off, part, 0, static_cast<const sockaddr*>(msg.msg_name), msg.msg_namelen);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) local_.sendErrors++;
+  }
+}
+
+void ForwardingWorker::publish() {
+  counters_.forwardedPackets.store(local_.forwardedPackets, std::memory_order_relaxed);
+  counters_.forwardedBytes.store(local_.forwardedBytes, std::memory_order_relaxed);
+  counters_.oversize.store(local_.oversize, std::memory_order_relaxed);
+  counters_.sendErrors.store(local_.sendErrors, std::memory_order_relaxed);
+  counters_.groBuffers.store(local_.groBuffers, std::memory_order_relaxed);
+  counters_.gsoSends.store(local_.gsoSends, std::memory_order_relaxed);
+  counters_.gsoFallbacks.store(local_.gsoFallbacks, std::memory_order_relaxed);
+}
+
+}  // namespace qr

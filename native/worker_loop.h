@@ -1,0 +1,98 @@
+// The hot loop of one forwarding thread: recvmmsg a batch, forward datagrams of known routes
+// with one sendmmsg (coalesced GRO buffers stay coalesced and leave with UDP_SEGMENT), stage
+// the rest for the control plane and push them with one lock. No allocation per packet and
+// one route-table read lock per batch.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "control_queue.h"
+#include "route_table.h"
+
+namespace qr {
+
+struct WorkerShared {
+  RouteTable* routes = nullptr;
+  ControlQueue* control = nullptr;
+  std::function<void()> wake;           // wakes the JS thread; thread-safe
+  uint32_t maxDatagramSize = 0;
+  int stopFd = -1;                      // readable once the forwarder stops
+  std::atomic<bool>* stopping = nullptr;
+  std::atomic<bool>* gsoSendOk = nullptr;  // cleared when the kernel refuses UDP_SEGMENT
+};
+
+struct WorkerCounters {
+  std::atomic<uint64_t> forwardedPackets{0};
+  std::atomic<uint64_t> forwardedBytes{0};
+  std::atomic<uint64_t> oversize{0};
+  std::atomic<uint64_t> sendErrors{0};
+  std::atomic<uint64_t> receiveErrors{0};
+  std::atomic<uint64_t> groBuffers{0};    // coalesced buffers received
+  std::atomic<uint64_t> gsoSends{0};      // coalesced buffers forwarded with UDP_SEGMENT
+  std::atomic<uint64_t> gsoFallbacks{0};  // coalesced buffers split because a GSO send failed
+};
+
+class ForwardingWorker {
+ public:
+  static constexpr int kBatch = 64;
+  static constexpr int kSendSlots = 512;
+  static constexpr int kMaxSegmentsPerSend = 64;
+
+  ForwardingWorker(const WorkerShared& shared, int fd, bool gro);
+  ForwardingWorker(const ForwardingWorker&) = delete;
+  ForwardingWorker& operator=(const ForwardingWorker&) = delete;
+
+  // Runs until the stop fd becomes readable or `stopping` is set.
+  void run();
+  const WorkerCounters& counters() const { return counters_; }
+
+ private:
+  struct Local {
+    uint64_t forwardedPackets = 0;
+    uint64_t forwardedBytes = 0;
+    uint64_t oversize = 0;
+    uint64_t sendErrors = 0;
+    uint64_t groBuffers = 0;
+    uint64_t gsoSends = 0;
+    uint64_t gsoFallbacks = 0;
+  };
+
+  void processBatch(int received);
+  void handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length);
+  void handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length, uint32_t segment);
+  void addSend(const SockAddr& to, const uint8_t* data, uint32_t length, uint16_t segment);
+  void flushSends();
+  void sendSplit(const struct msghdr& msg, uint16_t segment);
+  uint32_t groSegmentSize(const struct msghdr& msg) const;
+  void resetReceiveHeaders(int count);
+  void publish();
+
+  WorkerShared shared_;
+  int fd_;
+  bool gro_;
+  size_t slotSize_;
+  std::vector<uint8_t> receiveBuffer_;
+  std::vector<struct mmsghdr> receiveMsgs_;
+  std::vector<struct iovec> receiveIov_;
+  std::vector<sockaddr_storage> receiveFrom_;
+  std::vector<uint8_t> receiveControl_;
+  size_t receiveControlSize_;
+
+  std::vector<struct mmsghdr> sendMsgs_;
+  std::vector<struct iovec> sendIov_;
+  std::vector<SockAddr> sendTo_;
+  std::vector<uint8_t> sendControl_;
+  size_t sendControlSize_;
+  int sendCount_ = 0;
+
+  ControlBatch staging_;
+  Local local_;
+  WorkerCounters counters_;
+};
+
+}  // namespace qr

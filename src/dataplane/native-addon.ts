@@ -1,0 +1,89 @@
+/**
+ * Loading the optional native addon (build/Release/quic_relay_native.node, built by
+ * `bun run build:native`). The `require` is static so `bun build --compile` embeds the file;
+ * at run time the compiled binary writes it to $TMPDIR and loads it, and any failure there
+ * (unwritable TMPDIR, missing build, other OS) becomes a reason string instead of a crash.
+ */
+import type { DataPlaneCounters } from "./types.ts";
+
+export interface NativeRelayOptions {
+  host: string;
+  port: number;
+  maxDatagramSize: number;
+  socketBufferBytes: number;
+  workers: number;
+  gro: boolean;
+}
+
+/** Pending control datagrams: `meta` holds [offset, length, routeId, observed, port] per datagram. */
+export interface NativeControlBatch {
+  data: ArrayBuffer;
+  meta: Float64Array;
+  addresses: string[];
+}
+
+export interface NativeRelayCounters extends DataPlaneCounters {
+  receiveErrors: number;
+  /** Coalesced (UDP_GRO) buffers received. */
+  groBuffers: number;
+  /** Coalesced buffers forwarded with UDP_SEGMENT. */
+  gsoSends: number;
+  /** Coalesced buffers split because the kernel refused UDP_SEGMENT. */
+  gsoFallbacks: number;
+}
+
+export interface NativeRelayHandle {
+  local(): { address: string; port: number; family: "IPv4" | "IPv6" };
+  info(): { workers: number; gro: boolean; gso: boolean };
+  /** Null means nothing is pending; the addon then wakes JS again when datagrams arrive. */
+  takeControl(): NativeControlBatch | null;
+  sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]): number;
+  setRoute(id: number, fromAddress: string, fromPort: number, toAddress: string, toPort: number, budget: number): void;
+  deleteRoute(id: number): boolean;
+  drainActivity(): number[];
+  routeCounters(id: number): { packets: number; bytes: number } | undefined;
+  counters(): NativeRelayCounters;
+  close(): void;
+}
+
+/** A socket that sends one buffer as several datagrams with UDP_SEGMENT (tests, benches). */
+export interface GsoSocketHandle {
+  local(): { address: string; port: number };
+  send(bytes: Uint8Array, segmentSize: number, address: string, port: number): void;
+  close(): void;
+}
+
+export interface NativeAddon {
+  NativeRelay: new (options: NativeRelayOptions, wake: () => void) => NativeRelayHandle;
+  GsoSocket: new (host: string) => GsoSocketHandle;
+  abiVersion: number;
+}
+
+export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
+
+const ABI_VERSION = 1;
+let cached: NativeAddonLoad | undefined;
+
+function load(): NativeAddonLoad {
+  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
+  if (process.platform !== "linux") return { ok: false, reason: `native plane needs Linux (this is ${process.platform})` };
+  let addon: NativeAddon;
+  try {
+    addon = require("../../build/Release/quic_relay_native.node") as NativeAddon;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, reason: `addon not loadable (${message.split("\n")[0]}); run \`bun run build:native\`` };
+  }
+  if (addon?.abiVersion !== ABI_VERSION || typeof addon.NativeRelay !== "function") {
+    return { ok: false, reason: `addon is stale (abi ${addon?.abiVersion}, want ${ABI_VERSION}); rebuild it` };
+  }
+  return { ok: true, addon };
+}
+
+/** Loads the addon once per process; later calls return the same answer. */
+export function loadNativeAddon(): NativeAddonLoad {
+  // The environment switch is read every time so tests can flip it.
+  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
+  cached ??= load();
+  return cached;
+}

@@ -1,0 +1,183 @@
+/**
+ * The native data plane: the addon owns the UDP socket(s) and forwards routed datagrams on
+ * its own threads; this file adapts it to the DataPlane contract. Control datagrams arrive
+ * under credit-based flow control: the addon wakes JS once, JS takes one batch per event-loop
+ * turn (setImmediate), and the addon only wakes JS again after a take finds nothing pending.
+ */
+import { availableParallelism } from "node:os";
+
+import { loadNativeAddon, type NativeRelayCounters, type NativeRelayHandle } from "./native-addon.ts";
+import type {
+  ControlHandler,
+  DataPlane,
+  DataPlaneCounters,
+  DataPlaneOptions,
+  Endpoint,
+  InboundDatagram,
+} from "./types.ts";
+
+export class NativePlaneUnavailableError extends Error {
+  readonly code = "ERR_NATIVE_PLANE_UNAVAILABLE";
+  constructor(readonly reason: string) {
+    super(`native data plane unavailable: ${reason}`);
+    this.name = "NativePlaneUnavailableError";
+  }
+}
+
+export class NativePlaneStateError extends Error {
+  readonly code = "ERR_NATIVE_PLANE_STATE";
+  constructor(message: string) {
+    super(message);
+    this.name = "NativePlaneStateError";
+  }
+}
+
+/** One forwarding thread per core, leaving one core for the JS control plane; at least 1, at most 8. */
+export function defaultWorkerCount(cores: number = availableParallelism()): number {
+  return Math.max(1, Math.min(8, cores - 1));
+}
+
+export interface NativePlane extends DataPlane {
+  readonly kind: "native";
+  /** Counters including the native-only ones (GRO/GSO, receive errors). */
+  nativeCounters(): NativeRelayCounters;
+  /** Threads actually started and whether GRO/GSO are active. */
+  nativeInfo(): { workers: number; gro: boolean; gso: boolean };
+}
+
+export function createNativePlane(opts: DataPlaneOptions): NativePlane {
+  const loaded = loadNativeAddon();
+  if (!loaded.ok) throw new NativePlaneUnavailableError(loaded.reason);
+  const addon = loaded.addon;
+
+  let relay: NativeRelayHandle | undefined;
+  let onControl: ControlHandler | undefined;
+  let local: Endpoint = { address: opts.host, port: opts.port };
+  let closed = false;
+  let sendData: Uint8Array[] = [];
+  let sendAddresses: string[] = [];
+  let sendPorts: number[] = [];
+  let flushQueued = false;
+
+  const flushSends = (): void => {
+    flushQueued = false;
+    if (sendData.length === 0 || relay === undefined) return;
+    const data = sendData;
+    const addresses = sendAddresses;
+    const ports = sendPorts;
+    sendData = [];
+    sendAddresses = [];
+    sendPorts = [];
+    relay.sendBatch(data, addresses, ports);
+  };
+
+  const pump = (): void => {
+    if (closed || relay === undefined || onControl === undefined) return;
+    const batch = relay.takeControl();
+    if (batch === null) return; // credit returned: the addon wakes us on the next datagram
+    const { data, meta, addresses } = batch;
+    const count = addresses.length;
+    const datagrams: InboundDatagram[] = new Array(count);
+    for (let i = 0; i < count; i++) {
+      const at = i * 5;
+      const offset = meta[at];
+      // A copy per datagram: the control plane may hold one (early datagrams) without pinning the batch.
+      datagrams[i] = {
+        data: new Uint8Array(data.slice(offset, offset + meta[at + 1])),
+        address: addresses[i],
+        port: meta[at + 4],
+        routeId: meta[at + 2],
+        observed: meta[at + 3] === 1,
+      };
+    }
+    try {
+      onControl(datagrams);
+    } finally {
+      flushSends();
+      if (!closed) setImmediate(pump);
+    }
+  };
+
+  const requireStarted = (what: string): NativeRelayHandle => {
+    if (relay === undefined) throw new NativePlaneStateError(`${what}: native plane not started`);
+    return relay;
+  };
+
+  return {
+    kind: "native",
+    get local() {
+      return local;
+    },
+    async start(handler: ControlHandler): Promise<void> {
+      if (relay !== undefined || closed) throw new NativePlaneStateError("native plane already started or closed");
+      onControl = handler;
+      relay = new addon.NativeRelay(
+        {
+          host: opts.host,
+          port: opts.port,
+          maxDatagramSize: opts.maxDatagramSize,
+          socketBufferBytes: opts.socketBufferBytes,
+          workers: opts.workers ?? defaultWorkerCount(),
+          gro: opts.gro ?? true,
+        },
+        pump,
+      );
+      const bound = relay.local();
+      local = { address: bound.address, port: bound.port };
+    },
+    send(data: Uint8Array, to: Endpoint): void {
+      if (closed || relay === undefined) return;
+      sendData.push(data);
+      sendAddresses.push(to.address);
+      sendPorts.push(to.port);
+      if (!flushQueued) {
+        flushQueued = true;
+        queueMicrotask(flushSends);
+      }
+    },
+    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+      const r = requireStarted("setRoute");
+      // Datagrams queued before the route (ACK, held early data) leave before any forwarded one.
+      flushSends();
+      r.setRoute(id, from.address, from.port, to.address, to.port, Math.max(0, Math.floor(observeBudget)));
+    },
+    deleteRoute(id: number): void {
+      const r = requireStarted("deleteRoute");
+      flushSends();
+      r.deleteRoute(id);
+    },
+    drainActivity(): number[] {
+      return relay === undefined ? [] : relay.drainActivity();
+    },
+    routeCounters(id: number) {
+      return relay === undefined ? undefined : relay.routeCounters(id);
+    },
+    counters(): DataPlaneCounters {
+      if (relay === undefined) {
+        return { forwardedPackets: 0, forwardedBytes: 0, controlPackets: 0, oversize: 0, controlQueueDrops: 0, sendErrors: 0 };
+      }
+      const c = relay.counters();
+      return {
+        forwardedPackets: c.forwardedPackets,
+        forwardedBytes: c.forwardedBytes,
+        controlPackets: c.controlPackets,
+        oversize: c.oversize,
+        controlQueueDrops: c.controlQueueDrops,
+        sendErrors: c.sendErrors,
+      };
+    },
+    nativeCounters(): NativeRelayCounters {
+      return requireStarted("nativeCounters").counters();
+    },
+    nativeInfo() {
+      return requireStarted("nativeInfo").info();
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      if (relay === undefined) return;
+      flushSends();
+      relay.close();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import { afterEach, describe, expect, it } from "bun:test";
+
+import { createNativePlane, type NativePlane } from "../../src/dataplane/native.ts";
+import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
+import { decode, planeOptions, startRecording, text, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+
+const available = loadNativeAddon();
+const suite = available.ok ? describe : describe.skip;
+if (!available.ok) console.warn(`native tests skipped: ${available.reason}`);
+
+suite("native plane forwarding", () => {
+  const cleanup: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function setup(host = "127.0.0.1", extra: Parameters<typeof planeOptions>[0] = {}) {
+    const plane = createNativePlane(planeOptions({ host, ...extra }));
+    const control = await startRecording(plane);
+    cleanup.push(() => plane.close());
+    return { plane, control };
+  }
+  async function peer(host: string): Promise<TestPeer> {
+    const p = await udpPeer(host);
+    cleanup.push(() => p.close());
+    return p;
+  }
+
+  it("hands unknown sources and REG up, with the socket's address form", async () => {
+    const { plane, control } = await setup();
+    const a = await peer("127.0.0.2");
+    a.send("REG:s1\n", plane.local.port, "127.0.0.1");
+    a.send("junk", plane.local.port, "127.0.0.1");
+    await until(() => control.length >= 2);
+    expect(control.map((d) => decode(d.data))).toEqual(["REG:s1\n", "junk"]);
+    expect(control[0]).toMatchObject({ address: "127.0.0.2", port: a.port, routeId: -1, observed: false });
+    expect(plane.counters().controlPackets).toBe(2);
+  });
+
+  it("forwards routed datagrams both ways byte-for-byte without the control plane", async () => {
+    const { plane, control } = await setup();
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    plane.setRoute(1, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.3", port: b.port }, 0);
+    plane.setRoute(2, { address: "127.0.0.3", port: b.port }, { address: "127.0.0.2", port: a.port }, 0);
+    const payloads = Array.from({ length: 50 }, (_, i) => new Uint8Array(100 + i).fill(i));
+    for (const p of payloads) a.send(p, plane.local.port, "127.0.0.1");
+    b.send("pong", plane.local.port, "127.0.0.1");
+    await b.waitFor(50);
+    await a.waitFor(1);
+    expect(b.received.map((r) => Array.from(r.data))).toEqual(payloads.map((p) => Array.from(p)));
+    expect(b.received[0]).toMatchObject({ address: "127.0.0.1", port: plane.local.port });
+    expect(decode(a.received[0].data)).toBe("pong");
+    expect(control.length).toBe(0);
+    expect(plane.routeCounters(1)).toEqual({ packets: 50, bytes: payloads.reduce((s, p) => s + p.length, 0) });
+    expect(plane.drainActivity().sort()).toEqual([1, 2]);
+    expect(plane.drainActivity()).toEqual([]);
+    expect(plane.routeCounters(99)).toBeUndefined();
+  });
+
+  it("sends REG from a routed source up with its route id, and observes QUIC long headers within budget", async () => {
+    const { plane, control } = await setup();
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    plane.setRoute(7, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.3", port: b.port }, 2);
+    a.send("REG:x", plane.local.port, "127.0.0.1");
+    await until(() => control.length >= 1);
+    for (let i = 0; i < 4; i++) a.send(new Uint8Array([0xc0, i]), plane.local.port, "127.0.0.1");
+    a.send(new Uint8Array([0x40, 9]), plane.local.port, "127.0.0.1");
+    await b.waitFor(5);
+    await until(() => control.length >= 3);
+    await Bun.sleep(50);
+    expect(control[0]).toMatchObject({ routeId: 7, observed: false });
+    expect(control.slice(1).map((d) => [Array.from(d.data), d.routeId, d.observed])).toEqual([
+      [[0xc0, 0], 7, true],
+      [[0xc0, 1], 7, true],
+    ]);
+  });
+
+  it("drops oversize datagrams and counts them", async () => {
+    const { plane, control } = await setup("127.0.0.1", { maxDatagramSize: 200 });
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    plane.setRoute(1, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.3", port: b.port }, 0);
+    a.send(new Uint8Array(201), plane.local.port, "127.0.0.1");
+    a.send(new Uint8Array(200), plane.local.port, "127.0.0.1");
+    const c = await peer("127.0.0.4");
+    c.send(new Uint8Array(500), plane.local.port, "127.0.0.1");
+    await b.waitFor(1);
+    await until(() => plane.counters().oversize === 2);
+    expect(b.received.map((r) => r.data.length)).toEqual([200]);
+    expect(control.length).toBe(0);
+  });
+
+  it("replaces routes by id and by source, and deletes them", async () => {
+    const { plane, control } = await setup();
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    const c = await peer("127.0.0.4");
+    plane.setRoute(1, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.3", port: b.port }, 0);
+    plane.setRoute(2, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.4", port: c.port }, 0);
+    expect(plane.routeCounters(1)).toBeUndefined();
+    a.send("one", plane.local.port, "127.0.0.1");
+    await c.waitFor(1);
+    plane.deleteRoute(2);
+    a.send("two", plane.local.port, "127.0.0.1");
+    await until(() => control.length >= 1);
+    expect(decode(control[0].data)).toBe("two");
+    expect(b.received.length).toBe(0);
+  });
+
+  it("sends queued datagrams in order, ahead of a route installed after them", async () => {
+    const { plane } = await setup();
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    for (let i = 0; i < 20; i++) plane.send(text(`held-${i}`), { address: "127.0.0.3", port: b.port });
+    plane.setRoute(1, { address: "127.0.0.2", port: a.port }, { address: "127.0.0.3", port: b.port }, 0);
+    a.send("live", plane.local.port, "127.0.0.1");
+    await b.waitFor(21);
+    expect(b.received.map((r) => decode(r.data))).toEqual([...Array.from({ length: 20 }, (_, i) => `held-${i}`), "live"]);
+  });
+
+  it("speaks dual stack on :: with ::ffff: forms and plain IPv6", async () => {
+    const { plane, control } = await setup("::");
+    expect(plane.local.address).toBe("::");
+    const a = await peer("127.0.0.2");
+    const b = await peer("::1");
+    a.send("REG:v4", plane.local.port, "127.0.0.1");
+    b.send("REG:v6", plane.local.port, "::1");
+    await until(() => control.length >= 2);
+    const byText = Object.fromEntries(control.map((d) => [decode(d.data), d.address]));
+    expect(byText).toEqual({ "REG:v4": "::ffff:127.0.0.2", "REG:v6": "::1" });
+    plane.setRoute(1, { address: "::ffff:127.0.0.2", port: a.port }, { address: "::1", port: b.port }, 0);
+    plane.setRoute(2, { address: "::1", port: b.port }, { address: "::ffff:127.0.0.2", port: a.port }, 0);
+    a.send("to-v6", plane.local.port, "127.0.0.1");
+    b.send("to-v4", plane.local.port, "::1");
+    await a.waitFor(1);
+    await b.waitFor(1);
+    expect(decode(b.received[0].data)).toBe("to-v6");
+    expect(decode(a.received[0].data)).toBe("to-v4");
+  });
+
+  it("validates arguments and reports syscall failures with errno", async () => {
+    const { plane } = await setup();
+    expect(() => plane.setRoute(1, { address: "nope", port: 1 }, { address: "127.0.0.3", port: 2 }, 0)).toThrow(TypeError);
+    expect(() => plane.setRoute(1, { address: "::1", port: 1 }, { address: "127.0.0.3", port: 2 }, 0)).toThrow(TypeError);
+    expect(() => plane.setRoute(-1, { address: "127.0.0.2", port: 1 }, { address: "127.0.0.3", port: 2 }, 0)).toThrow();
+    const clash = createNativePlane(planeOptions({ port: plane.local.port, workers: 1 }));
+    let error: unknown;
+    try {
+      await clash.start(() => {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ code: "EADDRINUSE", syscall: "bind" });
+    plane.send(text("x"), { address: "::1", port: 9 }); // not reachable from an IPv4 socket: counted
+    await until(() => plane.counters().sendErrors === 1);
+  });
+});

@@ -1,0 +1,78 @@
+/** Shared helpers for the data-plane tests: loopback peers that record what they receive. */
+import type { ControlHandler, DataPlane, DataPlaneOptions, InboundDatagram } from "../../src/dataplane/types.ts";
+
+export interface Received {
+  data: Uint8Array;
+  address: string;
+  port: number;
+}
+
+export interface TestPeer {
+  address: string;
+  port: number;
+  received: Received[];
+  send(data: Uint8Array | string, port: number, address: string): void;
+  waitFor(count: number, timeoutMs?: number): Promise<Received[]>;
+  close(): void;
+}
+
+/** Resolves once `check()` holds, polling every few ms; rejects after `timeoutMs`. */
+export async function until(check: () => boolean, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(2);
+  }
+}
+
+export async function udpPeer(host: string): Promise<TestPeer> {
+  const received: Received[] = [];
+  const socket = await Bun.udpSocket({
+    hostname: host,
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(_s, data, port, address) {
+        received.push({ data: new Uint8Array(data), address, port });
+      },
+    },
+  });
+  return {
+    address: host,
+    port: socket.port,
+    received,
+    send(data, port, address) {
+      socket.send(data, port, address);
+    },
+    async waitFor(count, timeoutMs = 5000) {
+      await until(() => received.length >= count, timeoutMs, `${count} datagrams at ${host}:${socket.port}`);
+      return received;
+    },
+    close() {
+      socket.close();
+    },
+  };
+}
+
+export function planeOptions(overrides: Partial<DataPlaneOptions> = {}): DataPlaneOptions {
+  return { host: "127.0.0.1", port: 0, maxDatagramSize: 1500, socketBufferBytes: 4 << 20, ...overrides };
+}
+
+/** Starts a plane whose control batches are recorded in `control`. */
+export async function startRecording(plane: DataPlane, extra?: ControlHandler): Promise<InboundDatagram[]> {
+  const control: InboundDatagram[] = [];
+  await plane.start((batch) => {
+    control.push(...batch);
+    extra?.(batch);
+  });
+  return control;
+}
+
+export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** Counts of open fds and threads of this process (Linux). */
+export async function processResources(): Promise<{ fds: number; threads: number }> {
+  const { readdirSync } = await import("node:fs");
+  return { fds: readdirSync("/proc/self/fd").length, threads: readdirSync("/proc/self/task").length };
+}
