@@ -53,11 +53,7 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   if (sameSource != bySource_.end() && sameSource->second->id != id) eraseLocked(sameSource->second);
   auto sameId = byId_.find(id);
   if (sameId != byId_.end()) {
-    Route* old = sameId->second.get();
-    fresh->packets.store(old->packets.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    fresh->bytes.store(old->bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    fresh->active.store(old->active.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    eraseLocked(old);
+    eraseLocked(sameId->second.get());
   }
   bySource_[from] = fresh.get();
   byId_[id] = std::move(fresh);

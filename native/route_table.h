@@ -47,7 +47,7 @@ class RouteTable {
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
 
-  // Replaces any route with the same id or the same source. Counters carry over when the id is kept.
+  // Replaces any route with the same id or the same source; a replacement starts with fresh counters.
   void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget);
   bool remove(int64_t id);
   void clear();

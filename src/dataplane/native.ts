@@ -92,10 +92,11 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
     }
     try {
       onControl(datagrams);
-    } finally {
-      flushSends();
-      if (!closed) setImmediate(pump);
+    } catch {
+      // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
     }
+    flushSends();
+    if (!closed) setImmediate(pump);
   };
 
   const requireStarted = (what: string): NativeRelayHandle => {
@@ -117,7 +118,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
           port: opts.port,
           maxDatagramSize: opts.maxDatagramSize,
           socketBufferBytes: opts.socketBufferBytes,
-          workers: opts.workers ?? defaultWorkerCount(),
+          workers: opts.workers !== undefined && opts.workers > 0 ? opts.workers : defaultWorkerCount(),
           gro: opts.gro ?? true,
         },
         pump,
