@@ -1,6 +1,7 @@
 import type { udp } from "bun";
 import { DEFAULTS, type RelayConfig } from "../src/config.ts";
 import { availablePlanes, createDataPlane } from "../src/dataplane/select.ts";
+import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";
 import { createLogger } from "../src/log.ts";
 import { Relay } from "../src/relay.ts";
@@ -65,8 +66,13 @@ export class TestPeer {
           peer.waiters = [];
           for (const w of waiters) w();
         },
+        error() {
+          // ICMP port unreachable before the relay listens: the test retries.
+        },
       },
     });
+    // Bursts in tests must not be lost in the test's own receive buffer.
+    setSocketBuffers(socket as unknown as udp.Socket<"buffer">, 4 * 1024 * 1024);
     peer = new TestPeer(socket);
     return peer;
   }

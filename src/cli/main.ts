@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
-import { ConfigError, DataPlaneUnavailableError } from "../protocol/errors.ts";
+import { ConfigError, DataPlaneUnavailableError, StartupError } from "../protocol/errors.ts";
 import { connectCommand } from "./connect.ts";
 import { probeCommand } from "./probe.ts";
 import { relayCommand } from "./relay-command.ts";
@@ -31,6 +31,10 @@ async function main(argv: string[]): Promise<void> {
   } catch (error) {
     if (error instanceof ConfigError || error instanceof DataPlaneUnavailableError || isCliError(error)) {
       return fail(command, (error as Error).message);
+    }
+    if (error instanceof StartupError) {
+      process.stderr.write(`quic-relay: ${error.message}\n`);
+      process.exit(1);
     }
     throw error;
   }

@@ -3,6 +3,7 @@ import { DEFAULTS, type RawRelayFlags, resolveRelayConfig } from "../config.ts";
 import { createDataPlane } from "../dataplane/select.ts";
 import { createLogger } from "../log.ts";
 import { Relay } from "../relay.ts";
+import { StartupError } from "../protocol/errors.ts";
 import { formatEndpoint } from "../sessions/address.ts";
 
 export const relayArgs = {
@@ -41,12 +42,17 @@ export const relayCommand = defineCommand({
       port: config.port,
       maxDatagramSize: config.maxDatagramSize,
       socketBufferBytes: config.socketBufferBytes,
-      workers: config.workers,
+      workers: config.workers > 0 ? config.workers : undefined,
       gro: config.gro,
     });
     if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
     const relay = new Relay({ config, plane, logger });
-    await relay.start();
+    try {
+      await relay.start();
+    } catch (error) {
+      await relay.stop().catch(() => {});
+      throw new StartupError(`cannot listen on udp ${config.host} port ${config.port}: ${(error as Error).message}`);
+    }
     logger.info(
       `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s`,
     );

@@ -47,6 +47,10 @@ export class TsDataPlane implements DataPlane {
       binaryType: "buffer",
       socket: {
         data: (_socket, data, port, address) => this.receive(data, port, address),
+        // ICMP errors (a peer's port closed) surface here; without a handler Bun throws them.
+        error: () => {
+          this.stats.sendErrors++;
+        },
         drain: () => {
           this.waitingForDrain = false;
           this.flush();

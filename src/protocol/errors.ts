@@ -54,3 +54,8 @@ export class DataPlaneUnavailableError extends Error {
     super(`data plane '${kind}' is unavailable: ${reason}`);
   }
 }
+
+/** The relay could not start (e.g. the port is taken); the CLI prints it in one line and exits 1. */
+export class StartupError extends Error {
+  override name = "StartupError";
+}

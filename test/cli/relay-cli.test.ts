@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { availablePlanes } from "../../src/dataplane/select.ts";
+import { register, TestPeer } from "../utils.ts";
+
+const ROOT = join(import.meta.dir, "../..");
+
+async function freePort(): Promise<number> {
+  const s = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  const port = s.port;
+  s.close();
+  return port;
+}
+
+/** Start `bun run relay -- ...args` as a user would, collecting stderr. */
+function spawnRelay(args: string[], env: Record<string, string> = {}) {
+  const proc = Bun.spawn(["bun", "run", "relay", "--", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let stderr = "";
+  const reader = (async () => {
+    for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk);
+  })();
+  return { proc, output: () => stderr, done: reader };
+}
+
+async function waitFor(check: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check() && Date.now() < deadline) await Bun.sleep(20);
+}
+
+describe("quic-relay command line", () => {
+  const running: Subprocess[] = [];
+  const peers: TestPeer[] = [];
+  afterEach(() => {
+    for (const p of running.splice(0)) p.kill("SIGKILL");
+    for (const p of peers.splice(0)) p.close();
+  });
+
+  it("starts with the black-box invocation and answers REG within a second", async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port), "--session-timeout-secs", "30"]);
+    running.push(relay.proc);
+    const peer = await TestPeer.open("127.0.0.2");
+    peers.push(peer);
+    let reply = "";
+    while (Date.now() - started < 5000 && reply === "") {
+      peer.send("REG:cli-session\n", port);
+      reply = await peer.nextText(100).catch(() => "");
+    }
+    expect(reply).toBe("ACK\n");
+    await waitFor(() => relay.output().includes("listening"), 2000);
+    const line = relay.output().split("\n").find((l) => l.includes("listening"))!;
+    expect(line).toContain(`127.0.0.1:${port}`);
+    expect(line).toMatch(/dataplane=(ts|native)/);
+    expect(line).toContain("session-timeout=30s");
+  });
+
+  it("stops on SIGTERM with exit code 0", async () => {
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)]);
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    relay.proc.kill("SIGTERM");
+    expect(await relay.proc.exited).toBe(0);
+  });
+
+  it.each([
+    [["--port", "notaport"], "--port must be an integer"],
+    [["--port", "70000"], "--port must be an integer"],
+    [["--session-timeout-secs", "-1"], "--session-timeout-secs"],
+    [["--dataplane", "gpu"], "--dataplane must be one of"],
+    [["--log-level", "loud"], "--log-level must be one of"],
+    [["--bogus"], "unknown flag '--bogus'"],
+  ])("rejects %j with a one-line error, usage and a non-zero exit", async (args, message) => {
+    const relay = spawnRelay(["--host", "127.0.0.1", ...args]);
+    running.push(relay.proc);
+    expect(await relay.proc.exited).toBe(2);
+    await relay.done;
+    // `bun run` echoes the script line first; the relay's own output follows.
+    const first = relay.output().split("\n").find((l) => !l.startsWith("$ "))!;
+    expect(first).toStartWith("quic-relay: ");
+    expect(first).toContain(message);
+    expect(relay.output()).toContain("USAGE");
+  });
+
+  it("exits 1 with one line when the port is taken", async () => {
+    const holder = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(holder.port), "--dataplane", "ts"]);
+    running.push(relay.proc);
+    expect(await relay.proc.exited).toBe(1);
+    holder.close();
+    await relay.done;
+    expect(relay.output()).toContain(`quic-relay: cannot listen on udp 127.0.0.1 port ${holder.port}`);
+  });
+
+  it("refuses --dataplane native clearly when the addon cannot load", async () => {
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", "0", "--dataplane", "native"], { QUIC_RELAY_NO_NATIVE: "1" });
+    running.push(relay.proc);
+    expect(await relay.proc.exited).toBe(2);
+    await relay.done;
+    expect(relay.output()).toContain("data plane 'native' is unavailable");
+  });
+
+  it("falls back to the TS plane under auto when the addon cannot load, saying why", async () => {
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)], { QUIC_RELAY_NO_NATIVE: "1" });
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    expect(relay.output()).toContain("native data plane not used: disabled by QUIC_RELAY_NO_NATIVE");
+    expect(relay.output()).toContain("dataplane=ts");
+  });
+
+  it.skipIf(!availablePlanes().includes("native"))("uses the native plane under auto when the addon loads", async () => {
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)]);
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    expect(relay.output()).toContain("dataplane=native");
+  });
+
+  it.each([
+    [{ RUST_LOG: "debug" }],
+    [{ RUST_LOG: "quic_relay=debug,warn" }],
+    [{ LOG_LEVEL: "debug" }],
+  ])("honours %j for debug logs", async (env) => {
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)], env);
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    const peer = await TestPeer.open("127.0.0.2");
+    peers.push(peer);
+    expect(await register(peer, port, "debug-session")).toBe("ACK\n");
+    await waitFor(() => relay.output().includes("DEBUG"), 2000);
+    expect(relay.output()).toContain("DEBUG");
+    expect(relay.output()).toContain("session created");
+  });
+
+  it("logs no per-datagram lines at info", async () => {
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)]);
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    const peer = await TestPeer.open("127.0.0.2");
+    peers.push(peer);
+    expect(await register(peer, port, "quiet")).toBe("ACK\n");
+    for (let i = 0; i < 20; i++) peer.send("early data", port);
+    await Bun.sleep(200);
+    expect(relay.output()).not.toContain("DEBUG");
+    expect(relay.output().split("\n").filter((l) => l.includes("INFO")).length).toBeLessThan(5);
+  });
+});

@@ -1,0 +1,135 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import { bytes, eventually, pairedPeers, planesUnderTest, register, startRelay, type TestRelay, TestPeer, text } from "../utils.ts";
+
+describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
+  let relay: TestRelay;
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await relay?.stop();
+  });
+
+  it("answers REG with exactly ACK\\n, with or without a newline", async () => {
+    relay = await startRelay(plane);
+    const a = await open("127.0.0.2");
+    for (const form of ["REG:s1\n", "REG:s1", "REG:s1\r\n"]) {
+      a.send(form, relay.port);
+      const reply = await a.next();
+      expect(text(reply.data)).toBe("ACK\n");
+      expect(reply.port).toBe(relay.port);
+    }
+    expect(relay.relay.table.sessionCount).toBe(1);
+  });
+
+  it("forwards both ways byte for byte once paired, from the relay's socket", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const payloads = [new Uint8Array([0]), crypto.getRandomValues(new Uint8Array(1200)), bytes("ACK\n"), new Uint8Array(0)];
+    for (const payload of payloads) {
+      a.send(payload, relay.port);
+      const got = await b.next();
+      expect(got.data).toEqual(payload);
+      expect(got.port).toBe(relay.port);
+      b.send(payload, relay.port);
+      expect((await a.next()).data).toEqual(payload);
+    }
+  });
+
+  it("forwards nothing before pairing and nothing from strangers", async () => {
+    relay = await startRelay(plane, { limits: { heldMaxCount: 0 } });
+    const a = await open("127.0.0.2");
+    const stranger = await open("127.0.0.9");
+    expect(await register(a, relay.port, "lonely")).toBe("ACK\n");
+    a.send("too early", relay.port);
+    stranger.send("junk", relay.port);
+    stranger.send(crypto.getRandomValues(new Uint8Array(500)), relay.port);
+    expect(await a.silence(200)).toEqual([]);
+    expect(await stranger.silence(50)).toEqual([]);
+    expect(relay.relay.table.stats.drops["unknown-source"]).toBe(2);
+    expect(relay.relay.table.sessionCount).toBe(1);
+  });
+
+  it("keeps sessions apart", async () => {
+    relay = await startRelay(plane);
+    const one = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
+    const two = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
+    peers.push(one.a, one.b, two.a, two.b);
+    one.a.send("for one.b", relay.port);
+    two.a.send("for two.b", relay.port);
+    expect(await one.b.nextText()).toBe("for one.b");
+    expect(await two.b.nextText()).toBe("for two.b");
+    expect(await one.a.silence(100)).toEqual([]);
+    expect(await two.a.silence(0)).toEqual([]);
+  });
+
+  it("holds early datagrams and delivers them after the partner's ACK, in order", async () => {
+    relay = await startRelay(plane);
+    const a = await open("127.0.0.2");
+    const b = await open("127.0.0.3");
+    expect(await register(a, relay.port, "early")).toBe("ACK\n");
+    a.send("initial-1", relay.port);
+    a.send("initial-2", relay.port);
+    await eventually(() => relay.relay.table.stats.heldAccepted === 2);
+    b.send("REG:early\n", relay.port);
+    expect(await b.nextText()).toBe("ACK\n");
+    expect(await b.nextText()).toBe("initial-1");
+    expect(await b.nextText()).toBe("initial-2");
+  });
+
+  it("does not forward a paired peer's keepalive REG, and answers it", async () => {
+    relay = await startRelay(plane);
+    const { a, b, session } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    a.send(`REG:${session}\n`, relay.port);
+    expect(await a.nextText()).toBe("ACK\n");
+    expect(await b.silence(150)).toEqual([]);
+  });
+
+  it("forwards a burst without loss", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const count = 2000;
+    for (let i = 0; i < count; i++) {
+      const d = new Uint8Array(200);
+      new DataView(d.buffer).setUint32(0, i);
+      a.send(d, relay.port);
+      if (i % 200 === 199) await Bun.sleep(1);
+    }
+    const got = await b.collect(300, 10_000);
+    expect(relay.relay.plane.counters().forwardedPackets + relay.relay.plane.counters().controlPackets).toBeGreaterThanOrEqual(count);
+    expect(got.length).toBe(count);
+    const seen = new Set(got.map((r) => new DataView(r.data.buffer).getUint32(0)));
+    expect(seen.size).toBe(count);
+  });
+
+  it("keeps serving when a peer's port closes and ICMP errors come back", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a);
+    b.close();
+    for (let i = 0; i < 20; i++) {
+      a.send("to a closed port", relay.port);
+      await Bun.sleep(5);
+    }
+    const c = await open("127.0.0.4");
+    expect(await register(c, relay.port, "after-icmp")).toBe("ACK\n");
+  });
+
+  it("drops oversize datagrams and counts them", async () => {
+    relay = await startRelay(plane, { config: { maxDatagramSize: 1000 } });
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    a.send(new Uint8Array(1001), relay.port);
+    a.send(new Uint8Array(1000), relay.port);
+    expect((await b.next()).data.length).toBe(1000);
+    expect(await b.silence(100)).toEqual([]);
+    expect(relay.relay.plane.counters().oversize).toBe(1);
+  });
+});

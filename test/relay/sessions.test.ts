@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import { eventually, longHeader, pairedPeers, planesUnderTest, register, shortHeader, startRelay, type TestRelay, TestPeer } from "../utils.ts";
+
+const CLIENT_CID = [1, 2, 3, 4, 5, 6, 7, 8];
+const SERVER_CID = [9, 9, 9, 9, 8, 8, 8, 8];
+
+describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
+  let relay: TestRelay;
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await relay?.stop();
+  });
+
+  it("refuses a third host with ERR full and keeps the pair working", async () => {
+    relay = await startRelay(plane);
+    const { a, b, session } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const c = await open("127.0.0.4");
+    expect(await register(c, relay.port, session)).toBe("ERR full\n");
+    a.send("still here", relay.port);
+    expect(await b.nextText()).toBe("still here");
+    expect(relay.relay.table.stats.refusals.full).toBe(1);
+  });
+
+  it.each([
+    ["REG:\n", "ERR\n"],
+    ["REG:bad id with spaces\n", "ERR bad-id\n"],
+    [`REG:${"x".repeat(200)}\n`, "ERR long-id\n"],
+  ])("refuses %j with %j", async (request, reply) => {
+    relay = await startRelay(plane);
+    const a = await open("127.0.0.2");
+    a.send(request, relay.port);
+    expect(await a.nextText()).toBe(reply);
+    expect(relay.relay.table.sessionCount).toBe(0);
+  });
+
+  it("follows a REG from a new port of a peer's host", async () => {
+    relay = await startRelay(plane);
+    const { a, b, session } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const a2 = await open("127.0.0.2");
+    expect(await register(a2, relay.port, session)).toBe("ACK\n");
+    b.send("to the new port", relay.port);
+    expect(await a2.nextText()).toBe("to the new port");
+    a2.send("from the new port", relay.port);
+    expect(await b.nextText()).toBe("from the new port");
+    expect(await a.silence(100)).toEqual([]);
+  });
+
+  it("does not let bare data from a new port of a peer's host take the session", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const neighbour = await open("127.0.0.2"); // same IP as A: a CGNAT neighbour
+    neighbour.send("let me in", relay.port);
+    await Bun.sleep(100);
+    b.send("for A only", relay.port);
+    expect(await a.nextText()).toBe("for A only");
+    expect(await neighbour.silence(100)).toEqual([]);
+  });
+
+  it("follows a QUIC peer whose NAT moved it, by connection ID", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    // Handshake: the relay sees the connection IDs in clear.
+    a.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
+    await b.next();
+    b.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
+    await a.next();
+    await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
+    // A's NAT binding changes: same host, new port, short header to the server's CID.
+    const moved = await open("127.0.0.2");
+    moved.send(shortHeader(SERVER_CID), relay.port);
+    expect((await b.next()).data).toEqual(shortHeader(SERVER_CID));
+    b.send(shortHeader(CLIENT_CID), relay.port);
+    expect((await moved.next()).data).toEqual(shortHeader(CLIENT_CID));
+    expect(relay.relay.table.stats.rebinds.cid).toBe(1);
+  });
+
+  it("does not accept a known connection ID from another host", async () => {
+    relay = await startRelay(plane);
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    a.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
+    await b.next();
+    b.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
+    await a.next();
+    await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
+    const elsewhere = await open("127.0.0.8");
+    elsewhere.send(shortHeader(SERVER_CID), relay.port);
+    expect(await b.silence(150)).toEqual([]);
+    b.send("still A", relay.port);
+    expect(await a.nextText()).toBe("still A");
+  });
+
+  it("with two sessions on one host, a rebinding REG stays in its own session", async () => {
+    relay = await startRelay(plane);
+    const one = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
+    const two = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.4"]);
+    peers.push(one.a, one.b, two.a, two.b);
+    const moved = await open("127.0.0.2");
+    expect(await register(moved, relay.port, two.session)).toBe("ACK\n");
+    two.b.send("two", relay.port);
+    one.b.send("one", relay.port);
+    expect(await moved.nextText()).toBe("two");
+    expect(await one.a.nextText()).toBe("one");
+  });
+
+  it("pairs two peers on one host and follows a rebinding REG from that host", async () => {
+    relay = await startRelay(plane);
+    const { a, b, session } = await pairedPeers(relay.port, ["127.0.0.5", "127.0.0.5"]);
+    peers.push(a, b);
+    a.send("a->b", relay.port);
+    expect(await b.nextText()).toBe("a->b");
+    await Bun.sleep(300); // A spoke last; B has been quiet longer
+    a.send("a again", relay.port);
+    expect(await b.nextText()).toBe("a again");
+    await Bun.sleep(300);
+    const b2 = await open("127.0.0.5");
+    expect(await register(b2, relay.port, session)).toBe("ACK\n");
+    a.send("to the new B", relay.port);
+    expect(await b2.nextText()).toBe("to the new B");
+  });
+
+  it("expires idle sessions within the timeout plus a second, removing all state", async () => {
+    relay = await startRelay(plane, { config: { sessionTimeoutSecs: 0.5 } });
+    const { a, b, session } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    const started = Date.now();
+    await eventually(() => relay.relay.table.sessionCount === 0, 2500, 10);
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(400);
+    expect(took).toBeLessThan(1500);
+    expect(relay.relay.table.indexSizes()).toEqual({ sessions: 0, peersByKey: 0, peersById: 0, hosts: 0, cids: 0, heldBytes: 0 });
+    a.send("after expiry", relay.port);
+    expect(await b.silence(150)).toEqual([]);
+    expect(await register(a, relay.port, session)).toBe("ACK\n");
+  });
+
+  it("keeps a session with traffic alive past the timeout", async () => {
+    relay = await startRelay(plane, { config: { sessionTimeoutSecs: 0.6 } });
+    const { a, b } = await pairedPeers(relay.port);
+    peers.push(a, b);
+    for (let i = 0; i < 12; i++) {
+      a.send(`tick ${i}`, relay.port);
+      expect(await b.nextText()).toBe(`tick ${i}`);
+      await Bun.sleep(100);
+    }
+    expect(relay.relay.table.sessionCount).toBe(1);
+  });
+});
