@@ -1,4 +1,7 @@
 /** Shared helpers for the data-plane tests: loopback peers that record what they receive. */
+import type { udp } from "bun";
+
+import { setSocketBuffers } from "../../src/dataplane/socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneOptions, InboundDatagram } from "../../src/dataplane/types.ts";
 
 export interface Received {
@@ -37,6 +40,8 @@ export async function udpPeer(host: string): Promise<TestPeer> {
       },
     },
   });
+  // Bursts in tests must not be lost in the receiver's own socket buffer.
+  setSocketBuffers(socket as unknown as udp.Socket<"buffer">, 8 << 20);
   return {
     address: host,
     port: socket.port,
