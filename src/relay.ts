@@ -4,7 +4,8 @@ import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
 import { isReg, parseReg } from "./protocol/reg.ts";
 import { formatEndpoint } from "./sessions/address.ts";
 import { SessionTable } from "./sessions/table.ts";
-import type { AdmissionCheck, Clock, Peer, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
+import { RefusalCode } from "./protocol/errors.ts";
+import type { Clock, Peer, RegPolicy, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
 import { systemClock } from "./sessions/types.ts";
 
 /** Long-header packets per route copied to the control plane to learn QUIC connection IDs. */
@@ -16,7 +17,7 @@ export interface RelayOptions {
   logger: Logger;
   clock?: Clock;
   limits?: Partial<SessionLimits>;
-  admit?: AdmissionCheck;
+  policy?: RegPolicy;
 }
 
 /**
@@ -31,6 +32,8 @@ export class Relay {
   private readonly refusalLog = new LogRateLimit(10);
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
+  private readonly policy: RegPolicy;
+  private readonly clock: Clock;
   internalErrors = 0;
 
   constructor(private readonly opts: RelayOptions) {
@@ -48,8 +51,10 @@ export class Relay {
       opts.clock ?? systemClock,
       sink,
       { timeoutMs: opts.config.sessionTimeoutSecs * 1000, ...opts.limits },
-      opts.admit,
+      opts.policy?.admit,
     );
+    this.policy = opts.policy ?? {};
+    this.clock = opts.clock ?? systemClock;
   }
 
   async start(): Promise<void> {
@@ -98,8 +103,18 @@ export class Relay {
     if (this.debug) this.logger.debug("datagram", { from: formatEndpoint(from), bytes: d.data.length, route: d.routeId });
     if (!isReg(d.data)) return this.table.datagram(from, d.data);
     const reg = parseReg(d.data);
-    if (reg.ok) this.table.register(reg.sessionId, from, d.data);
-    else this.table.malformedReg(reg.code, from, d.data);
+    if (!reg.ok) return this.table.malformedReg(reg.code, from, d.data);
+    const policy = this.policy;
+    if (policy.allowReg && !policy.allowReg(from, this.clock.now())) {
+      return this.table.refuseReg(RefusalCode.Rate, undefined, from, d.data);
+    }
+    let sessionId = reg.sessionId;
+    if (policy.authenticate) {
+      const auth = policy.authenticate(reg.sessionId, from, Date.now());
+      if (!auth.ok) return this.table.refuseReg(auth.code, undefined, from, d.data);
+      sessionId = auth.sessionId;
+    }
+    this.table.register(sessionId, from, d.data);
   }
 
   private logEvent(event: SessionEvent): void {

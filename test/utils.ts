@@ -5,7 +5,7 @@ import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";
 import { createLogger } from "../src/log.ts";
 import { Relay } from "../src/relay.ts";
-import type { AdmissionCheck, SessionLimits } from "../src/sessions/types.ts";
+import type { RegPolicy, SessionLimits } from "../src/sessions/types.ts";
 
 /** Planes every forwarding suite runs on. In CI (`CI=true`) both must be available. */
 export function planesUnderTest(): DataPlaneKind[] {
@@ -25,7 +25,7 @@ export interface TestRelay {
 
 export async function startRelay(
   plane: DataPlaneKind,
-  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; admit?: AdmissionCheck } = {},
+  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy } = {},
 ): Promise<TestRelay> {
   const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", ...options.config };
   const { plane: dataPlane } = createDataPlane(plane, {
@@ -36,7 +36,7 @@ export async function startRelay(
     workers: 1,
     gro: config.gro,
   });
-  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, admit: options.admit });
+  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy });
   await relay.start();
   return { relay, port: relay.local.port, host: config.host, stop: () => relay.stop() };
 }

@@ -15,6 +15,8 @@ export const RefusalCode = {
   Limit: "limit",
   /** REG refused by authentication. */
   Auth: "auth",
+  /** REG over the per-source registration rate. */
+  Rate: "rate",
 } as const;
 export type RefusalCode = (typeof RefusalCode)[keyof typeof RefusalCode];
 

@@ -5,7 +5,7 @@ import { endpointKey, hostOf } from "./address.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { partnerOf } from "./peer.ts";
-import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats } from "./types.ts";
+import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
 import { defaultSessionLimits } from "./types.ts";
 
 /**
@@ -13,7 +13,7 @@ import { defaultSessionLimits } from "./types.ts";
  * holding early datagrams and expiring. Pure: no sockets, no logger; time from the injected clock,
  * effects through the sink. The rules are written out in docs/protocol.md.
  */
-export class SessionTable {
+export class SessionTable implements TableView {
   readonly stats: SessionStats = {
     sessionsCreated: 0,
     sessionsPaired: 0,
@@ -44,6 +44,9 @@ export class SessionTable {
     this.held = new HeldQueue(this.limits, this.stats);
   }
 
+  peersOnHost(host: string): number {
+    return this.byHost.get(host)?.size ?? 0;
+  }
   get sessionCount(): number {
     return this.sessions.size;
   }
@@ -88,7 +91,7 @@ export class SessionTable {
     }
     let session = this.sessions.get(sessionId);
     if (!session) {
-      const refusal = this.admit(sessionId, from, raw);
+      const refusal = this.admit(sessionId, from, raw, this);
       if (refusal) return this.refuse(refusal, sessionId, from, raw.length);
     }
     if (session && session.peers.length === 2) {
@@ -127,6 +130,11 @@ export class SessionTable {
     for (const d of held) this.sink.forward(second.endpoint, d);
     this.stats.heldDelivered += held.length;
     this.sink.event({ kind: "paired", session: sessionId, peers: [first.endpoint, second.endpoint], held: held.length });
+  }
+
+  /** A REG refused before the session rules (rate, authentication). Members keep their session. */
+  refuseReg(code: RefusalCode, sessionId: string | undefined, from: Endpoint, raw: Uint8Array): void {
+    this.refuse(code, sessionId, from, raw.length);
   }
 
   /** A REG-prefixed datagram that did not parse. Members' datagrams are data that merely look like REG. */

@@ -61,8 +61,28 @@ export const defaultSessionLimits: SessionLimits = {
   maxCidsPerSession: 8,
 };
 
-/** Decides whether a new session may be created (limits, auth); returns a refusal or undefined. */
-export type AdmissionCheck = (sessionId: string, from: Endpoint, raw: Uint8Array) => RefusalCode | undefined;
+/** What an admission check may read of the table. */
+export interface TableView {
+  readonly sessionCount: number;
+  /** Peers (of any session) whose address is on this host. */
+  peersOnHost(host: string): number;
+}
+
+/** Decides whether a new session may be created (limits); returns a refusal or undefined. */
+export type AdmissionCheck = (sessionId: string, from: Endpoint, raw: Uint8Array, view: TableView) => RefusalCode | undefined;
+
+/**
+ * Policy applied by the relay to REG datagrams before the session rules (security, limits).
+ * Every hook is optional; without a policy the relay speaks the original protocol.
+ */
+export interface RegPolicy {
+  /** Every REG, before parsing. False refuses it with `ERR rate`. Must keep bounded state. */
+  allowReg?(from: Endpoint, now: number): boolean;
+  /** Maps the REG's session field (what follows `REG:`) to a session id, or refuses it (auth). */
+  authenticate?(field: string, from: Endpoint, now: number): { ok: true; sessionId: string } | { ok: false; code: RefusalCode };
+  /** New sessions only: limits on sessions, per-host sessions. */
+  admit?: AdmissionCheck;
+}
 
 /** What the table asks the outside world to do. Implemented by the relay; recorded by tests. */
 export interface SessionSink {
