@@ -1,6 +1,17 @@
 #include "control_queue.h"
 
+#include <cstring>
+
 namespace qr {
+
+namespace {
+
+// Room kept for REG datagrams once the queue is full of other traffic, so that a flood of
+// junk cannot keep registrations from reaching the control plane.
+constexpr size_t kRegReserveDatagrams = 1024;
+constexpr size_t kRegReserveBytes = 256 * 1024;
+
+}  // namespace
 
 bool ControlQueue::push(const ControlBatch& batch) {
   uint64_t taken = 0;
@@ -8,7 +19,10 @@ bool ControlQueue::push(const ControlBatch& batch) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     for (const ControlMeta& m : batch.meta) {
-      if (pending_.meta.size() >= maxDatagrams_ || pending_.data.size() + m.length > maxBytes_) break;
+      bool reg = m.length >= 4 && std::memcmp(batch.data.data() + m.offset, "REG:", 4) == 0;
+      size_t maxDatagrams = maxDatagrams_ + (reg ? kRegReserveDatagrams : 0);
+      size_t maxBytes = maxBytes_ + (reg ? kRegReserveBytes : 0);
+      if (pending_.meta.size() >= maxDatagrams || pending_.data.size() + m.length > maxBytes) continue;
       pending_.add(m.from, m.routeId, m.observed, batch.data.data() + m.offset, m.length);
       taken++;
     }

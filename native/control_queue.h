@@ -2,7 +2,7 @@
 // thread takes everything at once. At most one wake-up is outstanding: a thread asks for a
 // notification only when the queue turns non-empty while JS is idle, and JS goes idle only
 // when it finds the queue empty (the credit). When the queue is full, datagrams are dropped
-// and counted instead of blocking forwarding.
+// and counted instead of blocking forwarding (a reserve stays open for REG datagrams).
 #pragma once
 
 #include <atomic>

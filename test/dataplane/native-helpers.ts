@@ -76,8 +76,20 @@ export async function startRecording(plane: DataPlane, extra?: ControlHandler): 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-/** Counts of open fds and threads of this process (Linux). */
-export async function processResources(): Promise<{ fds: number; threads: number }> {
-  const { readdirSync } = await import("node:fs");
-  return { fds: readdirSync("/proc/self/fd").length, threads: readdirSync("/proc/self/task").length };
+/** Open fds, threads, and the addon's forwarding threads (named qr-fwd-N) of this process. */
+export async function processResources(): Promise<{ fds: number; threads: number; forwarders: number }> {
+  const { readdirSync, readFileSync } = await import("node:fs");
+  const tasks = readdirSync("/proc/self/task");
+  const names = tasks.map((t) => {
+    try {
+      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim();
+    } catch {
+      return "";
+    }
+  });
+  return {
+    fds: readdirSync("/proc/self/fd").length,
+    threads: tasks.length,
+    forwarders: names.filter((n) => n.startsWith("qr-fwd-")).length,
+  };
 }
