@@ -71,8 +71,13 @@ function load(): NativeAddonLoad {
   try {
     addon = require("../../build/Release/quic_relay_native.node") as NativeAddon;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    return { ok: false, reason: `addon not loadable (${message.split("\n")[0]}); run \`bun run build:native\`` };
+    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+    // Inside a compiled binary the addon lives in Bun's embedded filesystem and must be
+    // written to $TMPDIR before it can be loaded.
+    if (message.includes("$bunfs")) {
+      return { ok: false, reason: `embedded addon could not be written to TMPDIR or loaded (${message})` };
+    }
+    return { ok: false, reason: `addon not loadable (${message}); run \`bun run build:native\`` };
   }
   if (addon?.abiVersion !== ABI_VERSION || typeof addon.NativeRelay !== "function") {
     return { ok: false, reason: `addon is stale (abi ${addon?.abiVersion}, want ${ABI_VERSION}); rebuild it` };
