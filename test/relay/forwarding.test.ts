@@ -122,6 +122,23 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
     expect(await register(c, relay.port, "after-icmp")).toBe("ACK\n");
   });
 
+  it("listens dual stack on :: and pairs an IPv4 peer with an IPv6 peer", async () => {
+    relay = await startRelay(plane, { config: { host: "::" } });
+    const v4 = await open("127.0.0.2");
+    const v6 = await TestPeer.open("::1");
+    peers.push(v6);
+    v4.send("REG:dual\n", relay.port, "127.0.0.1");
+    expect(await v4.nextText()).toBe("ACK\n");
+    v6.send("REG:dual\n", relay.port, "::1");
+    expect(await v6.nextText()).toBe("ACK\n");
+    v4.send("over v4", relay.port, "127.0.0.1");
+    expect(await v6.nextText()).toBe("over v4");
+    v6.send("over v6", relay.port, "::1");
+    const got = await v4.next();
+    expect(text(got.data)).toBe("over v6");
+    expect(got.port).toBe(relay.port);
+  });
+
   it("drops oversize datagrams and counts them", async () => {
     relay = await startRelay(plane, { config: { maxDatagramSize: 1000 } });
     const { a, b } = await pairedPeers(relay.port);
