@@ -1,0 +1,68 @@
+/** Readers for the relay's /proc counters: CPU ticks, memory, and UDP socket drops. */
+import { readFileSync } from "node:fs";
+
+/** Clock ticks per second for utime/stime (sysconf(_SC_CLK_TCK)); 100 on Linux x86. */
+export const CLOCK_TICKS = readClockTicks();
+
+function readClockTicks(): number {
+  const r = Bun.spawnSync(["getconf", "CLK_TCK"]);
+  const n = Number(r.stdout.toString().trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+}
+
+/** utime + stime of all the process's threads, in seconds; undefined if it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Memory {
+  rssMb: number;
+  peakMb: number;
+  threads: number;
+}
+
+export function memory(pid: number): Memory | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const value = (key: string): number => Number(/(\d+)/.exec(status.split(`\n${key}:`)[1] ?? "")?.[1] ?? 0);
+    return { rssMb: value("VmRSS") / 1024, peakMb: value("VmHWM") / 1024, threads: value("Threads") };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sum of the drops column of every UDP socket bound to 127.0.0.1:port (all SO_REUSEPORT members). */
+export function udpDrops(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  let drops = 0;
+  for (const file of ["/proc/net/udp", "/proc/net/udp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1]?.endsWith(local) && cols.length >= 13) drops += Number(cols[cols.length - 1]) || 0;
+    }
+  }
+  return drops;
+}
+
+/** One snapshot of the counters sampled around a measured window. */
+export interface ProcSnapshot {
+  at: number;
+  cpu: number;
+  drops: number;
+}
+
+export function snapshot(pid: number, port: number): ProcSnapshot {
+  return { at: performance.now(), cpu: cpuSeconds(pid) ?? Number.NaN, drops: udpDrops(port) };
+}

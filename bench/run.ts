@@ -1,0 +1,149 @@
+/**
+ * `bun run bench [--quick] [--relays naive,ideal,ts,native,binary]`
+ * Builds the C tools, runs every relay back to back (alternating order per repetition) on the same
+ * offered loads, prints tables and PASS/MISS per target, writes bench/results/{<ts>,latest}.json
+ * and latest.svg.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { BENCH_DIR, buildTools } from "./build.ts";
+import { measure, measureDirectRtt, type Sample } from "./measure.ts";
+import { binaryPresent, relaySpecs, reportedPlane, startRelay, type RelaySpec, type RunningRelay } from "./relays.ts";
+import { makePlan, type Scenario } from "./scenarios.ts";
+import { chartSvg } from "./svg.ts";
+import { checkTargets, summarize } from "./summary.ts";
+import { latencyTable, memoryTable, targetsTable, targetVerdicts, throughputTable } from "./table.ts";
+
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const relayFilter = argv.find((a) => a.startsWith("--relays="))?.slice(9).split(",");
+const plan = makePlan(quick);
+const budgetMs = quick ? 180_000 : 900_000;
+const started = performance.now();
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
+const cpus = os.availableParallelism();
+const pinned = cpus >= 2 && Bun.which("taskset") !== null;
+const relayPin = pinned ? ["taskset", "-c", "0"] : [];
+const genPin = pinned ? ["taskset", "-c", "1"] : [];
+const notes: string[] = [];
+if (!pinned) notes.push("relay and generator NOT pinned (needs 2 cores and taskset from util-linux)");
+
+let current: RunningRelay | undefined;
+process.on("SIGINT", () => {
+  void (current?.stop() ?? Promise.resolve()).then(() => process.exit(130));
+});
+
+console.log(`quic-relay bench (${quick ? "quick" : "full"}): ${cpus} cpus (${os.cpus()[0]?.model ?? "?"}), ` +
+  `kernel ${os.release()}, bun ${Bun.version}, load ${loadavg()}`);
+const tools = buildTools();
+console.log("built bench/build/{loadgen,baseline-naive,baseline-ideal}");
+
+const unavailable = new Map<string, string>();
+const planes = new Map<string, string>();
+const specs: RelaySpec[] = [];
+for (const spec of relaySpecs(tools)) {
+  if (relayFilter && !relayFilter.includes(spec.name)) continue;
+  if (spec.name === "binary" && !binaryPresent()) {
+    unavailable.set(spec.name, "dist/quic-relay not built (bun run build)");
+    continue;
+  }
+  try {
+    const relay = await startRelay(spec, { pin: relayPin, logLevel: "info" });
+    await relay.stop();
+    const plane = reportedPlane(relay.logPath);
+    if (plane) planes.set(spec.name, plane);
+    specs.push(spec);
+  } catch (e) {
+    unavailable.set(spec.name, String(e instanceof Error ? e.message : e).split("\n").slice(0, 3).join(" | "));
+  }
+}
+for (const [name, why] of unavailable) {
+  console.log(`SKIPPED ${name}: ${why}`);
+  notes.push(`${name} skipped: ${why}`);
+}
+console.log(`relays: ${specs.map((s) => s.name + (planes.has(s.name) ? `(${planes.get(s.name)})` : "")).join(", ")}`);
+
+const total = plan.scenarios.reduce((n, s) => n + (s.kind === "memory" ? 1 : plan.reps) * specs.length, 0);
+const samples: Sample[] = [];
+let done = 0;
+
+function progress(s: Sample): string {
+  if (!s.ok) return `FAILED: ${s.error}`;
+  if (s.rtt) return `rtt p50 ${s.rtt.p50.toFixed(1)} us, p99 ${s.rtt.p99.toFixed(1)} us`;
+  if (s.pairedSessions !== undefined) return `${s.pairedSessions} sessions paired, RSS ${s.rssMb?.toFixed(1)} MB`;
+  return `offered ${((s.offeredPps ?? 0) / 1000).toFixed(1)} kpps, delivered ${((s.deliveredPps ?? 0) / 1000).toFixed(1)} kpps, ` +
+    `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%`;
+}
+
+async function runOne(scenario: Scenario, spec: RelaySpec, rep: number): Promise<Sample> {
+  try {
+    current = await startRelay(spec, { pin: relayPin, logLevel: "warn" });
+    return await measure(tools, genPin, plan, scenario, current, rep);
+  } catch (e) {
+    return { scenario: scenario.id, relay: spec.name, rep, ok: false, error: String(e instanceof Error ? e.message : e).split("\n")[0] };
+  } finally {
+    await current?.stop();
+    current = undefined;
+  }
+}
+
+outer: for (const scenario of plan.scenarios) {
+  const reps = scenario.kind === "memory" ? 1 : plan.reps;
+  for (let rep = 0; rep < reps; rep++) {
+    if (performance.now() - started > budgetMs) {
+      notes.push(`time budget of ${budgetMs / 1000} s reached: stopped before ${scenario.id} rep ${rep + 1}`);
+      break outer;
+    }
+    if (scenario.kind === "rtt") {
+      const direct = await measureDirectRtt(tools, genPin, plan, scenario, rep).catch(
+        (e): Sample => ({ scenario: scenario.id, relay: "direct", rep, ok: false, error: String(e) }));
+      samples.push(direct);
+      console.log(`        ${scenario.id} direct rep ${rep + 1}: ${progress(direct)}`);
+    }
+    const order = specs.map((_, i) => specs[(i + rep) % specs.length]);
+    for (const spec of order) {
+      const sample = await runOne(scenario, spec, rep);
+      samples.push(sample);
+      console.log(`[${String(++done).padStart(3)}/${total}] ${scenario.id} ${spec.name} rep ${rep + 1}: ${progress(sample)}`);
+    }
+  }
+}
+
+const relayNames = specs.map((s) => s.name);
+const nativePlanes = relayNames.filter((n) => n === "native" || (n === "binary" && planes.get(n) === "native"));
+const rows = summarize(samples, plan.scenarios, relayNames);
+const checks = checkTargets(rows, plan.scenarios, relayNames, nativePlanes, unavailable);
+const verdicts = targetVerdicts(checks);
+const elapsed = (performance.now() - started) / 1000;
+notes.push(`load average before/after: ${loadavg()} (other work on this machine makes figures noisy)`);
+
+console.log(`\nThroughput (medians of ${plan.reps} run(s), ${plan.duration} s each; loss = 1 - delivered/offered)`);
+console.log(throughputTable(rows));
+console.log("\nLatency: ping-pong at 1 kpps through the relay (added p99 = p99 - direct p50)");
+console.log(latencyTable(rows));
+console.log("\nMemory: idle sessions (both peers registered)");
+console.log(memoryTable(rows));
+console.log("\nTargets");
+console.log(targetsTable(checks));
+console.log("");
+for (const v of verdicts) console.log(v);
+for (const n of notes) console.log(`note: ${n}`);
+console.log(`finished in ${elapsed.toFixed(0)} s`);
+
+const resultsDir = join(BENCH_DIR, "results");
+mkdirSync(resultsDir, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+const report = {
+  date: new Date().toISOString(), quick, elapsedSeconds: elapsed,
+  machine: { cpus, model: os.cpus()[0]?.model, kernel: os.release(), bun: Bun.version, memMb: Math.round(os.totalmem() / 1048576) },
+  pinned, plan, relays: relayNames, planes: Object.fromEntries(planes), unavailable: Object.fromEntries(unavailable),
+  rows, checks, verdicts, notes, samples,
+};
+const json = JSON.stringify(report, null, 2);
+writeFileSync(join(resultsDir, `${stamp}.json`), json);
+writeFileSync(join(resultsDir, "latest.json"), json);
+writeFileSync(join(resultsDir, "latest.svg"), chartSvg(rows, relayNames, `${quick ? "quick" : "full"} run ${report.date}, ${cpus} cpus`));
+console.log(`wrote bench/results/${stamp}.json, latest.json, latest.svg`);
+process.exit(0);

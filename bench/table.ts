@@ -1,0 +1,68 @@
+/** Plain-text tables for stdout and the README. */
+import type { Check, Row } from "./summary.ts";
+
+type Cell = string | number | undefined;
+
+function fmt(v: Cell, digits = 1): string {
+  if (v === undefined || (typeof v === "number" && !Number.isFinite(v))) return "-";
+  return typeof v === "number" ? v.toFixed(digits) : v;
+}
+
+export function renderTable(header: string[], body: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
+}
+
+const k = (v?: number) => (v === undefined ? undefined : v / 1000);
+const failed = (r: Row) => (r.failed > 0 ? ` (${r.failed}/${r.runs} failed)` : "");
+
+export function throughputTable(rows: Row[]): string {
+  const body = rows
+    .filter((r) => (r.scenario.startsWith("flow") || r.scenario.startsWith("gso")) && r.relay !== "direct")
+    .map((r) => [
+      r.scenario, r.relay + failed(r), fmt(k(r.offeredPps)), fmt(k(r.deliveredPps)), fmt((r.loss ?? NaN) * 100),
+      fmt(r.relayDrops, 0), fmt((r.cpuUtil ?? NaN) * 100, 0), fmt(r.cpuNsPerPacket, 0),
+      fmt((r.deliveredBps ?? NaN) / 1e6, 0), fmt(r.rssMb, 0), fmt(r.xIdeal, 2), fmt(r.cpuXIdeal, 2), fmt(r.xNaive, 2),
+    ]);
+  return renderTable(
+    ["scenario", "relay", "offer kpps", "deliv kpps", "loss %", "relay drops", "cpu %", "ns/pkt", "MB/s", "RSS MB",
+      "x ideal", "cpu x ideal", "x naive"],
+    body,
+  );
+}
+
+export function latencyTable(rows: Row[]): string {
+  const body = rows
+    .filter((r) => r.scenario.startsWith("rtt"))
+    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.rttP50), fmt(r.rttP99), fmt(r.rttP999), fmt(r.addedP99), fmt(r.xIdeal, 2)]);
+  return renderTable(["scenario", "relay", "p50 us", "p99 us", "p99.9 us", "added p99 us", "x ideal"], body);
+}
+
+export function memoryTable(rows: Row[]): string {
+  const body = rows
+    .filter((r) => r.scenario.startsWith("memory"))
+    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.pairedSessions, 0), fmt(r.rssMb), fmt(r.bytesPerSession, 0)]);
+  return renderTable(["scenario", "relay", "paired", "RSS MB", "bytes/session"], body);
+}
+
+export function targetsTable(checks: Check[]): string {
+  return renderTable(
+    ["status", "target", "relay", "scenario", "detail"],
+    checks.map((c) => [c.status, c.target, c.relay, c.scenario, c.detail]),
+  );
+}
+
+/** One line per target: PASS only when every scenario it was judged on passed. */
+export function targetVerdicts(checks: Check[]): string[] {
+  const byTarget = new Map<string, Check[]>();
+  for (const c of checks) byTarget.set(c.target, [...(byTarget.get(c.target) ?? []), c]);
+  return [...byTarget].map(([target, cs]) => {
+    const judged = cs.filter((c) => c.status !== "SKIP");
+    const misses = judged.filter((c) => c.status === "MISS");
+    if (judged.length === 0) return `SKIP  ${target}: ${cs[0].detail}`;
+    const verdict = misses.length ? "MISS" : "PASS";
+    const where = misses.length ? ` (missed in ${misses.map((c) => `${c.scenario} ${c.detail}`).join(", ")})` : "";
+    return `${verdict}  ${target}: ${judged.length - misses.length}/${judged.length} scenarios${where}`;
+  });
+}
