@@ -23,6 +23,8 @@ export interface Sample {
   deliveredBps?: number;
   relayDrops?: number;
   cpuUtil?: number;
+  /** share of the relay's core used by anything else during the window (noise indicator) */
+  otherOnRelayCore?: number;
   cpuNsPerPacket?: number;
   rssMb?: number;
   rtt?: Rtt;
@@ -83,12 +85,14 @@ export async function measure(
   const delivered = num(result.delivered);
   const reg = result.reg as Record<string, number>;
   const cpu = a && b ? b.cpu - a.cpu : Number.NaN;
+  const wall = a && b ? (b.at - a.at) / 1000 : Number.NaN;
   return {
     ...base, ok: true,
     offeredPps: num(result.offered_pps), deliveredPps: num(result.delivered_pps), loss: num(result.loss),
     deliveredBps: num(result.delivered_Bps),
     relayDrops: a && b ? b.drops - a.drops : undefined,
-    cpuUtil: a && b ? cpu / ((b.at - a.at) / 1000) : undefined,
+    cpuUtil: a && b ? cpu / wall : undefined,
+    otherOnRelayCore: a && b ? Math.max(0, (b.relayCoreBusy - a.relayCoreBusy - cpu) / wall) : undefined,
     cpuNsPerPacket: delivered > 0 ? (cpu * 1e9) / delivered : undefined,
     rssMb: mem?.rssMb, regFailures: reg.refused + reg.timeout, genRxDrops: num(result.gen_rx_drops), raw: result,
   };

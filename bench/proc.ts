@@ -56,13 +56,29 @@ export function udpDrops(port: number): number {
   return drops;
 }
 
+/** Busy seconds (everything but idle and iowait) of one CPU since boot, from /proc/stat. */
+export function coreBusySeconds(core: number): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${core} `));
+  if (!line) return Number.NaN;
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return (v.reduce((a, b) => a + b, 0) - v[3] - v[4]) / CLOCK_TICKS;
+}
+
 /** One snapshot of the counters sampled around a measured window. */
 export interface ProcSnapshot {
   at: number;
   cpu: number;
   drops: number;
+  /** busy seconds of the core the relay is pinned to (to see other load sharing it) */
+  relayCoreBusy: number;
 }
 
+export const RELAY_CORE = 0;
+export const GENERATOR_CORE = 1;
+
 export function snapshot(pid: number, port: number): ProcSnapshot {
-  return { at: performance.now(), cpu: cpuSeconds(pid) ?? Number.NaN, drops: udpDrops(port) };
+  return {
+    at: performance.now(), cpu: cpuSeconds(pid) ?? Number.NaN, drops: udpDrops(port),
+    relayCoreBusy: coreBusySeconds(RELAY_CORE),
+  };
 }

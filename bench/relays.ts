@@ -75,7 +75,10 @@ async function waitForAck(port: number, proc: Subprocess, timeoutMs: number, log
   const sock = await Bun.udpSocket({
     hostname: "127.0.0.1",
     port: 0,
-    socket: { data(_s, data) { if (data.toString().startsWith("ACK")) acked = true; } },
+    socket: {
+      data(_s, data) { if (data.toString().startsWith("ACK")) acked = true; },
+      error() {}, // ICMP port unreachable while the relay is still starting
+    },
   });
   const reg = `REG:bench-probe-${crypto.randomUUID()}\n`;
   const deadline = performance.now() + timeoutMs;

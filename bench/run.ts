@@ -9,6 +9,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { BENCH_DIR, buildTools } from "./build.ts";
 import { measure, measureDirectRtt, type Sample } from "./measure.ts";
+import { GENERATOR_CORE, RELAY_CORE } from "./proc.ts";
 import { binaryPresent, relaySpecs, reportedPlane, startRelay, type RelaySpec, type RunningRelay } from "./relays.ts";
 import { makePlan, type Scenario } from "./scenarios.ts";
 import { chartSvg } from "./svg.ts";
@@ -19,14 +20,15 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const relayFilter = argv.find((a) => a.startsWith("--relays="))?.slice(9).split(",");
 const plan = makePlan(quick);
-const budgetMs = quick ? 180_000 : 900_000;
+/** Hard stop for the measuring loop so a run always ends by itself (full: under ten minutes). */
+const budgetMs = quick ? 150_000 : 540_000;
 const started = performance.now();
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
 const cpus = os.availableParallelism();
 const pinned = cpus >= 2 && Bun.which("taskset") !== null;
-const relayPin = pinned ? ["taskset", "-c", "0"] : [];
-const genPin = pinned ? ["taskset", "-c", "1"] : [];
+const relayPin = pinned ? ["taskset", "-c", String(RELAY_CORE)] : [];
+const genPin = pinned ? ["taskset", "-c", String(GENERATOR_CORE)] : [];
 const notes: string[] = [];
 if (!pinned) notes.push("relay and generator NOT pinned (needs 2 cores and taskset from util-linux)");
 

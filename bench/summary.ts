@@ -14,6 +14,7 @@ export interface Row {
   deliveredBps?: number;
   relayDrops?: number;
   cpuUtil?: number;
+  otherOnRelayCore?: number;
   cpuNsPerPacket?: number;
   rssMb?: number;
   rttP50?: number;
@@ -61,6 +62,7 @@ export function summarize(samples: Sample[], scenarios: Scenario[], relays: stri
         error: all.find((x) => !x.ok)?.error,
         offeredPps: m((x) => x.offeredPps), deliveredPps: m((x) => x.deliveredPps), loss: m((x) => x.loss),
         deliveredBps: m((x) => x.deliveredBps), relayDrops: m((x) => x.relayDrops), cpuUtil: m((x) => x.cpuUtil),
+        otherOnRelayCore: m((x) => x.otherOnRelayCore),
         cpuNsPerPacket: m((x) => x.cpuNsPerPacket), rssMb: m((x) => x.rssMb),
         rttP50: m((x) => x.rtt?.p50), rttP99: m((x) => x.rtt?.p99), rttP999: m((x) => x.rtt?.p999),
         pairedSessions: m((x) => x.pairedSessions), bytesPerSession: m((x) => x.bytesPerSession),

@@ -22,11 +22,11 @@ export function throughputTable(rows: Row[]): string {
     .filter((r) => (r.scenario.startsWith("flow") || r.scenario.startsWith("gso")) && r.relay !== "direct")
     .map((r) => [
       r.scenario, r.relay + failed(r), fmt(k(r.offeredPps)), fmt(k(r.deliveredPps)), fmt((r.loss ?? NaN) * 100),
-      fmt(r.relayDrops, 0), fmt((r.cpuUtil ?? NaN) * 100, 0), fmt(r.cpuNsPerPacket, 0),
+      fmt(r.relayDrops, 0), fmt((r.cpuUtil ?? NaN) * 100, 0), fmt((r.otherOnRelayCore ?? NaN) * 100, 0), fmt(r.cpuNsPerPacket, 0),
       fmt((r.deliveredBps ?? NaN) / 1e6, 0), fmt(r.rssMb, 0), fmt(r.xIdeal, 2), fmt(r.cpuXIdeal, 2), fmt(r.xNaive, 2),
     ]);
   return renderTable(
-    ["scenario", "relay", "offer kpps", "deliv kpps", "loss %", "relay drops", "cpu %", "ns/pkt", "MB/s", "RSS MB",
+    ["scenario", "relay", "offer kpps", "deliv kpps", "loss %", "relay drops", "cpu %", "other %", "ns/pkt", "MB/s", "RSS MB",
       "x ideal", "cpu x ideal", "x naive"],
     body,
   );

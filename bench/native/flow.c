@@ -110,6 +110,7 @@ void flow_run(peer_t *peers, int count, const config_t *cfg, double rate, uint64
   uint64_t paced = 0, max_credit = (uint64_t)(rate * 0.002);
   if (max_credit < (uint64_t)(msgs * unit)) max_credit = (uint64_t)(msgs * unit);
   int cursor = 0;
+  while (now_ns() < t0) {} /* all workers start together; pacing counts from t0 */
   for (;;) {
     uint64_t now = now_ns();
     if (now >= t_end) break;

@@ -14,9 +14,11 @@ int register_main(const config_t *cfg) {
   for (int s = 0; s < cfg->sessions; s += wave) {
     int n = cfg->sessions - s < wave ? cfg->sessions - s : wave;
     if (peers_open(peers, n * 2, (uint32_t)s * 2, cfg, 0) != 0) return 1;
+    uint64_t acked_before = t.reg_acked;
     peers_register(peers, n * 2, (uint32_t)s, cfg, &t);
     for (int i = 0; i < n; i++) paired += peers[2 * i].state == 2 && peers[2 * i + 1].state == 2;
     peers_close(peers, n * 2);
+    if (t.reg_acked == acked_before) break; /* the relay stopped accepting: do not wait out every wave */
   }
   printf("{\"mode\":\"register\",\"sessions\":%d,\"paired_sessions\":%llu,\"acked_peers\":%llu,"
          "\"refused_peers\":%llu,\"timed_out_peers\":%llu,\"seconds\":%.3f}\n",
