@@ -1,4 +1,5 @@
 import type { udp } from "bun";
+import { afterEach } from "bun:test";
 import { DEFAULTS, type RelayConfig } from "../src/config.ts";
 import { availablePlanes, createDataPlane } from "../src/dataplane/select.ts";
 import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
@@ -157,6 +158,37 @@ export async function pairedPeers(relayPort: number, hosts: [string, string] = [
   if ((await register(a, relayPort, session)) !== "ACK\n") throw new Error("A not acknowledged");
   if ((await register(b, relayPort, session)) !== "ACK\n") throw new Error("B not acknowledged");
   return { a, b, session };
+}
+
+/**
+ * Per-test relay and peers, cleaned up after each test: call from a describe block.
+ * `h.relay` is set by `h.start()`; `h.open(host)` opens a peer that is closed afterwards.
+ */
+export function relayHarness(plane: DataPlaneKind) {
+  const peers: TestPeer[] = [];
+  const h = {
+    relay: undefined as unknown as TestRelay,
+    async start(options: Parameters<typeof startRelay>[1] = {}): Promise<TestRelay> {
+      h.relay = await startRelay(plane, options);
+      return h.relay;
+    },
+    async open(host: string): Promise<TestPeer> {
+      const p = await TestPeer.open(host);
+      peers.push(p);
+      return p;
+    },
+    /** Paired peers in a fresh session, closed after the test. */
+    async pair(hosts?: [string, string]) {
+      const pair = await pairedPeers(h.relay.port, hosts);
+      peers.push(pair.a, pair.b);
+      return pair;
+    },
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await h.relay?.stop();
+  });
+  return h;
 }
 
 /** Poll until `check` holds or `timeoutMs` passes. */

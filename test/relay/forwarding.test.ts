@@ -1,21 +1,12 @@
-import { afterEach, describe, expect, it } from "bun:test";
-import { bytes, eventually, pairedPeers, planesUnderTest, register, startRelay, type TestRelay, TestPeer, text } from "../utils.ts";
+import { describe, expect, it } from "bun:test";
+import { bytes, eventually, planesUnderTest, register, relayHarness, text } from "../utils.ts";
 
 describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
-  let relay: TestRelay;
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
-  afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
-    await relay?.stop();
-  });
+  const h = relayHarness(plane);
+  const open = h.open;
 
   it("answers REG with exactly ACK\\n, with or without a newline", async () => {
-    relay = await startRelay(plane);
+    const relay = await h.start();
     const a = await open("127.0.0.2");
     for (const form of ["REG:s1\n", "REG:s1", "REG:s1\r\n"]) {
       a.send(form, relay.port);
@@ -27,9 +18,8 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("forwards both ways byte for byte once paired, from the relay's socket", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
     const payloads = [new Uint8Array([0]), crypto.getRandomValues(new Uint8Array(1200)), bytes("ACK\n"), new Uint8Array(0)];
     for (const payload of payloads) {
       a.send(payload, relay.port);
@@ -42,7 +32,7 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("forwards nothing before pairing and nothing from strangers", async () => {
-    relay = await startRelay(plane, { limits: { heldMaxCount: 0 } });
+    const relay = await h.start({ limits: { heldMaxCount: 0 } });
     const a = await open("127.0.0.2");
     const stranger = await open("127.0.0.9");
     expect(await register(a, relay.port, "lonely")).toBe("ACK\n");
@@ -56,10 +46,9 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("keeps sessions apart", async () => {
-    relay = await startRelay(plane);
-    const one = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
-    const two = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
-    peers.push(one.a, one.b, two.a, two.b);
+    const relay = await h.start();
+    const one = await h.pair(["127.0.0.2", "127.0.0.3"]);
+    const two = await h.pair(["127.0.0.2", "127.0.0.3"]);
     one.a.send("for one.b", relay.port);
     two.a.send("for two.b", relay.port);
     expect(await one.b.nextText()).toBe("for one.b");
@@ -69,7 +58,7 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("holds early datagrams and delivers them after the partner's ACK, in order", async () => {
-    relay = await startRelay(plane);
+    const relay = await h.start();
     const a = await open("127.0.0.2");
     const b = await open("127.0.0.3");
     expect(await register(a, relay.port, "early")).toBe("ACK\n");
@@ -83,18 +72,16 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("does not forward a paired peer's keepalive REG, and answers it", async () => {
-    relay = await startRelay(plane);
-    const { a, b, session } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b, session } = await h.pair();
     a.send(`REG:${session}\n`, relay.port);
     expect(await a.nextText()).toBe("ACK\n");
     expect(await b.silence(150)).toEqual([]);
   });
 
   it("forwards a burst without loss", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
     const count = 2000;
     for (let i = 0; i < count; i++) {
       const d = new Uint8Array(200);
@@ -110,9 +97,8 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("keeps serving when a peer's port closes and ICMP errors come back", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
     b.close();
     for (let i = 0; i < 20; i++) {
       a.send("to a closed port", relay.port);
@@ -123,10 +109,9 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("listens dual stack on :: and pairs an IPv4 peer with an IPv6 peer", async () => {
-    relay = await startRelay(plane, { config: { host: "::" } });
+    const relay = await h.start({ config: { host: "::" } });
     const v4 = await open("127.0.0.2");
-    const v6 = await TestPeer.open("::1");
-    peers.push(v6);
+    const v6 = await open("::1");
     v4.send("REG:dual\n", relay.port, "127.0.0.1");
     expect(await v4.nextText()).toBe("ACK\n");
     v6.send("REG:dual\n", relay.port, "::1");
@@ -140,9 +125,8 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   });
 
   it("drops oversize datagrams and counts them", async () => {
-    relay = await startRelay(plane, { config: { maxDatagramSize: 1000 } });
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start({ config: { maxDatagramSize: 1000 } });
+    const { a, b } = await h.pair();
     a.send(new Uint8Array(1001), relay.port);
     a.send(new Uint8Array(1000), relay.port);
     expect((await b.next()).data.length).toBe(1000);

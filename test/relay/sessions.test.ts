@@ -1,26 +1,25 @@
-import { afterEach, describe, expect, it } from "bun:test";
-import { eventually, longHeader, pairedPeers, planesUnderTest, register, shortHeader, startRelay, type TestRelay, TestPeer } from "../utils.ts";
+import { describe, expect, it } from "bun:test";
+import { eventually, longHeader, planesUnderTest, register, relayHarness, shortHeader, type TestPeer, type TestRelay } from "../utils.ts";
 
 const CLIENT_CID = [1, 2, 3, 4, 5, 6, 7, 8];
 const SERVER_CID = [9, 9, 9, 9, 8, 8, 8, 8];
 
+/** A QUIC-like handshake through the relay, which sees the connection IDs in clear. */
+async function handshake(relay: TestRelay, client: TestPeer, server: TestPeer): Promise<void> {
+  client.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
+  await server.next();
+  server.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
+  await client.next();
+  await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
+}
+
 describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
-  let relay: TestRelay;
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
-  afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
-    await relay?.stop();
-  });
+  const h = relayHarness(plane);
+  const open = h.open;
 
   it("refuses a third host with ERR full and keeps the pair working", async () => {
-    relay = await startRelay(plane);
-    const { a, b, session } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b, session } = await h.pair();
     const c = await open("127.0.0.4");
     expect(await register(c, relay.port, session)).toBe("ERR full\n");
     a.send("still here", relay.port);
@@ -33,7 +32,7 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
     ["REG:bad id with spaces\n", "ERR bad-id\n"],
     [`REG:${"x".repeat(200)}\n`, "ERR long-id\n"],
   ])("refuses %j with %j", async (request, reply) => {
-    relay = await startRelay(plane);
+    const relay = await h.start();
     const a = await open("127.0.0.2");
     a.send(request, relay.port);
     expect(await a.nextText()).toBe(reply);
@@ -41,9 +40,8 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("follows a REG from a new port of a peer's host", async () => {
-    relay = await startRelay(plane);
-    const { a, b, session } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b, session } = await h.pair();
     const a2 = await open("127.0.0.2");
     expect(await register(a2, relay.port, session)).toBe("ACK\n");
     b.send("to the new port", relay.port);
@@ -54,9 +52,8 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("does not let bare data from a new port of a peer's host take the session", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
     const neighbour = await open("127.0.0.2"); // same IP as A: a CGNAT neighbour
     neighbour.send("let me in", relay.port);
     await Bun.sleep(100);
@@ -66,15 +63,9 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("follows a QUIC peer whose NAT moved it, by connection ID", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
-    // Handshake: the relay sees the connection IDs in clear.
-    a.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
-    await b.next();
-    b.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
-    await a.next();
-    await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
+    await handshake(relay, a, b);
     // A's NAT binding changes: same host, new port, short header to the server's CID.
     const moved = await open("127.0.0.2");
     moved.send(shortHeader(SERVER_CID), relay.port);
@@ -85,14 +76,9 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("does not accept a known connection ID from another host", async () => {
-    relay = await startRelay(plane);
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
-    a.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
-    await b.next();
-    b.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
-    await a.next();
-    await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
+    const relay = await h.start();
+    const { a, b } = await h.pair();
+    await handshake(relay, a, b);
     const elsewhere = await open("127.0.0.8");
     elsewhere.send(shortHeader(SERVER_CID), relay.port);
     expect(await b.silence(150)).toEqual([]);
@@ -101,10 +87,9 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("with two sessions on one host, a rebinding REG stays in its own session", async () => {
-    relay = await startRelay(plane);
-    const one = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.3"]);
-    const two = await pairedPeers(relay.port, ["127.0.0.2", "127.0.0.4"]);
-    peers.push(one.a, one.b, two.a, two.b);
+    const relay = await h.start();
+    const one = await h.pair(["127.0.0.2", "127.0.0.3"]);
+    const two = await h.pair(["127.0.0.2", "127.0.0.4"]);
     const moved = await open("127.0.0.2");
     expect(await register(moved, relay.port, two.session)).toBe("ACK\n");
     two.b.send("two", relay.port);
@@ -114,9 +99,8 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("pairs two peers on one host and follows a rebinding REG from that host", async () => {
-    relay = await startRelay(plane);
-    const { a, b, session } = await pairedPeers(relay.port, ["127.0.0.5", "127.0.0.5"]);
-    peers.push(a, b);
+    const relay = await h.start();
+    const { a, b, session } = await h.pair(["127.0.0.5", "127.0.0.5"]);
     a.send("a->b", relay.port);
     expect(await b.nextText()).toBe("a->b");
     await Bun.sleep(300); // A spoke last; B has been quiet longer
@@ -130,9 +114,8 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("expires idle sessions within the timeout plus a second, removing all state", async () => {
-    relay = await startRelay(plane, { config: { sessionTimeoutSecs: 0.5 } });
-    const { a, b, session } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start({ config: { sessionTimeoutSecs: 0.5 } });
+    const { a, b, session } = await h.pair();
     const started = Date.now();
     await eventually(() => relay.relay.table.sessionCount === 0, 2500, 10);
     const took = Date.now() - started;
@@ -145,9 +128,8 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
   });
 
   it("keeps a session with traffic alive past the timeout", async () => {
-    relay = await startRelay(plane, { config: { sessionTimeoutSecs: 0.6 } });
-    const { a, b } = await pairedPeers(relay.port);
-    peers.push(a, b);
+    const relay = await h.start({ config: { sessionTimeoutSecs: 0.6 } });
+    const { a, b } = await h.pair();
     for (let i = 0; i < 12; i++) {
       a.send(`tick ${i}`, relay.port);
       expect(await b.nextText()).toBe(`tick ${i}`);
