@@ -1,0 +1,23 @@
+import type { Endpoint } from "../dataplane/types.ts";
+import { RefusalCode } from "../protocol/errors.ts";
+import { hostOf } from "../sessions/address.ts";
+import type { AdmissionCheck, TableView } from "../sessions/types.ts";
+
+export interface SessionCaps {
+  /** Sessions the table may hold at once; a REG that would create one more is refused. */
+  maxSessions: number;
+  /** Peers (of any session) already on the REG's source host above which it may not open a new session. */
+  maxSessionsPerHost: number;
+}
+
+/**
+ * Admission for new sessions only: re-REGs, joins of an existing session and rebinds are
+ * never refused here, so a full table cannot break sessions that already exist.
+ */
+export function sessionCaps(caps: SessionCaps): AdmissionCheck {
+  return (_sessionId: string, from: Endpoint, _raw: Uint8Array, view: TableView) => {
+    if (view.sessionCount >= caps.maxSessions) return RefusalCode.Limit;
+    if (view.peersOnHost(hostOf(from.address)) >= caps.maxSessionsPerHost) return RefusalCode.Limit;
+    return undefined;
+  };
+}

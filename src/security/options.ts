@@ -1,0 +1,167 @@
+import { readFileSync } from "node:fs";
+import { ConfigError } from "../protocol/errors.ts";
+import type { RegPolicyOptions } from "./policy.ts";
+
+/** Shortest secret accepted: 16 bytes keeps HMAC keys out of guessing range. */
+export const MIN_SECRET_BYTES = 16;
+export const SECRET_ENV = "QUIC_RELAY_AUTH_SECRET";
+
+export interface SecurityOptions extends RegPolicyOptions {
+  /** Where the secrets came from, for the startup log line (never the secrets themselves). */
+  secretSource: "none" | "flag" | "file" | "flag+file" | "env";
+}
+
+export const SECURITY_DEFAULTS = {
+  maxSessions: 100_000,
+  maxSessionsPerHost: 256,
+  regRate: 50,
+  regBurst: 100,
+} as const;
+
+/** citty args for the relay command; spread into its `args`. */
+export const securityArgs = {
+  "auth-secret": {
+    type: "string",
+    description: `HMAC secret for REG tokens (repeat or comma-separate for rotation; prefer --auth-secret-file or ${SECRET_ENV})`,
+  },
+  "auth-secret-file": { type: "string", description: "File with one secret per line (# comments); the first mints" },
+  "max-sessions": { type: "string", description: `Sessions held at once (default ${SECURITY_DEFAULTS.maxSessions})` },
+  "max-sessions-per-host": {
+    type: "string",
+    description: `New sessions refused once a source IP has this many peers (default ${SECURITY_DEFAULTS.maxSessionsPerHost}; 0 = no limit)`,
+  },
+  "reg-rate": { type: "string", description: `REG per second per source IP or IPv6 /64 (default ${SECURITY_DEFAULTS.regRate}; 0 = no limit)` },
+  "reg-burst": { type: "string", description: `REG burst per source (default ${SECURITY_DEFAULTS.regBurst})` },
+} as const;
+
+export interface RawSecurityFlags {
+  authSecret?: string | string[] | boolean;
+  authSecretFile?: string | boolean;
+  maxSessions?: string | boolean;
+  maxSessionsPerHost?: string | boolean;
+  regRate?: string | boolean;
+  regBurst?: string | boolean;
+}
+
+/**
+ * Flags as citty parsed them. citty keeps only the last value of a repeated flag, so every
+ * `--auth-secret` is collected from the raw arguments.
+ */
+export function securityFlags(args: Record<string, unknown>, rawArgs: readonly string[]): RawSecurityFlags {
+  const repeated = repeatedFlag(rawArgs, "auth-secret");
+  return {
+    authSecret: repeated.length > 0 ? repeated : (args["auth-secret"] as string | undefined),
+    authSecretFile: args["auth-secret-file"] as string | undefined,
+    maxSessions: args["max-sessions"] as string | undefined,
+    maxSessionsPerHost: args["max-sessions-per-host"] as string | undefined,
+    regRate: args["reg-rate"] as string | undefined,
+    regBurst: args["reg-burst"] as string | undefined,
+  };
+}
+
+/** Every value given for `--name` (`--name v` or `--name=v`), in order. */
+export function repeatedFlag(rawArgs: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") break;
+    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values;
+}
+
+/**
+ * Validates flags and environment into typed options; throws ConfigError naming the flag.
+ * Secrets: `--auth-secret` and `--auth-secret-file` together, else QUIC_RELAY_AUTH_SECRET
+ * (comma-separated), else none (no authentication).
+ */
+export function resolveSecurityOptions(flags: RawSecurityFlags, env: Record<string, string | undefined>): SecurityOptions {
+  const fromFlags = flags.authSecret === undefined ? [] : splitSecrets("auth-secret", ([] as (string | boolean)[]).concat(flags.authSecret));
+  const fromFile = flags.authSecretFile === undefined ? [] : readSecretFile(flags.authSecretFile);
+  let secretSource: SecurityOptions["secretSource"] = "none";
+  let texts: string[] = [];
+  if (fromFlags.length > 0 || fromFile.length > 0) {
+    texts = [...fromFlags, ...fromFile];
+    secretSource = fromFlags.length > 0 && fromFile.length > 0 ? "flag+file" : fromFlags.length > 0 ? "flag" : "file";
+  } else if (env[SECRET_ENV]?.trim()) {
+    texts = splitSecrets(SECRET_ENV, [env[SECRET_ENV]!]);
+    secretSource = "env";
+  }
+  const secrets = dedupe(texts).map((t) => new TextEncoder().encode(t));
+  const regRate = number("reg-rate", flags.regRate, SECURITY_DEFAULTS.regRate, 0, 1_000_000);
+  const regBurst = number("reg-burst", flags.regBurst, Math.max(SECURITY_DEFAULTS.regBurst, regRate), 1, 1_000_000);
+  const maxSessionsPerHost = integer("max-sessions-per-host", flags.maxSessionsPerHost, SECURITY_DEFAULTS.maxSessionsPerHost, 0, 100_000_000);
+  return {
+    secrets,
+    secretSource,
+    maxSessions: integer("max-sessions", flags.maxSessions, SECURITY_DEFAULTS.maxSessions, 1, 100_000_000),
+    maxSessionsPerHost: maxSessionsPerHost === 0 ? Number.POSITIVE_INFINITY : maxSessionsPerHost,
+    regRate,
+    regBurst,
+  };
+}
+
+function splitSecrets(flag: string, values: (string | boolean)[]): string[] {
+  const out: string[] = [];
+  for (const value of values) {
+    if (typeof value !== "string") throw new ConfigError(`--${flag} needs a value`, flag);
+    for (const part of value.split(",")) {
+      const secret = part.trim();
+      if (secret === "") continue;
+      checkSecret(flag, secret);
+      out.push(secret);
+    }
+  }
+  if (out.length === 0) throw new ConfigError(`${flag === SECRET_ENV ? SECRET_ENV : `--${flag}`} has no secret in it`, flag);
+  return out;
+}
+
+function readSecretFile(path: string | boolean): string[] {
+  if (typeof path !== "string" || path.trim() === "") throw new ConfigError("--auth-secret-file needs a path", "auth-secret-file");
+  let text: string;
+  try {
+    text = readFileSync(path.trim(), "utf8");
+  } catch (error) {
+    throw new ConfigError(`--auth-secret-file cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, "auth-secret-file");
+  }
+  const secrets = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  if (secrets.length === 0) throw new ConfigError(`--auth-secret-file '${path}' holds no secret`, "auth-secret-file");
+  for (const s of secrets) checkSecret("auth-secret-file", s);
+  return secrets;
+}
+
+function checkSecret(flag: string, secret: string): void {
+  // The message never echoes the secret.
+  if (new TextEncoder().encode(secret).length < MIN_SECRET_BYTES)
+    throw new ConfigError(`${flag === SECRET_ENV ? SECRET_ENV : `--${flag}`}: a secret is shorter than ${MIN_SECRET_BYTES} bytes`, flag);
+}
+
+function dedupe(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+function text(flag: string, value: string | boolean): string {
+  if (typeof value !== "string" || value.trim() === "") throw new ConfigError(`--${flag} needs a value`, flag);
+  return value.trim();
+}
+
+function integer(flag: string, value: string | boolean | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const t = text(flag, value);
+  if (!/^[0-9]+$/.test(t) || Number(t) < min || Number(t) > max)
+    throw new ConfigError(`--${flag} must be an integer from ${min} to ${max}, got '${t}'`, flag);
+  return Number(t);
+}
+
+function number(flag: string, value: string | boolean | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const t = text(flag, value);
+  const n = Number(t);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(t) || n < min || n > max)
+    throw new ConfigError(`--${flag} must be a number from ${min} to ${max}, got '${t}'`, flag);
+  return n;
+}

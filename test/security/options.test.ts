@@ -1,0 +1,88 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "../../src/protocol/errors.ts";
+import { repeatedFlag, resolveSecurityOptions, SECURITY_DEFAULTS, securityFlags } from "../../src/security/options.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "quic-relay-sec-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+const A = "aaaaaaaaaaaaaaaa-1";
+const B = "bbbbbbbbbbbbbbbb-2";
+
+function flagOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).flag;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("security options", () => {
+  it("defaults to no authentication and the documented limits", () => {
+    const o = resolveSecurityOptions({}, {});
+    expect(o.secrets).toEqual([]);
+    expect(o.secretSource).toBe("none");
+    expect(o.maxSessions).toBe(SECURITY_DEFAULTS.maxSessions);
+    expect(o.maxSessionsPerHost).toBe(SECURITY_DEFAULTS.maxSessionsPerHost);
+    expect(o.regRate).toBe(SECURITY_DEFAULTS.regRate);
+    expect(o.regBurst).toBe(SECURITY_DEFAULTS.regBurst);
+  });
+
+  it("takes secrets from repeated and comma-separated flags plus a file, in order, without duplicates", () => {
+    const file = join(dir, "secrets");
+    writeFileSync(file, `# rotated monthly\n${B}\n\n${A}\r\n`);
+    const o = resolveSecurityOptions({ authSecret: [`${A},${B}`, A], authSecretFile: file }, { QUIC_RELAY_AUTH_SECRET: "ignored-when-flags-given" });
+    expect(o.secrets.map(dec)).toEqual([A, B]);
+    expect(o.secretSource).toBe("flag+file");
+  });
+
+  it("falls back to QUIC_RELAY_AUTH_SECRET (comma-separated)", () => {
+    const o = resolveSecurityOptions({}, { QUIC_RELAY_AUTH_SECRET: ` ${A} , ${B} ` });
+    expect(o.secrets.map(dec)).toEqual([A, B]);
+    expect(o.secretSource).toBe("env");
+  });
+
+  it("collects every --auth-secret from the raw arguments (citty keeps only the last)", () => {
+    const raw = ["--port", "1", "--auth-secret", A, `--auth-secret=${B}`, "--auth-secret-file", "f"];
+    expect(repeatedFlag(raw, "auth-secret")).toEqual([A, B]);
+    const flags = securityFlags({ "auth-secret": B, "auth-secret-file": "f", "reg-rate": "5" }, raw);
+    expect(flags.authSecret).toEqual([A, B]);
+    expect(flags.authSecretFile).toBe("f");
+    expect(flags.regRate).toBe("5");
+  });
+
+  it("0 turns off the per-host cap and the rate limit", () => {
+    const o = resolveSecurityOptions({ maxSessionsPerHost: "0", regRate: "0" }, {});
+    expect(o.maxSessionsPerHost).toBe(Number.POSITIVE_INFINITY);
+    expect(o.regRate).toBe(0);
+  });
+
+  it("names the flag in every error, and never echoes a secret", () => {
+    expect(flagOf(() => resolveSecurityOptions({ authSecret: "short" }, {}))).toBe("auth-secret");
+    expect(flagOf(() => resolveSecurityOptions({ authSecret: " , " }, {}))).toBe("auth-secret");
+    expect(flagOf(() => resolveSecurityOptions({ authSecret: true }, {}))).toBe("auth-secret");
+    expect(flagOf(() => resolveSecurityOptions({ authSecretFile: join(dir, "missing") }, {}))).toBe("auth-secret-file");
+    const empty = join(dir, "empty");
+    writeFileSync(empty, "# nothing\n");
+    expect(flagOf(() => resolveSecurityOptions({ authSecretFile: empty }, {}))).toBe("auth-secret-file");
+    expect(flagOf(() => resolveSecurityOptions({}, { QUIC_RELAY_AUTH_SECRET: "tiny" }))).toBe("QUIC_RELAY_AUTH_SECRET");
+    expect(flagOf(() => resolveSecurityOptions({ maxSessions: "0" }, {}))).toBe("max-sessions");
+    expect(flagOf(() => resolveSecurityOptions({ maxSessions: "lots" }, {}))).toBe("max-sessions");
+    expect(flagOf(() => resolveSecurityOptions({ maxSessionsPerHost: "-1" }, {}))).toBe("max-sessions-per-host");
+    expect(flagOf(() => resolveSecurityOptions({ regRate: "fast" }, {}))).toBe("reg-rate");
+    expect(flagOf(() => resolveSecurityOptions({ regBurst: "0" }, {}))).toBe("reg-burst");
+    try {
+      resolveSecurityOptions({ authSecret: "tiny-secret" }, {});
+    } catch (error) {
+      expect((error as Error).message).not.toContain("tiny-secret");
+    }
+  });
+
+  it("accepts fractional rates", () => {
+    expect(resolveSecurityOptions({ regRate: "0.5", regBurst: "2" }, {}).regRate).toBe(0.5);
+  });
+});

@@ -1,0 +1,80 @@
+import { describe, expect, it } from "bun:test";
+import { sessionCaps } from "../../src/security/limits.ts";
+import { createRegPolicy } from "../../src/security/policy.ts";
+import { mintToken } from "../../src/security/token.ts";
+import { at, setup } from "../sessions/fixtures.ts";
+
+const SECRET = new TextEncoder().encode("policy-test-secret-0123");
+const base = { secrets: [], maxSessions: 1000, maxSessionsPerHost: 1000, regRate: 0, regBurst: 1 };
+
+describe("session caps (admission)", () => {
+  it("refuses new sessions over max sessions with ERR limit, and only new ones", () => {
+    const { table, reg, sink } = setup({}, sessionCaps({ maxSessions: 2, maxSessionsPerHost: 100 }));
+    reg("s1", "10.0.0.1:1");
+    reg("s2", "10.0.0.2:1");
+    sink.take();
+    reg("session-3", "10.0.0.3:1");
+    expect(sink.take()).toEqual([{ kind: "reply", to: "10.0.0.3:1", data: "ERR limit\n" }]);
+    expect(table.sessionCount).toBe(2);
+    expect(table.stats.refusals.limit).toBe(1);
+    // Joining, re-REG and rebinding still work at the cap.
+    reg("s1", "10.0.0.9:1");
+    reg("s1", "10.0.0.9:1");
+    reg("s1", "10.0.0.9:2");
+    expect(sink.take().filter((e) => e.kind === "reply").map((e) => (e as { data: string }).data)).toEqual(["ACK\n", "ACK\n", "ACK\n"]);
+    expect(table.session("s1")!.peers.map((p) => p.endpoint.port)).toEqual([1, 2]);
+  });
+
+  it("refuses a new session from a host that already has max peers", () => {
+    const { table, reg, sink } = setup({}, sessionCaps({ maxSessions: 100, maxSessionsPerHost: 2 }));
+    reg("a", "10.0.0.1:1");
+    reg("b", "10.0.0.1:2");
+    sink.take();
+    reg("session-c", "10.0.0.1:3");
+    expect(sink.take()).toEqual([{ kind: "reply", to: "10.0.0.1:3", data: "ERR limit\n" }]);
+    reg("c", "10.0.0.2:1"); // another host is not affected
+    expect(sink.take()[0]).toEqual({ kind: "reply", to: "10.0.0.2:1", data: "ACK\n" });
+    // IPv4-mapped addresses count as the same host.
+    reg("session-d", "::ffff:10.0.0.1:4");
+    expect(sink.take()).toEqual([{ kind: "reply", to: "::ffff:10.0.0.1:4", data: "ERR limit\n" }]);
+    expect(table.sessionCount).toBe(3);
+  });
+
+  it("frees capacity when sessions expire", () => {
+    const { clock, table, reg, sink } = setup({ timeoutMs: 1000 }, sessionCaps({ maxSessions: 1, maxSessionsPerHost: 1 }));
+    reg("a", "10.0.0.1:1");
+    clock.advance(1001);
+    table.expire();
+    sink.take();
+    reg("b", "10.0.0.1:1");
+    expect(sink.take()[0]).toEqual({ kind: "reply", to: "10.0.0.1:1", data: "ACK\n" });
+  });
+});
+
+describe("createRegPolicy", () => {
+  it("without secrets does not authenticate: the original protocol", () => {
+    const policy = createRegPolicy(base);
+    expect(policy.authenticate).toBeUndefined();
+    expect(policy.allowReg).toBeUndefined();
+    expect(policy.authEnabled).toBe(false);
+  });
+
+  it("with secrets maps a valid token to the bare session id and refuses the rest with auth", () => {
+    const policy = createRegPolicy({ ...base, secrets: [SECRET] });
+    const now = Date.now();
+    const exp = Math.floor(now / 1000) + 60;
+    const from = at("10.0.0.1:5");
+    expect(policy.authenticate!(mintToken(SECRET, "room", exp), from, now)).toEqual({ ok: true, sessionId: "room" });
+    expect(policy.authenticate!("room", from, now)).toEqual({ ok: false, code: "auth" });
+    expect(policy.authenticate!(mintToken(SECRET, "room", exp - 120), from, now)).toEqual({ ok: false, code: "auth" });
+    expect(policy.authenticate!(mintToken("another-secret-12345", "room", exp), from, now)).toEqual({ ok: false, code: "auth" });
+    expect(policy.authFailures).toEqual({ malformed: 1, expired: 1, "bad-mac": 1 });
+  });
+
+  it("rate-limits REG per source", () => {
+    const policy = createRegPolicy({ ...base, regRate: 1, regBurst: 3 });
+    const results = Array.from({ length: 5 }, () => policy.allowReg!(at("10.0.0.1:1"), 0));
+    expect(results).toEqual([true, true, true, false, false]);
+    expect(policy.allowReg!(at("10.0.0.1:1"), 1000)).toBe(true);
+  });
+});
