@@ -127,6 +127,25 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
     expect(await register(a, relay.port, session)).toBe("ACK\n");
   });
 
+  it("expires an idle session on time while another session is under load", async () => {
+    const relay = await h.start({ config: { sessionTimeoutSecs: 0.5 } });
+    const busy = await h.pair(["127.0.0.2", "127.0.0.3"]);
+    await h.pair(["127.0.0.4", "127.0.0.5"]);
+    const started = Date.now();
+    const payload = new Uint8Array(1000);
+    let sent = 0;
+    while (relay.relay.table.sessionCount > 1 && Date.now() - started < 3000) {
+      for (let i = 0; i < 50; i++) busy.a.send(payload, relay.port);
+      sent += 50;
+      await Bun.sleep(1);
+    }
+    const took = Date.now() - started;
+    expect(sent).toBeGreaterThan(1000);
+    expect(took).toBeGreaterThanOrEqual(400);
+    expect(took).toBeLessThan(1500);
+    expect(relay.relay.table.sessionCount).toBe(1);
+  });
+
   it("keeps a session with traffic alive past the timeout", async () => {
     const relay = await h.start({ config: { sessionTimeoutSecs: 0.6 } });
     const { a, b } = await h.pair();
