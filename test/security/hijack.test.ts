@@ -1,0 +1,124 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import { mintToken } from "../../src/security/token.ts";
+import { longHeader, planesUnderTest, shortHeader, type TestRelay, TestPeer, text } from "../utils.ts";
+import { isTraffic, pumpTraffic, quicHandshake, regFor, SECRET, SERVER_CID, startSecureRelay } from "./helpers.ts";
+
+const A_HOST = "127.0.0.2";
+const B_HOST = "127.0.0.3";
+const random = (n: number) => Array.from(crypto.getRandomValues(new Uint8Array(n)));
+
+/**
+ * A live QUIC-like session between A and B while attackers on A's and B's own IPs (CGNAT
+ * neighbours, the same office) try every rebinding path the rules allow. None may receive a
+ * byte of the session, redirect it, or lose it a datagram.
+ */
+describe.each(
+  planesUnderTest().flatMap((plane) => [
+    [plane, true],
+    [plane, false],
+  ] as const),
+)("rebinding cannot steal or disturb a live session (%s plane, auth %p)", (plane, auth) => {
+  let relay: TestRelay;
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await relay?.stop();
+  });
+
+  it("holds against same-IP attackers while traffic flows", async () => {
+    ({ relay } = await startSecureRelay(plane, { secrets: auth ? [SECRET] : [], regRate: 20, regBurst: 20 }));
+    const session = `victim-${crypto.randomUUID()}`;
+    const a = await open(A_HOST);
+    const b = await open(B_HOST);
+    a.send(regFor(session, auth), relay.port);
+    expect(await a.nextText()).toBe("ACK\n");
+    b.send(regFor(session, auth), relay.port);
+    expect(await b.nextText()).toBe("ACK\n");
+    await quicHandshake(relay, a, b);
+    const endpoints = relay.relay.table.session(session)!.peers.map((p) => `${p.endpoint.address}:${p.endpoint.port}`);
+
+    const pump = pumpTraffic(relay, a, b);
+    const attackers = [await open(A_HOST), await open(A_HOST), await open(B_HOST), await open(B_HOST)];
+    const now = Math.floor(Date.now() / 1000);
+    const attacks: (string | Uint8Array)[] = [
+      "bare data from a neighbour",
+      shortHeader(random(8)),
+      shortHeader(random(20)),
+      longHeader(random(8), random(8)),
+      longHeader(SERVER_CID.map((x) => x ^ 1), random(8)), // a near miss of a real CID
+      new Uint8Array([0x41, ...random(7)]), // shorter than the CIDs in use
+      "REG:someone-else\n",
+    ];
+    if (auth) {
+      attacks.push(
+        `REG:${session}\n`, // the session id leaked, the token did not
+        `REG:${mintToken(SECRET, session, now - 5)}\n`, // an old, expired token
+        `REG:${session}:${now + 60}:${mintToken(SECRET, "attacker-own", now + 60).slice(-43)}\n`, // MAC of another session
+        `REG:${mintToken("guessed-secret-000000", session, now + 60)}\n`,
+        `REG:${mintToken(SECRET, "attacker-own", now + 60)}\n`, // a valid token, for its own session
+      );
+    }
+    for (let round = 0; round < 20; round++) {
+      for (const attacker of attackers) for (const attack of attacks) attacker.send(attack, relay.port);
+      await Bun.sleep(5);
+    }
+    await Bun.sleep(100);
+    const sent = await pump.stop();
+    const [atA, atB] = await Promise.all([a.collect(300), b.collect(300)]);
+
+    // Every datagram of the session arrived where it belongs, and only there.
+    expect(atB.filter((r) => isTraffic(r.data, 0xaa)).length).toBe(sent);
+    expect(atA.filter((r) => isTraffic(r.data, 0xbb)).length).toBe(sent);
+    expect(atA.filter((r) => !isTraffic(r.data, 0xbb))).toEqual([]);
+    expect(atB.filter((r) => !isTraffic(r.data, 0xaa))).toEqual([]);
+    for (const attacker of attackers) {
+      const got = attacker.inbox.splice(0);
+      // Attackers hear replies to their REGs and each other (they pair up in their own sessions),
+      // never a byte of the victim's session.
+      expect(got.filter((r) => isTraffic(r.data, 0xaa) || isTraffic(r.data, 0xbb))).toEqual([]);
+    }
+    const victim = relay.relay.table.session(session)!;
+    expect(victim.peers.map((p) => `${p.endpoint.address}:${p.endpoint.port}`)).toEqual(endpoints);
+    expect(relay.relay.table.stats.rebinds).toEqual({ reg: 0, cid: 0, quiet: 0 });
+    if (auth) expect(relay.relay.table.stats.refusals.auth).toBeGreaterThan(0);
+    expect(relay.relay.table.stats.refusals.rate).toBeGreaterThan(0);
+
+    // The rate limit the attackers exhausted on A's IP refuses A's keepalive REG, but A stays in
+    // the session and its traffic still flows.
+    a.send(regFor(session, auth), relay.port);
+    expect(["ACK\n", "ERR rate\n"]).toContain(await a.nextText());
+    a.send(shortHeader(SERVER_CID), relay.port);
+    expect((await b.next()).data).toEqual(shortHeader(SERVER_CID));
+  });
+
+  it("still follows the real peer when it rebinds with its credentials", async () => {
+    ({ relay } = await startSecureRelay(plane, { secrets: auth ? [SECRET] : [] }));
+    const session = `mover-${crypto.randomUUID()}`;
+    const a = await open(A_HOST);
+    const b = await open(B_HOST);
+    a.send(regFor(session, auth), relay.port);
+    await a.next();
+    b.send(regFor(session, auth), relay.port);
+    await b.next();
+    await quicHandshake(relay, a, b);
+    // By REG with a fresh token from a new port...
+    const a2 = await open(A_HOST);
+    a2.send(regFor(session, auth), relay.port);
+    expect(await a2.nextText()).toBe("ACK\n");
+    b.send("to a2", relay.port);
+    expect(await a2.nextText()).toBe("to a2");
+    // ...and by connection ID from yet another port of the same host.
+    const a3 = await open(A_HOST);
+    a3.send(shortHeader(SERVER_CID), relay.port);
+    expect((await b.next()).data).toEqual(shortHeader(SERVER_CID));
+    b.send("to a3", relay.port);
+    expect(await a3.nextText()).toBe("to a3");
+    expect(relay.relay.table.stats.rebinds).toEqual({ reg: 1, cid: 1, quiet: 0 });
+    expect(await a.silence(50)).toEqual([]);
+  });
+});
