@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -23,8 +23,6 @@ void Forwarder::closeSockets() {
     if (s.fd >= 0) close(s.fd);
     s.fd = -1;
   }
-  if (stopFd_ >= 0) close(stopFd_);
-  stopFd_ = -1;
 }
 
 bool Forwarder::start(SysError* err) {
@@ -33,12 +31,6 @@ bool Forwarder::start(SysError* err) {
     return false;
   }
   started_ = true;
-  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stopFd_ < 0) {
-    *err = SysError::fromErrno(errno, "eventfd");
-    stopped_ = true;
-    return false;
-  }
   UdpSocketOptions opts;
   opts.host = config_.host;
   opts.port = config_.port;
@@ -66,7 +58,6 @@ bool Forwarder::start(SysError* err) {
   shared.control = &control_;
   shared.wake = wake_;
   shared.maxDatagramSize = config_.maxDatagramSize;
-  shared.stopFd = stopFd_;
   shared.stopping = &stopping_;
   shared.gsoSendOk = &gsoSendOk_;
   for (const UdpSocket& s : sockets_) workers_.push_back(std::make_unique<ForwardingWorker>(shared, s.fd, s.groEnabled));
@@ -97,12 +88,9 @@ bool Forwarder::start(SysError* err) {
 void Forwarder::stop() {
   if (stopped_) return;
   stopped_ = true;
-  stopping_.store(true, std::memory_order_relaxed);
-  if (stopFd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t rc = write(stopFd_, &one, sizeof one);
-    (void)rc;
-  }
+  stopping_.store(true, std::memory_order_release);
+  // Wakes a thread blocked in recvmmsg (it returns at once) or in sendmmsg (EPIPE).
+  for (const UdpSocket& s : sockets_) shutdown(s.fd, SHUT_RDWR);
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }

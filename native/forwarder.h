@@ -1,5 +1,5 @@
 // The native data plane's context object: it owns the sockets, the forwarding threads, the
-// stop eventfd, the route table and the control queue. No napi types here; the binding wraps it.
+// route table and the control queue. No napi types here; the binding wraps it.
 #pragma once
 
 #include <atomic>
@@ -58,7 +58,7 @@ class Forwarder {
 
   // Opens every socket, then starts one thread per socket. On failure nothing stays open.
   bool start(SysError* err);
-  // Idempotent: wakes the threads, joins them, closes the sockets.
+  // Idempotent: wakes the threads (shutdown), joins them, closes the sockets.
   void stop();
 
   int family() const { return family_; }
@@ -86,7 +86,6 @@ class Forwarder {
   std::vector<UdpSocket> sockets_;
   std::vector<std::unique_ptr<ForwardingWorker>> workers_;
   std::vector<std::thread> threads_;
-  int stopFd_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> gsoSendOk_{true};
   std::atomic<uint64_t> controlSendErrors_{0};

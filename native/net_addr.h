@@ -32,8 +32,10 @@ struct PeerKeyHash {
   }
 };
 
+// Big enough for AF_INET and AF_INET6 (a sockaddr_in fits in a sockaddr_in6); kept small
+// because every route stores one.
 struct SockAddr {
-  sockaddr_storage ss;
+  sockaddr_in6 ss;
   socklen_t len;
 };
 

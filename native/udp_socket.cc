@@ -40,6 +40,11 @@ bool resolveBindAddress(const std::string& host, uint16_t port, SockAddr* out, S
     *err = SysError::invalid("cannot resolve host '" + host + "': " + gai_strerror(rc));
     return false;
   }
+  if (res->ai_addrlen > sizeof out->ss) {
+    freeaddrinfo(res);
+    *err = SysError::invalid("unsupported address family for host '" + host + "'");
+    return false;
+  }
   std::memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
   out->len = res->ai_addrlen;
   if (res->ai_family == AF_INET) {
@@ -64,7 +69,7 @@ void setSocketBuffers(int fd, int bytes) {
 bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) {
   SockAddr bindAddr;
   if (!resolveBindAddress(opts.host, opts.port, &bindAddr, err)) return false;
-  int family = bindAddr.ss.ss_family;
+  int family = bindAddr.ss.sin6_family;
   int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *err = SysError::fromErrno(errno, "socket");
@@ -109,7 +114,7 @@ bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) 
 std::string formatBoundAddress(const SockAddr& addr) {
   PeerKey key;
   keyFromSockaddr(reinterpret_cast<const sockaddr*>(&addr.ss), &key);
-  return formatAddress(key, addr.ss.ss_family);
+  return formatAddress(key, addr.ss.sin6_family);
 }
 
 }  // namespace qr

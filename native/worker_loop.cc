@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
-#include <poll.h>
 
 #include <cstring>
 
@@ -66,20 +65,19 @@ void ForwardingWorker::resetReceiveHeaders(int count) {
 }
 
 void ForwardingWorker::run() {
-  struct pollfd fds[2] = {{fd_, POLLIN, 0}, {shared_.stopFd, POLLIN, 0}};
-  while (!shared_.stopping->load(std::memory_order_relaxed)) {
-    int received = recvmmsg(fd_, receiveMsgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+  // Blocking receive, like the ideal forwarder: one syscall per wake-up. Stop() sets
+  // `stopping` and then shuts the socket down, which wakes a blocked recvmmsg.
+  for (;;) {
+    int received = recvmmsg(fd_, receiveMsgs_.data(), kBatch, MSG_WAITFORONE, nullptr);
+    if (shared_.stopping->load(std::memory_order_acquire)) return;
     if (received > 0) {
       processBatch(received);
       resetReceiveHeaders(received);
       continue;
     }
-    if (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      counters_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
-    }
-    int ready = poll(fds, 2, -1);
-    if (ready < 0 && errno != EINTR) return;
-    if (fds[1].revents != 0 || (fds[0].revents & POLLNVAL) != 0) return;
+    if (received < 0 && errno == EINTR) continue;
+    counters_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    if (received < 0 && (errno == EBADF || errno == ENOTSOCK)) return;
   }
 }
 

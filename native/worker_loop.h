@@ -21,8 +21,7 @@ struct WorkerShared {
   ControlQueue* control = nullptr;
   std::function<void()> wake;           // wakes the JS thread; thread-safe
   uint32_t maxDatagramSize = 0;
-  int stopFd = -1;                      // readable once the forwarder stops
-  std::atomic<bool>* stopping = nullptr;
+  std::atomic<bool>* stopping = nullptr;  // set before the sockets are shut down
   std::atomic<bool>* gsoSendOk = nullptr;  // cleared when the kernel refuses UDP_SEGMENT
 };
 
@@ -47,7 +46,7 @@ class ForwardingWorker {
   ForwardingWorker(const ForwardingWorker&) = delete;
   ForwardingWorker& operator=(const ForwardingWorker&) = delete;
 
-  // Runs until the stop fd becomes readable or `stopping` is set.
+  // Runs until `stopping` is set and the socket shut down.
   void run();
   const WorkerCounters& counters() const { return counters_; }
 
