@@ -136,7 +136,7 @@ export class Relay {
           via: event.via,
           from: formatEndpoint(event.from),
           to: formatEndpoint(event.to),
-          rebinds: stats.rebinds.reg + stats.rebinds.cid,
+          rebinds: stats.rebinds.reg + stats.rebinds.cid + stats.rebinds.quiet,
         });
       case "moved":
         return log.info("peer moved", { from: event.from, to: event.to, peer: formatEndpoint(event.peer) });

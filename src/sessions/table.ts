@@ -8,6 +8,13 @@ import { partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
 import { defaultSessionLimits } from "./types.ts";
 
+/** A session as plain data; times are milliseconds idle when exported. */
+export interface SessionSnapshot {
+  id: string;
+  idleMs: number;
+  peers: { address: string; port: number; idleMs: number }[];
+}
+
 /**
  * The session table: who is paired with whom, and the rules for registering, rebinding,
  * holding early datagrams and expiring. Pure: no sockets, no logger; time from the injected clock,
@@ -18,7 +25,7 @@ export class SessionTable implements TableView {
     sessionsCreated: 0,
     sessionsPaired: 0,
     sessionsExpired: 0,
-    rebinds: { reg: 0, cid: 0 },
+    rebinds: { reg: 0, cid: 0, quiet: 0 },
     refusals: {},
     drops: {},
     heldAccepted: 0,
@@ -159,14 +166,32 @@ export class SessionTable implements TableView {
       }
       return;
     }
-    const claimed = this.cids.claimant(data, hostOf(from.address));
-    if (claimed && partnerOf(claimed)) {
-      this.rebind(claimed, from, "cid", now);
-      this.learn(claimed, data);
-      this.sink.forward(partnerOf(claimed)!.endpoint, data);
-      return;
-    }
+    const host = hostOf(from.address);
+    const claimed = this.cids.claimant(data, host);
+    if (claimed && partnerOf(claimed)) return this.follow(claimed, from, "cid", data, now);
+    const quiet = this.quietSoleCandidate(host, now);
+    if (quiet) return this.follow(quiet, from, "quiet", data, now);
     this.drop(DropReason.UnknownSource);
+  }
+
+  /**
+   * The peer that bare data from a new port of `host` can only belong to: the one peer on that
+   * host across all sessions, paired, and silent for rebindQuietMs. Anything ambiguous, or a peer
+   * that is still talking, is not followed.
+   */
+  private quietSoleCandidate(host: string, now: number): Peer | undefined {
+    const quietMs = this.limits.rebindQuietMs;
+    if (quietMs < 0) return undefined;
+    const onHost = this.byHost.get(host);
+    if (!onHost || onHost.size !== 1) return undefined;
+    const [peer] = onHost;
+    return peer && partnerOf(peer) && now - peer.lastSeen >= quietMs ? peer : undefined;
+  }
+
+  private follow(peer: Peer, to: Endpoint, via: RebindKind, data: Uint8Array, now: number): void {
+    this.rebind(peer, to, via, now);
+    this.learn(peer, data);
+    this.sink.forward(partnerOf(peer)!.endpoint, data);
   }
 
   /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
@@ -182,6 +207,45 @@ export class SessionTable implements TableView {
       const peer = this.byId.get(id);
       if (peer) this.touchPeer(peer, now);
     }
+  }
+
+  /** Live sessions as plain data (oldest activity first), for saving across a restart. */
+  exportSessions(): SessionSnapshot[] {
+    const now = this.clock.now();
+    return [...this.sessions.values()].map((s) => ({
+      id: s.id,
+      idleMs: now - s.lastActivity,
+      peers: s.peers.map((p) => ({ address: p.endpoint.address, port: p.endpoint.port, idleMs: now - p.lastSeen })),
+    }));
+  }
+
+  /**
+   * Re-creates saved sessions and installs the routes of paired ones; meant for an empty table at
+   * startup. Skips what expired, what is malformed and what collides with existing state.
+   * Held datagrams and learned connection IDs are not carried over. Returns the number restored.
+   */
+  restoreSessions(snapshots: readonly SessionSnapshot[]): number {
+    const now = this.clock.now();
+    let restored = 0;
+    for (const snap of [...snapshots].sort((a, b) => b.idleMs - a.idleMs)) {
+      const keys = snap.peers.map((p) => endpointKey(p.address, p.port));
+      const usable =
+        snap.idleMs < this.limits.timeoutMs &&
+        !this.sessions.has(snap.id) &&
+        (keys.length === 1 || (keys.length === 2 && keys[0] !== keys[1])) &&
+        keys.every((k) => !this.byKey.has(k));
+      if (!usable) continue;
+      const session: Session = { id: snap.id, createdAt: now - snap.idleMs, peers: [], lastActivity: now - snap.idleMs, held: [], heldBytes: 0, cids: [] };
+      this.sessions.set(snap.id, session);
+      for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs));
+      const [first, second] = session.peers;
+      if (first && second) {
+        this.sink.route(first, second.endpoint);
+        this.sink.route(second, first.endpoint);
+      }
+      restored++;
+    }
+    return restored;
   }
 
   /** Remove sessions idle for the timeout and age out held datagrams. Returns the number expired. */

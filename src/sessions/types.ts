@@ -37,7 +37,7 @@ export interface Session {
   cids: string[];
 }
 
-export type RebindKind = "reg" | "cid";
+export type RebindKind = "reg" | "cid" | "quiet";
 
 export interface SessionLimits {
   /** Idle time after which a session and all its state are removed. */
@@ -50,6 +50,11 @@ export interface SessionLimits {
   heldMaxTotalBytes: number;
   /** Connection IDs remembered per session. */
   maxCidsPerSession: number;
+  /**
+   * Bare data from a new port of a host follows the only peer on that host once that peer has
+   * been silent this long; a negative value turns the rule off.
+   */
+  rebindQuietMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -59,6 +64,7 @@ export const defaultSessionLimits: SessionLimits = {
   heldMaxAgeMs: 10_000,
   heldMaxTotalBytes: 32 * 1024 * 1024,
   maxCidsPerSession: 8,
+  rebindQuietMs: 1000,
 };
 
 /** What an admission check may read of the table. */

@@ -62,6 +62,23 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
     expect(await neighbour.silence(100)).toEqual([]);
   });
 
+  it("follows bare data from a new port once the peer's old address has gone quiet", async () => {
+    const relay = await h.start({ limits: { rebindQuietMs: 300 } });
+    const { a, b } = await h.pair();
+    a.send("from the old port", relay.port);
+    expect(await b.nextText()).toBe("from the old port");
+    a.close(); // the NAT forgets A's mapping; A's next datagrams come from a new port
+    const moved = await open("127.0.0.2");
+    moved.send("too soon", relay.port);
+    expect(await b.silence(100)).toEqual([]);
+    await Bun.sleep(350);
+    moved.send("from the new port", relay.port);
+    expect(await b.nextText()).toBe("from the new port");
+    b.send("back to the new port", relay.port);
+    expect(await moved.nextText()).toBe("back to the new port");
+    expect(relay.relay.table.stats.rebinds.quiet).toBe(1);
+  });
+
   it("follows a QUIC peer whose NAT moved it, by connection ID", async () => {
     const relay = await h.start();
     const { a, b } = await h.pair();

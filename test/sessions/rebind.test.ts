@@ -76,16 +76,71 @@ describe("rebinding by REG", () => {
 });
 
 describe("rebinding by data", () => {
-  it("never follows bare data from a new port of a peer's IP", () => {
-    const { table, sink, reg, data, clock } = setup();
+  it("does not follow bare data from a new port while the peer is still talking", () => {
+    const { table, sink, reg, data, clock } = setup({ rebindQuietMs: 1000 });
     reg("s", A);
     reg("s", B);
     sink.take();
-    clock.advance(60_000); // even when the peer has been quiet for a long time
-    data(A2, "not QUIC, no evidence");
+    clock.advance(999);
+    data(A2, "stray datagram");
     expect(sink.take()).toEqual([]);
     expect(sink.routeFrom(B)).toBe(A);
     expect(table.stats.drops["unknown-source"]).toBe(1);
+  });
+
+  it("follows bare data from a new port once the only peer on that host has gone quiet", () => {
+    const { table, sink, reg, data, clock } = setup({ rebindQuietMs: 1000 });
+    reg("s", A);
+    reg("s", B);
+    sink.take();
+    clock.advance(1000);
+    data(A2, "after the NAT moved me");
+    expect(sink.take()).toContainEqual({ kind: "forward", to: B, data: "after the NAT moved me" });
+    expect(sink.routeFrom(B)).toBe(A2);
+    expect(sink.routeFrom(A)).toBeUndefined();
+    expect(table.stats.rebinds.quiet).toBe(1);
+  });
+
+  it("does not follow bare data when the host has peers in two sessions", () => {
+    const { sink, reg, data, clock } = setup({ rebindQuietMs: 1000 });
+    reg("s", A);
+    reg("s", B);
+    reg("t", "10.0.0.1:1500");
+    reg("t", "10.0.0.3:3000");
+    sink.take();
+    clock.advance(60_000);
+    data(A2, "whose is this?");
+    expect(sink.take()).toEqual([]);
+  });
+
+  it("does not follow bare data when both peers of the session are on that host", () => {
+    const { sink, reg, data, clock } = setup({ rebindQuietMs: 1000 });
+    reg("s", "10.0.0.5:1");
+    reg("s", "10.0.0.5:2");
+    sink.take();
+    clock.advance(60_000);
+    data("10.0.0.5:3", "which one am I?");
+    expect(sink.take()).toEqual([]);
+  });
+
+  it("does not follow bare data into an unpaired session", () => {
+    const { sink, reg, data, clock } = setup({ rebindQuietMs: 1000 });
+    reg("s", A);
+    sink.take();
+    clock.advance(60_000);
+    data(A2, "nobody to deliver to");
+    expect(sink.take()).toEqual([]);
+  });
+
+  it("can be turned off: then only REG and connection IDs move a peer", () => {
+    const { sink, reg, data, clock } = setup({ rebindQuietMs: -1 });
+    reg("s", A);
+    reg("s", B);
+    sink.take();
+    clock.advance(3_600_000);
+    data(A2, "no evidence");
+    expect(sink.take()).toEqual([]);
+    expect(sink.routeFrom(B)).toBe(A);
   });
 
   it("follows a short-header packet whose DCID the relay saw this peer use", () => {
