@@ -32,15 +32,18 @@ inline bool gsoUnsupported(int err) { return err == EIO || err == EOPNOTSUPP || 
 ForwardingWorker::ForwardingWorker(const WorkerShared& shared, int fd, bool gro)
     : shared_(shared), fd_(fd), gro_(gro) {
   slotSize_ = gro_ ? 65536 : shared_.maxDatagramSize;
+  // Slots a power of two apart would all start in the same cache set; an odd number of
+  // extra cache lines spreads the 64 slot heads (where small datagrams live) over 64 sets.
+  slotStride_ = ((slotSize_ + 4095) & ~size_t{4095}) + 17 * 64;
   receiveControlSize_ = CMSG_SPACE(sizeof(int));
   sendControlSize_ = CMSG_SPACE(sizeof(uint16_t));
-  receiveBuffer_.resize(slotSize_ * kBatch);
+  receiveBuffer_.resize(slotStride_ * kBatch);
   receiveMsgs_.resize(kBatch);
   receiveIov_.resize(kBatch);
   receiveFrom_.resize(kBatch);
   receiveControl_.assign(receiveControlSize_ * kBatch, 0);
   for (int i = 0; i < kBatch; i++) {
-    receiveIov_[i].iov_base = receiveBuffer_.data() + slotSize_ * i;
+    receiveIov_[i].iov_base = receiveBuffer_.data() + slotStride_ * i;
     receiveIov_[i].iov_len = slotSize_;
     std::memset(&receiveMsgs_[i], 0, sizeof(struct mmsghdr));
     receiveMsgs_[i].msg_hdr.msg_iov = &receiveIov_[i];

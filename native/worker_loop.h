@@ -75,6 +75,7 @@ class ForwardingWorker {
   int fd_;
   bool gro_;
   size_t slotSize_;
+  size_t slotStride_;
   std::vector<uint8_t> receiveBuffer_;
   std::vector<struct mmsghdr> receiveMsgs_;
   std::vector<struct iovec> receiveIov_;
