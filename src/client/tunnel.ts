@@ -116,7 +116,8 @@ export class RelayTunnel {
       socket: {
         data: (_s, data, port, address) => this.onRelayDatagram(data, port, address),
         // ICMP errors (e.g. port unreachable while the relay restarts) surface here; REG retries handle them.
-        error: (_s, error) => this.onSocketError("relay", error),
+        // Bun 1.4 calls error(err) although its types say error(socket, err): accept both.
+        error: (first: unknown, second?: unknown) => this.onSocketError("relay", first instanceof Error ? first : second),
       },
     });
     const bind = mode.kind === "listen" ? mode.local : { host: mode.target.host.includes(":") ? "::1" : "127.0.0.1", port: 0 };
@@ -127,7 +128,7 @@ export class RelayTunnel {
         binaryType: "uint8array",
         socket: {
           data: (_s, data, port, address) => this.onAppDatagram(data, port, address),
-          error: (_s, error) => this.onSocketError("app", error),
+          error: (first: unknown, second?: unknown) => this.onSocketError("app", first instanceof Error ? first : second),
         },
       });
     } catch (cause) {
@@ -151,9 +152,9 @@ export class RelayTunnel {
     this.appSocket?.close();
   }
 
-  private onSocketError(side: string, error: Error): void {
+  private onSocketError(side: string, error: unknown): void {
     this.stats.socketErrors++;
-    this.options.log.debug(`${side} socket: ${error.message}`);
+    this.options.log.debug(`${side} socket: ${error instanceof Error ? error.message : String(error)}`);
   }
 
   private onRelayDatagram(data: Uint8Array, port: number, address: string): void {

@@ -130,3 +130,35 @@ describe("RelayTunnel over loopback", () => {
     await until(() => server.inbox.some((r) => r.data === "early"));
   });
 });
+
+describe("RelayTunnel resilience", () => {
+  it("keeps running when the local server is gone (ICMP port unreachable on the app socket)", async () => {
+    const relay = await FakeRelay.start();
+    cleanups.push(() => relay.close());
+    const gone = await endpoint();
+    const deadPort = gone.socket.port;
+    gone.socket.close();
+    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: deadPort } });
+    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
+    await serverSide.start();
+    await clientSide.start();
+    const app = await endpoint();
+    const listen = clientSide.appAddress;
+    for (let i = 0; i < 5; i++) {
+      app.socket.send(new TextEncoder().encode(`to-nowhere-${i}`), listen.port, listen.host);
+      await Bun.sleep(20);
+    }
+    await until(() => serverSide.stats.socketErrors > 0, 3000);
+    // The tunnel is still alive: a new server on the same port gets traffic again.
+    const reborn: { data: string }[] = [];
+    const socket = await Bun.udpSocket({
+      hostname: "127.0.0.1",
+      port: deadPort,
+      binaryType: "uint8array",
+      socket: { data: (_s, d) => void reborn.push({ data: new TextDecoder().decode(d) }) },
+    });
+    cleanups.push(() => socket.close());
+    app.socket.send(new TextEncoder().encode("hello-again"), listen.port, listen.host);
+    await until(() => reborn.some((r) => r.data === "hello-again"));
+  });
+});

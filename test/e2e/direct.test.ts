@@ -111,11 +111,14 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
     it("NAT rebinding mid-transfer on both sides (conntrack -D): the transfer completes intact", async () => {
       if (unavailable()) return;
       const session = `rebind-${plane}-${process.pid}`;
-      // No keepalive REGs during the transfer: connection-ID evidence is the only way to follow.
+      // The server (sending the data) sends no keepalive REG during the transfer: connection-ID
+      // evidence in its packets is the only way to follow it. The client mostly receives; once its
+      // NAT forgets it, only its next datagram can tell the relay, so it keeps a 2 s REG keepalive
+      // (what a receive-mostly peer should do anyway).
       const opts = { relayPort: port, session, keepaliveMs: 600_000 };
       const server = startQuicServer(topo, procs, work!, 8 * MB, opts);
       await server.waitEvent("registered", 15_000);
-      const client = startQuicClient(topo, procs, { ...opts, timeoutMs: 60_000 });
+      const client = startQuicClient(topo, procs, { ...opts, keepaliveMs: 2000, timeoutMs: 60_000 });
       await waitFor(() => progressOf(client) >= 2 * MB || client.events.some((e) => END_EVENTS.includes(e.event)), 40_000, () => client.tail());
       const serverPort = Number(server.event("listening")!.port);
       const clientPort = Number(client.event("socket")!.port);
@@ -128,8 +131,11 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
       const afterA = topo.publicPorts("natA", ADDR.relay, port, serverPort);
       const afterB = topo.publicPorts("natB", ADDR.relay, port, clientPort);
       console.log(`[e2e] ${plane} rebinding: server public port ${beforeA} -> ${afterA}, client ${beforeB} -> ${afterB}; ${end.event} ${end.bytes} B in ${end.ms} ms`);
+      console.log(relay!.output.split("\n").filter((l) => /rebound/.test(l) && l.includes(session)).join("\n"));
       expect(end.event).toBe("done");
       expect(end.sha256).toBe(server.event("listening")!.sha256);
+      // NAT A's new port was followed by connection-ID evidence (the server sent no REG).
+      expect(relay!.output).toMatch(new RegExp(`rebound session=${session} via=cid from=${ADDR.natAWan.replaceAll(".", "\\.")}:`));
       expect(beforeA.length).toBe(1);
       expect(afterA.length).toBe(1);
       expect(afterA[0]).not.toBe(beforeA[0]);

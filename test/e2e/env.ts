@@ -56,7 +56,7 @@ export function workDir(): WorkDir {
  */
 export async function startRelay(topo: Topology, procs: ProcSet, plane: "ts" | "native", port = RELAY_PORT): Promise<Proc | undefined> {
   const relay = procs.spawn(`relay-${plane}`, topo.exec("pub", [
-    "bun", MAIN, "--host", ADDR.relay, "--port", String(port), "--dataplane", plane, "--session-timeout-secs", "60", "--log-level", "info",
+    "bun", MAIN, "--host", ADDR.relay, "--port", String(port), "--dataplane", plane, "--session-timeout-secs", "60", "--log-level", process.env.E2E_RELAY_LOG_LEVEL ?? "info",
   ]));
   const started = await Promise.race([
     relay.waitOutput(/listening on udp/, 15_000).then(() => true, () => false),

@@ -23,7 +23,11 @@ export class Proc {
     });
     void this.pump(proc.stderr, (s) => (this.err += s));
     this.exited = proc.exited;
+    void this.exited.then((code) => (this.code = code));
   }
+
+  /** Exit code once the process has ended. */
+  code: number | undefined;
 
   get stdout(): string {
     return this.out;
