@@ -122,3 +122,65 @@ describe.each(
     expect(await a.silence(50)).toEqual([]);
   });
 });
+
+/**
+ * Rule 3 (bare data follows a host's only peer once it has been quiet) is unauthenticated
+ * evidence. With authentication on, operators turn it off (`rebindQuietMs: -1`); then a
+ * neighbour on the victim's IP cannot take an idle session, whatever it sends and however long
+ * the victim stays silent.
+ */
+describe.each(planesUnderTest())("idle sessions and rule 3 (%s plane)", (plane) => {
+  let relay: TestRelay;
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await relay?.stop();
+  });
+
+  async function idlePair(rebindQuietMs: number) {
+    ({ relay } = await startSecureRelay(plane, { secrets: [SECRET] }, { limits: { rebindQuietMs } }));
+    const session = `idle-${crypto.randomUUID()}`;
+    const a = await open(A_HOST);
+    const b = await open(B_HOST);
+    a.send(regFor(session, true), relay.port);
+    await a.next();
+    b.send(regFor(session, true), relay.port);
+    await b.next();
+    await quicHandshake(relay, a, b);
+    return { a, b };
+  }
+
+  it("with rule 3 off, a neighbour cannot take an idle peer's session", async () => {
+    const { a, b } = await idlePair(-1);
+    const neighbour = await open(A_HOST);
+    await Bun.sleep(400); // A idle
+    for (let i = 0; i < 5; i++) neighbour.send(`bare ${i}`, relay.port);
+    neighbour.send(shortHeader(random(8)), relay.port);
+    await Bun.sleep(100);
+    b.send("for A", relay.port);
+    expect(await a.nextText()).toBe("for A");
+    expect(await neighbour.silence(100)).toEqual([]);
+    expect(relay.relay.table.stats.rebinds).toMatchObject({ reg: 0, cid: 0, quiet: 0 });
+  });
+
+  it("with rule 3 on, a neighbour's takeover of an idle peer ends when the peer speaks by its connection ID", async () => {
+    const { a, b } = await idlePair(200);
+    const neighbour = await open(A_HOST);
+    await Bun.sleep(400);
+    neighbour.send("bare data after silence", relay.port);
+    expect(await b.nextText()).toBe("bare data after silence");
+    expect(relay.relay.table.stats.rebinds.quiet).toBe(1);
+    // The real peer speaks again from its own port with the connection ID the relay learned.
+    a.send(shortHeader(SERVER_CID), relay.port);
+    expect((await b.next()).data).toEqual(shortHeader(SERVER_CID));
+    b.send("for A again", relay.port);
+    expect(await a.nextText()).toBe("for A again");
+    neighbour.send("more", relay.port);
+    expect(await b.silence(100)).toEqual([]);
+  });
+});
