@@ -4,7 +4,8 @@ import { parseHostPort, resolveHostPort, formatHostPort } from "../client/endpoi
 import { ClientConfigError } from "../client/errors.ts";
 import { defaultRegistrationSettings } from "../client/registration.ts";
 import { RelayTunnel, type TunnelMode } from "../client/tunnel.ts";
-import { clientLogLevel, positiveNumber } from "../client/flags.ts";
+import { clientLogLevel, nonNegativeInteger, positiveNumber } from "../client/flags.ts";
+import { registerOnce } from "../client/register-once.ts";
 
 export const connectCommand = defineCommand({
   meta: {
@@ -16,6 +17,12 @@ export const connectCommand = defineCommand({
     session: { type: "string", required: true, description: "Session id shared with the other side" },
     listen: { type: "string", description: "Client side: local address the app sends to", valueHint: "127.0.0.1:port" },
     forward: { type: "string", description: "Server side: local server that relayed datagrams go to", valueHint: "127.0.0.1:port" },
+    "register-only": {
+      type: "boolean",
+      default: false,
+      description: "Send REG from --local-port, wait for ACK, close the socket and exit (hand the port to an app)",
+    },
+    "local-port": { type: "string", default: "0", description: "Local port of the relay-facing socket (0: any)" },
     "keepalive-secs": { type: "string", default: "10", description: "Keepalive REG interval (keep below NAT UDP timeouts)" },
     "ack-timeout-ms": { type: "string", default: "500", description: "First wait for ACK; doubles per retry" },
     tries: { type: "string", default: "5", description: "REG attempts before the relay counts as unreachable" },
@@ -26,6 +33,25 @@ export const connectCommand = defineCommand({
     let tunnel: RelayTunnel | undefined;
     try {
       log.level = clientLogLevel(args["log-level"]);
+      if (args.session === "") throw new ClientConfigError("--session must not be empty", "session");
+      const localPort = nonNegativeInteger(args["local-port"], "local-port");
+      if (localPort > 65535) throw new ClientConfigError("--local-port must be 0..65535", "local-port");
+      const registration = {
+        ...defaultRegistrationSettings,
+        keepaliveMs: positiveNumber(args["keepalive-secs"], "keepalive-secs") * 1000,
+        ackTimeoutMs: positiveNumber(args["ack-timeout-ms"], "ack-timeout-ms"),
+        maxTries: Math.round(positiveNumber(args.tries, "tries")),
+      };
+      if (args["register-only"]) {
+        if (args.listen !== undefined || args.forward !== undefined) {
+          throw new ClientConfigError("--register-only takes no --listen/--forward");
+        }
+        if (localPort === 0) throw new ClientConfigError("--register-only needs --local-port (the port the app binds next)", "local-port");
+        const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
+        const ms = await registerOnce(relay, args.session, localPort, registration);
+        log.info(`registered session ${args.session} at ${formatHostPort(relay)} from local port ${localPort} in ${ms.toFixed(1)} ms; port released for the app`);
+        return;
+      }
       if ((args.listen === undefined) === (args.forward === undefined)) {
         throw new ClientConfigError("give exactly one of --listen (client side) or --forward (server side)");
       }
@@ -34,17 +60,12 @@ export const connectCommand = defineCommand({
         args.listen !== undefined
           ? { kind: "listen", local: parseHostPort(args.listen, "listen", true) }
           : { kind: "forward", target: await resolveHostPort(parseHostPort(args.forward!, "forward"), "forward") };
-      if (args.session === "") throw new ClientConfigError("--session must not be empty", "session");
       tunnel = new RelayTunnel({
         relay,
         sessionId: args.session,
         mode,
-        registration: {
-          ...defaultRegistrationSettings,
-          keepaliveMs: positiveNumber(args["keepalive-secs"], "keepalive-secs") * 1000,
-          ackTimeoutMs: positiveNumber(args["ack-timeout-ms"], "ack-timeout-ms"),
-          maxTries: Math.round(positiveNumber(args.tries, "tries")),
-        },
+        relayLocalPort: localPort,
+        registration,
         log: { info: (m) => log.info(m), warn: (m) => log.warn(m), debug: (m) => log.debug(m) },
       });
       const started = tunnel;

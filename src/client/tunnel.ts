@@ -24,6 +24,8 @@ export interface TunnelOptions {
   sessionId: string;
   mode: TunnelMode;
   registration: RegistrationSettings;
+  /** Local port of the relay-facing socket (0: any). */
+  relayLocalPort?: number;
   /** App datagrams queued while the first registration is pending. */
   maxPending?: number;
   log: TunnelLogger;
@@ -111,7 +113,7 @@ export class RelayTunnel {
     const { relay, mode } = this.options;
     this.relaySocket = await Bun.udpSocket({
       hostname: wildcardFor(relay.host),
-      port: 0,
+      port: this.options.relayLocalPort ?? 0,
       binaryType: "uint8array",
       socket: {
         data: (_s, data, port, address) => this.onRelayDatagram(data, port, address),

@@ -108,6 +108,24 @@ describe("quic-relay connect", () => {
     expect(r.output()).toMatch(/refused the registration: ERR full/);
   }, 20_000);
 
+  it("--register-only registers from --local-port and frees the port for the app (quic-portal-style hand-over)", async () => {
+    const session = "cli-handover";
+    const partner = await openPeer("127.0.0.2");
+    await register(partner, relay.port, session);
+    const probe = await openPeer();
+    const port = probe.port;
+    probe.socket.close();
+    peers.splice(peers.indexOf(probe), 1);
+    const r = connect("--relay", `127.0.0.1:${relay.port}`, "--session", session, "--register-only", "--local-port", String(port));
+    expect(await exitOf(r)).toBe(0);
+    expect(r.output()).toMatch(new RegExp(`from local port ${port} in [\\d.]+ ms; port released`));
+    // The "app" binds the same port; the relay already knows that address as the session's peer.
+    const bound = await TestPeer.open("127.0.0.1", port);
+    peers.push(bound);
+    bound.socket.send(bytes("from-app"), relay.port, "127.0.0.1");
+    await eventually(() => partner.inbox.some((d) => text(d.data) === "from-app"), 5000);
+  }, 20_000);
+
   it("refuses contradictory flags with exit code 2", async () => {
     const r = connect("--relay", "127.0.0.1:9", "--session", "x", "--listen", "127.0.0.1:0", "--forward", "127.0.0.1:1");
     expect(await exitOf(r)).toBe(2);

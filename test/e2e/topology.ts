@@ -54,6 +54,7 @@ export class Topology {
   }
 
   build(useIptables = false): void {
+    sweepStaleNamespaces();
     try {
       for (const node of Object.keys(this.ns) as Node[]) {
         run(["ip", "netns", "add", this.ns[node]]);
@@ -127,5 +128,26 @@ export class Topology {
       if (pids) for (const pid of pids.split(/\s+/)) spawnSync("kill", ["-9", pid]);
       spawnSync("ip", ["netns", "del", name]);
     }
+  }
+}
+
+/** Remove namespaces left by an earlier run that was killed hard (its pid is in the name and gone). */
+export function sweepStaleNamespaces(): void {
+  const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout ?? "";
+  for (const line of list.split("\n")) {
+    const name = line.split(" ")[0] ?? "";
+    const m = name.match(/^qr[dt](\d+)-(pub|na|nb|a|b)$/);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (alive) continue;
+    const pids = spawnSync("ip", ["netns", "pids", name], { encoding: "utf8" }).stdout?.trim();
+    if (pids) for (const p of pids.split(/\s+/)) spawnSync("kill", ["-9", p]);
+    spawnSync("ip", ["netns", "del", name]);
   }
 }

@@ -129,6 +129,41 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
       }
     }, 120_000);
 
+    it("quic-portal-style hand-over: REG from the app's port, then the app itself talks to the relay", async () => {
+      if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
+      const session = `portal-${plane}-${process.pid}`;
+      const relayAddr = `${ADDR.relay}:${port}`;
+      const clientPort = 45000;
+      let server: Proc | undefined;
+      // gtlsclient cannot choose its port: pin the namespace's ephemeral range to one port.
+      topo.sh("b", ["sysctl", "-qw", `net.ipv4.ip_local_port_range=${clientPort} ${clientPort}`]);
+      try {
+        const serverReg = connect("a", `register ${session} A`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(SERVER_PORT)]);
+        expect(await serverReg.exitCode(15_000)).toBe(0);
+        server = procs.spawn(`gtlsserver portal ${session}`, topo.exec("a", [
+          "gtlsserver", "-q", "-d", join(work!.dir, "www"), ADDR.peerA, String(SERVER_PORT), work!.key, work!.cert,
+        ]));
+        await Bun.sleep(300);
+        const clientReg = connect("b", `register ${session} B`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(clientPort)]);
+        expect(await clientReg.exitCode(15_000)).toBe(0);
+        const dir = join(work!.dir, `dl-${session}`);
+        mkdirSync(dir, { recursive: true });
+        const started = performance.now();
+        const client = procs.spawn(`gtlsclient portal ${session}`, topo.exec("b", [
+          "gtlsclient", "-q", "--timeout=10s", ADDR.relay, String(port), `https://${relayAddr}/blob`, `--download=${dir}`, "--exit-on-all-streams-close",
+        ]));
+        const code = await client.exitCode(60_000);
+        const file = join(dir, "blob");
+        const ms = Math.round(performance.now() - started);
+        console.log(`[e2e] ${plane} quic-portal-style (no tunnel): gtlsclient exit ${code}, ${sizeOf(file)} B in ${ms} ms, sha256 ${fileSha(file) === blobSha ? "ok" : "MISMATCH"}`);
+        expect(fileSha(file)).toBe(blobSha);
+      } finally {
+        topo.sh("b", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=32768 60999"]);
+        server?.kill();
+        await server?.exited;
+      }
+    }, 90_000);
+
     it("survives NAT rebinding of both tunnels mid-download (conntrack -D)", async () => {
       if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
       const session = `gtls-rebind-${plane}-${process.pid}`;
