@@ -8,7 +8,7 @@ export const SECRET_ENV = "QUIC_RELAY_AUTH_SECRET";
 
 export interface SecurityOptions extends RegPolicyOptions {
   /** Where the secrets came from, for the startup log line (never the secrets themselves). */
-  secretSource: "none" | "flag" | "file" | "flag+file" | "env";
+  secretSource: "none" | "flag" | "file" | "flag+file" | "env" | "config";
 }
 
 export const SECURITY_DEFAULTS = {
@@ -71,35 +71,81 @@ export function repeatedFlag(rawArgs: readonly string[], name: string): string[]
   return values;
 }
 
+/** A config file's values keyed by flag name, as the lead's config loader reads them. */
+export interface SecurityFile {
+  path: string;
+  values: Record<string, unknown>;
+}
+
+/** `QUIC_RELAY_MAX_SESSIONS` for `max-sessions` (the relay's naming for every flag). */
+export function securityEnvName(flag: string): string {
+  return `QUIC_RELAY_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
 /**
- * Validates flags and environment into typed options; throws ConfigError naming the flag.
- * Secrets: `--auth-secret` and `--auth-secret-file` together, else QUIC_RELAY_AUTH_SECRET
- * (comma-separated), else none (no authentication).
+ * Validates flags, environment and config file into typed options; throws ConfigError naming
+ * the flag (or variable). Each setting comes from the first source that sets it: flags, then
+ * QUIC_RELAY_* variables, then the file, then defaults. Secrets: `--auth-secret` and
+ * `--auth-secret-file` together; else QUIC_RELAY_AUTH_SECRET (comma-separated) and
+ * QUIC_RELAY_AUTH_SECRET_FILE; else the file's `auth-secret` / `auth-secret-file`; else none.
  */
-export function resolveSecurityOptions(flags: RawSecurityFlags, env: Record<string, string | undefined>): SecurityOptions {
-  const fromFlags = flags.authSecret === undefined ? [] : splitSecrets("auth-secret", ([] as (string | boolean)[]).concat(flags.authSecret));
-  const fromFile = flags.authSecretFile === undefined ? [] : readSecretFile(flags.authSecretFile);
-  let secretSource: SecurityOptions["secretSource"] = "none";
-  let texts: string[] = [];
-  if (fromFlags.length > 0 || fromFile.length > 0) {
-    texts = [...fromFlags, ...fromFile];
-    secretSource = fromFlags.length > 0 && fromFile.length > 0 ? "flag+file" : fromFlags.length > 0 ? "flag" : "file";
-  } else if (env[SECRET_ENV]?.trim()) {
-    texts = splitSecrets(SECRET_ENV, [env[SECRET_ENV]!]);
-    secretSource = "env";
-  }
-  const secrets = dedupe(texts).map((t) => new TextEncoder().encode(t));
-  const regRate = number("reg-rate", flags.regRate, SECURITY_DEFAULTS.regRate, 0, 1_000_000);
-  const regBurst = number("reg-burst", flags.regBurst, Math.max(SECURITY_DEFAULTS.regBurst, regRate), 1, 1_000_000);
-  const maxSessionsPerHost = integer("max-sessions-per-host", flags.maxSessionsPerHost, SECURITY_DEFAULTS.maxSessionsPerHost, 0, 100_000_000);
+export function resolveSecurityOptions(
+  flags: RawSecurityFlags,
+  env: Record<string, string | undefined>,
+  file?: SecurityFile,
+): SecurityOptions {
+  // The value for a flag and the name to blame when it is wrong.
+  const pick = (flag: string, value: string | boolean | undefined): Source => {
+    if (value !== undefined) return { value, label: `--${flag}` };
+    const name = securityEnvName(flag);
+    const fromEnv = env[name];
+    if (fromEnv !== undefined && fromEnv.trim() !== "") return { value: fromEnv, label: name };
+    const fromFile = file?.values[flag];
+    if (fromFile === undefined) return { value: undefined, label: `--${flag}` };
+    return { value: typeof fromFile === "boolean" ? fromFile : String(fromFile), label: `'${flag}' in ${file!.path}` };
+  };
+  const { secrets, secretSource } = resolveSecrets(flags, env, file);
+  const regRate = number("reg-rate", pick("reg-rate", flags.regRate), SECURITY_DEFAULTS.regRate, 0, 1_000_000);
+  const regBurst = number("reg-burst", pick("reg-burst", flags.regBurst), Math.max(SECURITY_DEFAULTS.regBurst, regRate), 1, 1_000_000);
+  const perHost = integer("max-sessions-per-host", pick("max-sessions-per-host", flags.maxSessionsPerHost), SECURITY_DEFAULTS.maxSessionsPerHost, 0, 100_000_000);
   return {
     secrets,
     secretSource,
-    maxSessions: integer("max-sessions", flags.maxSessions, SECURITY_DEFAULTS.maxSessions, 1, 100_000_000),
-    maxSessionsPerHost: maxSessionsPerHost === 0 ? Number.POSITIVE_INFINITY : maxSessionsPerHost,
+    maxSessions: integer("max-sessions", pick("max-sessions", flags.maxSessions), SECURITY_DEFAULTS.maxSessions, 1, 100_000_000),
+    maxSessionsPerHost: perHost === 0 ? Number.POSITIVE_INFINITY : perHost,
     regRate,
     regBurst,
   };
+}
+
+function resolveSecrets(
+  flags: RawSecurityFlags,
+  env: Record<string, string | undefined>,
+  file: SecurityFile | undefined,
+): { secrets: Uint8Array[]; secretSource: SecurityOptions["secretSource"] } {
+  let texts: string[] = [];
+  let secretSource: SecurityOptions["secretSource"] = "none";
+  const fromFlags = flags.authSecret === undefined ? [] : splitSecrets("auth-secret", ([] as (string | boolean)[]).concat(flags.authSecret));
+  const fromSecretFile = flags.authSecretFile === undefined ? [] : readSecretFile(flags.authSecretFile);
+  const envSecret = env[SECRET_ENV]?.trim() ? env[SECRET_ENV]! : undefined;
+  const envFile = env[`${SECRET_ENV}_FILE`]?.trim() ? env[`${SECRET_ENV}_FILE`]! : undefined;
+  if (fromFlags.length > 0 || fromSecretFile.length > 0) {
+    texts = [...fromFlags, ...fromSecretFile];
+    secretSource = fromFlags.length > 0 && fromSecretFile.length > 0 ? "flag+file" : fromFlags.length > 0 ? "flag" : "file";
+  } else if (envSecret !== undefined || envFile !== undefined) {
+    texts = [...(envSecret === undefined ? [] : splitSecrets(SECRET_ENV, [envSecret])), ...(envFile === undefined ? [] : readSecretFile(envFile))];
+    secretSource = "env";
+  } else if (file && (file.values["auth-secret"] !== undefined || file.values["auth-secret-file"] !== undefined)) {
+    const inline = file.values["auth-secret"];
+    const values = inline === undefined ? [] : ([] as unknown[]).concat(inline).map((v) => (typeof v === "string" ? v : true));
+    const path = file.values["auth-secret-file"];
+    texts = [
+      ...(values.length ? splitSecrets("auth-secret", values) : []),
+      ...(path === undefined ? [] : readSecretFile(typeof path === "string" ? path : true)),
+    ];
+    secretSource = "config";
+  }
+  return { secrets: dedupe(texts).map((t) => new TextEncoder().encode(t)), secretSource };
 }
 
 function splitSecrets(flag: string, values: (string | boolean)[]): string[] {
@@ -144,24 +190,29 @@ function dedupe(values: string[]): string[] {
   return [...new Set(values)];
 }
 
-function text(flag: string, value: string | boolean): string {
-  if (typeof value !== "string" || value.trim() === "") throw new ConfigError(`--${flag} needs a value`, flag);
-  return value.trim();
+function text(flag: string, from: Source): string {
+  if (typeof from.value !== "string" || from.value.trim() === "") throw new ConfigError(`${from.label} needs a value`, flag);
+  return from.value.trim();
 }
 
-function integer(flag: string, value: string | boolean | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const t = text(flag, value);
+interface Source {
+  value: string | boolean | undefined;
+  label: string;
+}
+
+function integer(flag: string, from: Source, fallback: number, min: number, max: number): number {
+  if (from.value === undefined) return fallback;
+  const t = text(flag, from);
   if (!/^[0-9]+$/.test(t) || Number(t) < min || Number(t) > max)
-    throw new ConfigError(`--${flag} must be an integer from ${min} to ${max}, got '${t}'`, flag);
+    throw new ConfigError(`${from.label} must be an integer from ${min} to ${max}, got '${t}'`, flag);
   return Number(t);
 }
 
-function number(flag: string, value: string | boolean | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const t = text(flag, value);
+function number(flag: string, from: Source, fallback: number, min: number, max: number): number {
+  if (from.value === undefined) return fallback;
+  const t = text(flag, from);
   const n = Number(t);
   if (!/^[0-9]+(\.[0-9]+)?$/.test(t) || n < min || n > max)
-    throw new ConfigError(`--${flag} must be a number from ${min} to ${max}, got '${t}'`, flag);
+    throw new ConfigError(`${from.label} must be a number from ${min} to ${max}, got '${t}'`, flag);
   return n;
 }

@@ -85,4 +85,22 @@ describe("security options", () => {
   it("accepts fractional rates", () => {
     expect(resolveSecurityOptions({ regRate: "0.5", regBurst: "2" }, {}).regRate).toBe(0.5);
   });
+
+  it("reads QUIC_RELAY_* variables and then a config file, flags first", () => {
+    const file = { path: "relay.toml", values: { "max-sessions": 10, "reg-rate": 3, "auth-secret": [A, B] } };
+    const env = { QUIC_RELAY_MAX_SESSIONS: "20", QUIC_RELAY_MAX_SESSIONS_PER_HOST: "7" };
+    const o = resolveSecurityOptions({ regBurst: "9" }, env, file);
+    expect(o).toMatchObject({ maxSessions: 20, maxSessionsPerHost: 7, regRate: 3, regBurst: 9, secretSource: "config" });
+    expect(o.secrets.map(dec)).toEqual([A, B]);
+    expect(resolveSecurityOptions({ maxSessions: "30" }, env, file).maxSessions).toBe(30);
+    const secretFile = join(dir, "env-secret");
+    writeFileSync(secretFile, `${B}\n`);
+    expect(resolveSecurityOptions({}, { QUIC_RELAY_AUTH_SECRET_FILE: secretFile }, file).secrets.map(dec)).toEqual([B]);
+  });
+
+  it("blames the variable or file key that is wrong", () => {
+    expect(() => resolveSecurityOptions({}, { QUIC_RELAY_MAX_SESSIONS: "x" })).toThrow("QUIC_RELAY_MAX_SESSIONS must be");
+    expect(() => resolveSecurityOptions({}, {}, { path: "r.toml", values: { "reg-rate": "fast" } })).toThrow("'reg-rate' in r.toml must be");
+    expect(flagOf(() => resolveSecurityOptions({}, {}, { path: "r.toml", values: { "auth-secret": "short" } }))).toBe("auth-secret");
+  });
 });

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from "bun:test";
+import { resolveSecurityOptions, securityFlags } from "../../src/security/options.ts";
+import { createRegPolicy } from "../../src/security/policy.ts";
 import { mintToken } from "../../src/security/token.ts";
-import { planesUnderTest, register, type TestRelay, TestPeer, text } from "../utils.ts";
+import { planesUnderTest, register, startRelay, type TestRelay, TestPeer, text } from "../utils.ts";
 import { regFor, SECRET, startSecureRelay } from "./helpers.ts";
 
 describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane) => {
@@ -97,5 +99,17 @@ describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane)
     expect(relay.relay.table.stats.refusals.rate).toBe(1);
     a.send("data is not rate-limited", relay.port);
     expect(await b.nextText()).toBe("data is not rate-limited");
+  });
+
+  it("runs with options resolved from command-line flags, as the relay command wires them", async () => {
+    const rawArgs = ["--auth-secret", "first-secret-0123456789", "--auth-secret", new TextDecoder().decode(SECRET), "--max-sessions", "1"];
+    const args = { "auth-secret": new TextDecoder().decode(SECRET), "max-sessions": "1" };
+    const options = resolveSecurityOptions(securityFlags(args, rawArgs), {});
+    relay = await startRelay(plane, { policy: createRegPolicy(options) });
+    const a = await open("127.0.0.2");
+    // Minted with the second (older) secret: rotation keeps it valid.
+    expect(await ask(a, regFor("wired", true))).toBe("ACK\n");
+    expect(await ask(a, "REG:wired\n")).toBe("ERR auth\n");
+    expect(await ask(a, regFor("wired-2", true))).toBe("ERR limit\n");
   });
 });
