@@ -154,8 +154,11 @@ export class RelayTunnel {
     this.appSocket?.close();
   }
 
-  private onSocketError(side: string, error: unknown): void {
+  private onSocketError(side: "relay" | "app", error: unknown): void {
     this.stats.socketErrors++;
+    // ICMP unreachable from the relay: it is down or restarting and will have forgotten us.
+    // Re-register now (with backoff) instead of waiting for the next keepalive.
+    if (side === "relay") this.reg.refresh();
     this.options.log.debug(`${side} socket: ${error instanceof Error ? error.message : String(error)}`);
   }
 

@@ -126,6 +126,49 @@ describe("quic-relay connect", () => {
     await eventually(() => partner.inbox.some((d) => text(d.data) === "from-app"), 5000);
   }, 20_000);
 
+  it("re-registers after the relay process restarts and traffic flows again", async () => {
+    const probe = await openPeer();
+    const port = probe.port;
+    probe.socket.close();
+    peers.splice(peers.indexOf(probe), 1);
+    const startRelayProcess = async () => {
+      const r = Bun.spawn(["bun", MAIN, "--host", "127.0.0.1", "--port", String(port), "--log-level", "warn", "--dataplane", "ts"], {
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+      children.push(r);
+      const check = await openPeer();
+      await eventually(() => {
+        check.socket.send(bytes("REG:restart-check"), port, "127.0.0.1");
+        return check.inbox.length > 0;
+      }, 10_000, 100);
+      return r;
+    };
+    let relayProcess = await startRelayProcess();
+    const server = await openPeer();
+    const relayAddr = `127.0.0.1:${port}`;
+    const serverSide = connect("--relay", relayAddr, "--session", "restart", "--forward", `127.0.0.1:${server.port}`, "--keepalive-secs", "2");
+    await serverSide.waitFor(/tunnel up/);
+    const clientSide = connect("--relay", relayAddr, "--session", "restart", "--listen", "127.0.0.1:0", "--keepalive-secs", "2");
+    const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
+    const app = await openPeer();
+    app.socket.send(bytes("before"), listenPort, "127.0.0.1");
+    await eventually(() => server.inbox.some((d) => text(d.data) === "before"), 5000);
+
+    relayProcess.kill("SIGKILL");
+    await relayProcess.exited;
+    app.socket.send(bytes("while-down"), listenPort, "127.0.0.1");
+    await Bun.sleep(500);
+    relayProcess = await startRelayProcess();
+    const restarted = performance.now();
+    await eventually(() => {
+      app.socket.send(bytes("after"), listenPort, "127.0.0.1");
+      return server.inbox.some((d) => text(d.data) === "after");
+    }, 12_000, 200);
+    console.log(`[connect] traffic flowed again ${Math.round(performance.now() - restarted)} ms after the relay restarted`);
+    expect(clientSide.output()).toMatch(/re-registered|keepalive REG unanswered/);
+  }, 40_000);
+
   it("refuses contradictory flags with exit code 2", async () => {
     const r = connect("--relay", "127.0.0.1:9", "--session", "x", "--listen", "127.0.0.1:0", "--forward", "127.0.0.1:1");
     expect(await exitOf(r)).toBe(2);
