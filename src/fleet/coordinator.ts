@@ -1,0 +1,202 @@
+import type { Endpoint, InboundDatagram } from "../dataplane/types.ts";
+import { splitHostPort } from "../config.ts";
+import type { Logger } from "../log.ts";
+import { encodeReg, isReg } from "../protocol/reg.ts";
+import type { Relay } from "../relay.ts";
+import { formatEndpoint } from "../sessions/address.ts";
+import type { Session } from "../sessions/types.ts";
+import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
+import type { FleetOptions } from "./options.ts";
+import { type BridgeCounters, type FleetPlane, isVirtual } from "./plane.ts";
+
+export interface FleetStats {
+  reachable: boolean;
+  directory: DirectoryStats;
+  bridge: BridgeCounters;
+  /** Sessions bridged to another relay right now / since start. */
+  bridgedNow: number;
+  bridgedTotal: number;
+  /** Sessions this relay has entered in the directory. */
+  announced: number;
+}
+
+interface Announced {
+  localPeers: number;
+  at: number;
+}
+
+/**
+ * Keeps the directory in step with the session table on lifecycle events only (a REG that creates,
+ * joins or refreshes a session; pairing; expiry found by the periodic pass) and bridges a session
+ * when its other peer registered on another relay. Never on the per-datagram path.
+ */
+export class FleetCoordinator {
+  private readonly announced = new Map<string, Announced>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private ticking = false;
+  private bridgedTotal = 0;
+  private readonly refreshMs: number;
+  private readonly ttlMs: number;
+  private stopped = false;
+
+  constructor(
+    private readonly relay: Relay,
+    private readonly plane: FleetPlane,
+    private readonly directory: FleetDirectory,
+    private readonly options: FleetOptions,
+    private readonly logger: Logger,
+  ) {
+    const timeoutMs = relay.table.limits.timeoutMs;
+    this.refreshMs = Math.min(30_000, Math.max(1000, timeoutMs / 3));
+    // A live session's entry must survive until the next refresh pass.
+    this.ttlMs = timeoutMs + this.refreshMs + options.heartbeatMs;
+    plane.afterBatch = (batch) => this.afterBatch(batch);
+    plane.onUnlinked = (sessionId, from, payload) => this.unlinked(sessionId, from, payload);
+    directory.onReachable = () => this.refreshAll(true);
+  }
+
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
+  }
+
+  /** Removes this relay's entries (bounded wait), then disconnects. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.directory.reachable) {
+      const work = Promise.all([...this.announced.keys()].map((id) => this.directory.withdraw(id)));
+      await Promise.race([work, Bun.sleep(500)]);
+    }
+    this.directory.close();
+  }
+
+  stats(): FleetStats {
+    let bridgedNow = 0;
+    for (const link of this.plane.links()) if (link.deliverTo) bridgedNow++;
+    return {
+      reachable: this.directory.reachable,
+      directory: { ...this.directory.stats },
+      bridge: { ...this.plane.bridge, rejected: { ...this.plane.bridge.rejected } },
+      bridgedNow,
+      bridgedTotal: this.bridgedTotal,
+      announced: this.announced.size,
+    };
+  }
+
+  /** Another relay holds the other peer of a session whose first peer is here. */
+  joined(message: JoinMessage): void {
+    if (message.relay === this.options.advertise) return;
+    this.attach(message.session, message.relay, this.endpointOf(message.relay));
+  }
+
+  private afterBatch(batch: InboundDatagram[]): void {
+    let seen: Set<string> | undefined;
+    for (const d of batch) {
+      if (d.observed || !isReg(d.data)) continue;
+      const peer = this.relay.table.peerAt({ address: d.address, port: d.port });
+      if (!peer) continue;
+      const id = peer.session.id;
+      if (seen?.has(id)) continue;
+      (seen ??= new Set()).add(id);
+      this.note(peer.session, false);
+    }
+  }
+
+  /** Enters the session in the directory when its local peer count changed, or when due. */
+  private note(session: Session, force: boolean): void {
+    const localPeers = countLocal(session);
+    const now = Date.now();
+    const previous = this.announced.get(session.id);
+    if (!force && previous && previous.localPeers === localPeers && now - previous.at < this.refreshMs / 2) return;
+    this.announced.set(session.id, { localPeers, at: now });
+    void this.announce(session.id, localPeers);
+  }
+
+  private async announce(sessionId: string, localPeers: number): Promise<void> {
+    const others = await this.directory.announce(sessionId, localPeers, this.ttlMs);
+    if (!others || localPeers !== 1 || this.plane.link(sessionId)) return;
+    // The other peer is on another relay when exactly one other relay holds exactly one peer.
+    const candidates = [...others].filter(([, n]) => n === 1).map(([relay]) => relay);
+    if (candidates.length !== 1) return;
+    const relay = candidates[0]!;
+    if (!this.waitingAlone(sessionId) || !(await this.directory.alive(relay))) return;
+    if (this.attach(sessionId, relay, this.endpointOf(relay))) await this.directory.join(relay, sessionId);
+  }
+
+  /** Authentic bridge datagram for a session that has no link here (its join message was missed). */
+  private unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void {
+    if (!this.attach(sessionId, formatEndpoint(from), from)) return;
+    const link = this.plane.link(sessionId);
+    if (link) this.plane.deliver(link, payload);
+  }
+
+  /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
+  private attach(sessionId: string, relay: string, target: Endpoint | undefined): boolean {
+    if (!target || !this.waitingAlone(sessionId) || this.plane.link(sessionId)) return false;
+    const table = this.relay.table;
+    const link = this.plane.createLink(sessionId, relay, target);
+    this.plane.attach(link, () => table.register(sessionId, link.virtual, encodeReg(sessionId)));
+    if (table.peerAt(link.virtual)?.session.id !== sessionId || !link.deliverTo) {
+      this.plane.removeLink(link);
+      return false;
+    }
+    this.bridgedTotal++;
+    this.logger.info("session bridged", { session: sessionId, relay, bridged: this.bridgedTotal });
+    return true;
+  }
+
+  private waitingAlone(sessionId: string): boolean {
+    const session = this.relay.table.session(sessionId);
+    return !!session && session.peers.length === 1 && !isVirtual(session.peers[0]!.endpoint);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.stopped) return;
+    this.ticking = true;
+    try {
+      await this.directory.maintain();
+      const table = this.relay.table;
+      void this.directory.heartbeat(
+        { advertise: this.options.advertise, plane: this.plane.kind, sessions: table.sessionCount, bridged: this.bridgedTotal, at: Date.now() },
+        this.options.heartbeatMs * 3,
+      );
+      for (const link of [...this.plane.links()]) if (!table.peerAt(link.virtual)) this.plane.removeLink(link);
+      this.refreshAll(false);
+    } catch (error) {
+      this.logger.error("fleet tick failed", { error: String((error as Error)?.stack ?? error) });
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Withdraws sessions that ended here; re-enters live ones when due (all of them after an outage). */
+  private refreshAll(force: boolean): void {
+    const now = Date.now();
+    for (const [id, entry] of this.announced) {
+      const session = this.relay.table.session(id);
+      if (!session || countLocal(session) === 0) {
+        this.announced.delete(id);
+        void this.directory.withdraw(id);
+        continue;
+      }
+      if (force || now - entry.at >= this.refreshMs || entry.localPeers !== countLocal(session)) this.note(session, true);
+    }
+  }
+
+  private endpointOf(relay: string): Endpoint | undefined {
+    const hp = splitHostPort(relay);
+    if (!hp || hp.host === "") return undefined;
+    // A dual-stack socket sends to IPv4 relays through their mapped form.
+    const v6Socket = this.plane.local.address.includes(":");
+    const address = v6Socket && !hp.host.includes(":") ? `::ffff:${hp.host}` : hp.host;
+    return { address, port: hp.port };
+  }
+}
+
+function countLocal(session: Session): number {
+  let n = 0;
+  for (const p of session.peers) if (!isVirtual(p.endpoint)) n++;
+  return n;
+}

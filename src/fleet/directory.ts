@@ -1,0 +1,189 @@
+import { RedisClient } from "bun";
+import type { Logger } from "../log.ts";
+
+/** While the directory stays down, one reminder line per this period. */
+const OUTAGE_LOG_PERIOD_MS = 30_000;
+
+/** A message on a relay's channel: another relay holds the other peer of `session`. */
+export interface JoinMessage {
+  kind: "join";
+  session: string;
+  /** The sending relay's id (its advertised ip:port). */
+  relay: string;
+}
+
+export interface DirectoryStats {
+  /** Commands that failed (Redis unreachable, timeouts, errors). */
+  errors: number;
+  /** Times the directory went from reachable to unreachable. */
+  outages: number;
+  commands: number;
+  messages: number;
+}
+
+/** Writes a session's entry (this relay's field = its local peer count), renews the TTL, returns all fields. */
+const ANNOUNCE = `redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGETALL', KEYS[1])`;
+
+/**
+ * The fleet's session directory in Redis: which relays hold peers of which session, relay health,
+ * and a channel per relay. Every call is safe while Redis is down: it fails fast (no offline
+ * queue), counts the error and returns undefined; `maintain()` reconnects and resubscribes.
+ *
+ * Keys (prefix p): `p:session:<id>` hash relay -> local peer count, TTL = session timeout;
+ * `p:relay:<relay>` health, TTL = 3 heartbeats; channel `p:relay:<relay>:events`.
+ * Each script touches one key, so this also runs on Redis Cluster.
+ */
+export class FleetDirectory {
+  readonly stats: DirectoryStats = { errors: 0, outages: 0, commands: 0, messages: 0 };
+  private cmd: RedisClient;
+  private sub: RedisClient | undefined;
+  private subscribing = false;
+  private up = false;
+  private closed = false;
+  private lastErrorLog = 0;
+  /** Called when the directory becomes reachable again after an outage (and at first contact). */
+  onReachable: () => void = () => {};
+
+  constructor(
+    private readonly url: string,
+    private readonly prefix: string,
+    private readonly self: string,
+    private readonly logger: Logger,
+    private readonly onJoin: (message: JoinMessage) => void,
+  ) {
+    this.cmd = this.client();
+  }
+
+  get reachable(): boolean {
+    return this.up;
+  }
+
+  sessionKey(sessionId: string): string {
+    return `${this.prefix}:session:${sessionId}`;
+  }
+  relayKey(relay: string): string {
+    return `${this.prefix}:relay:${relay}`;
+  }
+  channel(relay: string): string {
+    return `${this.prefix}:relay:${relay}:events`;
+  }
+
+  /** Connects what is not connected. Never throws; call it from a timer. */
+  async maintain(): Promise<void> {
+    if (this.closed) return;
+    if (!this.cmd.connected) {
+      try {
+        await this.cmd.connect();
+      } catch (error) {
+        return this.failed(error);
+      }
+    }
+    if ((!this.sub || !this.sub.connected) && !this.subscribing) {
+      this.subscribing = true;
+      // A fresh subscriber each time: a reconnected client does not restore its subscriptions.
+      this.sub?.close();
+      const sub = (this.sub = this.client());
+      try {
+        await sub.connect();
+        await sub.subscribe(this.channel(this.self), (message) => this.message(message));
+      } catch (error) {
+        sub.close();
+        this.failed(error);
+      } finally {
+        this.subscribing = false;
+      }
+    }
+  }
+
+  /** Records this relay's local peer count for a session; the other relays' counts, or undefined. */
+  async announce(sessionId: string, localPeers: number, ttlMs: number): Promise<Map<string, number> | undefined> {
+    const reply = await this.run("EVAL", [ANNOUNCE, "1", this.sessionKey(sessionId), this.self, String(localPeers), String(Math.ceil(ttlMs))]);
+    if (!Array.isArray(reply)) return undefined;
+    const others = new Map<string, number>();
+    for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] !== this.self) others.set(String(reply[i]), Number(reply[i + 1]));
+    return others;
+  }
+
+  async withdraw(sessionId: string): Promise<void> {
+    await this.run("HDEL", [this.sessionKey(sessionId), this.self]);
+  }
+
+  async heartbeat(info: Record<string, unknown>, ttlMs: number): Promise<boolean> {
+    return (await this.run("SET", [this.relayKey(this.self), JSON.stringify(info), "PX", String(Math.ceil(ttlMs))])) !== undefined;
+  }
+
+  async alive(relay: string): Promise<boolean | undefined> {
+    const n = await this.run("EXISTS", [this.relayKey(relay)]);
+    return n === undefined ? undefined : Number(n) > 0;
+  }
+
+  async join(toRelay: string, sessionId: string): Promise<void> {
+    const message: JoinMessage = { kind: "join", session: sessionId, relay: this.self };
+    await this.run("PUBLISH", [this.channel(toRelay), JSON.stringify(message)]);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.cmd.close();
+    this.sub?.close();
+  }
+
+  private client(): RedisClient {
+    // Reconnection is ours (maintain): predictable, and commands fail fast instead of queueing.
+    return new RedisClient(this.url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 2000 });
+  }
+
+  private async run(command: string, args: string[]): Promise<unknown> {
+    if (this.closed) return undefined;
+    this.stats.commands++;
+    try {
+      const reply = await this.cmd.send(command, args);
+      this.reached();
+      return reply ?? null;
+    } catch (error) {
+      this.failed(error);
+      return undefined;
+    }
+  }
+
+  private message(text: string): void {
+    this.stats.messages++;
+    try {
+      const m = JSON.parse(text) as Partial<JoinMessage>;
+      if (m.kind === "join" && typeof m.session === "string" && typeof m.relay === "string") this.onJoin(m as JoinMessage);
+    } catch {
+      // Not ours: other writers may share the channel namespace.
+    }
+  }
+
+  private reached(): void {
+    if (this.up) return;
+    this.up = true;
+    this.logger.info("fleet directory reachable", { redis: redactUrl(this.url), outages: this.stats.outages });
+    this.onReachable();
+  }
+
+  private failed(error: unknown): void {
+    this.stats.errors++;
+    if (this.up) {
+      this.up = false;
+      this.stats.outages++;
+      this.lastErrorLog = Date.now();
+      this.logger.warn("fleet directory unreachable: serving sessions with both peers here, bridging paused", {
+        redis: redactUrl(this.url),
+        error: String((error as Error)?.message ?? error),
+      });
+      return;
+    }
+    const now = Date.now();
+    if (now - this.lastErrorLog < OUTAGE_LOG_PERIOD_MS) return;
+    this.lastErrorLog = now;
+    this.logger.warn("fleet directory still unreachable", { error: String((error as Error)?.message ?? error), errors: this.stats.errors });
+  }
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//***@");
+}

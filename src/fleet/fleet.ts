@@ -1,0 +1,44 @@
+import type { DataPlane } from "../dataplane/types.ts";
+import type { Logger } from "../log.ts";
+import type { Relay } from "../relay.ts";
+import { BridgeCodec } from "./bridge-codec.ts";
+import { FleetCoordinator, type FleetStats } from "./coordinator.ts";
+import { FleetDirectory } from "./directory.ts";
+import type { FleetOptions } from "./options.ts";
+import { FleetPlane } from "./plane.ts";
+
+/**
+ * A relay's membership in a fleet. Wrap the data plane before building the Relay, start after it:
+ *
+ *   const fleet = options ? prepareFleet(plane, options, config.maxDatagramSize, logger) : undefined;
+ *   const relay = new Relay({ config, plane: fleet?.plane ?? plane, logger });
+ *   await relay.start();
+ *   await fleet?.start(relay);
+ *   ...
+ *   await fleet?.stop(); await relay.stop();
+ */
+export interface Fleet {
+  readonly plane: FleetPlane;
+  start(relay: Relay): Promise<void>;
+  stop(): Promise<void>;
+  stats(): FleetStats | undefined;
+}
+
+export function prepareFleet(inner: DataPlane, options: FleetOptions, maxDatagramSize: number, logger: Logger): Fleet {
+  const plane = new FleetPlane(inner, new BridgeCodec(options.secret, options.replayWindowMs), maxDatagramSize);
+  let coordinator: FleetCoordinator | undefined;
+  return {
+    plane,
+    async start(relay: Relay) {
+      if (relay.plane !== plane) throw new Error("prepareFleet: the relay must be built on fleet.plane");
+      const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.joined(m));
+      coordinator = new FleetCoordinator(relay, plane, directory, options, logger);
+      await coordinator.start();
+      logger.info(`fleet member ${options.advertise}`, { prefix: options.prefix, directory: directory.reachable ? "reachable" : "unreachable" });
+    },
+    async stop() {
+      await coordinator?.stop();
+    },
+    stats: () => coordinator?.stats(),
+  };
+}

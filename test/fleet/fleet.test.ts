@@ -1,0 +1,132 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "bun:test";
+import { planesUnderTest, TestPeer } from "../utils.ts";
+import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
+import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
+
+if (!REDIS_SERVER) console.warn("fleet tests skipped: redis-server is not installed (apt-get install -y redis-server)");
+const suite = REDIS_SERVER ? describe : describe.skip;
+
+const RELAY_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
+
+suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane) => {
+  let redis: TestRedis;
+  let relays: FleetRelay[] = [];
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    relays = await Promise.all(RELAY_HOSTS.map((host) => startFleetRelay({ host, redisUrl: redis.url, plane })));
+  });
+  afterEach(() => {
+    for (const p of peers.splice(0)) p.close();
+  });
+  afterAll(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    await redis?.stop();
+  });
+
+  async function register(peer: TestPeer, relay: FleetRelay, session: string): Promise<string> {
+    peer.send(`REG:${session}\n`, relay.port, relay.host);
+    return peer.nextText(3000);
+  }
+  const send = (peer: TestPeer, relay: FleetRelay, data: Uint8Array | string) => peer.send(data, relay.port, relay.host);
+
+  /** A on relay `ra`, B on relay `rb`: both registered, bridged, and a first datagram through each way. */
+  async function bridgedPair(ra: FleetRelay, rb: FleetRelay, hosts: [string, string] = ["127.0.0.2", "127.0.0.3"]) {
+    const a = await open(hosts[0]);
+    const b = await open(hosts[1]);
+    const session = crypto.randomUUID();
+    expect(await register(a, ra, session)).toBe("ACK\n");
+    expect(await register(b, rb, session)).toBe("ACK\n");
+    return { a, b, session };
+  }
+
+  async function roundTrip(a: TestPeer, ra: FleetRelay, b: TestPeer, rb: FleetRelay, label: string) {
+    send(a, ra, `${label} a->b`);
+    const atB = await b.next(3000);
+    expect(new TextDecoder().decode(atB.data)).toBe(`${label} a->b`);
+    expect(atB.port).toBe(rb.port);
+    send(b, rb, `${label} b->a`);
+    const atA = await a.next(3000);
+    expect(new TextDecoder().decode(atA.data)).toBe(`${label} b->a`);
+    expect(atA.port).toBe(ra.port);
+  }
+
+  it("forwards both ways, byte for byte, between peers on different relays", async () => {
+    const [r1, r2] = relays as [FleetRelay, FleetRelay];
+    const { a, b } = await bridgedPair(r1, r2);
+    await roundTrip(a, r1, b, r2, "first");
+    for (const size of [1, 1200, 1452, 8000]) {
+      const payload = crypto.getRandomValues(new Uint8Array(size));
+      send(a, r1, payload);
+      expect((await b.next(3000)).data).toEqual(payload);
+      send(b, r2, payload);
+      expect((await a.next(3000)).data).toEqual(payload);
+    }
+    const s1 = await r1.stats();
+    expect(s1.fleet!.bridgedNow).toBeGreaterThanOrEqual(1);
+    expect(s1.fleet!.bridge.sent).toBeGreaterThanOrEqual(5);
+  });
+
+  it("delivers what the first peer sent before its partner registered elsewhere", async () => {
+    const [, r2, r3] = relays as [FleetRelay, FleetRelay, FleetRelay];
+    const a = await open("127.0.0.4");
+    const b = await open("127.0.0.5");
+    const session = crypto.randomUUID();
+    expect(await register(a, r2, session)).toBe("ACK\n");
+    send(a, r2, "early-1");
+    send(a, r2, "early-2");
+    await Bun.sleep(100);
+    expect(await register(b, r3, session)).toBe("ACK\n");
+    expect(new TextDecoder().decode((await b.next(3000)).data)).toBe("early-1");
+    expect(new TextDecoder().decode((await b.next(3000)).data)).toBe("early-2");
+    await roundTrip(a, r2, b, r3, "after");
+  });
+
+  it("still pairs locally when both peers hit the same relay, and keeps sessions apart", async () => {
+    const [r1, r2, r3] = relays as [FleetRelay, FleetRelay, FleetRelay];
+    const local = await bridgedPair(r3, r3, ["127.0.0.2", "127.0.0.3"]);
+    const x = await bridgedPair(r1, r3, ["127.0.0.2", "127.0.0.3"]);
+    const y = await bridgedPair(r2, r1, ["127.0.0.2", "127.0.0.3"]);
+    await roundTrip(local.a, r3, local.b, r3, "local");
+    await roundTrip(x.a, r1, x.b, r3, "x");
+    await roundTrip(y.a, r2, y.b, r1, "y");
+    for (const p of [local.a, local.b, x.a, x.b, y.a, y.b]) expect(await p.silence(100)).toEqual([]);
+  });
+
+  it("does not forward a third party's REG for a bridged session, nor strangers' data", async () => {
+    const [r1, r2, r3] = relays as [FleetRelay, FleetRelay, FleetRelay];
+    const { a, b, session } = await bridgedPair(r1, r2);
+    await roundTrip(a, r1, b, r2, "pre");
+    const intruder = await open("127.0.0.9");
+    expect(await register(intruder, r3, session)).toBe("ACK\n"); // a lone peer on a third relay
+    send(intruder, r3, "hello?");
+    send(intruder, r1, "junk");
+    expect(await a.silence(300)).toEqual([]);
+    expect(await b.silence(0)).toEqual([]);
+    await roundTrip(a, r1, b, r2, "post");
+  });
+
+  it("drops forged, stale and wrong-secret relay-to-relay datagrams and counts them", async () => {
+    const [r1, r2] = relays as [FleetRelay, FleetRelay];
+    const { a, b, session } = await bridgedPair(r1, r2);
+    await roundTrip(a, r1, b, r2, "pre");
+    const before = (await r2.stats()).fleet!.bridge.rejected;
+    const attacker = await open("127.0.0.12"); // even from the address of a fleet member
+    const wrongSecret = new BridgeCodec("not-the-fleet-secret-at-all").encode(session, new TextEncoder().encode("forged"));
+    const stale = new BridgeCodec(FLEET_SECRET).encode(session, new TextEncoder().encode("stale"), Date.now() - 120_000);
+    const tampered = new BridgeCodec(FLEET_SECRET).encode(session, new TextEncoder().encode("tampered"));
+    tampered[tampered.length - 20]! ^= 1;
+    for (const d of [wrongSecret, stale, tampered]) send(attacker, r2, d);
+    expect(await b.silence(300)).toEqual([]);
+    const after = (await r2.stats()).fleet!.bridge.rejected;
+    expect((after["bad-tag"] ?? 0) - (before["bad-tag"] ?? 0)).toBe(2);
+    expect((after.stale ?? 0) - (before.stale ?? 0)).toBe(1);
+    await roundTrip(a, r1, b, r2, "post");
+  });
+});

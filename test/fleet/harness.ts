@@ -1,0 +1,186 @@
+import type { Subprocess } from "bun";
+import { RedisClient } from "bun";
+import { join } from "node:path";
+
+/** Path of redis-server, or undefined when it is not installed (the fleet suites skip then). */
+export const REDIS_SERVER = Bun.which("redis-server") ?? undefined;
+export const FLEET_SECRET = "fleet-test-secret-0123456789abcdef";
+const ENTRY = join(import.meta.dir, "relay-with-fleet.ts");
+
+async function freeTcpPort(): Promise<number> {
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = server.port;
+  server.stop(true);
+  return port;
+}
+
+/** A free UDP port on `host` (bind, read, close: each relay has its own 127.0.0.x, so reuse races are unlikely). */
+export async function freeUdpPort(host: string): Promise<number> {
+  const s = await Bun.udpSocket({ hostname: host, port: 0 });
+  const port = s.port;
+  s.close();
+  return port;
+}
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty (no persistence). */
+  start(): Promise<void>;
+  command(cmd: string, args: string[]): Promise<unknown>;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const port = await freeTcpPort();
+  const url = `redis://127.0.0.1:${port}`;
+  let proc: Subprocess | undefined;
+  const start = async () => {
+    proc = Bun.spawn([REDIS_SERVER!, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const c = new RedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 500 });
+      try {
+        await c.connect();
+        await c.send("PING", []);
+        c.close();
+        return;
+      } catch {
+        c.close();
+        if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}`);
+        await Bun.sleep(50);
+      }
+    }
+  };
+  await start();
+  return {
+    url,
+    port,
+    start,
+    async stop() {
+      proc?.kill("SIGKILL");
+      await proc?.exited;
+    },
+    async command(cmd, args) {
+      const c = new RedisClient(url, { autoReconnect: false, enableOfflineQueue: false });
+      try {
+        await c.connect();
+        return await c.send(cmd, args);
+      } finally {
+        c.close();
+      }
+    },
+  };
+}
+
+export interface FleetRelayStats {
+  sessions: number;
+  table: { drops: Record<string, number>; sessionsPaired: number };
+  plane: { forwardedPackets: number; controlPackets: number };
+  fleet?: {
+    reachable: boolean;
+    directory: { errors: number; outages: number };
+    bridge: { sent: number; delivered: number; rejected: Record<string, number>; noSession: number };
+    bridgedNow: number;
+    bridgedTotal: number;
+  };
+}
+
+export interface FleetRelay {
+  host: string;
+  port: number;
+  advertise: string;
+  stats(): Promise<FleetRelayStats>;
+  /** SIGKILL: the relay vanishes without cleaning up. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+export async function startFleetRelay(options: {
+  host: string;
+  redisUrl: string;
+  plane: "ts" | "native";
+  secret?: string;
+  sessionTimeoutSecs?: number;
+  heartbeatSecs?: number;
+}): Promise<FleetRelay> {
+  const port = await freeUdpPort(options.host);
+  const advertise = `${options.host}:${port}`;
+  const proc = Bun.spawn(
+    [
+      process.execPath,
+      ENTRY,
+      "--host", options.host,
+      "--port", String(port),
+      "--dataplane", options.plane,
+      "--session-timeout-secs", String(options.sessionTimeoutSecs ?? 30),
+      "--log-level", "info",
+      "--fleet-redis", options.redisUrl,
+      "--fleet-advertise", advertise,
+      "--fleet-secret", options.secret ?? FLEET_SECRET,
+      "--fleet-heartbeat-secs", String(options.heartbeatSecs ?? 0.5),
+    ],
+    { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+  );
+  let err = "";
+  void (async () => {
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(chunk);
+  })();
+  const lines: string[] = [];
+  const waiters: (() => void)[] = [];
+  void (async () => {
+    let buf = "";
+    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+      buf += new TextDecoder().decode(chunk);
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        for (const w of waiters.splice(0)) w();
+      }
+    }
+  })();
+  const nextLine = async (prefix: string, timeoutMs = 10_000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = lines.findIndex((l) => l.startsWith(prefix));
+      if (i >= 0) return lines.splice(i, 1)[0]!;
+      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`relay ${advertise}: no '${prefix}' line; stderr:\n${err}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  };
+  await nextLine("ready ");
+  const stdin = proc.stdin as import("bun").FileSink;
+  return {
+    host: options.host,
+    port,
+    advertise,
+    async stats() {
+      stdin.write("stats\n");
+      stdin.flush();
+      return JSON.parse((await nextLine("stats ")).slice(6)) as FleetRelayStats;
+    },
+    async kill() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
+      await proc.exited;
+      clearTimeout(t);
+    },
+    stderr: () => err,
+  };
+}
