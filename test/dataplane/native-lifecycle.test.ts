@@ -131,21 +131,29 @@ suite("native plane lifecycle", () => {
     cleanup.push(() => flood.stop());
     await until(() => plane.counters().controlPackets > 10_000, 5000, "flood to arrive");
 
+    // Ten registrations, each retried every 100 ms until answered, as real clients do: the kernel
+    // may drop a datagram when the flood fills the socket buffer, but the relay must answer.
     let worstLag = 0;
+    let worstAnswer = 0;
     for (let i = 0; i < 10; i++) {
       const due = performance.now() + 20;
       await new Promise((r) => setTimeout(r, 20));
       worstLag = Math.max(worstLag, performance.now() - due);
-      peer.send("REG:probe", plane.local.port, "127.0.0.1");
+      const asked = performance.now();
+      while (peer.received.length <= i) {
+        if (performance.now() - asked > 3000) throw new Error(`REG ${i} not answered within 3 s`);
+        peer.send("REG:probe", plane.local.port, "127.0.0.1");
+        await until(() => peer.received.length > i, 100).catch(() => {});
+      }
+      worstAnswer = Math.max(worstAnswer, performance.now() - asked);
     }
-    await peer.waitFor(10, 3000);
     const c = plane.counters();
     console.log(
       `junk flood: control=${c.controlPackets} drops=${c.controlQueueDrops} worst timer lag=${worstLag.toFixed(1)} ms, ` +
-        `ACKs=${peer.received.length}/10`,
+        `worst REG answer=${worstAnswer.toFixed(1)} ms`,
     );
     expect(worstLag).toBeLessThan(300);
-    expect(regSeenAt.length).toBe(10);
+    expect(regSeenAt.length).toBeGreaterThanOrEqual(10);
   });
 
   it("keeps forwarding correctly while routes change under traffic", async () => {
