@@ -141,7 +141,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         const serverReg = connect("a", `register ${session} A`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(SERVER_PORT)]);
         expect(await serverReg.exitCode(15_000)).toBe(0);
         server = procs.spawn(`gtlsserver portal ${session}`, topo.exec("a", [
-          "gtlsserver", "-q", "-d", join(work!.dir, "www"), ADDR.peerA, String(SERVER_PORT), work!.key, work!.cert,
+          "gtlsserver", "-q", "-d", join(work!.dir, "www"), "0.0.0.0", String(SERVER_PORT), work!.key, work!.cert,
         ]));
         await Bun.sleep(300);
         const clientReg = connect("b", `register ${session} B`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(clientPort)]);
