@@ -24,7 +24,7 @@ class ReadGuard {
 
 }  // namespace
 
-RouteTable::RouteTable() {
+RouteTable::RouteTable() : bySource_(SourceOf{this}), byId_(IdOf{this}) {
   // Writers first: with several forwarding threads the read side is almost always held,
   // and route changes from the control plane must not wait behind a stream of batches.
   pthread_rwlockattr_t attr;
@@ -36,34 +36,51 @@ RouteTable::RouteTable() {
 
 RouteTable::~RouteTable() { pthread_rwlock_destroy(&lock_); }
 
-void RouteTable::eraseLocked(Route* route) {
-  auto src = bySource_.find(route->from);
-  if (src != bySource_.end() && src->second == route) bySource_.erase(src);
-  byId_.erase(route->id);
+uint32_t RouteTable::allocate() {
+  if (!free_.empty()) {
+    uint32_t slot = free_.back();
+    free_.pop_back();
+    return slot;
+  }
+  if ((highWater_ >> kChunkBits) == chunks_.size()) chunks_.emplace_back(new Route[1u << kChunkBits]);
+  return highWater_++;
+}
+
+void RouteTable::eraseLocked(uint32_t slot) {
+  Route& route = at(slot);
+  bySource_.erase(route.from, slot);
+  byId_.erase(route.id, slot);
+  route.live = false;
+  free_.push_back(slot);
+  live_--;
 }
 
 void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget) {
-  auto fresh = std::make_unique<Route>();
-  fresh->id = id;
-  fresh->from = from;
-  fresh->to = to;
-  fresh->observeBudget.store(observeBudget, std::memory_order_relaxed);
   WriteGuard guard(&lock_);
-  auto sameSource = bySource_.find(from);
-  if (sameSource != bySource_.end() && sameSource->second->id != id) eraseLocked(sameSource->second);
-  auto sameId = byId_.find(id);
-  if (sameId != byId_.end()) {
-    eraseLocked(sameId->second.get());
-  }
-  bySource_[from] = fresh.get();
-  byId_[id] = std::move(fresh);
+  uint32_t sameSource = bySource_.find(from);
+  if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
+  uint32_t sameId = byId_.find(id);
+  if (sameId != kNoSlot) eraseLocked(sameId);
+  uint32_t slot = allocate();
+  Route& route = at(slot);
+  route.id = id;
+  route.from = from;
+  route.to = to;
+  route.live = true;
+  route.observeBudget.store(observeBudget, std::memory_order_relaxed);
+  route.packets.store(0, std::memory_order_relaxed);
+  route.bytes.store(0, std::memory_order_relaxed);
+  route.active.store(false, std::memory_order_relaxed);
+  bySource_.insert(from, slot);
+  byId_.insert(id, slot);
+  live_++;
 }
 
 bool RouteTable::remove(int64_t id) {
   WriteGuard guard(&lock_);
-  auto it = byId_.find(id);
-  if (it == byId_.end()) return false;
-  eraseLocked(it->second.get());
+  uint32_t slot = byId_.find(id);
+  if (slot == kNoSlot) return false;
+  eraseLocked(slot);
   return true;
 }
 
@@ -71,29 +88,34 @@ void RouteTable::clear() {
   WriteGuard guard(&lock_);
   bySource_.clear();
   byId_.clear();
+  chunks_.clear();
+  free_.clear();
+  highWater_ = 0;
+  live_ = 0;
 }
 
 std::vector<int64_t> RouteTable::drainActivity() {
   std::vector<int64_t> ids;
   ReadGuard guard(&lock_);
-  for (auto& entry : byId_) {
-    if (entry.second->active.exchange(false, std::memory_order_relaxed)) ids.push_back(entry.first);
+  for (uint32_t slot = 0; slot < highWater_; slot++) {
+    Route& route = at(slot);
+    if (route.live && route.active.exchange(false, std::memory_order_relaxed)) ids.push_back(route.id);
   }
   return ids;
 }
 
 bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes) {
   ReadGuard guard(&lock_);
-  auto it = byId_.find(id);
-  if (it == byId_.end()) return false;
-  *packets = it->second->packets.load(std::memory_order_relaxed);
-  *bytes = it->second->bytes.load(std::memory_order_relaxed);
+  uint32_t slot = byId_.find(id);
+  if (slot == kNoSlot) return false;
+  *packets = at(slot).packets.load(std::memory_order_relaxed);
+  *bytes = at(slot).bytes.load(std::memory_order_relaxed);
   return true;
 }
 
 size_t RouteTable::size() {
   ReadGuard guard(&lock_);
-  return byId_.size();
+  return live_;
 }
 
 }  // namespace qr

@@ -8,17 +8,18 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "net_addr.h"
+#include "slot_index.h"
 
 namespace qr {
 
 struct Route {
-  int64_t id;
-  PeerKey from;
-  SockAddr to;
+  int64_t id = -1;
+  PeerKey from{};
+  SockAddr to{};
+  bool live = false;
   std::atomic<int64_t> observeBudget{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
@@ -56,8 +57,8 @@ class RouteTable {
   void readLock() { pthread_rwlock_rdlock(&lock_); }
   void readUnlock() { pthread_rwlock_unlock(&lock_); }
   Route* findLocked(const PeerKey& from) const {
-    auto it = bySource_.find(from);
-    return it == bySource_.end() ? nullptr : it->second;
+    uint32_t slot = bySource_.find(from);
+    return slot == kNoSlot ? nullptr : &at(slot);
   }
 
   std::vector<int64_t> drainActivity();
@@ -65,11 +66,38 @@ class RouteTable {
   size_t size();
 
  private:
-  void eraseLocked(Route* route);
+  // Routes live in fixed chunks that never move, so a Route* stays valid under the read lock.
+  static constexpr uint32_t kChunkBits = 10;
+  static constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
+
+  struct SourceOf {
+    const RouteTable* table;
+    const PeerKey& operator()(uint32_t slot) const { return table->at(slot).from; }
+  };
+  struct IdOf {
+    const RouteTable* table;
+    const int64_t& operator()(uint32_t slot) const { return table->at(slot).id; }
+  };
+  struct IdHash {
+    uint64_t operator()(int64_t id) const {
+      uint64_t z = static_cast<uint64_t>(id) + 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      return z ^ (z >> 31);
+    }
+  };
+
+  Route& at(uint32_t slot) const { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
+  uint32_t allocate();
+  void eraseLocked(uint32_t slot);
 
   pthread_rwlock_t lock_;
-  std::unordered_map<PeerKey, Route*, PeerKeyHash> bySource_;
-  std::unordered_map<int64_t, std::unique_ptr<Route>> byId_;
+  std::vector<std::unique_ptr<Route[]>> chunks_;
+  std::vector<uint32_t> free_;
+  uint32_t highWater_ = 0;
+  size_t live_ = 0;
+  SlotIndex<PeerKey, PeerKeyHash, SourceOf> bySource_;
+  SlotIndex<int64_t, IdHash, IdOf> byId_;
 };
 
 }  // namespace qr

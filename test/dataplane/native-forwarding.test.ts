@@ -156,4 +156,39 @@ suite("native plane forwarding", () => {
     plane.send(text("x"), { address: "::1", port: 9 }); // not reachable from an IPv4 socket: counted
     await until(() => plane.counters().sendErrors === 1);
   });
+
+  it("keeps the route table consistent with a model through random set/replace/delete", async () => {
+    const { plane } = await setup();
+    // Model: id -> source key, source key -> id.
+    const byId = new Map<number, string>();
+    const bySource = new Map<string, number>();
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const to = { address: "127.0.0.9", port: 9 };
+    for (let step = 0; step < 60_000; step++) {
+      const id = rand(5000);
+      const source = { address: `10.0.${rand(4)}.${rand(250)}`, port: 1000 + rand(8) };
+      const key = `${source.address}:${source.port}`;
+      if (rand(4) === 0) {
+        plane.deleteRoute(id);
+        const old = byId.get(id);
+        if (old !== undefined) bySource.delete(old);
+        byId.delete(id);
+        continue;
+      }
+      plane.setRoute(id, source, to, 0);
+      const oldKey = byId.get(id);
+      if (oldKey !== undefined) bySource.delete(oldKey);
+      const oldId = bySource.get(key);
+      if (oldId !== undefined) byId.delete(oldId);
+      byId.set(id, key);
+      bySource.set(key, id);
+    }
+    for (let id = 0; id < 5000; id++) {
+      expect(plane.routeCounters(id) !== undefined).toBe(byId.has(id));
+    }
+  });
 });
