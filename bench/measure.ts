@@ -30,6 +30,7 @@ export interface Sample {
   rtt?: Rtt;
   pairedSessions?: number;
   bytesPerSession?: number;
+  regPerSecond?: number;
   regFailures?: number;
   genRxDrops?: number;
   raw?: Record<string, unknown>;
@@ -48,11 +49,17 @@ export async function measure(
   const base = { scenario: s.id, relay: relay.spec.name, rep };
   const target = ["--relay", `127.0.0.1:${relay.port}`];
   if (s.kind === "rtt") {
+    const a = snapshot(relay.pid, relay.port);
     const { result } = await runLoadgen(tools, genPin, [
       "--mode", "pingpong", ...target, "--rate", String(s.rate), "--size", String(s.size),
       "--warmup", String(plan.warmup), "--duration", String(plan.rttDuration),
     ], plan.rttDuration * 1000 + 30_000);
-    return { ...base, ok: true, rtt: rttOf(result), loss: num(result.lost) / Math.max(1, num(result.sent)), raw: result };
+    const b = snapshot(relay.pid, relay.port), wall = (b.at - a.at) / 1000;
+    return {
+      ...base, ok: true, rtt: rttOf(result), loss: num(result.lost) / Math.max(1, num(result.sent)), raw: result,
+      cpuUtil: (b.cpu - a.cpu) / wall,
+      otherOnRelayCore: Math.max(0, (b.relayCoreBusy - a.relayCoreBusy - (b.cpu - a.cpu)) / wall),
+    };
   }
   if (s.kind === "memory") {
     const before = memory(relay.pid);
@@ -66,6 +73,7 @@ export async function measure(
     return {
       ...base, ok: after !== undefined, rssMb: after?.rssMb, pairedSessions: paired,
       regFailures: num(result.refused_peers) + num(result.timed_out_peers),
+      regPerSecond: num(result.acked_peers) / num(result.seconds),
       bytesPerSession: before && after && paired > 0 ? ((after.rssMb - before.rssMb) * 1048576) / paired : undefined,
       raw: { ...result, rssBeforeMb: before?.rssMb, peakRssMb: after?.peakMb, threads: after?.threads },
     };

@@ -82,3 +82,19 @@ export function snapshot(pid: number, port: number): ProcSnapshot {
     relayCoreBusy: coreBusySeconds(RELAY_CORE),
   };
 }
+
+/**
+ * Waits (at most maxMs) until both cores are nearly idle for one 200 ms window, so a measurement
+ * does not start in the middle of someone else's burst. Returns the busy share seen last (0..2).
+ */
+export async function waitForQuiet(maxMs: number, threshold = 0.2): Promise<number> {
+  const deadline = performance.now() + maxMs;
+  let busy = Number.NaN;
+  do {
+    const a = coreBusySeconds(RELAY_CORE) + coreBusySeconds(GENERATOR_CORE), t = performance.now();
+    await Bun.sleep(200);
+    busy = (coreBusySeconds(RELAY_CORE) + coreBusySeconds(GENERATOR_CORE) - a) / ((performance.now() - t) / 1000);
+    if (busy < threshold) break;
+  } while (performance.now() < deadline);
+  return busy;
+}

@@ -9,7 +9,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { BENCH_DIR, buildTools } from "./build.ts";
 import { measure, measureDirectRtt, type Sample } from "./measure.ts";
-import { GENERATOR_CORE, RELAY_CORE } from "./proc.ts";
+import { GENERATOR_CORE, RELAY_CORE, waitForQuiet } from "./proc.ts";
 import { binaryPresent, relaySpecs, reportedPlane, startRelay, type RelaySpec, type RunningRelay } from "./relays.ts";
 import { makePlan, type Scenario } from "./scenarios.ts";
 import { chartSvg } from "./svg.ts";
@@ -79,7 +79,15 @@ function progress(s: Sample): string {
     `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%`;
 }
 
+/** Total time the run may spend waiting for the machine to go quiet before measurements. */
+let quietBudgetMs = quick ? 8_000 : 45_000;
+
 async function runOne(scenario: Scenario, spec: RelaySpec, rep: number): Promise<Sample> {
+  if (pinned && quietBudgetMs > 0) {
+    const t = performance.now();
+    await waitForQuiet(Math.min(2_000, quietBudgetMs));
+    quietBudgetMs -= performance.now() - t;
+  }
   try {
     current = await startRelay(spec, { pin: relayPin, logLevel: "warn" });
     return await measure(tools, genPin, plan, scenario, current, rep);

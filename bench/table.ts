@@ -35,15 +35,17 @@ export function throughputTable(rows: Row[]): string {
 export function latencyTable(rows: Row[]): string {
   const body = rows
     .filter((r) => r.scenario.startsWith("rtt"))
-    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.rttP50), fmt(r.rttP99), fmt(r.rttP999), fmt(r.addedP99), fmt(r.xIdeal, 2)]);
-  return renderTable(["scenario", "relay", "p50 us", "p99 us", "p99.9 us", "added p99 us", "x ideal"], body);
+    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.rttP50), fmt(r.rttP99), fmt(r.rttP999), fmt(r.addedP99),
+      fmt(r.xIdeal, 2), fmt((r.otherOnRelayCore ?? NaN) * 100, 0)]);
+  return renderTable(["scenario", "relay", "p50 us", "p99 us", "p99.9 us", "added p99 us", "x ideal", "other %"], body);
 }
 
 export function memoryTable(rows: Row[]): string {
   const body = rows
     .filter((r) => r.scenario.startsWith("memory"))
-    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.pairedSessions, 0), fmt(r.rssMb), fmt(r.bytesPerSession, 0)]);
-  return renderTable(["scenario", "relay", "paired", "RSS MB", "bytes/session"], body);
+    .map((r) => [r.scenario, r.relay + failed(r), fmt(r.pairedSessions, 0), fmt(r.rssMb), fmt(r.bytesPerSession, 0),
+      fmt(k(r.regPerSecond))]);
+  return renderTable(["scenario", "relay", "paired", "RSS MB", "bytes/session", "k REG/s"], body);
 }
 
 export function targetsTable(checks: Check[]): string {

@@ -1,0 +1,69 @@
+/**
+ * The relay under test for bench/flood.ts, as a process of its own: the same Relay, data plane
+ * and createRegPolicy the CLI wires, plus a JSON line on stdout every 200 ms with its counters.
+ *
+ *   bun bench/flood-relay.ts --plane ts|native [--auth-secret S] [--max-sessions N] ...
+ */
+import { DEFAULTS, type RelayConfig } from "../src/config.ts";
+import { createDataPlane } from "../src/dataplane/select.ts";
+import type { DataPlaneKind } from "../src/dataplane/types.ts";
+import { createLogger } from "../src/log.ts";
+import { Relay } from "../src/relay.ts";
+import { repeatedFlag, resolveSecurityOptions } from "../src/security/options.ts";
+import { createRegPolicy } from "../src/security/policy.ts";
+
+const argv = process.argv.slice(2);
+const flag = (name: string): string | undefined => repeatedFlag(argv, name).at(-1);
+const plane = (flag("plane") ?? "ts") as DataPlaneKind;
+const security = resolveSecurityOptions(
+  {
+    authSecret: repeatedFlag(argv, "auth-secret").length ? repeatedFlag(argv, "auth-secret") : undefined,
+    maxSessions: flag("max-sessions"),
+    maxSessionsPerHost: flag("max-sessions-per-host"),
+    regRate: flag("reg-rate"),
+    regBurst: flag("reg-burst"),
+  },
+  {},
+);
+const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", sessionTimeoutSecs: 300 };
+const { plane: dataPlane } = createDataPlane(plane, {
+  host: config.host,
+  port: config.port,
+  maxDatagramSize: config.maxDatagramSize,
+  socketBufferBytes: config.socketBufferBytes,
+  workers: 1,
+  gro: config.gro,
+});
+const policy = createRegPolicy(security);
+const relay = new Relay({
+  config,
+  plane: dataPlane,
+  logger: createLogger("error"),
+  policy,
+  // With authentication on, only a REG with a token (or QUIC connection-ID evidence) moves a peer.
+  limits: security.secrets.length ? { rebindQuietMs: -1 } : {},
+});
+await relay.start();
+
+function report(): void {
+  const t = relay.table;
+  const c = relay.plane.counters();
+  const line = {
+    port: relay.local.port,
+    plane: relay.plane.kind,
+    sessions: t.sessionCount,
+    peers: t.peerCount,
+    refusals: t.stats.refusals,
+    unknownSource: t.stats.drops["unknown-source"] ?? 0,
+    controlPackets: c.controlPackets,
+    forwardedPackets: c.forwardedPackets,
+    controlQueueDrops: c.controlQueueDrops,
+    authFailures: policy.authFailures,
+    limiterBytes: policy.limiter?.memoryBytes ?? 0,
+    internalErrors: relay.internalErrors,
+  };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+report();
+setInterval(report, 200);
+process.on("SIGTERM", () => relay.stop().then(() => process.exit(0)));
