@@ -88,7 +88,8 @@ export class FleetCoordinator {
   /** Another relay holds the other peer of a session whose first peer is here. */
   joined(message: JoinMessage): void {
     if (message.relay === this.options.advertise) return;
-    this.attach(message.session, message.relay, this.endpointOf(message.relay));
+    const target = this.endpointOf(message.relay);
+    if (!this.attach(message.session, message.relay, target)) void this.retarget(message.session, message.relay, target);
   }
 
   private afterBatch(batch: InboundDatagram[]): void {
@@ -117,12 +118,33 @@ export class FleetCoordinator {
   private async announce(sessionId: string, localPeers: number): Promise<void> {
     const others = await this.directory.announce(sessionId, localPeers, this.ttlMs);
     if (!others || localPeers !== 1 || this.plane.link(sessionId)) return;
-    // The other peer is on another relay when exactly one other relay holds exactly one peer.
-    const candidates = [...others].filter(([, n]) => n === 1).map(([relay]) => relay);
+    // The other peer is on another relay when exactly one other live relay holds exactly one peer.
+    const candidates: string[] = [];
+    for (const [relay, n] of others) {
+      if (n !== 1) continue;
+      const alive = await this.directory.alive(relay);
+      if (alive) candidates.push(relay);
+      else if (alive === false) void this.directory.forget(sessionId, relay);
+    }
     if (candidates.length !== 1) return;
     const relay = candidates[0]!;
-    if (!this.waitingAlone(sessionId) || !(await this.directory.alive(relay))) return;
-    if (this.attach(sessionId, relay, this.endpointOf(relay))) await this.directory.join(relay, sessionId);
+    if (this.attach(sessionId, relay, this.endpointOf(relay)) || (await this.retarget(sessionId, relay, this.endpointOf(relay))))
+      await this.directory.join(relay, sessionId);
+  }
+
+  /**
+   * The remote peer of a bridged session re-registered on another relay (its relay went away):
+   * point the link there. Only when the relay the link points at is gone from the directory.
+   */
+  private async retarget(sessionId: string, relay: string, target: Endpoint | undefined): Promise<boolean> {
+    const link = this.plane.link(sessionId);
+    if (!link || !target || link.relay === relay) return false;
+    const previous = link.relay;
+    if ((await this.directory.alive(previous)) !== false || this.plane.link(sessionId) !== link) return false;
+    link.relay = relay;
+    link.target = target;
+    this.logger.info("bridged session moved to another relay", { session: sessionId, from: previous, to: relay });
+    return true;
   }
 
   /** Authentic bridge datagram for a session that has no link here (its join message was missed). */

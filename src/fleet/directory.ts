@@ -110,6 +110,11 @@ export class FleetDirectory {
     await this.run("HDEL", [this.sessionKey(sessionId), this.self]);
   }
 
+  /** Drops a relay's field from a session entry (that relay is gone). */
+  async forget(sessionId: string, relay: string): Promise<void> {
+    await this.run("HDEL", [this.sessionKey(sessionId), relay]);
+  }
+
   async heartbeat(info: Record<string, unknown>, ttlMs: number): Promise<boolean> {
     return (await this.run("SET", [this.relayKey(this.self), JSON.stringify(info), "PX", String(Math.ceil(ttlMs))])) !== undefined;
   }
@@ -179,8 +184,9 @@ export class FleetDirectory {
     }
     const now = Date.now();
     if (now - this.lastErrorLog < OUTAGE_LOG_PERIOD_MS) return;
+    const first = this.lastErrorLog === 0;
     this.lastErrorLog = now;
-    this.logger.warn("fleet directory still unreachable", { error: String((error as Error)?.message ?? error), errors: this.stats.errors });
+    this.logger.warn(first ? "fleet directory unreachable: bridging paused until it answers" : "fleet directory still unreachable", { error: String((error as Error)?.message ?? error), errors: this.stats.errors });
   }
 }
 

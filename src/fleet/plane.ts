@@ -11,10 +11,10 @@ export function isVirtual(e: Endpoint): boolean {
 /** One session's remote side: the peer that registered on another relay. */
 export interface RemoteLink {
   readonly sessionId: string;
-  /** The other relay's id (its advertised ip:port). */
-  readonly relay: string;
+  /** The other relay's id (its advertised ip:port); changes when the remote peer moves to another relay. */
+  relay: string;
   /** Where bridge datagrams for this session go. */
-  readonly target: Endpoint;
+  target: Endpoint;
   /** The remote peer as the session table sees it. */
   readonly virtual: Endpoint;
   /** Id of the virtual peer's route, once the table routed it. */

@@ -1,0 +1,120 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import { planesUnderTest, TestPeer } from "../utils.ts";
+import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
+
+if (!REDIS_SERVER) console.warn("fleet failure tests skipped: redis-server is not installed (apt-get install -y redis-server)");
+const suite = REDIS_SERVER ? describe : describe.skip;
+
+suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
+  let redis: TestRedis | undefined;
+  let relays: FleetRelay[] = [];
+  const peers: TestPeer[] = [];
+  const open = async (host: string) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await Promise.all(relays.map((r) => r.stop()));
+    relays = [];
+    await redis?.stop();
+  });
+
+  const start = async (hosts: string[], sessionTimeoutSecs = 3) => {
+    redis = await startRedis();
+    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, sessionTimeoutSecs })));
+    return relays;
+  };
+  const register = async (peer: TestPeer, relay: FleetRelay, session: string) => {
+    peer.send(`REG:${session}\n`, relay.port, relay.host);
+    return peer.nextText(3000);
+  };
+  const pair = async (ra: FleetRelay, rb: FleetRelay, hosts: [string, string] = ["127.0.0.2", "127.0.0.3"]) => {
+    const a = await open(hosts[0]);
+    const b = await open(hosts[1]);
+    const session = crypto.randomUUID();
+    expect(await register(a, ra, session)).toBe("ACK\n");
+    expect(await register(b, rb, session)).toBe("ACK\n");
+    return { a, b, session, ra, rb };
+  };
+  type Pair = Awaited<ReturnType<typeof pair>>;
+  const roundTrip = async (p: Pair, label: string, timeoutMs = 3000) => {
+    p.a.send(`${label}>`, p.ra.port, p.ra.host);
+    expect(new TextDecoder().decode((await p.b.next(timeoutMs)).data)).toBe(`${label}>`);
+    p.b.send(`${label}<`, p.rb.port, p.rb.host);
+    expect(new TextDecoder().decode((await p.a.next(timeoutMs)).data)).toBe(`${label}<`);
+  };
+  const until = async (check: () => Promise<boolean>, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error("condition not met in time");
+      await Bun.sleep(100);
+    }
+  };
+
+  it("a relay killed mid-session breaks only its own sessions; its entries expire; a peer can move", async () => {
+    const [r1, r2, r3] = (await start(["127.0.0.21", "127.0.0.22", "127.0.0.23"])) as [FleetRelay, FleetRelay, FleetRelay];
+    const s12 = await pair(r1, r2);
+    const s23 = await pair(r2, r3);
+    const s22 = await pair(r2, r2);
+    const s11 = await pair(r1, r1);
+    for (const [p, label] of [[s12, "12"], [s23, "23"], [s22, "22"], [s11, "11"]] as const) await roundTrip(p, label);
+
+    await r1.kill();
+    await roundTrip(s23, "23 after");
+    await roundTrip(s22, "22 after");
+    s12.b.send("into the void", r2.port, r2.host);
+    expect(await s12.a.silence(300)).toEqual([]);
+
+    // Health goes with 3 missed heartbeats; entries only r1 held expire with the session timeout.
+    await until(async () => Number(await redis!.command("EXISTS", [`quic-relay:relay:${r1.advertise}`])) === 0, 4000);
+    // Meanwhile s23 stays busy (data only, no REG): the relays keep its entry alive; s12's
+    // surviving peer sends keepalive REGs as clients do.
+    let n = 0;
+    await until(async () => {
+      await roundTrip(s23, `23 busy ${n++}`);
+      s12.b.send(`REG:${s12.session}\n`, r2.port, r2.host);
+      return Number(await redis!.command("EXISTS", [`quic-relay:session:${s11.session}`])) === 0;
+    }, 8000);
+    expect(n).toBeGreaterThan(5);
+    expect(Number(await redis!.command("EXISTS", [`quic-relay:session:${s23.session}`]))).toBe(1);
+
+    await Bun.sleep(100);
+    expect(s12.b.inbox.splice(0).every((r) => new TextDecoder().decode(r.data) === "ACK\n")).toBe(true);
+    // The peer that was on r1 registers again on r3 (DNS moved it): the session follows it there.
+    expect(await register(s12.a, r3, s12.session)).toBe("ACK\n");
+    await roundTrip({ ...s12, ra: r3 }, "12 moved");
+  }, 30_000);
+
+  it("keeps serving through a Redis restart and bridges again once it is back", async () => {
+    const [r1, r2] = (await start(["127.0.0.31", "127.0.0.32"], 30)) as [FleetRelay, FleetRelay];
+    const bridged = await pair(r1, r2);
+    await roundTrip(bridged, "before");
+
+    await redis!.stop();
+    await until(async () => (await r1.stats()).fleet!.reachable === false, 5000);
+    // Established bridges and local sessions need no directory; new local sessions are not refused.
+    await roundTrip(bridged, "during");
+    const local = await pair(r1, r1, ["127.0.0.4", "127.0.0.5"]);
+    await roundTrip(local, "local during");
+    // A session split across relays registers fine but waits: nobody can tell the relays about each other.
+    const split = await pair(r1, r2, ["127.0.0.6", "127.0.0.7"]);
+    split.a.send("held", r1.port, r1.host);
+    expect(await split.b.silence(500)).toEqual([]);
+    const down = await r1.stats();
+    expect(down.fleet!.directory.errors).toBeGreaterThan(0);
+
+    await redis!.start();
+    await until(async () => (await r1.stats()).fleet!.reachable && (await r2.stats()).fleet!.reachable, 8000);
+    // Both relays enter their sessions again; the second to do so finds the first and bridges.
+    expect(new TextDecoder().decode((await split.b.next(8000)).data)).toBe("held");
+    await roundTrip(split, "split after");
+    await roundTrip(bridged, "after");
+    await roundTrip(local, "local after");
+    const up = await r1.stats();
+    expect(up.fleet!.directory.outages).toBe(1);
+    const warnings = r1.stderr().split("\n").filter((l) => l.includes("fleet directory")).length;
+    expect(warnings).toBeLessThan(10);
+  }, 40_000);
+});
