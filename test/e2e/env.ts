@@ -11,15 +11,19 @@ export const MAIN = join(ROOT, "src", "cli", "main.ts");
 export const PEERS = join(import.meta.dir, "peers");
 export const RELAY_PORT = 4433;
 
-function has(cmd: string): boolean {
+export function has(cmd: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 }
+
+/** NAT with nftables when present, else iptables (both give symmetric-like fully random ports); E2E_NAT=iptables forces it. */
+export const USE_IPTABLES = process.env.E2E_NAT === "iptables" || (!has("nft") && has("iptables"));
 
 /** Why the suite cannot run here, or undefined when it can. */
 export function skipReason(tools: string[]): string | undefined {
   if (process.platform !== "linux") return "e2e needs Linux network namespaces";
   if (process.getuid?.() !== 0) return "e2e needs root (network namespaces, nftables, conntrack)";
   const missing = tools.filter((t) => !has(t));
+  if (!has("nft") && !has("iptables")) missing.push("nft or iptables");
   if (missing.length) return `e2e needs ${missing.join(", ")} on PATH (apt: iproute2 nftables conntrack ngtcp2-server ngtcp2-client openssl nodejs)`;
   if (!existsSync(join(ROOT, "node_modules", "@matrixai", "quic"))) return "e2e needs the @matrixai/quic dev dependency (bun install)";
   return undefined;

@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { announceSkip, MAIN, PLANES, RELAY_PORT, skipReason, startRelay, workDir, type WorkDir } from "./env.ts";
+import { USE_IPTABLES, announceSkip, MAIN, PLANES, RELAY_PORT, skipReason, startRelay, workDir, type WorkDir } from "./env.ts";
 import { ProcSet, waitFor, type Proc } from "./procs.ts";
 import { ADDR, Topology, type Node } from "./topology.ts";
 
-const reason = skipReason(["ip", "nft", "conntrack", "tc", "gtlsserver", "gtlsclient", "openssl", "node"]);
+const reason = skipReason(["ip", "conntrack", "tc", "gtlsserver", "gtlsclient", "openssl", "node"]);
 announceSkip(reason, "connect-tunnel e2e (ngtcp2)");
 
 const MB = 1024 * 1024;
@@ -39,7 +39,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     process.once("exit", teardown);
-    topo.build();
+    topo.build(USE_IPTABLES);
     work = workDir();
     const blob = randomBytes(FILE_BYTES);
     writeFileSync(join(work.dir, "www", "blob"), blob);

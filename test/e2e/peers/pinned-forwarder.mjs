@@ -1,7 +1,8 @@
 // Negative control for the rebinding tests: a relay that registers and pairs two addresses and
 // forwards between them, but pins each peer to the address it registered from. It follows no NAT
 // rebinding at all (no REG from a new port, no connection-ID evidence); a REG for a full session
-// from a new address gets `ERR full`. Usage: node pinned-forwarder.mjs HOST PORT
+// from a new address gets `ERR full`. It also holds nothing: what a peer sends before its partner
+// registers is dropped. Usage: node pinned-forwarder.mjs HOST PORT
 import dgram from "node:dgram";
 import { emit } from "./common.mjs";
 
