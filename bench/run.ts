@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { BENCH_DIR, buildTools } from "./build.ts";
+import { acquireBenchLock } from "./lock.ts";
 import { measure, measureDirectRtt, type Sample } from "./measure.ts";
 import { GENERATOR_CORE, RELAY_CORE, waitForQuiet } from "./proc.ts";
 import { binaryPresent, relaySpecs, reportedPlane, startRelay, type RelaySpec, type RunningRelay } from "./relays.ts";
@@ -22,7 +23,6 @@ const relayFilter = argv.find((a) => a.startsWith("--relays="))?.slice(9).split(
 const plan = makePlan(quick);
 /** Hard stop for the measuring loop so a run always ends by itself (full: under ten minutes). */
 const budgetMs = quick ? 150_000 : 540_000;
-const started = performance.now();
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
 const cpus = os.availableParallelism();
@@ -37,6 +37,11 @@ process.on("SIGINT", () => {
   void (current?.stop() ?? Promise.resolve()).then(() => process.exit(130));
 });
 
+if (!(await acquireBenchLock(quick ? 300_000 : 900_000))) {
+  console.log("another bench run kept the lock too long; giving up");
+  process.exit(1);
+}
+const started = performance.now();
 console.log(`quic-relay bench (${quick ? "quick" : "full"}): ${cpus} cpus (${os.cpus()[0]?.model ?? "?"}), ` +
   `kernel ${os.release()}, bun ${Bun.version}, load ${loadavg()}`);
 const tools = buildTools();
@@ -129,17 +134,20 @@ const verdicts = targetVerdicts(checks);
 const elapsed = (performance.now() - started) / 1000;
 notes.push(`load average before/after: ${loadavg()} (other work on this machine makes figures noisy)`);
 
-console.log(`\nThroughput (medians of ${plan.reps} run(s), ${plan.duration} s each; loss = 1 - delivered/offered)`);
-console.log(throughputTable(rows));
-console.log("\nLatency: ping-pong at 1 kpps through the relay (added p99 = p99 - direct p50)");
-console.log(latencyTable(rows));
-console.log("\nMemory: idle sessions (both peers registered)");
-console.log(memoryTable(rows));
-console.log("\nTargets");
-console.log(targetsTable(checks));
-console.log("");
-for (const v of verdicts) console.log(v);
-for (const n of notes) console.log(`note: ${n}`);
+const text = [
+  `Throughput (medians of ${plan.reps} run(s), ${plan.duration} s each; loss = 1 - delivered/offered)`,
+  throughputTable(rows),
+  "\nLatency: ping-pong at 1 kpps through the relay (added p99 = p99 - direct p50)",
+  latencyTable(rows),
+  "\nMemory: idle sessions (both peers registered)",
+  memoryTable(rows),
+  "\nTargets",
+  targetsTable(checks),
+  "",
+  ...verdicts,
+  ...notes.map((n) => `note: ${n}`),
+].join("\n");
+console.log(`\n${text}`);
 console.log(`finished in ${elapsed.toFixed(0)} s`);
 
 const resultsDir = join(BENCH_DIR, "results");
@@ -154,6 +162,7 @@ const report = {
 const json = JSON.stringify(report, null, 2);
 writeFileSync(join(resultsDir, `${stamp}.json`), json);
 writeFileSync(join(resultsDir, "latest.json"), json);
+writeFileSync(join(resultsDir, "latest.txt"), `${quick ? "quick" : "full"} run ${report.date}\n\n${text}\n`);
 writeFileSync(join(resultsDir, "latest.svg"), chartSvg(rows, relayNames, `${quick ? "quick" : "full"} run ${report.date}, ${cpus} cpus`));
-console.log(`wrote bench/results/${stamp}.json, latest.json, latest.svg`);
+console.log(`wrote bench/results/${stamp}.json, latest.json, latest.txt, latest.svg`);
 process.exit(0);
