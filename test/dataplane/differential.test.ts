@@ -69,8 +69,8 @@ interface Outcome {
 
 const hex = (d: Uint8Array): string => Buffer.from(d).toString("hex");
 
-async function run(kind: DataPlaneKind, host: string, traffic: Planned[]): Promise<Outcome> {
-  const { plane } = createDataPlane(kind, planeOptions({ host, maxDatagramSize: MAX, workers: 1 }));
+async function run(kind: DataPlaneKind, host: string, traffic: Planned[], workers = 1): Promise<Outcome> {
+  const { plane } = createDataPlane(kind, planeOptions({ host, maxDatagramSize: MAX, workers }));
   const control: InboundDatagram[] = [];
   await plane.start((batch) => control.push(...batch));
   const peers: TestPeer[] = [];
@@ -122,8 +122,10 @@ async function run(kind: DataPlaneKind, host: string, traffic: Planned[]): Promi
 describe.each(["127.0.0.1", "::"])("differential: planes agree (host %s)", (host) => {
   it.each([1, 2, 3])("seed %d", async (seed) => {
     const traffic = plan(seed * 7919 + (host === "::" ? 1 : 0), 400);
-    const outcomes = new Map<DataPlaneKind, Outcome>();
+    const outcomes = new Map<DataPlaneKind | "native-2-workers", Outcome>();
     for (const kind of planes) outcomes.set(kind, await run(kind, host, traffic));
+    // Two forwarding threads (SO_REUSEPORT) must not change what is delivered either.
+    if (planes.includes("native")) outcomes.set("native-2-workers", await run("native", host, traffic, 2));
     const reference = outcomes.get("ts")!;
     // The traffic exercises every rule: control, observation, oversize, forwarding.
     expect(reference.control.some((c) => c.observed)).toBe(true);
