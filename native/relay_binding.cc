@@ -140,10 +140,11 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
     Napi::Value b = bufs.Get(i);
     Napi::Value a = addrs.Get(i);
     Napi::Value p = ports.Get(i);
+    // One bad entry must not cost the others: it is counted as a send error, like an unreachable address.
     if (!b.IsTypedArray() || b.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !a.IsString() ||
         !p.IsNumber()) {
-      throwType(env, "sendBatch: entries must be Uint8Array, string, number");
-      return env.Undefined();
+      forwarder_->countSendError();
+      continue;
     }
     Napi::Uint8Array bytes = b.As<Napi::Uint8Array>();
     double port = p.As<Napi::Number>().DoubleValue();

@@ -58,6 +58,8 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   let sendAddresses: string[] = [];
   let sendPorts: number[] = [];
   let flushQueued = false;
+  /** Datagrams the addon refused outright (wrong types); network failures are counted natively. */
+  let rejectedSends = 0;
 
   const flushSends = (): void => {
     flushQueued = false;
@@ -68,7 +70,11 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
     sendData = [];
     sendAddresses = [];
     sendPorts = [];
-    relay.sendBatch(data, addresses, ports);
+    try {
+      relay.sendBatch(data, addresses, ports);
+    } catch {
+      rejectedSends += data.length; // send() never throws, not even later from a microtask
+    }
   };
 
   const pump = (): void => {
@@ -164,11 +170,12 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         controlPackets: c.controlPackets,
         oversize: c.oversize,
         controlQueueDrops: c.controlQueueDrops,
-        sendErrors: c.sendErrors,
+        sendErrors: c.sendErrors + rejectedSends,
       };
     },
     nativeCounters(): NativeRelayCounters {
-      return requireStarted("nativeCounters").counters();
+      const c = requireStarted("nativeCounters").counters();
+      return { ...c, sendErrors: c.sendErrors + rejectedSends };
     },
     nativeInfo() {
       return requireStarted("nativeInfo").info();

@@ -155,6 +155,11 @@ suite("native plane forwarding", () => {
     expect(error).toMatchObject({ code: "EADDRINUSE", syscall: "bind" });
     plane.send(text("x"), { address: "::1", port: 9 }); // not reachable from an IPv4 socket: counted
     await until(() => plane.counters().sendErrors === 1);
+    const b = await peer("127.0.0.3");
+    plane.send(text("x"), { address: "127.0.0.3", port: "nine" as unknown as number }); // never throws
+    plane.send(text("still sent"), { address: "127.0.0.3", port: b.port }); // and costs no other datagram
+    await b.waitFor(1);
+    expect(plane.counters().sendErrors).toBe(2);
   });
 
   it("keeps the route table consistent with a model through random set/replace/delete", async () => {
