@@ -7,7 +7,7 @@ import { formatEndpoint } from "../sessions/address.ts";
 import type { Session } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
-import { type BridgeCounters, type FleetPlane, isVirtual } from "./plane.ts";
+import { type BridgeCounters, type FleetPlane, isVirtual, type RemoteLink } from "./plane.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -32,6 +32,8 @@ interface Announced {
  */
 export class FleetCoordinator {
   private readonly announced = new Map<string, Announced>();
+  /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
+  private deadRelays = new Set<string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private bridgedTotal = 0;
@@ -52,6 +54,7 @@ export class FleetCoordinator {
     this.ttlMs = timeoutMs + this.refreshMs + options.heartbeatMs;
     plane.afterBatch = (batch) => this.afterBatch(batch);
     plane.onUnlinked = (sessionId, from, payload) => this.unlinked(sessionId, from, payload);
+    plane.onMoved = (link, from) => this.moved(link, from);
     directory.onReachable = () => this.refreshAll(true);
   }
 
@@ -154,6 +157,15 @@ export class FleetCoordinator {
     if (link) this.plane.deliver(link, payload);
   }
 
+  /** The remote peer's new relay spoke first (before its join message): follow it if the old relay is gone. */
+  private moved(link: RemoteLink, from: Endpoint): void {
+    if (!this.deadRelays.has(link.relay)) return;
+    const previous = link.relay;
+    link.relay = formatEndpoint(from);
+    link.target = from;
+    this.logger.info("bridged session moved to another relay", { session: link.sessionId, from: previous, to: link.relay });
+  }
+
   /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
   private attach(sessionId: string, relay: string, target: Endpoint | undefined): boolean {
     if (!target || !this.waitingAlone(sessionId) || this.plane.link(sessionId)) return false;
@@ -184,7 +196,14 @@ export class FleetCoordinator {
         { advertise: this.options.advertise, plane: this.plane.kind, sessions: table.sessionCount, bridged: this.bridgedTotal, at: Date.now() },
         this.options.heartbeatMs * 3,
       );
-      for (const link of [...this.plane.links()]) if (!table.peerAt(link.virtual)) this.plane.removeLink(link);
+      const linked = new Set<string>();
+      for (const link of [...this.plane.links()]) {
+        if (!table.peerAt(link.virtual)) this.plane.removeLink(link);
+        else linked.add(link.relay);
+      }
+      const relays = [...linked];
+      const alive = await Promise.all(relays.map((relay) => this.directory.alive(relay)));
+      this.deadRelays = new Set(relays.filter((_, i) => alive[i] === false));
       this.refreshAll(false);
     } catch (error) {
       this.logger.error("fleet tick failed", { error: String((error as Error)?.stack ?? error) });

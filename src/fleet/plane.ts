@@ -59,6 +59,8 @@ export class FleetPlane implements DataPlane {
   /** While a link is being attached, the table's ACK to the virtual peer is swallowed. */
   private attaching: RemoteLink | undefined;
   onUnlinked: UnlinkedBridge = () => {};
+  /** An authentic bridge datagram for a linked session came from another relay than the link's. */
+  onMoved: (link: RemoteLink, from: Endpoint) => void = () => {};
   /** After each control batch was handled, with the REG senders in it. */
   afterBatch: (batch: InboundDatagram[]) => void = () => {};
 
@@ -217,6 +219,7 @@ export class FleetPlane implements DataPlane {
       this.onUnlinked(decoded.sessionId, { address: d.address, port: d.port }, decoded.payload);
       return;
     }
+    if (d.port !== link.target.port || d.address !== link.target.address) this.onMoved(link, { address: d.address, port: d.port });
     this.deliver(link, decoded.payload);
   }
 
