@@ -129,6 +129,17 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
       }
     }, 120_000);
 
+    it("probe from behind NAT B pairs its two sockets and measures RTT and loss", async () => {
+      if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
+      const probe = procs.spawn(`probe ${plane}`, topo.exec("b", [
+        "bun", MAIN, "probe", "--relay", `${ADDR.relay}:${port}`, "--count", "200", "--interval-ms", "2", "--json",
+      ]));
+      expect(await probe.exitCode(30_000)).toBe(0);
+      const result = JSON.parse(probe.stdout.trim().split("\n").at(-1)!);
+      console.log(`[e2e] ${plane} probe through NAT B: registration ${result.registrationMs.join("/")} ms, rtt p50 ${result.rttMs.p50} ms p99 ${result.rttMs.p99} ms, loss ${result.lossPercent}%`);
+      expect(result.received).toBeGreaterThanOrEqual(190);
+    }, 40_000);
+
     it("quic-portal-style hand-over: REG from the app's port, then the app itself talks to the relay", async () => {
       if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
       const session = `portal-${plane}-${process.pid}`;
