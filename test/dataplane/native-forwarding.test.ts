@@ -1,12 +1,9 @@
-import { afterEach, describe, expect, it } from "bun:test";
+import { afterEach, expect, it } from "bun:test";
 
 import { createNativePlane, type NativePlane } from "../../src/dataplane/native.ts";
-import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
-import { decode, planeOptions, startRecording, text, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+import { decode, planeOptions, startRecording, text, udpPeer, until, nativeDescribe, type TestPeer } from "./native-helpers.ts";
 
-const available = loadNativeAddon();
-const suite = available.ok ? describe : describe.skip;
-if (!available.ok) console.warn(`native tests skipped: ${available.reason}`);
+const suite = nativeDescribe();
 
 suite("native plane forwarding", () => {
   const cleanup: Array<() => unknown> = [];

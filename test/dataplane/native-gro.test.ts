@@ -1,11 +1,11 @@
-import { afterEach, describe, expect, it } from "bun:test";
+import { afterEach, expect, it } from "bun:test";
 
 import { createNativePlane, type NativePlane } from "../../src/dataplane/native.ts";
 import { loadNativeAddon, type GsoSocketHandle } from "../../src/dataplane/native-addon.ts";
-import { decode, planeOptions, startRecording, text, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+import { decode, planeOptions, startRecording, text, udpPeer, until, nativeDescribe, type TestPeer } from "./native-helpers.ts";
 
 const loaded = loadNativeAddon();
-const suite = loaded.ok ? describe : describe.skip;
+const suite = nativeDescribe();
 
 /** `count` segments of `size` bytes (the last one `last` bytes), each filled with its index. */
 function segments(count: number, size: number, last = size, firstByte?: (i: number) => number): Uint8Array[] {

@@ -1,8 +1,23 @@
 /** Shared helpers for the data-plane tests: loopback peers that record what they receive. */
 import type { udp } from "bun";
 
+import { describe } from "bun:test";
+
+import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
 import { setSocketBuffers } from "../../src/dataplane/socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneOptions, InboundDatagram } from "../../src/dataplane/types.ts";
+
+/**
+ * `describe` when the addon loads, `describe.skip` (with the reason printed) when it does not.
+ * In CI (`CI=true`) both planes are required, so a missing addon fails instead.
+ */
+export function nativeDescribe(): typeof describe | typeof describe.skip {
+  const loaded = loadNativeAddon();
+  if (loaded.ok) return describe;
+  if (process.env.CI === "true") throw new Error(`CI requires the native addon: ${loaded.reason}`);
+  console.warn(`native tests skipped: ${loaded.reason}`);
+  return describe.skip;
+}
 
 export interface Received {
   data: Uint8Array;

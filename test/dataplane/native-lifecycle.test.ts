@@ -1,12 +1,10 @@
-import { afterEach, describe, expect, it } from "bun:test";
+import { afterEach, expect, it } from "bun:test";
 
 import { createNativePlane } from "../../src/dataplane/native.ts";
-import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
 import type { InboundDatagram } from "../../src/dataplane/types.ts";
-import { planeOptions, processResources, startRecording, text, udpPeer, until } from "./native-helpers.ts";
+import { planeOptions, processResources, startRecording, text, udpPeer, until, nativeDescribe } from "./native-helpers.ts";
 
-const loaded = loadNativeAddon();
-const suite = loaded.ok ? describe : describe.skip;
+const suite = nativeDescribe();
 const FLOOD = new URL("./native-flood.ts", import.meta.url).pathname;
 
 interface Flood {
