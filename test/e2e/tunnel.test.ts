@@ -24,6 +24,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
   const procs = new ProcSet();
   let work: WorkDir | undefined;
   let blobSha = "";
+  let smallBlob = Buffer.alloc(0);
   const teardown = () => {
     procs.killAll();
     topo.destroy();
@@ -43,6 +44,8 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
     work = workDir();
     const blob = randomBytes(FILE_BYTES);
     writeFileSync(join(work.dir, "www", "blob"), blob);
+    smallBlob = randomBytes(256 * 1024);
+    writeFileSync(join(work.dir, "www", "small"), smallBlob);
     blobSha = createHash("sha256").update(blob).digest("hex");
   });
   afterAll(() => {
@@ -83,14 +86,14 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
     return { server, serverSide, clientSide, stop };
   }
 
-  function download(session: string): { client: Proc; file: string } {
+  function download(session: string, name = "blob"): { client: Proc; file: string } {
     const dir = join(work!.dir, `dl-${session}`);
     mkdirSync(dir, { recursive: true });
     const client = procs.spawn(`gtlsclient ${session}`, topo.exec("b", [
-      "gtlsclient", "-q", "--timeout=10s", "127.0.0.1", String(LISTEN_PORT), `https://127.0.0.1:${LISTEN_PORT}/blob`,
+      "gtlsclient", "-q", "--timeout=10s", "127.0.0.1", String(LISTEN_PORT), `https://127.0.0.1:${LISTEN_PORT}/${name}`,
       `--download=${dir}`, "--exit-on-all-streams-close",
     ]));
-    return { client, file: join(dir, "blob") };
+    return { client, file: join(dir, name) };
   }
 
   function fileSha(file: string): string {
@@ -128,6 +131,39 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         await t.stop();
       }
     }, 120_000);
+
+    it("late partner through tunnels: the client's Initial waits at the relay, not for a retransmit", async () => {
+      if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
+      const session = `gtls-late-${plane}-${process.pid}`;
+      const relayAddr = `${ADDR.relay}:${port}`;
+      const clientSide = connect("b", `connect-listen ${session}`, ["--relay", relayAddr, "--session", session, "--listen", `127.0.0.1:${LISTEN_PORT}`]);
+      let serverSide: Proc | undefined;
+      let server: Proc | undefined;
+      try {
+        await clientSide.waitOutput(/tunnel up/, 15_000);
+        const clientStarted = performance.now();
+        const { client, file } = download(session, "small");
+        await Bun.sleep(1500);
+        server = procs.spawn(`gtlsserver ${session}`, topo.exec("a", [
+          "gtlsserver", "-q", "-d", join(work!.dir, "www"), "127.0.0.1", String(SERVER_PORT), work!.key, work!.cert,
+        ]));
+        serverSide = connect("a", `connect-forward ${session}`, ["--relay", relayAddr, "--session", session, "--forward", `127.0.0.1:${SERVER_PORT}`]);
+        await serverSide.waitOutput(/tunnel up/, 15_000);
+        const serverUp = performance.now();
+        const code = await client.exitCode(30_000);
+        const done = performance.now();
+        const sha = fileSha(file);
+        const expected = createHash("sha256").update(smallBlob).digest("hex");
+        console.log(`[e2e] ${plane} late partner via tunnels: server side registered ${Math.round(serverUp - clientStarted)} ms after gtlsclient started; download (256 KiB) done ${Math.round(done - serverUp)} ms after that, exit ${code}, sha256 ${sha === expected ? "ok" : "MISMATCH"}`);
+        expect(sha).toBe(expected);
+        // Without held datagrams, ngtcp2's next Initial retransmit would come ~1.5 s later still.
+        expect(done - serverUp).toBeLessThan(1000);
+      } finally {
+        for (const p of [clientSide, serverSide]) p?.kill("SIGTERM");
+        server?.kill();
+        await Promise.all([clientSide.exitCode(5000), serverSide?.exitCode(5000), server?.exited]);
+      }
+    }, 60_000);
 
     it("probe from behind NAT B pairs its two sockets and measures RTT and loss", async () => {
       if (!relay) return console.warn(`[e2e] ${plane} plane unavailable: test body skipped`);
