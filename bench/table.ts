@@ -8,9 +8,11 @@ function fmt(v: Cell, digits = 1): string {
   return typeof v === "number" ? v.toFixed(digits) : v;
 }
 
-export function renderTable(header: string[], body: string[][]): string {
+/** The first `leftColumns` columns are text (left-aligned), the rest numbers (right-aligned). */
+export function renderTable(header: string[], body: string[][], leftColumns = 2): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
 }
 
@@ -52,6 +54,7 @@ export function targetsTable(checks: Check[]): string {
   return renderTable(
     ["status", "target", "relay", "scenario", "detail"],
     checks.map((c) => [c.status, c.target, c.relay, c.scenario, c.detail]),
+    5,
   );
 }
 
