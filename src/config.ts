@@ -4,6 +4,7 @@ import { ConfigError } from "./protocol/errors.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ["pretty", "json"] as const;
 
 export interface RelayConfig {
   host: string;
@@ -17,6 +18,13 @@ export interface RelayConfig {
   /** Native plane forwarding threads; 0 means pick for the machine. */
   workers: number;
   gro: boolean;
+  /** `host:port` of the HTTP metrics and health endpoint; off when undefined. */
+  metricsListen: string | undefined;
+  /** SQLite file the session table is saved to and restored from; off when undefined. */
+  stateFile: string | undefined;
+  stateSaveIntervalSecs: number;
+  /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
+  shutdownTimeoutSecs: number;
 }
 
 export const DEFAULTS: RelayConfig = {
@@ -30,35 +38,82 @@ export const DEFAULTS: RelayConfig = {
   socketBufferBytes: 4 * 1024 * 1024,
   workers: 0,
   gro: true,
+  metricsListen: undefined,
+  stateFile: undefined,
+  stateSaveIntervalSecs: 10,
+  shutdownTimeoutSecs: 5,
 };
 
-/** Raw flag values as the CLI parsed them (strings), plus the environment. */
+/** Raw values as the CLI parsed them (strings, booleans), keyed like RelayConfig. */
 export type RawRelayFlags = Partial<Record<keyof RelayConfig, string | boolean | undefined>>;
+/** Values read from a config file (TOML types), keyed by flag name (`session-timeout-secs`). */
+export type FileValues = Record<string, unknown>;
 
-/** Validate flags and environment into one typed config; throws ConfigError naming the flag. */
-export function resolveRelayConfig(flags: RawRelayFlags, env: Record<string, string | undefined>): RelayConfig {
-  const config: RelayConfig = { ...DEFAULTS };
-  if (flags.host !== undefined) config.host = nonEmpty("host", flags.host);
-  if (flags.port !== undefined) config.port = integer("port", flags.port, 0, 65_535);
-  if (flags.sessionTimeoutSecs !== undefined)
-    config.sessionTimeoutSecs = number("session-timeout-secs", flags.sessionTimeoutSecs, 0.05, 30 * 86_400);
-  if (flags.dataplane !== undefined) config.dataplane = oneOf("dataplane", flags.dataplane, DATA_PLANE_CHOICES);
-  if (flags.maxDatagramSize !== undefined)
-    config.maxDatagramSize = integer("max-datagram-size", flags.maxDatagramSize, 64, 65_535);
-  if (flags.socketBufferBytes !== undefined)
-    config.socketBufferBytes = integer("socket-buffer-bytes", flags.socketBufferBytes, 0, 1 << 30);
-  if (flags.workers !== undefined) config.workers = integer("workers", flags.workers, 0, 64);
-  if (flags.gro !== undefined) config.gro = flags.gro === true || flags.gro === "true";
-  if (flags.logFormat !== undefined) config.logFormat = oneOf("log-format", flags.logFormat, ["pretty", "json"] as const);
-  config.logLevel = resolveLogLevel(flags.logLevel, env);
-  return config;
+type Parser = (name: string, value: unknown) => unknown;
+
+/** Every setting: its flag (also the config-file key) and how its value is validated. */
+export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser } } = {
+  host: { flag: "host", parse: (n, v) => nonEmpty(n, v) },
+  port: { flag: "port", parse: (n, v) => integer(n, v, 0, 65_535) },
+  sessionTimeoutSecs: { flag: "session-timeout-secs", parse: (n, v) => number(n, v, 0.05, 30 * 86_400) },
+  dataplane: { flag: "dataplane", parse: (n, v) => oneOf(n, v, DATA_PLANE_CHOICES) },
+  logLevel: { flag: "log-level", parse: (n, v) => oneOf(n, typeof v === "string" ? v.toLowerCase() : v, LOG_LEVELS) },
+  logFormat: { flag: "log-format", parse: (n, v) => oneOf(n, v, LOG_FORMATS) },
+  maxDatagramSize: { flag: "max-datagram-size", parse: (n, v) => integer(n, v, 64, 65_535) },
+  socketBufferBytes: { flag: "socket-buffer-bytes", parse: (n, v) => integer(n, v, 0, 1 << 30) },
+  workers: { flag: "workers", parse: (n, v) => integer(n, v, 0, 64) },
+  gro: { flag: "gro", parse: (n, v) => boolean(n, v) },
+  metricsListen: { flag: "metrics-listen", parse: (n, v) => hostPort(n, v) },
+  stateFile: { flag: "state-file", parse: (n, v) => nonEmpty(n, v) },
+  stateSaveIntervalSecs: { flag: "state-save-interval-secs", parse: (n, v) => number(n, v, 0.05, 86_400) },
+  shutdownTimeoutSecs: { flag: "shutdown-timeout-secs", parse: (n, v) => number(n, v, 0.1, 600) },
+};
+
+/** `QUIC_RELAY_SESSION_TIMEOUT_SECS` for `session-timeout-secs`. */
+export function envName(flag: string): string {
+  return `QUIC_RELAY_${flag.toUpperCase().replaceAll("-", "_")}`;
 }
 
-/** `--log-level` wins, then LOG_LEVEL, then RUST_LOG (as users of the original set it), then info. */
-export function resolveLogLevel(flag: string | boolean | undefined, env: Record<string, string | undefined>): LogLevel {
-  if (flag !== undefined) return oneOf("log-level", flag, LOG_LEVELS);
-  if (env.LOG_LEVEL) return oneOf("log-level", env.LOG_LEVEL.toLowerCase(), LOG_LEVELS, "LOG_LEVEL");
+/**
+ * Validate flags, environment and config file into one typed config; the first source that sets a
+ * value wins: flags, then `QUIC_RELAY_*` variables, then the file, then defaults. Throws ConfigError
+ * naming the flag, variable or file key that is wrong.
+ */
+export function resolveRelayConfig(
+  flags: RawRelayFlags,
+  env: Record<string, string | undefined>,
+  file: { path: string; values: FileValues } | undefined = undefined,
+): RelayConfig {
+  const config: Record<string, unknown> = { ...DEFAULTS };
+  for (const [key, setting] of Object.entries(SETTINGS) as [keyof RelayConfig, { flag: string; parse: Parser }][]) {
+    if (key === "logLevel") continue;
+    const flag = flags[key];
+    const fromEnv = env[envName(setting.flag)];
+    const fromFile = file?.values[setting.flag];
+    if (flag !== undefined) config[key] = setting.parse(`--${setting.flag}`, flag);
+    else if (fromEnv !== undefined && fromEnv !== "") config[key] = setting.parse(envName(setting.flag), fromEnv);
+    else if (fromFile !== undefined) config[key] = setting.parse(`'${setting.flag}' in ${file!.path}`, fromFile);
+  }
+  config.logLevel = resolveLogLevel(flags.logLevel, env, file);
+  return config as unknown as RelayConfig;
+}
+
+/**
+ * `--log-level` wins, then QUIC_RELAY_LOG_LEVEL, LOG_LEVEL, RUST_LOG (as users of the original set
+ * it), then the config file, then info.
+ */
+export function resolveLogLevel(
+  flag: string | boolean | undefined,
+  env: Record<string, string | undefined>,
+  file?: { path: string; values: FileValues },
+): LogLevel {
+  const parse = SETTINGS.logLevel.parse;
+  if (flag !== undefined) return parse("--log-level", flag) as LogLevel;
+  if (env.QUIC_RELAY_LOG_LEVEL) return parse("QUIC_RELAY_LOG_LEVEL", env.QUIC_RELAY_LOG_LEVEL) as LogLevel;
+  if (env.LOG_LEVEL) return parse("LOG_LEVEL", env.LOG_LEVEL) as LogLevel;
   if (env.RUST_LOG) return fromRustLog(env.RUST_LOG);
+  const fromFile = file?.values["log-level"];
+  if (fromFile !== undefined) return parse(`'log-level' in ${file!.path}`, fromFile) as LogLevel;
   return "info";
 }
 
@@ -76,27 +131,61 @@ export function fromRustLog(value: string): LogLevel {
   return best < 0 ? "info" : LOG_LEVELS[best]!;
 }
 
-function nonEmpty(flag: string, value: string | boolean): string {
-  if (typeof value !== "string" || value.trim() === "") throw new ConfigError(`--${flag} needs a value`, flag);
+/** Splits `host:port` / `[v6]:port`; the host may be empty for "all addresses". */
+export function splitHostPort(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65_535) return undefined;
+  return { host: m[1] ?? m[2] ?? "", port };
+}
+
+/** The source name as it appears in messages: `--port` or `QUIC_RELAY_PORT` or `'port' in FILE`. */
+function flagOf(name: string): string {
+  const m = /^--(.+)$|^'(.+)' in /.exec(name);
+  if (m) return m[1] ?? m[2]!;
+  return name.replace(/^QUIC_RELAY_/, "").toLowerCase().replaceAll("_", "-");
+}
+
+function text(name: string, value: unknown): string {
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value !== "string" || value.trim() === "") throw new ConfigError(`${name} needs a value`, flagOf(name));
   return value.trim();
 }
 
-function number(flag: string, value: string | boolean, min: number, max: number): number {
-  const text = nonEmpty(flag, value);
-  const n = Number(text);
-  if (!Number.isFinite(n) || !/^[0-9.]+$/.test(text) || n < min || n > max)
-    throw new ConfigError(`--${flag} must be a number from ${min} to ${max}, got '${text}'`, flag);
+function nonEmpty(name: string, value: unknown): string {
+  if (typeof value !== "string") return text(name, undefined);
+  return text(name, value);
+}
+
+function number(name: string, value: unknown, min: number, max: number): number {
+  const t = text(name, value);
+  const n = Number(t);
+  if (!Number.isFinite(n) || !/^[0-9.]+$/.test(t) || n < min || n > max)
+    throw new ConfigError(`${name} must be a number from ${min} to ${max}, got '${t}'`, flagOf(name));
   return n;
 }
 
-function integer(flag: string, value: string | boolean, min: number, max: number): number {
-  const text = nonEmpty(flag, value);
-  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max)
-    throw new ConfigError(`--${flag} must be an integer from ${min} to ${max}, got '${text}'`, flag);
-  return Number(text);
+function integer(name: string, value: unknown, min: number, max: number): number {
+  const t = text(name, value);
+  if (!/^[0-9]+$/.test(t) || Number(t) < min || Number(t) > max)
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got '${t}'`, flagOf(name));
+  return Number(t);
 }
 
-function oneOf<T extends string>(flag: string, value: string | boolean, choices: readonly T[], source = `--${flag}`): T {
+function boolean(name: string, value: unknown): boolean {
+  if (value === true || value === "true" || value === "1") return true;
+  if (value === false || value === "false" || value === "0") return false;
+  throw new ConfigError(`${name} must be true or false, got '${String(value)}'`, flagOf(name));
+}
+
+function hostPort(name: string, value: unknown): string {
+  const t = text(name, value);
+  if (!splitHostPort(t)) throw new ConfigError(`${name} must be host:port (e.g. 127.0.0.1:9464 or [::1]:9464), got '${t}'`, flagOf(name));
+  return t;
+}
+
+function oneOf<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
   if (typeof value === "string" && (choices as readonly string[]).includes(value)) return value as T;
-  throw new ConfigError(`${source} must be one of ${choices.join(", ")}, got '${String(value)}'`, flag);
+  throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got '${String(value)}'`, flagOf(name));
 }

@@ -1,12 +1,10 @@
 import { defineCommand } from "citty";
-import { DEFAULTS, type RawRelayFlags, resolveRelayConfig } from "../config.ts";
-import { createDataPlane } from "../dataplane/select.ts";
-import { createLogger } from "../log.ts";
-import { Relay } from "../relay.ts";
-import { StartupError } from "../protocol/errors.ts";
-import { formatEndpoint } from "../sessions/address.ts";
+import { configPath, loadConfigFile } from "../config-file.ts";
+import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
+import { RelayService } from "./relay-service.ts";
 
 export const relayArgs = {
+  config: { type: "string", description: "TOML config file; keys are these flags' names (default: QUIC_RELAY_CONFIG)" },
   host: { type: "string", description: `Address to listen on (default ${DEFAULTS.host}, dual stack)` },
   port: { type: "string", description: `UDP port (default ${DEFAULTS.port})` },
   "session-timeout-secs": { type: "string", description: `Idle seconds before a session expires (default ${DEFAULTS.sessionTimeoutSecs})` },
@@ -17,57 +15,80 @@ export const relayArgs = {
   "socket-buffer-bytes": { type: "string", description: `Socket receive/send buffer (default ${DEFAULTS.socketBufferBytes})` },
   workers: { type: "string", description: "Native plane forwarding threads (default: chosen for the machine)" },
   gro: { type: "boolean", description: "Native plane: use UDP GRO/GSO (default true; --no-gro disables)" },
+  "metrics-listen": { type: "string", description: "host:port for HTTP /metrics, /healthz, /readyz (default off)" },
+  "state-file": { type: "string", description: "SQLite file to save sessions to and restore them from across restarts (default off)" },
+  "state-save-interval-secs": { type: "string", description: `Seconds between state saves (default ${DEFAULTS.stateSaveIntervalSecs})` },
+  "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
 } as const;
+
+type ParsedArgs = { [K in keyof typeof relayArgs]?: string | boolean };
+
+function rawFlags(args: ParsedArgs): RawRelayFlags {
+  return {
+    host: args.host,
+    port: args.port,
+    sessionTimeoutSecs: args["session-timeout-secs"],
+    dataplane: args.dataplane,
+    logLevel: args["log-level"],
+    logFormat: args["log-format"],
+    maxDatagramSize: args["max-datagram-size"],
+    socketBufferBytes: args["socket-buffer-bytes"],
+    workers: args.workers,
+    gro: args.gro,
+    metricsListen: args["metrics-listen"],
+    stateFile: args["state-file"],
+    stateSaveIntervalSecs: args["state-save-interval-secs"],
+    shutdownTimeoutSecs: args["shutdown-timeout-secs"],
+  };
+}
+
+/** Flags, then QUIC_RELAY_* variables, then the config file, then defaults. */
+function loadConfig(args: ParsedArgs, env: Record<string, string | undefined>): RelayConfig {
+  const path = configPath(args.config, env);
+  const file = path === undefined ? undefined : loadConfigFile(path);
+  return resolveRelayConfig(rawFlags(args), env, file);
+}
 
 export const relayCommand = defineCommand({
   meta: { name: "quic-relay", description: "UDP relay for QUIC peers that cannot hole-punch" },
   args: relayArgs,
   async run({ args }) {
-    const flags: RawRelayFlags = {
-      host: args.host,
-      port: args.port,
-      sessionTimeoutSecs: args["session-timeout-secs"],
-      dataplane: args.dataplane,
-      logLevel: args["log-level"],
-      logFormat: args["log-format"],
-      maxDatagramSize: args["max-datagram-size"],
-      socketBufferBytes: args["socket-buffer-bytes"],
-      workers: args.workers,
-      gro: args.gro,
-    };
-    const config = resolveRelayConfig(flags, process.env);
-    const logger = createLogger(config.logLevel, config.logFormat);
-    const { plane, fallbackReason } = createDataPlane(config.dataplane, {
-      host: config.host,
-      port: config.port,
-      maxDatagramSize: config.maxDatagramSize,
-      socketBufferBytes: config.socketBufferBytes,
-      workers: config.workers > 0 ? config.workers : undefined,
-      gro: config.gro,
-    });
-    if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
-    const relay = new Relay({ config, plane, logger });
-    try {
-      await relay.start();
-    } catch (error) {
-      await relay.stop().catch(() => {});
-      throw new StartupError(`cannot listen on udp ${config.host} port ${config.port}: ${(error as Error).message}`);
-    }
-    logger.info(
-      `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s`,
-    );
+    const parsed = args as ParsedArgs;
+    const config = loadConfig(parsed, process.env);
+    const service = new RelayService(config);
+    const logger = service.logger;
+    await service.start();
+
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      logger.info(`received ${signal}, stopping`, { sessions: relay.table.sessionCount });
-      const force = setTimeout(() => process.exit(1), 3000);
-      relay.stop().then(() => {
+      logger.info(`received ${signal}, stopping`, { sessions: service.sessionCount });
+      const force = setTimeout(() => {
+        logger.error("shutdown took too long, exiting anyway", { timeout_s: config.shutdownTimeoutSecs });
+        process.exit(1);
+      }, config.shutdownTimeoutSecs * 1000);
+      service.stop().then(() => {
         clearTimeout(force);
+        logger.info("stopped");
         process.exit(0);
       });
     };
+    const reload = () => {
+      if (stopping) return;
+      try {
+        const next = loadConfig(parsed, process.env);
+        const needsRestart = service.reload({ config: next });
+        service.operations.reloads.ok++;
+        logger.info("received SIGHUP, configuration reloaded", { "log-level": next.logLevel, sessions: service.sessionCount });
+        if (needsRestart.length) logger.warn("changed settings take effect only after a restart", { settings: needsRestart.join(",") });
+      } catch (error) {
+        service.operations.reloads.error++;
+        logger.error("received SIGHUP, reload failed; keeping the running configuration", { error: (error as Error).message });
+      }
+    };
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGHUP", reload);
   },
 });

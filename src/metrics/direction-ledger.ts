@@ -1,0 +1,101 @@
+import type { DataPlane, DataPlaneCounters, Endpoint } from "../dataplane/types.ts";
+
+/** Which peer of a session sent the forwarded datagrams: `first` is the peer that created it. */
+export type Direction = "first_to_second" | "second_to_first";
+export const DIRECTIONS: readonly Direction[] = ["first_to_second", "second_to_first"];
+
+export interface Totals {
+  packets: number;
+  bytes: number;
+}
+
+interface TrackedRoute {
+  direction: Direction;
+  source: string;
+}
+
+/**
+ * A data plane wrapper that keeps forwarding totals per direction. The planes count per route and
+ * reset a route's counters when it is replaced or deleted, so the ledger banks a route's counts just
+ * before that happens. Only route changes and scrapes pass through here, never forwarded datagrams.
+ */
+export class DirectionLedger implements DataPlane {
+  private readonly live = new Map<number, TrackedRoute>();
+  private readonly bySource = new Map<string, number>();
+  private readonly banked: Record<Direction, Totals> = {
+    first_to_second: { packets: 0, bytes: 0 },
+    second_to_first: { packets: 0, bytes: 0 },
+  };
+  /** Tells which direction a route id (a peer id) forwards; set once the session table exists. */
+  directionOf: (routeId: number) => Direction | undefined = () => undefined;
+
+  constructor(readonly inner: DataPlane) {}
+
+  get kind() {
+    return this.inner.kind;
+  }
+  get local(): Endpoint {
+    return this.inner.local;
+  }
+  start(onControl: Parameters<DataPlane["start"]>[0]): Promise<void> {
+    return this.inner.start(onControl);
+  }
+  send(data: Uint8Array, to: Endpoint): void {
+    this.inner.send(data, to);
+  }
+
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+    const source = `${from.address}|${from.port}`;
+    this.bank(id);
+    const sameSource = this.bySource.get(source);
+    if (sameSource !== undefined) this.bank(sameSource);
+    this.inner.setRoute(id, from, to, observeBudget);
+    this.live.set(id, { direction: this.directionOf(id) ?? "first_to_second", source });
+    this.bySource.set(source, id);
+  }
+
+  deleteRoute(id: number): void {
+    this.bank(id);
+    this.inner.deleteRoute(id);
+  }
+
+  drainActivity(): number[] {
+    return this.inner.drainActivity();
+  }
+  routeCounters(id: number): Totals | undefined {
+    return this.inner.routeCounters(id);
+  }
+  counters(): DataPlaneCounters {
+    return this.inner.counters();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Datagrams and bytes forwarded by routes so far, per direction. */
+  totals(): Record<Direction, Totals> {
+    const out = {
+      first_to_second: { ...this.banked.first_to_second },
+      second_to_first: { ...this.banked.second_to_first },
+    };
+    for (const [id, route] of this.live) {
+      const c = this.inner.routeCounters(id);
+      if (!c) continue;
+      out[route.direction].packets += c.packets;
+      out[route.direction].bytes += c.bytes;
+    }
+    return out;
+  }
+
+  private bank(id: number): void {
+    const route = this.live.get(id);
+    if (!route) return;
+    const c = this.inner.routeCounters(id);
+    if (c) {
+      this.banked[route.direction].packets += c.packets;
+      this.banked[route.direction].bytes += c.bytes;
+    }
+    this.live.delete(id);
+    if (this.bySource.get(route.source) === id) this.bySource.delete(route.source);
+  }
+}

@@ -1,0 +1,144 @@
+import pkg from "../../package.json" with { type: "json" };
+import type { DataPlane } from "../dataplane/types.ts";
+import { DropReason, RefusalCode } from "../protocol/errors.ts";
+import type { Relay } from "../relay.ts";
+import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
+import { ExpositionWriter, type Labels } from "./exposition.ts";
+
+/** Counters kept outside the relay (state saving, config reloads). */
+export interface OperationsCounters {
+  sessionsRestored: number;
+  stateSaves: { ok: number; error: number };
+  /** Wall-clock seconds of the last successful save, 0 before the first. */
+  stateLastSaveSeconds: number;
+  reloads: { ok: number; error: number };
+}
+
+export function emptyOperationsCounters(): OperationsCounters {
+  return { sessionsRestored: 0, stateSaves: { ok: 0, error: 0 }, stateLastSaveSeconds: 0, reloads: { ok: 0, error: 0 } };
+}
+
+export interface RelayMetricsSource {
+  relay: Relay;
+  /** The plane as created (for its own counters and native details). */
+  plane: DataPlane;
+  ledger: DirectionLedger;
+  operations: OperationsCounters;
+  startedAtSeconds: number;
+}
+
+interface NativeDetails {
+  nativeInfo(): { workers: number; gro: boolean; gso: boolean };
+}
+
+/**
+ * The whole exposition, computed at scrape time from the relay's own counters: nothing on the
+ * forwarding path is touched. Label values come from fixed sets (reasons, kinds, directions).
+ */
+export function renderRelayMetrics(src: RelayMetricsSource): string {
+  const { relay, plane, ledger, operations: ops } = src;
+  const table = relay.table;
+  const stats = table.stats;
+  const planeCounters = plane.counters();
+  const paired = table.pairedCount;
+  const directions = ledger.totals();
+  const w = new ExpositionWriter();
+
+  w.family("quic_relay_build_info", "gauge", "Version of the relay and of the Bun runtime", [
+    [{ version: pkg.version, bun: Bun.version }, 1],
+  ]);
+  w.family("quic_relay_dataplane_info", "gauge", "Data plane in use", [[dataplaneLabels(plane), 1]]);
+  w.single("quic_relay_start_time_seconds", "gauge", "Unix time the relay started", src.startedAtSeconds);
+
+  w.family("quic_relay_sessions_active", "gauge", "Sessions in the table, by whether both peers registered", [
+    [{ state: "paired" }, paired],
+    [{ state: "waiting" }, table.sessionCount - paired],
+  ]);
+  w.single("quic_relay_peers_active", "gauge", "Registered peer addresses", table.peerCount);
+  w.single("quic_relay_sessions_created_total", "counter", "Sessions created by a first REG", stats.sessionsCreated);
+  w.single("quic_relay_sessions_paired_total", "counter", "Sessions that got their second peer", stats.sessionsPaired);
+  w.single("quic_relay_sessions_expired_total", "counter", "Sessions removed after the idle timeout", stats.sessionsExpired);
+  w.single("quic_relay_sessions_restored_total", "counter", "Sessions restored from the state file at startup", ops.sessionsRestored);
+  w.family(
+    "quic_relay_rebinds_total",
+    "counter",
+    "Peers followed to a new address, by evidence (reg: REG from a new port; cid: QUIC connection ID)",
+    Object.entries(stats.rebinds).map(([kind, n]) => [{ kind }, n] as [Labels, number]),
+  );
+
+  w.family(
+    "quic_relay_forwarded_datagrams_total",
+    "counter",
+    "Datagrams forwarded by data-plane routes, by direction (first = the peer that created the session)",
+    DIRECTIONS.map((d) => [{ direction: d }, directions[d].packets] as [Labels, number]),
+  );
+  w.family(
+    "quic_relay_forwarded_bytes_total",
+    "counter",
+    "Bytes forwarded by data-plane routes, by direction",
+    DIRECTIONS.map((d) => [{ direction: d }, directions[d].bytes] as [Labels, number]),
+  );
+  w.family("quic_relay_dataplane_datagrams_total", "counter", "Datagrams the data plane received, by path", [
+    [{ path: "forwarded" }, planeCounters.forwardedPackets],
+    [{ path: "control" }, planeCounters.controlPackets],
+  ]);
+  w.single("quic_relay_dataplane_forwarded_bytes_total", "counter", "Bytes the data plane forwarded (all routes)", planeCounters.forwardedBytes);
+
+  w.family(
+    "quic_relay_refusals_total",
+    "counter",
+    "REGs refused, by reason (the code sent after ERR)",
+    Object.values(RefusalCode).map((reason) => [{ reason }, stats.refusals[reason] ?? 0] as [Labels, number]),
+  );
+  const drops: [Labels, number][] = [
+    [{ reason: DropReason.UnknownSource }, stats.drops[DropReason.UnknownSource] ?? 0],
+    [{ reason: DropReason.SilentRefusal }, stats.drops[DropReason.SilentRefusal] ?? 0],
+    [{ reason: DropReason.Oversize }, (stats.drops[DropReason.Oversize] ?? 0) + planeCounters.oversize],
+    [{ reason: "control-queue-full" }, planeCounters.controlQueueDrops],
+    [{ reason: DropReason.EarlyOverflow }, stats.drops[DropReason.EarlyOverflow] ?? 0],
+    [{ reason: DropReason.EarlyExpired }, stats.drops[DropReason.EarlyExpired] ?? 0],
+  ];
+  w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
+  w.single("quic_relay_send_errors_total", "counter", "Datagrams the socket failed to send", planeCounters.sendErrors);
+
+  w.single("quic_relay_early_datagrams_held_total", "counter", "Early datagrams held for a partner that had not registered yet", stats.heldAccepted);
+  w.single("quic_relay_early_datagrams_delivered_total", "counter", "Held early datagrams delivered after pairing", stats.heldDelivered);
+  w.family("quic_relay_early_datagrams_dropped_total", "counter", "Early datagrams dropped, by reason", [
+    [{ reason: "overflow" }, stats.drops[DropReason.EarlyOverflow] ?? 0],
+    [{ reason: "expired" }, stats.drops[DropReason.EarlyExpired] ?? 0],
+  ]);
+  w.single("quic_relay_early_bytes_held", "gauge", "Bytes of early datagrams held right now", table.indexSizes().heldBytes ?? 0);
+
+  w.single("quic_relay_internal_errors_total", "counter", "Errors raised while handling a datagram (bugs)", relay.internalErrors);
+  w.family("quic_relay_state_saves_total", "counter", "Session table saves to the state file, by result", [
+    [{ result: "ok" }, ops.stateSaves.ok],
+    [{ result: "error" }, ops.stateSaves.error],
+  ]);
+  w.single("quic_relay_state_last_save_timestamp_seconds", "gauge", "Unix time of the last successful state save", ops.stateLastSaveSeconds);
+  w.family("quic_relay_config_reloads_total", "counter", "SIGHUP reloads, by result", [
+    [{ result: "ok" }, ops.reloads.ok],
+    [{ result: "error" }, ops.reloads.error],
+  ]);
+
+  const memory = process.memoryUsage();
+  w.single("process_resident_memory_bytes", "gauge", "Resident set size", memory.rss);
+  w.single("process_heap_bytes", "gauge", "JavaScript heap in use", memory.heapUsed);
+  w.single("process_start_time_seconds", "gauge", "Unix time the process started", src.startedAtSeconds);
+  return w.toString();
+}
+
+function dataplaneLabels(plane: DataPlane): Labels {
+  const labels: Labels = { kind: plane.kind };
+  const native = plane as Partial<NativeDetails>;
+  if (plane.kind === "native" && typeof native.nativeInfo === "function") {
+    try {
+      const info = native.nativeInfo();
+      labels.workers = String(info.workers);
+      labels.gro = String(info.gro);
+      labels.gso = String(info.gso);
+    } catch {
+      // Not started or already closed: the kind alone is still true.
+    }
+  }
+  return labels;
+}

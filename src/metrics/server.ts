@@ -1,0 +1,67 @@
+import type { Server } from "bun";
+import { splitHostPort } from "../config.ts";
+import { StartupError } from "../protocol/errors.ts";
+import { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
+
+export interface HealthSource {
+  /** Process alive and the relay socket open. */
+  healthy(): boolean;
+  /** Started, state restored, not shutting down: worth sending peers to. */
+  ready(): boolean;
+  /** The exposition text. */
+  metrics(): string;
+}
+
+export interface MetricsServer {
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The HTTP side port: `/metrics` (Prometheus text), `/healthz` and `/readyz` (200 or 503 with a
+ * one-word body). Anything else is 404. Off unless `--metrics-listen` is set.
+ */
+export function startMetricsServer(listen: string, source: HealthSource): MetricsServer {
+  const parsed = splitHostPort(listen);
+  if (!parsed) throw new StartupError(`--metrics-listen: cannot parse '${listen}'`);
+  let server: Server<undefined>;
+  try {
+    server = Bun.serve({
+      hostname: parsed.host === "" ? "0.0.0.0" : parsed.host,
+      port: parsed.port,
+      fetch(request) {
+        const path = new URL(request.url).pathname;
+        if (request.method !== "GET" && request.method !== "HEAD") return new Response("method not allowed\n", { status: 405 });
+        switch (path) {
+          case "/metrics":
+            return new Response(source.metrics(), { headers: { "content-type": EXPOSITION_CONTENT_TYPE } });
+          case "/healthz":
+            return status(source.healthy());
+          case "/readyz":
+            return status(source.ready());
+          default:
+            return new Response("not found\n", { status: 404 });
+        }
+      },
+      error() {
+        return new Response("internal error\n", { status: 500 });
+      },
+    });
+  } catch (error) {
+    throw new StartupError(`cannot listen for metrics on ${listen}: ${(error as Error).message}`);
+  }
+  const port = server.port ?? parsed.port;
+  const host = parsed.host.includes(":") ? `[${parsed.host}]` : parsed.host || "0.0.0.0";
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    async stop() {
+      await server.stop(true);
+    },
+  };
+}
+
+function status(ok: boolean): Response {
+  return new Response(ok ? "ok\n" : "unavailable\n", { status: ok ? 200 : 503, headers: { "content-type": "text/plain" } });
+}
