@@ -69,25 +69,28 @@ function logTail(path: string): string {
   }
 }
 
-/** Sends REG with a probe id until the relay answers ACK; the relay keeps one half session. */
+/**
+ * Sends `REG:` with an empty id until the relay answers (ERR, or ACK from a lenient relay): proof
+ * it is serving, without leaving a session behind (the memory scenario counts against max-sessions).
+ */
 async function waitForAck(port: number, proc: Subprocess, timeoutMs: number, logPath: string): Promise<void> {
   let acked = false;
   const sock = await Bun.udpSocket({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
-      data(_s, data) { if (data.toString().startsWith("ACK")) acked = true; },
+      data(_s, data) { if (/^(ACK|ERR)/.test(data.toString())) acked = true; },
       error() {}, // ICMP port unreachable while the relay is still starting
     },
   });
-  const reg = `REG:bench-probe-${crypto.randomUUID()}\n`;
+  const reg = "REG:\n";
   const deadline = performance.now() + timeoutMs;
   try {
     while (!acked) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new RelayStartError(`exited (${proc.exitCode ?? proc.signalCode}) before answering REG:\n${logTail(logPath)}`);
       }
-      if (performance.now() > deadline) throw new RelayStartError(`no ACK within ${timeoutMs} ms:\n${logTail(logPath)}`);
+      if (performance.now() > deadline) throw new RelayStartError(`no answer to REG within ${timeoutMs} ms:\n${logTail(logPath)}`);
       sock.send(reg, port, "127.0.0.1");
       await Bun.sleep(40);
     }
