@@ -211,4 +211,29 @@ suite("native plane lifecycle", () => {
       });
     }
   });
+
+  it("can be closed from inside its own control handler", async () => {
+    const plane = createNativePlane(planeOptions());
+    let calls = 0;
+    let closing: Promise<void> | undefined;
+    await plane.start(() => {
+      calls++;
+      closing ??= plane.close();
+    });
+    const peer = await udpPeer("127.0.0.2");
+    cleanup.push(() => peer.close());
+    for (let i = 0; i < 50; i++) peer.send("REG:x", plane.local.port, "127.0.0.1");
+    await until(() => closing !== undefined);
+    await closing;
+    for (let i = 0; i < 50; i++) {
+      try {
+        peer.send("REG:x", plane.local.port, "127.0.0.1");
+      } catch {
+        // ECONNREFUSED from the port that just closed: expected.
+      }
+    }
+    await Bun.sleep(100);
+    expect(calls).toBe(1);
+    expect((await processResources()).forwarders).toBe(0);
+  });
 });
