@@ -91,6 +91,7 @@ export interface FleetRelayStats {
 
 export interface FleetRelay {
   host: string;
+  pid: number;
   port: number;
   advertise: string;
   stats(): Promise<FleetRelayStats>;
@@ -107,6 +108,7 @@ export async function startFleetRelay(options: {
   secret?: string;
   sessionTimeoutSecs?: number;
   heartbeatSecs?: number;
+  logLevel?: string;
 }): Promise<FleetRelay> {
   const port = await freeUdpPort(options.host);
   const advertise = `${options.host}:${port}`;
@@ -118,7 +120,7 @@ export async function startFleetRelay(options: {
       "--port", String(port),
       "--dataplane", options.plane,
       "--session-timeout-secs", String(options.sessionTimeoutSecs ?? 30),
-      "--log-level", "info",
+      "--log-level", options.logLevel ?? "info",
       "--fleet-redis", options.redisUrl,
       "--fleet-advertise", advertise,
       "--fleet-secret", options.secret ?? FLEET_SECRET,
@@ -163,6 +165,7 @@ export async function startFleetRelay(options: {
   const stdin = proc.stdin as import("bun").FileSink;
   return {
     host: options.host,
+    pid: proc.pid,
     port,
     advertise,
     async stats() {
