@@ -87,8 +87,9 @@ function progress(s: Sample): string {
   if (!s.ok) return `FAILED: ${s.error}`;
   if (s.rtt) return `rtt p50 ${s.rtt.p50.toFixed(1)} us, p99 ${s.rtt.p99.toFixed(1)} us`;
   if (s.pairedSessions !== undefined) return `${s.pairedSessions} sessions paired, RSS ${s.rssMb?.toFixed(1)} MB`;
+  const genDrops = s.genRxDrops && s.genRxDrops > 0.01 * (s.deliveredPps ?? 0) ? `, GENERATOR socket drops ${s.genRxDrops}` : "";
   return `offered ${((s.offeredPps ?? 0) / 1000).toFixed(1)} kpps, delivered ${((s.deliveredPps ?? 0) / 1000).toFixed(1)} kpps, ` +
-    `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%`;
+    `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%${genDrops}`;
 }
 
 /** Total time the run may spend waiting for the machine to go quiet before measurements. */
