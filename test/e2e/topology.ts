@@ -116,6 +116,17 @@ export class Topology {
     return ports;
   }
 
+  /** Wait until something listens on UDP `port` inside a node (e.g. a server finished starting). */
+  async waitUdpListening(node: Node, port: number, ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const out = spawnSync("ip", ["netns", "exec", this.ns[node], "ss", "-Hunl", `sport = :${port}`], { encoding: "utf8" }).stdout ?? "";
+      if (out.trim() !== "") return;
+      if (performance.now() > deadline) throw new TopologyError(`nothing listens on udp port ${port} in ${node} after ${ms} ms`);
+      await Bun.sleep(20);
+    }
+  }
+
   /** Forget every UDP mapping of a NAT: the next packet of each flow gets a new random public port. */
   flushNat(nat: "natA" | "natB"): void {
     spawnSync("ip", ["netns", "exec", this.ns[nat], "conntrack", "-D", "-p", "udp"], { encoding: "utf8" });

@@ -65,6 +65,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
     const server = procs.spawn(`gtlsserver ${session}`, topo.exec("a", [
       "gtlsserver", "-q", "-d", join(work!.dir, "www"), "127.0.0.1", String(SERVER_PORT), work!.key, work!.cert,
     ]));
+    await topo.waitUdpListening("a", SERVER_PORT, 10_000);
     const serverSide = connect("a", `connect-forward ${session}`, [
       "--relay", relay, "--session", session, "--forward", `127.0.0.1:${SERVER_PORT}`, "--keepalive-secs", String(keepaliveSecs),
     ]);
@@ -147,6 +148,8 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         server = procs.spawn(`gtlsserver ${session}`, topo.exec("a", [
           "gtlsserver", "-q", "-d", join(work!.dir, "www"), "127.0.0.1", String(SERVER_PORT), work!.key, work!.cert,
         ]));
+        // The server must listen before its tunnel registers: the held Initial arrives right after the ACK.
+        await topo.waitUdpListening("a", SERVER_PORT, 10_000);
         serverSide = connect("a", `connect-forward ${session}`, ["--relay", relayAddr, "--session", session, "--forward", `127.0.0.1:${SERVER_PORT}`]);
         await serverSide.waitOutput(/tunnel up/, 15_000);
         const serverUp = performance.now();
@@ -190,7 +193,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         server = procs.spawn(`gtlsserver portal ${session}`, topo.exec("a", [
           "gtlsserver", "-q", "-d", join(work!.dir, "www"), "0.0.0.0", String(SERVER_PORT), work!.key, work!.cert,
         ]));
-        await Bun.sleep(300);
+        await topo.waitUdpListening("a", SERVER_PORT, 10_000);
         const clientReg = connect("b", `register ${session} B`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(clientPort)]);
         expect(await clientReg.exitCode(15_000)).toBe(0);
         const dir = join(work!.dir, `dl-${session}`);
