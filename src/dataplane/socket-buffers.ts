@@ -44,3 +44,23 @@ export function setSocketBuffers(socket: udp.Socket<"buffer">, bytes: number): b
   }
   return ok;
 }
+
+const IPPROTO_IP = 0;
+const IP_RECVERR = 11;
+const IPPROTO_IPV6 = 41;
+const IPV6_RECVERR = 25;
+
+/**
+ * Bun turns IP_RECVERR on for its UDP sockets. Then every ICMP error (port unreachable for a reply
+ * to a forged or closed source) is queued on the relay socket and fails the next receive or send,
+ * so a spoofed REG flood stalls forwarding. An unconnected relay socket has no use for them: off.
+ */
+export function ignoreIcmpErrors(socket: udp.Socket<"buffer">): boolean {
+  const fd = (socket as unknown as { fd?: number }).fd;
+  const call = loadSetSockOpt();
+  if (!call || typeof fd !== "number" || fd < 0) return false;
+  const off = new Uint8Array(4);
+  const v4 = call(fd, IPPROTO_IP, IP_RECVERR, off, 4) === 0;
+  const v6 = call(fd, IPPROTO_IPV6, IPV6_RECVERR, off, 4) === 0;
+  return v4 || v6;
+}

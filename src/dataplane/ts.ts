@@ -1,5 +1,5 @@
 import type { udp } from "bun";
-import { setSocketBuffers } from "./socket-buffers.ts";
+import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, Endpoint, InboundDatagram } from "./types.ts";
 import { emptyCounters, startsWithReg } from "./types.ts";
 
@@ -58,6 +58,7 @@ export class TsDataPlane implements DataPlane {
       },
     });
     setSocketBuffers(this.socket, this.opts.socketBufferBytes);
+    ignoreIcmpErrors(this.socket);
     this.local = { address: this.socket.hostname, port: this.socket.port };
   }
 
