@@ -58,12 +58,18 @@ function report(): void {
     controlPackets: c.controlPackets,
     forwardedPackets: c.forwardedPackets,
     controlQueueDrops: c.controlQueueDrops,
+    sendErrors: c.sendErrors,
     authFailures: policy.authFailures,
     limiterBytes: policy.limiter?.memoryBytes ?? 0,
     internalErrors: relay.internalErrors,
   };
-  process.stdout.write(`${JSON.stringify(line)}\n`);
+  try {
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  } catch {
+    process.exit(0); // the bench went away
+  }
 }
 report();
 setInterval(report, 200);
 process.on("SIGTERM", () => relay.stop().then(() => process.exit(0)));
+process.stdout.on("error", () => process.exit(0));
