@@ -1,0 +1,123 @@
+import { afterEach, describe, expect, it } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bytes, pairedPeers, register, TestPeer, text } from "../utils.ts";
+import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
+
+describe("relay process lifecycle", () => {
+  const cleanup: (() => void)[] = [];
+  afterEach(() => {
+    for (const f of cleanup.splice(0)) f();
+  });
+  function tempDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), "quic-relay-life-"));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+  function spawn(args: string[], env: Record<string, string> = {}): RelayProcess {
+    const relay = RelayProcess.spawn(args, env);
+    cleanup.push(() => relay.kill());
+    return relay;
+  }
+  async function peers(port: number) {
+    const pair = await pairedPeers(port);
+    cleanup.push(() => (pair.a.close(), pair.b.close()));
+    return pair;
+  }
+  async function roundTrip(a: TestPeer, b: TestPeer, port: number, payload: string): Promise<void> {
+    a.send(bytes(payload), port);
+    expect(text((await b.next(3000)).data)).toBe(payload);
+  }
+
+  it.each(["SIGTERM", "SIGINT"] as const)("%s with live sessions: saves state, exits 0 within the shutdown bound", async (signal) => {
+    const port = await freeUdpPort();
+    const relay = spawn(["--host", "127.0.0.1", "--port", String(port), "--state-file", join(tempDir(), "s.db")]);
+    await relay.waitFor("listening");
+    await peers(port);
+    const { code, ms } = await relay.signal(signal);
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(5000);
+    expect(relay.output()).toContain(`received ${signal}, stopping sessions=1`);
+    expect(relay.output()).toContain("state saved");
+    expect(relay.output()).toContain("INFO  stopped");
+  });
+
+  it("SIGHUP reloads the log level from the config file without dropping sessions", async () => {
+    const dir = tempDir();
+    const config = join(dir, "relay.toml");
+    const port = await freeUdpPort();
+    writeFileSync(config, `host = "127.0.0.1"\nport = ${port}\nlog-level = "info"\n`);
+    const relay = spawn(["--config", config]);
+    await relay.waitFor(`listening on udp 127.0.0.1:${port}`);
+    const { a, b } = await peers(port);
+    await relay.waitFor("session paired");
+
+    writeFileSync(config, `host = "127.0.0.1"\nport = ${port + 1}\nlog-level = "warn"\n`);
+    relay.proc.kill("SIGHUP");
+    await relay.waitFor("changed settings take effect only after a restart settings=port");
+    await roundTrip(a, b, port, "still paired after SIGHUP");
+    await roundTrip(b, a, port, "both ways");
+    const c = await TestPeer.open("127.0.0.4");
+    cleanup.push(() => c.close());
+    expect(await register(c, port, "after-reload")).toBe("ACK\n");
+    await Bun.sleep(200);
+    expect(relay.count("session created")).toBe(1);
+
+    // A broken file is refused and the running configuration stays.
+    writeFileSync(config, `port = = broken`);
+    relay.proc.kill("SIGHUP");
+    await relay.waitFor("reload failed; keeping the running configuration");
+    await roundTrip(a, b, port, "still paired after a failed reload");
+    expect((await relay.signal("SIGTERM")).code).toBe(0);
+  });
+
+  it("--log-format json writes one JSON object per line, startup line included", async () => {
+    const port = await freeUdpPort();
+    const relay = spawn(["--host", "127.0.0.1", "--port", String(port), "--log-format", "json", "--session-timeout-secs", "7"]);
+    await relay.waitFor("listening");
+    await peers(port);
+    await relay.waitFor("session paired");
+    expect((await relay.signal("SIGTERM")).code).toBe(0);
+    const lines = relay.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const line of lines) {
+      expect(typeof line.time).toBe("string");
+      expect(line.level).toBeOneOf(["info", "warn", "error", "debug", "trace"]);
+      expect(typeof line.msg).toBe("string");
+    }
+    const listening = lines.find((l) => String(l.msg).includes("listening"))!;
+    expect(String(listening.msg)).toMatch(new RegExp(`^quic-relay listening on udp 127\\.0\\.0\\.1:${port} dataplane=(ts|native) session-timeout=7s$`));
+    const paired = lines.find((l) => l.msg === "session paired")!;
+    expect(paired.paired).toBe(1);
+  });
+
+  it("takes settings from QUIC_RELAY_* env over the config file", async () => {
+    const dir = tempDir();
+    const port = await freeUdpPort();
+    const config = join(dir, "relay.toml");
+    writeFileSync(config, `host = "127.0.0.1"\nport = 1\nsession-timeout-secs = 42\n`);
+    const relay = spawn([], { QUIC_RELAY_CONFIG: config, QUIC_RELAY_PORT: String(port) });
+    await relay.waitFor("listening");
+    expect(relay.output()).toContain(`127.0.0.1:${port} dataplane=`);
+    expect(relay.output()).toContain("session-timeout=42s");
+  });
+
+  it.each([
+    [["--config", "/nonexistent/relay.toml"], 2, "quic-relay: cannot read config file /nonexistent/relay.toml: ENOENT"],
+    [["--state-file", "/nonexistent-dir/state.db"], 1, "quic-relay: cannot open state file /nonexistent-dir/state.db"],
+    [["--metrics-listen", "localhost"], 2, "quic-relay: --metrics-listen must be host:port"],
+  ])("refuses %j in one line (exit %d)", async (args, exit, message) => {
+    const relay = spawn(["--host", "127.0.0.1", "--port", "0", ...args]);
+    expect(await relay.exited()).toBe(exit);
+    expect(relay.lines()[0]).toStartWith(message);
+  });
+
+  it("exits 1 in one line when the metrics port is taken", async () => {
+    const taken = await freeTcpPort();
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: taken, socket: { data() {} } });
+    cleanup.push(() => holder.stop(true));
+    const relay = spawn(["--host", "127.0.0.1", "--port", "0", "--metrics-listen", `127.0.0.1:${taken}`]);
+    expect(await relay.exited()).toBe(1);
+    expect(relay.output()).toContain(`quic-relay: cannot listen for metrics on 127.0.0.1:${taken}`);
+  });
+});
