@@ -24,6 +24,7 @@ typedef struct {
   int batch;       /* datagrams per sendmmsg */
   int gso_segs;    /* gso mode: datagrams per UDP_SEGMENT send */
   int ip_base;     /* second octet of the first peer address */
+  int peers_per_ip; /* consecutive peers sharing one address (distinct ports); 1 = every peer its own */
   int wave;        /* register mode: sessions opened at once */
   double reg_timeout;
   uint32_t nonce;  /* makes session ids unique per run */

@@ -21,13 +21,13 @@ static void usage(void) {
   fprintf(stderr,
           "usage: loadgen --mode flow|gso|pingpong|register --relay IP:PORT [--direct] [--sessions N]\n"
           "  [--size BYTES] [--rate PPS|0] [--warmup S] [--duration S] [--drain S] [--batch N]\n"
-          "  [--gso-segs N] [--ip-base N] [--wave N] [--reg-timeout S]\n");
+          "  [--gso-segs N] [--ip-base N] [--peers-per-ip N] [--wave N] [--reg-timeout S]\n");
   exit(2);
 }
 
 static void parse(int argc, char **argv, config_t *c) {
   *c = (config_t){.mode = "flow", .sessions = 1, .size = 64, .warmup = 0.5, .duration = 2, .drain = 0.2,
-                  .batch = 32, .gso_segs = 16, .ip_base = 1, .wave = 2000, .reg_timeout = 20};
+                  .batch = 32, .gso_segs = 16, .ip_base = 1, .peers_per_ip = 1, .wave = 2000, .reg_timeout = 20};
   c->relay.sin_family = AF_INET;
   int have_relay = 0;
   for (int i = 1; i < argc; i++) {
@@ -54,12 +54,13 @@ static void parse(int argc, char **argv, config_t *c) {
     else if (strcmp(k, "--batch") == 0) c->batch = atoi(v);
     else if (strcmp(k, "--gso-segs") == 0) c->gso_segs = atoi(v);
     else if (strcmp(k, "--ip-base") == 0) c->ip_base = atoi(v);
+    else if (strcmp(k, "--peers-per-ip") == 0) c->peers_per_ip = atoi(v);
     else if (strcmp(k, "--wave") == 0) c->wave = atoi(v);
     else if (strcmp(k, "--reg-timeout") == 0) c->reg_timeout = atof(v);
     else usage();
   }
   if ((!have_relay && !c->direct) || c->sessions < 1 || c->size < 2 || c->size > 65000 || c->batch < 1 ||
-      c->gso_segs < 1 || c->gso_segs > 64 || c->duration <= 0)
+      c->gso_segs < 1 || c->gso_segs > 64 || c->duration <= 0 || c->peers_per_ip < 1)
     usage();
   c->nonce = (uint32_t)(now_ns() ^ ((uint64_t)getpid() << 16));
 }

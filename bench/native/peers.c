@@ -26,7 +26,7 @@ int peers_open(peer_t *peers, int count, uint32_t first_index, const config_t *c
   for (int i = 0; i < count; i++) {
     peer_t *p = &peers[i];
     memset(p, 0, sizeof *p);
-    peer_address(cfg->ip_base, first_index + (uint32_t)i, &p->addr);
+    peer_address(cfg->ip_base, (first_index + (uint32_t)i) / (uint32_t)cfg->peers_per_ip, &p->addr);
     p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
       fprintf(stderr, "loadgen: socket: %s (peer %d)\n", strerror(errno), i);
