@@ -7,7 +7,7 @@ import { formatEndpoint } from "../sessions/address.ts";
 import type { Session } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
-import { type BridgeCounters, type FleetPlane, isVirtual, type RemoteLink } from "./plane.ts";
+import { type BridgeCounters, type FleetPlane, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./plane.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -59,6 +59,7 @@ export class FleetCoordinator {
   }
 
   async start(): Promise<void> {
+    this.adoptRestored();
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
   }
@@ -86,6 +87,28 @@ export class FleetCoordinator {
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
     };
+  }
+
+  /**
+   * Sessions restored from a state file may hold virtual peers (bridged before the restart): give
+   * them their links back, so the bridge resumes without either peer registering again.
+   */
+  private adoptRestored(): void {
+    const table = this.relay.table;
+    for (const snapshot of table.exportSessions()) {
+      const session = table.session(snapshot.id);
+      if (!session) continue;
+      for (const peer of session.peers) {
+        if (!isVirtual(peer.endpoint) || this.plane.link(session.id)) continue;
+        const relay = peer.endpoint.address.slice(VIRTUAL_ADDRESS_PREFIX.length);
+        const target = this.endpointOf(relay);
+        if (!target) continue;
+        this.plane.createLink(session.id, relay, target, peer.endpoint.port);
+        const partner = session.peers.find((p) => p !== peer);
+        if (partner) this.plane.setRoute(peer.id, peer.endpoint, partner.endpoint, 0);
+        this.announced.set(session.id, { localPeers: countLocal(session), at: 0 });
+      }
+    }
   }
 
   /** Another relay holds the other peer of a session whose first peer is here. */

@@ -8,7 +8,9 @@ import type { FleetOptions } from "./options.ts";
 import { FleetPlane } from "./plane.ts";
 
 /**
- * A relay's membership in a fleet. Wrap the data plane before building the Relay, start after it:
+ * A relay's membership in a fleet. Wrap the data plane before building the Relay (other wrappers,
+ * such as the metrics ledger, may go around `fleet.plane`), start after it (and after restoring a
+ * state file, so restored bridged sessions get their links back):
  *
  *   const fleet = options ? prepareFleet(plane, options, config.maxDatagramSize, logger) : undefined;
  *   const relay = new Relay({ config, plane: fleet?.plane ?? plane, logger });
@@ -30,7 +32,6 @@ export function prepareFleet(inner: DataPlane, options: FleetOptions, maxDatagra
   return {
     plane,
     async start(relay: Relay) {
-      if (relay.plane !== plane) throw new Error("prepareFleet: the relay must be built on fleet.plane");
       const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.joined(m));
       coordinator = new FleetCoordinator(relay, plane, directory, options, logger);
       await coordinator.start();

@@ -96,9 +96,12 @@ export class FleetPlane implements DataPlane {
     });
   }
 
-  /** Creates the link; the caller then registers `link.virtual` in the table inside `attach`. */
-  createLink(sessionId: string, relay: string, target: Endpoint): RemoteLink {
-    const port = this.nextPort++;
+  /**
+   * Creates the link; the caller then registers `link.virtual` in the table inside `attach`.
+   * `port` adopts a virtual endpoint that already is in the table (sessions restored from a state file).
+   */
+  createLink(sessionId: string, relay: string, target: Endpoint, port = this.nextPort++): RemoteLink {
+    if (port >= this.nextPort) this.nextPort = port + 1;
     const link: RemoteLink = {
       sessionId,
       relay,
