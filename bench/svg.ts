@@ -19,7 +19,7 @@ interface Panel {
 }
 
 function panel(p: Panel, rows: Row[], groups: string[], relays: string[], x0: number, y0: number, w: number, h: number): string {
-  const values = rows.map(p.value).filter((v): v is number => v !== undefined && Number.isFinite(v));
+  const values = rows.filter((r) => groups.includes(r.scenario) && relays.includes(r.relay)).map(p.value).filter((v): v is number => v !== undefined && Number.isFinite(v));
   const max = niceMax(Math.max(0, ...values));
   const groupW = w / groups.length, barW = Math.min(18, (groupW - 12) / relays.length);
   const out: string[] = [`<text x="${x0}" y="${y0 - 8}" font-size="13" font-weight="bold">${esc(p.title)}</text>`];
@@ -46,21 +46,29 @@ function panel(p: Panel, rows: Row[], groups: string[], relays: string[], x0: nu
 }
 
 export function chartSvg(rows: Row[], relays: string[], subtitle: string): string {
-  const groups = [...new Set(rows.filter((r) => r.scenario.startsWith("flow") || r.scenario.startsWith("gso")).map((r) => r.scenario))];
-  const w = Math.max(640, groups.length * (relays.length * 18 + 16)), left = 60, panelH = 220;
-  const width = w + left + 20, height = 2 * panelH + 190;
+  const flows = [...new Set(rows.filter((r) => r.scenario.startsWith("flow")).map((r) => r.scenario))];
+  const bulk = [...new Set(rows.filter((r) => r.scenario.startsWith("gso")).map((r) => r.scenario))];
+  const w = Math.max(640, flows.length * (relays.length * 18 + 16)), left = 70, panelH = 200, gap = 75;
+  const panels: string[] = [];
+  let y = 80;
+  const add = (p: Panel, groups: string[], width: number) => {
+    if (groups.length === 0) return;
+    panels.push(panel(p, rows, groups, relays, left, y, width, panelH));
+    y += panelH + gap;
+  };
+  add({ title: "Delivered kpps, flows (median)", value: (r) => (r.deliveredPps === undefined ? undefined : r.deliveredPps / 1000) }, flows, w);
+  add({ title: "Relay CPU ns per forwarded datagram, flows (median)", value: (r) => r.cpuNsPerPacket }, flows, w);
+  const bw = Math.min(w, 2 * (relays.length * 18 + 40));
+  add({ title: "GSO bulk: delivered MB/s", value: (r) => (r.deliveredBps === undefined ? undefined : r.deliveredBps / 1e6) }, bulk, bw);
   const legend = relays.map((r, i) =>
-    `<rect x="${left + i * 130}" y="34" width="12" height="12" fill="${COLORS[r] ?? "#000"}"/>` +
-    `<text x="${left + i * 130 + 16}" y="44" font-size="11">${esc(r)}</text>`).join("\n");
+    `<rect x="${left + i * 120}" y="34" width="12" height="12" fill="${COLORS[r] ?? "#000"}"/>` +
+    `<text x="${left + i * 120 + 16}" y="44" font-size="11">${esc(r)}</text>`).join("\n");
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w + left + 20}" height="${y - gap + 50}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${left}" y="20" font-size="15" font-weight="bold">quic-relay bench: ${esc(subtitle)}</text>`,
     legend,
-    panel({ title: "Delivered kpps (median; gso: datagrams)", value: (r) => (r.deliveredPps === undefined ? undefined : r.deliveredPps / 1000) },
-      rows, groups, relays, left, 80, w, panelH),
-    panel({ title: "Relay CPU ns per forwarded datagram (median)", value: (r) => r.cpuNsPerPacket },
-      rows, groups, relays, left, 80 + panelH + 70, w, panelH),
+    ...panels,
     `</svg>`,
   ].join("\n");
 }
