@@ -123,6 +123,33 @@ async function flow(a: Peer, ra: FleetRelay, b: Peer, relays: FleetRelay[], rate
   };
 }
 
+/** Time from the second peer's ACK (on the other relay) until the first peer's next datagram reaches it. */
+async function bridgeSetup(r1: FleetRelay, r2: FleetRelay, count: number): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const a = await peer("127.0.0.2");
+    const b = await peer("127.0.0.3");
+    const session = crypto.randomUUID();
+    const acked = (p: Peer) => new Promise<void>((resolve) => (p.onData = () => resolve()));
+    let wait = acked(a);
+    a.socket.send(`REG:${session}\n`, r1.port, r1.host);
+    await wait;
+    wait = acked(b);
+    b.socket.send(`REG:${session}\n`, r2.port, r2.host);
+    await wait;
+    const t = performance.now();
+    const arrived = acked(b);
+    a.socket.send("first", r1.port, r1.host);
+    await Promise.race([arrived, Bun.sleep(2000)]);
+    samples.push(performance.now() - t);
+    a.socket.close();
+    b.socket.close();
+  }
+  samples.sort((x, y) => x - y);
+  const q = (f: number) => +samples[Math.min(samples.length - 1, Math.floor(samples.length * f))]!.toFixed(2);
+  return { p50: q(0.5), p99: q(0.99) };
+}
+
 if (!REDIS_SERVER) {
   console.error("bench/fleet: redis-server is not installed (apt-get install -y redis-server)");
   process.exit(2);
@@ -134,6 +161,9 @@ try {
     const relays = await Promise.all(["127.0.0.51", "127.0.0.52"].map((host) => startFleetRelay({ host, redisUrl: redis.url, plane, logLevel: "warn", heartbeatSecs: 1 })));
     const [r1, r2] = relays as [FleetRelay, FleetRelay];
     try {
+      const setup = await bridgeSetup(r1, r2, quick ? 20 : 100);
+      console.log(`${plane}: bridge setup (second peer's ACK to first datagram through) p50 ${setup.p50} ms, p99 ${setup.p99} ms`);
+      results.push({ plane, bridgeSetupP50Ms: setup.p50, bridgeSetupP99Ms: setup.p99 });
       for (const kind of ["local", "bridged"] as const) {
         const a = await peer("127.0.0.2");
         const b = await peer("127.0.0.3");
@@ -155,7 +185,7 @@ try {
   await redis.stop();
 }
 console.log("plane   session  rtt p50/p99 us  offered pps  delivered pps  loss    rcvbuf drops  relay CPU us/pkt");
-for (const r of results)
+for (const r of results.filter((x) => "session" in x))
   console.log(
     `${String(r.plane).padEnd(7)} ${String(r.session).padEnd(8)} ${`${r.rttP50Us}/${r.rttP99Us}`.padEnd(15)} ${String(r.offered).padEnd(12)} ${String(r.deliveredPps).padEnd(14)} ${String(r.loss).padEnd(7)} ${String(r.rcvbufDrops).padEnd(13)} ${r.cpuUsPerPacket}`,
   );
