@@ -60,10 +60,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function logTail(path: string): string {
+/** The relay's own explanation: its error lines if any (usage text after them is noise), else the last lines. */
+function logSummary(path: string): string {
   try {
-    const lines = readFileSync(path, "utf8").trim().split("\n");
-    return lines.slice(-6).join("\n");
+    // eslint-disable-next-line no-control-regex
+    const lines = readFileSync(path, "utf8").replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((l) => l.trim()).filter(Boolean);
+    const errors = lines.filter((l) => /error|unavailable|cannot|failed|EADDRINUSE/i.test(l));
+    return (errors.length ? errors.slice(0, 2) : lines.slice(-3)).join(" | ");
   } catch {
     return "";
   }
@@ -88,9 +91,9 @@ async function waitForAck(port: number, proc: Subprocess, timeoutMs: number, log
   try {
     while (!acked) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
-        throw new RelayStartError(`exited (${proc.exitCode ?? proc.signalCode}) before answering REG:\n${logTail(logPath)}`);
+        throw new RelayStartError(`exited (${proc.exitCode ?? proc.signalCode}) before answering REG: ${logSummary(logPath)}`);
       }
-      if (performance.now() > deadline) throw new RelayStartError(`no answer to REG within ${timeoutMs} ms:\n${logTail(logPath)}`);
+      if (performance.now() > deadline) throw new RelayStartError(`no answer to REG within ${timeoutMs} ms: ${logSummary(logPath)}`);
       sock.send(reg, port, "127.0.0.1");
       await Bun.sleep(40);
     }
