@@ -66,7 +66,7 @@ function logSummary(path: string): string {
     // eslint-disable-next-line no-control-regex
     const lines = readFileSync(path, "utf8").replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((l) => l.trim()).filter(Boolean);
     const errors = lines.filter((l) => /error|unavailable|cannot|failed|EADDRINUSE/i.test(l));
-    return (errors.length ? errors.slice(0, 2) : lines.slice(-3)).join(" | ");
+    return (errors.length ? errors.slice(0, 1) : lines.slice(-3)).join(" | ");
   } catch {
     return "";
   }
