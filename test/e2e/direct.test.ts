@@ -4,8 +4,8 @@
  * address. Both NATs are symmetric-like, so hole punching could not work here.
  */
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { join } from "node:path";
-import { USE_IPTABLES, announceSkip, PEERS, PLANES, RELAY_PORT, skipReason, startPinnedForwarder, startRelay, workDir, type WorkDir } from "./env.ts";
+import { USE_IPTABLES, announceSkip, PLANES, RELAY_PORT, skipReason, startPinnedForwarder, startRelay, workDir, type WorkDir } from "./env.ts";
+import { assertSymmetricNats } from "./nat-check.ts";
 import { ProcSet, waitFor, type Proc } from "./procs.ts";
 import { END_EVENTS, progressOf, startQuicClient, startQuicServer } from "./quic-peers.ts";
 import { ADDR, Topology } from "./topology.ts";
@@ -45,19 +45,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
   });
 
   it("the NATs are symmetric-like: one socket gets a different public port per destination", async () => {
-    const echo = procs.spawn("udp-echo", topo.exec("pub", ["node", join(PEERS, "udp-echo.mjs"), ADDR.relay, "7001", ADDR.relayAlt, "7002"]));
-    await waitFor(() => echo.events.filter((e) => e.event === "listening").length === 2, 10_000, () => echo.tail());
-    for (const [node, wan] of [["a", ADDR.natAWan], ["b", ADDR.natBWan]] as const) {
-      const ask = procs.spawn(`udp-ask ${node}`, topo.exec(node, ["node", join(PEERS, "udp-ask.mjs"), ADDR.relay, "7001", ADDR.relayAlt, "7002"]));
-      const seen = (await ask.waitEvent("seen", 10_000)) as unknown as { localPort: number; seen: Record<string, string> };
-      const first = seen.seen[`${ADDR.relay}:7001`]!;
-      const second = seen.seen[`${ADDR.relayAlt}:7002`]!;
-      console.log(`[e2e] NAT ${node}: local port ${seen.localPort} seen as ${first} and ${second}`);
-      expect(first.split(":")[0]).toBe(wan);
-      expect(second.split(":")[0]).toBe(wan);
-      expect(first.split(":")[1]).not.toBe(second.split(":")[1]);
-    }
-    echo.kill();
+    await assertSymmetricNats(topo, procs);
   }, 30_000);
 
   describe.each(PLANES.map((plane, i) => [plane, RELAY_PORT + i] as const))("relay on the %s data plane", (plane, port) => {

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { USE_IPTABLES, announceSkip, MAIN, PLANES, RELAY_PORT, skipReason, startRelay, workDir, type WorkDir } from "./env.ts";
+import { assertSymmetricNats } from "./nat-check.ts";
 import { ProcSet, waitFor, type Proc } from "./procs.ts";
 import { ADDR, Topology, type Node } from "./topology.ts";
 
@@ -104,6 +105,10 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
   function sizeOf(file: string): number {
     return existsSync(file) ? statSync(file).size : 0;
   }
+
+  it("the NATs are symmetric-like: one socket gets a different public port per destination", async () => {
+    await assertSymmetricNats(topo, procs);
+  }, 30_000);
 
   describe.each(PLANES.map((plane, i) => [plane, RELAY_PORT + i] as const))("relay on the %s data plane", (plane, port) => {
     let relay: Proc | undefined;
