@@ -1,5 +1,5 @@
 /**
- * `bun run bench [--quick] [--relays naive,ideal,ts,native,binary]`
+ * `bun run bench [--quick] [--relays=naive,ideal,ts,native,binary] [--scenarios=flow-64B,rtt] [--reps=N] [--duration=S]`
  * Builds the C tools, runs every relay back to back (alternating order per repetition) on the same
  * offered loads, prints tables and PASS/MISS per target, writes bench/results/{<ts>,latest}.json
  * and latest.svg.
@@ -21,6 +21,14 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const relayFilter = argv.find((a) => a.startsWith("--relays="))?.slice(9).split(",");
 const plan = makePlan(quick);
+const option = (name: string): number | undefined => {
+  const v = argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  return v === undefined || !(Number(v) > 0) ? undefined : Number(v);
+};
+plan.reps = Math.round(option("reps") ?? plan.reps);
+plan.duration = option("duration") ?? plan.duration;
+const onlyScenarios = argv.find((a) => a.startsWith("--scenarios="))?.slice(12).split(",");
+if (onlyScenarios) plan.scenarios = plan.scenarios.filter((s) => onlyScenarios.some((p) => s.id.startsWith(p)));
 /** Hard stop for the measuring loop so a run always ends by itself (full: under ten minutes). */
 const budgetMs = quick ? 150_000 : 540_000;
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
@@ -169,9 +177,14 @@ const report = {
   rows, checks, verdicts, notes, samples,
 };
 const json = JSON.stringify(report, null, 2);
-writeFileSync(join(resultsDir, `${stamp}.json`), json);
-writeFileSync(join(resultsDir, "latest.json"), json);
-writeFileSync(join(resultsDir, "latest.txt"), `${quick ? "quick" : "full"} run ${report.date}\n\n${text}\n`);
-writeFileSync(join(resultsDir, "latest.svg"), chartSvg(rows, relayNames, `${quick ? "quick" : "full"} run ${report.date}, ${cpus} cpus`));
-console.log(`wrote bench/results/${stamp}.json, latest.json, latest.txt, latest.svg`);
+const svg = chartSvg(rows, relayNames, `${quick ? "quick" : "full"} run ${report.date}, ${cpus} cpus`);
+const txt = `${quick ? "quick" : "full"} run ${report.date}\n\n${text}\n`;
+// A run narrowed by options keeps its files to itself; latest.* is always a whole quick or full run.
+const partial = Boolean(relayFilter || onlyScenarios || option("reps") || option("duration"));
+for (const name of partial ? [stamp] : [stamp, "latest"]) {
+  writeFileSync(join(resultsDir, `${name}.json`), json);
+  writeFileSync(join(resultsDir, `${name}.txt`), txt);
+  writeFileSync(join(resultsDir, `${name}.svg`), svg);
+}
+console.log(`wrote bench/results/${stamp}.{json,txt,svg}${partial ? " (partial run: latest.* untouched)" : " and latest.{json,txt,svg}"}`);
 process.exit(0);
