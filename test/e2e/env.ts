@@ -68,7 +68,8 @@ export async function startRelay(topo: Topology, procs: ProcSet, plane: "ts" | "
   ]);
   if (!started) {
     relay.kill();
-    if (plane === "native") {
+    // In CI both planes must run (as in the loopback suites); elsewhere a missing addon only skips.
+    if (plane === "native" && process.env.CI !== "true") {
       console.warn(`[e2e] native data plane unavailable, its runs are skipped:\n${relay.tail(5)}`);
       return undefined;
     }
