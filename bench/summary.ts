@@ -124,6 +124,8 @@ export function checkTargets(
     for (const s of flat) {
       const r = find(s.id, relay);
       judge(`${relay} delivered >= 0.95x ideal`, relay, s.id, r?.xIdeal, (v) => v >= 0.95, `${f2(r?.xIdeal)}x${noisy(s.id, relay, "ideal")}`);
+      const capacity = r?.cpuXIdeal === undefined ? undefined : 1 / r.cpuXIdeal;
+      judge(`${relay} capacity (1/CPU per packet) >= 0.95x ideal`, relay, s.id, capacity, (v) => v >= 0.95, `${f2(capacity)}x`);
       judge(`${relay} CPU/packet <= 1.2x ideal`, relay, s.id, r?.cpuXIdeal, (v) => v <= 1.2, `${f2(r?.cpuXIdeal)}x`);
     }
   }
@@ -131,6 +133,9 @@ export function checkTargets(
     for (const s of flat) {
       const r = find(s.id, "ts");
       judge("TS delivered >= 0.8x naive", "ts", s.id, r?.xNaive, (v) => v >= 0.8, `${f2(r?.xNaive)}x${noisy(s.id, "ts", "naive")}`);
+      const naiveNs = find(s.id, "naive")?.cpuNsPerPacket;
+      const capacity = r?.cpuNsPerPacket && naiveNs ? naiveNs / r.cpuNsPerPacket : undefined;
+      judge("TS capacity (1/CPU per packet) >= 0.8x naive", "ts", s.id, capacity, (v) => v >= 0.8, `${f2(capacity)}x`);
     }
   }
   const quic = ["ts", "native", "binary"].filter(present);
