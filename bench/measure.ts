@@ -92,6 +92,9 @@ export async function measure(
   const mem = memory(relay.pid);
   const delivered = num(result.delivered);
   const reg = result.reg as Record<string, number>;
+  if (reg.acked === 0) {
+    return { ...base, ok: false, error: `no peer registered (${reg.refused} refused, ${reg.timeout} unanswered)`, raw: result };
+  }
   const cpu = a && b ? b.cpu - a.cpu : Number.NaN;
   const wall = a && b ? (b.at - a.at) / 1000 : Number.NaN;
   return {

@@ -49,6 +49,8 @@ export interface RunningRelay {
   pid: number;
   port: number;
   logPath: string;
+  /** Undefined while running; otherwise how it ended and what it said. */
+  exited(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -140,7 +142,10 @@ export async function startRelay(spec: RelaySpec, opts: StartOptions): Promise<R
         await proc.exited;
       }
     };
-    return { spec, pid: proc.pid, port, logPath, stop };
+    const exited = (): string | undefined =>
+      proc.exitCode === null && proc.signalCode === null ? undefined
+        : `${proc.exitCode ?? proc.signalCode}: ${logSummary(logPath)}`;
+    return { spec, pid: proc.pid, port, logPath, exited, stop };
   }
   throw lastError instanceof Error ? lastError : new RelayStartError(String(lastError));
 }

@@ -93,11 +93,12 @@ let done = 0;
 
 function progress(s: Sample): string {
   if (!s.ok) return `FAILED: ${s.error}`;
+  const regFailed = s.regFailures ? `, REG FAILED for ${s.regFailures} peers` : "";
   if (s.rtt) return `rtt p50 ${s.rtt.p50.toFixed(1)} us, p99 ${s.rtt.p99.toFixed(1)} us`;
-  if (s.pairedSessions !== undefined) return `${s.pairedSessions} sessions paired, RSS ${s.rssMb?.toFixed(1)} MB`;
+  if (s.pairedSessions !== undefined) return `${s.pairedSessions} sessions paired, RSS ${s.rssMb?.toFixed(1)} MB${regFailed}`;
   const genDrops = s.genRxDrops && s.genRxDrops > 0.01 * (s.deliveredPps ?? 0) ? `, GENERATOR socket drops ${s.genRxDrops}` : "";
   return `offered ${((s.offeredPps ?? 0) / 1000).toFixed(1)} kpps, delivered ${((s.deliveredPps ?? 0) / 1000).toFixed(1)} kpps, ` +
-    `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%${genDrops}`;
+    `${s.cpuNsPerPacket?.toFixed(0)} ns/pkt, cpu ${((s.cpuUtil ?? 0) * 100).toFixed(0)}%${genDrops}${regFailed}`;
 }
 
 /** Total time the run may spend waiting for the machine to go quiet before measurements. */
@@ -112,7 +113,9 @@ async function runOne(scenario: Scenario, spec: RelaySpec, rep: number): Promise
   try {
     const rt = scenario.kind === "rtt" ? realtime : [];
     current = await startRelay(spec, { pin: [...rt, ...relayPin], logLevel: "warn" });
-    return await measure(tools, [...rt, ...genPin], plan, scenario, current, rep);
+    const sample = await measure(tools, [...rt, ...genPin], plan, scenario, current, rep);
+    const ended = current.exited();
+    return ended ? { ...sample, ok: false, error: `relay exited during the measurement (${ended})` } : sample;
   } catch (e) {
     return { scenario: scenario.id, relay: spec.name, rep, ok: false, error: String(e instanceof Error ? e.message : e).split("\n")[0] };
   } finally {
