@@ -1,6 +1,7 @@
 import { readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { partnerOf } from "./peer.ts";
-import type { Peer, Session } from "./types.ts";
+import { hostOf } from "./address.ts";
+import { NO_CIDS, type Peer, type Session } from "./types.ts";
 
 /**
  * QUIC connection IDs seen in clear in long headers, mapped to the peer that sends packets
@@ -30,12 +31,12 @@ export class CidIndex {
     if (data[0]! & 0x80) {
       const ids = readLongHeaderIds(data);
       const peer = ids && this.senders.get(ids.dcid);
-      return peer && peer.host === host ? peer : undefined;
+      return peer && hostOf(peer.endpoint.address) === host ? peer : undefined;
     }
     for (const length of this.lengths.keys()) {
       const dcid = shortHeaderDcid(data, length / 2);
       const peer = dcid === undefined ? undefined : this.senders.get(dcid);
-      if (peer && peer.host === host) return peer;
+      if (peer && hostOf(peer.endpoint.address) === host) return peer;
     }
     return undefined;
   }
@@ -45,7 +46,7 @@ export class CidIndex {
       const peer = this.senders.get(cid);
       if (peer && peer.session === session) this.delete(cid);
     }
-    session.cids = [];
+    session.cids = NO_CIDS;
   }
 
   private add(cid: string, peer: Peer, maxPerSession: number): void {
@@ -61,6 +62,7 @@ export class CidIndex {
     if (session.cids.length >= maxPerSession || !partnerOf(peer)) return;
     this.senders.set(cid, peer);
     this.lengths.set(cid.length, (this.lengths.get(cid.length) ?? 0) + 1);
+    if (session.cids === NO_CIDS) session.cids = [];
     session.cids.push(cid);
   }
 

@@ -1,5 +1,5 @@
 import { DropReason } from "../protocol/errors.ts";
-import type { Session, SessionLimits, SessionStats } from "./types.ts";
+import { NONE_HELD, type Session, type SessionLimits, type SessionStats } from "./types.ts";
 
 /**
  * Early datagrams: what a registered peer sends before its partner arrives (a QUIC Initial,
@@ -22,6 +22,7 @@ export class HeldQueue {
       this.totalBytes + data.length <= this.limits.heldMaxTotalBytes;
     if (!fits) return this.count(DropReason.EarlyOverflow, 1);
     // The data plane may reuse its receive buffers: keep a copy.
+    if (session.held === NONE_HELD) session.held = [];
     session.held.push({ data: data.slice(), at: now });
     session.heldBytes += data.length;
     this.totalBytes += data.length;
@@ -57,12 +58,15 @@ export class HeldQueue {
     }
     session.held.splice(0, stale);
     this.count(DropReason.EarlyExpired, stale);
-    if (session.held.length === 0) this.holding.delete(session);
+    if (session.held.length === 0) {
+      session.held = NONE_HELD;
+      this.holding.delete(session);
+    }
   }
 
   private clear(session: Session): void {
     this.totalBytes -= session.heldBytes;
-    session.held = [];
+    session.held = NONE_HELD;
     session.heldBytes = 0;
     this.holding.delete(session);
   }

@@ -1,12 +1,13 @@
 import type { Endpoint } from "../dataplane/types.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import { ACK, refusalReply } from "../protocol/replies.ts";
-import { endpointKey, hostOf } from "./address.ts";
+import { hostOf } from "./address.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
+import { PeerIndex } from "./peer-index.ts";
 import { partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
-import { defaultSessionLimits } from "./types.ts";
+import { defaultSessionLimits, NO_CIDS, NONE_HELD } from "./types.ts";
 
 /** A session as plain data; times are milliseconds idle when exported. */
 export interface SessionSnapshot {
@@ -34,9 +35,7 @@ export class SessionTable implements TableView {
   readonly limits: SessionLimits;
   /** Sessions in order of last activity (oldest first), so expiry stops at the first live one. */
   private readonly sessions = new Map<string, Session>();
-  private readonly byKey = new Map<string, Peer>();
-  private readonly byId = new Map<number, Peer>();
-  private readonly byHost = new Map<string, Set<Peer>>();
+  private readonly peers = new PeerIndex();
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
   private nextPeerId = 1;
@@ -52,13 +51,13 @@ export class SessionTable implements TableView {
   }
 
   peersOnHost(host: string): number {
-    return this.byHost.get(host)?.size ?? 0;
+    return this.peers.countOnHost(host);
   }
   get sessionCount(): number {
     return this.sessions.size;
   }
   get peerCount(): number {
-    return this.byKey.size;
+    return this.peers.size;
   }
   get pairedCount(): number {
     let n = 0;
@@ -69,9 +68,9 @@ export class SessionTable implements TableView {
   indexSizes(): Record<string, number> {
     return {
       sessions: this.sessions.size,
-      peersByKey: this.byKey.size,
-      peersById: this.byId.size,
-      hosts: this.byHost.size,
+      peersByKey: this.peers.size,
+      peersById: this.peers.idCount,
+      hosts: this.peers.hostCount,
       cids: this.cids.size,
       heldBytes: this.held.totalBytes,
     };
@@ -80,17 +79,16 @@ export class SessionTable implements TableView {
     return this.sessions.get(id);
   }
   peerAt(from: Endpoint): Peer | undefined {
-    return this.byKey.get(endpointKey(from.address, from.port));
+    return this.peers.at(from.address, from.port);
   }
   peerById(id: number): Peer | undefined {
-    return this.byId.get(id);
+    return this.peers.byRoute(id);
   }
 
   /** A well-formed `REG:<sessionId>` from `from`. */
   register(sessionId: string, from: Endpoint, raw: Uint8Array): void {
     const now = this.clock.now();
-    const key = endpointKey(from.address, from.port);
-    const existing = this.byKey.get(key);
+    const existing = this.peers.at(from.address, from.port);
     if (existing && existing.session.id === sessionId) {
       this.touchPeer(existing, now);
       this.sink.reply(from, ACK);
@@ -103,7 +101,7 @@ export class SessionTable implements TableView {
     }
     if (session && session.peers.length === 2) {
       const host = hostOf(from.address);
-      const victim = leastRecentlySeen(session.peers.filter((p) => p.host === host));
+      const victim = leastRecentlySeen(session.peers.filter((p) => hostOf(p.endpoint.address) === host));
       if (!victim) return this.refuse(RefusalCode.Full, sessionId, from, raw.length);
       if (existing) this.removePeer(existing, now);
       this.sink.reply(from, ACK);
@@ -117,7 +115,7 @@ export class SessionTable implements TableView {
       session = this.sessions.get(sessionId);
     }
     if (!session) {
-      session = { id: sessionId, createdAt: now, peers: [], lastActivity: now, held: [], heldBytes: 0, cids: [] };
+      session = newSession(sessionId, now);
       this.sessions.set(sessionId, session);
       this.stats.sessionsCreated++;
       this.addPeer(session, from, now);
@@ -146,7 +144,7 @@ export class SessionTable implements TableView {
 
   /** A REG-prefixed datagram that did not parse. Members' datagrams are data that merely look like REG. */
   malformedReg(code: RefusalCode, from: Endpoint, raw: Uint8Array): void {
-    const peer = this.byKey.get(endpointKey(from.address, from.port));
+    const peer = this.peers.at(from.address, from.port);
     if (peer) return this.datagram(from, raw);
     this.refuse(code, undefined, from, raw.length);
   }
@@ -154,7 +152,7 @@ export class SessionTable implements TableView {
   /** A non-REG datagram that no data-plane route forwarded. */
   datagram(from: Endpoint, data: Uint8Array): void {
     const now = this.clock.now();
-    const peer = this.byKey.get(endpointKey(from.address, from.port));
+    const peer = this.peers.at(from.address, from.port);
     if (peer) {
       this.touchPeer(peer, now);
       const partner = partnerOf(peer);
@@ -182,9 +180,7 @@ export class SessionTable implements TableView {
   private quietSoleCandidate(host: string, now: number): Peer | undefined {
     const quietMs = this.limits.rebindQuietMs;
     if (quietMs < 0) return undefined;
-    const onHost = this.byHost.get(host);
-    if (!onHost || onHost.size !== 1) return undefined;
-    const [peer] = onHost;
+    const peer = this.peers.soleOnHost(host);
     return peer && partnerOf(peer) && now - peer.lastSeen >= quietMs ? peer : undefined;
   }
 
@@ -196,7 +192,7 @@ export class SessionTable implements TableView {
 
   /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
   observed(peerId: number, data: Uint8Array): void {
-    const peer = this.byId.get(peerId);
+    const peer = this.peers.byRoute(peerId);
     if (peer) this.learn(peer, data);
   }
 
@@ -204,7 +200,7 @@ export class SessionTable implements TableView {
   activity(peerIds: Iterable<number>): void {
     const now = this.clock.now();
     for (const id of peerIds) {
-      const peer = this.byId.get(id);
+      const peer = this.peers.byRoute(id);
       if (peer) this.touchPeer(peer, now);
     }
   }
@@ -228,14 +224,15 @@ export class SessionTable implements TableView {
     const now = this.clock.now();
     let restored = 0;
     for (const snap of [...snapshots].sort((a, b) => b.idleMs - a.idleMs)) {
-      const keys = snap.peers.map((p) => endpointKey(p.address, p.port));
+      const [p0, p1] = snap.peers;
+      const distinct = snap.peers.length === 1 || (snap.peers.length === 2 && (p0!.address !== p1!.address || p0!.port !== p1!.port));
       const usable =
         snap.idleMs < this.limits.timeoutMs &&
         !this.sessions.has(snap.id) &&
-        (keys.length === 1 || (keys.length === 2 && keys[0] !== keys[1])) &&
-        keys.every((k) => !this.byKey.has(k));
+        distinct &&
+        snap.peers.every((p) => !this.peers.at(p.address, p.port));
       if (!usable) continue;
-      const session: Session = { id: snap.id, createdAt: now - snap.idleMs, peers: [], lastActivity: now - snap.idleMs, held: [], heldBytes: 0, cids: [] };
+      const session = newSession(snap.id, now - snap.idleMs);
       this.sessions.set(snap.id, session);
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs));
       const [first, second] = session.peers;
@@ -273,8 +270,6 @@ export class SessionTable implements TableView {
       id: this.nextPeerId++,
       session,
       endpoint,
-      key: endpointKey(endpoint.address, endpoint.port),
-      host: hostOf(endpoint.address),
       lastSeen: now,
     };
     session.peers.push(peer);
@@ -286,8 +281,6 @@ export class SessionTable implements TableView {
     const from = peer.endpoint;
     this.unindexPeer(peer);
     peer.endpoint = to;
-    peer.key = endpointKey(to.address, to.port);
-    peer.host = hostOf(to.address);
     this.indexPeer(peer);
     this.touchPeer(peer, now);
     const partner = partnerOf(peer);
@@ -323,21 +316,11 @@ export class SessionTable implements TableView {
   }
 
   private indexPeer(peer: Peer): void {
-    this.byKey.set(peer.key, peer);
-    this.byId.set(peer.id, peer);
-    let set = this.byHost.get(peer.host);
-    if (!set) this.byHost.set(peer.host, (set = new Set()));
-    set.add(peer);
+    this.peers.add(peer);
   }
 
   private unindexPeer(peer: Peer): void {
-    if (this.byKey.get(peer.key) === peer) this.byKey.delete(peer.key);
-    this.byId.delete(peer.id);
-    const set = this.byHost.get(peer.host);
-    if (set) {
-      set.delete(peer);
-      if (set.size === 0) this.byHost.delete(peer.host);
-    }
+    this.peers.remove(peer);
   }
 
   private touchPeer(peer: Peer, now: number): void {
@@ -363,6 +346,10 @@ export class SessionTable implements TableView {
   private drop(reason: DropReason): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+function newSession(id: string, now: number): Session {
+  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS };
 }
 
 function leastRecentlySeen(peers: Peer[]): Peer | undefined {

@@ -71,7 +71,7 @@ describe("registration", () => {
     reg("s1", A);
     reg("s1", B);
     reg("s2", A);
-    expect(table.session("s1")!.peers.map((p) => p.key)).toEqual(["10.0.0.2|2000"]);
+    expect(table.session("s1")!.peers.map((p) => p.endpoint)).toEqual([at(B)]);
     expect(table.session("s2")!.peers.length).toBe(1);
     expect(sink.routeFrom(A)).toBeUndefined();
     expect(sink.routeFrom(B)).toBeUndefined();
