@@ -32,7 +32,7 @@ describe.skipIf(!haveToolchain)("bench load generator and baselines", () => {
       expect(phases).toEqual(["measure", "stop", "done"]);
       expect((result.reg as Record<string, number>).acked).toBe(8);
       expect(result.bad).toBe(0);
-      expect(result.sent as number).toBeGreaterThan(500);
+      expect(result.sent as number).toBeGreaterThan(100);
       expect(result.delivered as number).toBeGreaterThan((result.sent as number) * 0.5);
     }
   }, 60_000);
@@ -42,7 +42,7 @@ describe.skipIf(!haveToolchain)("bench load generator and baselines", () => {
     const rtt = await runLoadgen(tools, [], [
       "--mode", "pingpong", "--relay", target, "--rate", "500", "--warmup", "0.1", "--duration", "0.4", "--ip-base", "201",
     ], 30_000);
-    expect(rtt.result.received as number).toBeGreaterThan(100);
+    expect(rtt.result.received as number).toBeGreaterThan(20);
     expect((rtt.result.rtt_us as Record<string, number>).p50).toBeGreaterThan(0);
     const reg = await runLoadgen(tools, [], [
       "--mode", "register", "--relay", target, "--sessions", "300", "--wave", "100", "--ip-base", "202",
