@@ -1,6 +1,8 @@
 import { defineCommand } from "citty";
 import { configPath, loadConfigFile } from "../config-file.ts";
-import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
+import { DEFAULTS, envName, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
+import { fleetArgs, type FleetOptions, type RawFleetFlags, resolveFleetOptions } from "../fleet/options.ts";
+import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
 import { RelayService } from "./relay-service.ts";
 
 export const relayArgs = {
@@ -19,9 +21,14 @@ export const relayArgs = {
   "state-file": { type: "string", description: "SQLite file to save sessions to and restore them from across restarts (default off)" },
   "state-save-interval-secs": { type: "string", description: `Seconds between state saves (default ${DEFAULTS.stateSaveIntervalSecs})` },
   "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
+  ...securityArgs,
+  ...fleetArgs,
 } as const;
 
 type ParsedArgs = { [K in keyof typeof relayArgs]?: string | boolean };
+
+/** Config-file keys defined outside src/config.ts. */
+const EXTRA_FILE_KEYS = [...Object.keys(securityArgs), ...Object.keys(fleetArgs)];
 
 function rawFlags(args: ParsedArgs): RawRelayFlags {
   return {
@@ -42,20 +49,34 @@ function rawFlags(args: ParsedArgs): RawRelayFlags {
   };
 }
 
-/** Flags, then QUIC_RELAY_* variables, then the config file, then defaults. */
-function loadConfig(args: ParsedArgs, env: Record<string, string | undefined>): RelayConfig {
+interface LoadedSettings {
+  config: RelayConfig;
+  security: SecurityOptions;
+  fleet: FleetOptions | undefined;
+}
+
+/** Flags, then QUIC_RELAY_* variables, then the config file, then defaults; for every part. */
+function loadSettings(args: ParsedArgs, rawArgs: readonly string[], env: Record<string, string | undefined>): LoadedSettings {
   const path = configPath(args.config, env);
-  const file = path === undefined ? undefined : loadConfigFile(path);
-  return resolveRelayConfig(rawFlags(args), env, file);
+  const file = path === undefined ? undefined : loadConfigFile(path, EXTRA_FILE_KEYS);
+  const config = resolveRelayConfig(rawFlags(args), env, file);
+  const security = resolveSecurityOptions(securityFlags(args, rawArgs), env, file);
+  // The fleet reads flags and env; a file value stands in for a flag only when env does not set it.
+  const fleetFlags: RawFleetFlags = {};
+  for (const flag of Object.keys(fleetArgs) as (keyof typeof fleetArgs)[]) {
+    const fromEnv = env[envName(flag)];
+    fleetFlags[flag] = args[flag] ?? (fromEnv !== undefined && fromEnv.trim() !== "" ? undefined : file?.values[flag]);
+  }
+  return { config, security, fleet: resolveFleetOptions(fleetFlags, env) };
 }
 
 export const relayCommand = defineCommand({
   meta: { name: "quic-relay", description: "UDP relay for QUIC peers that cannot hole-punch" },
   args: relayArgs,
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const parsed = args as ParsedArgs;
-    const config = loadConfig(parsed, process.env);
-    const service = new RelayService(config);
+    const { config, security, fleet } = loadSettings(parsed, rawArgs, process.env);
+    const service = new RelayService(config, { security, fleet });
     const logger = service.logger;
     await service.start();
 
@@ -77,10 +98,10 @@ export const relayCommand = defineCommand({
     const reload = () => {
       if (stopping) return;
       try {
-        const next = loadConfig(parsed, process.env);
-        const needsRestart = service.reload({ config: next });
+        const next = loadSettings(parsed, rawArgs, process.env);
+        const needsRestart = service.reload({ config: next.config, security: next.security });
         service.operations.reloads.ok++;
-        logger.info("received SIGHUP, configuration reloaded", { "log-level": next.logLevel, sessions: service.sessionCount });
+        logger.info("received SIGHUP, configuration reloaded", { "log-level": next.config.logLevel, sessions: service.sessionCount });
         if (needsRestart.length) logger.warn("changed settings take effect only after a restart", { settings: needsRestart.join(",") });
       } catch (error) {
         service.operations.reloads.error++;

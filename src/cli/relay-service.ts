@@ -8,7 +8,11 @@ import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import { StartupError } from "../protocol/errors.ts";
 import { Relay } from "../relay.ts";
 import { formatEndpoint } from "../sessions/address.ts";
-import type { RegPolicy } from "../sessions/types.ts";
+import { type Fleet, prepareFleet } from "../fleet/fleet.ts";
+import type { FleetOptions } from "../fleet/options.ts";
+import type { SecurityOptions } from "../security/options.ts";
+import { createRegPolicy } from "../security/policy.ts";
+import { ReloadablePolicy } from "./reloadable-policy.ts";
 import { StatePersister } from "../state/persister.ts";
 import { StateFileError } from "../state/store.ts";
 
@@ -17,7 +21,13 @@ type Phase = "starting" | "running" | "stopping" | "stopped";
 /** What SIGHUP may change in a running relay. */
 export interface Reloadable {
   config: RelayConfig;
-  policy?: RegPolicy;
+  security?: SecurityOptions;
+}
+
+export interface ServiceOptions {
+  /** REG authentication, rate limit and session caps; none means the original open protocol. */
+  security?: SecurityOptions;
+  fleet?: FleetOptions;
 }
 
 /**
@@ -33,13 +43,20 @@ export class RelayService {
   private ledger: DirectionLedger | undefined;
   private persister: StatePersister | undefined;
   private metrics: MetricsServer | undefined;
+  private fleet: Fleet | undefined;
+  private readonly policy: ReloadablePolicy | undefined;
+  private securityKey: string | undefined;
   private readonly startedAtSeconds = Date.now() / 1000;
 
   constructor(
     private config: RelayConfig,
-    private readonly policy?: RegPolicy,
+    private readonly options: ServiceOptions = {},
   ) {
     this.logger = createLogger(config.logLevel, config.logFormat);
+    if (options.security) {
+      this.policy = new ReloadablePolicy(createRegPolicy(options.security));
+      this.securityKey = securityKey(options.security);
+    }
   }
 
   /** Binds, restores saved sessions, serves metrics, and logs the startup line. Throws StartupError. */
@@ -55,7 +72,8 @@ export class RelayService {
     });
     if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
     this.plane = plane;
-    const ledger = (this.ledger = new DirectionLedger(plane));
+    if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
+    const ledger = (this.ledger = new DirectionLedger(this.fleet?.plane ?? plane));
     const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy }));
     ledger.directionOf = (id) => {
       const peer = relay.table.peerById(id);
@@ -79,6 +97,13 @@ export class RelayService {
     // Synchronously after start: no control batch is handled before the saved routes are back.
     this.persister?.restore();
     this.persister?.startPeriodic(config.stateSaveIntervalSecs * 1000);
+    // After the restore, so restored sessions bridged to other relays get their links back.
+    try {
+      await this.fleet?.start(relay);
+    } catch (error) {
+      await this.shutdown();
+      throw new StartupError(`cannot join the fleet: ${(error as Error).message}`);
+    }
     if (config.metricsListen) {
       try {
         this.metrics = startMetricsServer(config.metricsListen, {
@@ -97,6 +122,7 @@ export class RelayService {
     );
     if (this.metrics) logger.info(`metrics on ${this.metrics.url}/metrics (health: /healthz, /readyz)`);
     if (this.persister) logger.info("state file in use", { file: config.stateFile, save_every_s: config.stateSaveIntervalSecs });
+    if (this.options.security) logger.info("REG policy", describeSecurity(this.options.security));
   }
 
   get local() {
@@ -116,15 +142,26 @@ export class RelayService {
       plane: this.plane,
       ledger: this.ledger,
       operations: this.operations,
+      authFailures: this.policy?.authFailures(),
+      fleet: this.fleet?.stats(),
       startedAtSeconds: this.startedAtSeconds,
     });
   }
 
   /**
-   * Applies what can change without a restart (log level; the caller re-creates the policy from
-   * the same options). Returns the settings that changed but need a restart.
+   * Applies what can change without a restart: the log level, and the REG policy (secrets, rate,
+   * caps; a changed policy starts with fresh rate buckets). Returns settings that changed but need
+   * a restart. Sessions are untouched.
    */
   reload(next: Reloadable): string[] {
+    if (next.security && this.policy) {
+      const key = securityKey(next.security);
+      if (key !== this.securityKey) {
+        this.policy.replace(createRegPolicy(next.security));
+        this.securityKey = key;
+        this.logger.info("REG policy replaced", describeSecurity(next.security));
+      }
+    }
     const needsRestart: string[] = [];
     for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
       if (key === "logLevel") continue;
@@ -149,6 +186,7 @@ export class RelayService {
     // A relay that never ran restored nothing: saving its empty table would wipe the file.
     const ran = this.phase !== "starting";
     this.phase = "stopping";
+    await this.fleet?.stop().catch((error) => this.logger.error("leaving the fleet failed", { error: String(error) }));
     await this.relay?.stop().catch((error) => this.logger.error("closing the data plane failed", { error: String(error) }));
     this.persister?.close(ran);
     this.persister = undefined;
@@ -156,4 +194,21 @@ export class RelayService {
     this.metrics = undefined;
     this.phase = "stopped";
   }
+}
+
+/** Compares security options without keeping secrets in a readable form. */
+function securityKey(o: SecurityOptions): string {
+  const secrets = o.secrets.map((s) => new Bun.CryptoHasher("sha256").update(s).digest("hex"));
+  return JSON.stringify([secrets, o.maxSessions, o.maxSessionsPerHost, o.regRate, o.regBurst]);
+}
+
+/** The policy for a log line: never the secrets, only how many and where they came from. */
+function describeSecurity(o: SecurityOptions): Record<string, unknown> {
+  return {
+    auth: o.secrets.length > 0 ? `on (${o.secrets.length} secret${o.secrets.length > 1 ? "s" : ""} from ${o.secretSource})` : "off",
+    reg_rate: o.regRate,
+    reg_burst: o.regBurst,
+    max_sessions: o.maxSessions,
+    max_sessions_per_host: Number.isFinite(o.maxSessionsPerHost) ? o.maxSessionsPerHost : "unlimited",
+  };
 }

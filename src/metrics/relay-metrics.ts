@@ -1,5 +1,6 @@
 import pkg from "../../package.json" with { type: "json" };
 import type { DataPlane } from "../dataplane/types.ts";
+import type { FleetStats } from "../fleet/coordinator.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
 import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
@@ -25,6 +26,10 @@ export interface RelayMetricsSource {
   ledger: DirectionLedger;
   operations: OperationsCounters;
   startedAtSeconds: number;
+  /** Token failures by reason, when authentication is configured. */
+  authFailures?: Record<string, number>;
+  /** Fleet membership, when the relay is part of one. */
+  fleet?: FleetStats;
 }
 
 interface NativeDetails {
@@ -99,6 +104,20 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ reason: DropReason.EarlyExpired }, stats.drops[DropReason.EarlyExpired] ?? 0],
   ];
   w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
+  if (src.authFailures) {
+    w.family(
+      "quic_relay_auth_failures_total",
+      "counter",
+      "REG tokens rejected, by reason (each also counts as refusal reason auth)",
+      Object.entries(src.authFailures).map(([reason, n]) => [{ reason }, n] as [Labels, number]),
+    );
+  }
+  if (src.fleet) {
+    w.single("quic_relay_fleet_directory_reachable", "gauge", "1 when the fleet's session directory answers", src.fleet.reachable ? 1 : 0);
+    w.single("quic_relay_fleet_bridged_sessions", "gauge", "Sessions bridged to another relay right now", src.fleet.bridgedNow);
+    w.single("quic_relay_fleet_bridged_total", "counter", "Sessions bridged to another relay since start", src.fleet.bridgedTotal);
+    w.single("quic_relay_fleet_announced_sessions", "gauge", "Sessions this relay has entered in the directory", src.fleet.announced);
+  }
   w.single("quic_relay_send_errors_total", "counter", "Datagrams the socket failed to send", planeCounters.sendErrors);
 
   w.single("quic_relay_early_datagrams_held_total", "counter", "Early datagrams held for a partner that had not registered yet", stats.heldAccepted);

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mintToken } from "../../src/security/token.ts";
 import { bytes, pairedPeers, register, TestPeer, text } from "../utils.ts";
 import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
 
@@ -69,6 +70,39 @@ describe("relay process lifecycle", () => {
     relay.proc.kill("SIGHUP");
     await relay.waitFor("reload failed; keeping the running configuration");
     await roundTrip(a, b, port, "still paired after a failed reload");
+    expect((await relay.signal("SIGTERM")).code).toBe(0);
+  });
+
+  it("SIGHUP swaps REG secrets from the config file; paired sessions keep forwarding", async () => {
+    const one = "secret-one-0123456789";
+    const two = "secret-two-0123456789";
+    const expiry = Math.floor(Date.now() / 1000) + 600;
+    const reg = (secret: string, id: string) => `REG:${mintToken(secret, id, expiry)}\n`;
+    const dir = tempDir();
+    const config = join(dir, "relay.toml");
+    const port = await freeUdpPort();
+    writeFileSync(config, `host = "127.0.0.1"\nport = ${port}\nauth-secret = "${one}"\n`);
+    const relay = spawn(["--config", config]);
+    await relay.waitFor("listening");
+    expect(relay.output()).toContain("auth=on (1 secret from config)");
+    expect(relay.output()).not.toContain(one);
+
+    const [a, b, c] = await Promise.all(["127.0.0.2", "127.0.0.3", "127.0.0.4"].map((h) => TestPeer.open(h)));
+    cleanup.push(() => (a!.close(), b!.close(), c!.close()));
+    expect(await register(c!, port, "no-token")).toBe("ERR auth\n");
+    a!.send(reg(one, "s1"), port);
+    expect(await a!.nextText()).toBe("ACK\n");
+    b!.send(reg(one, "s1"), port);
+    expect(await b!.nextText()).toBe("ACK\n");
+
+    writeFileSync(config, `host = "127.0.0.1"\nport = ${port}\nauth-secret = "${two}"\n`);
+    relay.proc.kill("SIGHUP");
+    await relay.waitFor("REG policy replaced");
+    c!.send(reg(one, "s2"), port);
+    expect(await c!.nextText()).toBe("ERR auth\n");
+    c!.send(reg(two, "s2"), port);
+    expect(await c!.nextText()).toBe("ACK\n");
+    await roundTrip(a!, b!, port, "paired before the new secret");
     expect((await relay.signal("SIGTERM")).code).toBe(0);
   });
 

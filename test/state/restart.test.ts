@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bytes, pairedPeers, TestPeer, text } from "../utils.ts";
-import { planesUnderTest } from "../utils.ts";
+import { bytes, planesUnderTest, TestPeer, text } from "../utils.ts";
 import { freeTcpPort, freeUdpPort, RelayProcess } from "../cli/relay-process.ts";
 
 async function exchange(from: TestPeer, to: TestPeer, port: number, payload: string): Promise<void> {
@@ -18,6 +17,22 @@ async function exchange(from: TestPeer, to: TestPeer, port: number, payload: str
     }
   }
   throw new Error(`'${payload}' never arrived`);
+}
+
+/** Two peers paired in a fresh session; REG is resent until ACK, so a loaded machine does not fail the test. */
+async function pairedPeers(port: number): Promise<{ a: TestPeer; b: TestPeer }> {
+  const a = await TestPeer.open("127.0.0.2");
+  const b = await TestPeer.open("127.0.0.3");
+  const session = crypto.randomUUID();
+  for (const peer of [a, b]) {
+    let reply = "";
+    for (let i = 0; i < 20 && reply === ""; i++) {
+      peer.send(`REG:${session}\n`, port);
+      reply = await peer.nextText(500).catch(() => "");
+    }
+    if (reply !== "ACK\n") throw new Error(`REG not acknowledged: '${reply}'`);
+  }
+  return { a, b };
 }
 
 describe.each(planesUnderTest())("sessions survive a relay restart (%s plane)", (plane) => {
