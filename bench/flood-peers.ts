@@ -15,6 +15,8 @@ export interface RelayStats {
   sendErrors: number;
   internalErrors: number;
   limiterBytes: number;
+  /** Memory right after a full collection the bench asked for (SIGUSR2). */
+  settled?: { rss: number; heap: number; at: number };
 }
 
 /** Resident set size of a process, from /proc. */

@@ -52,11 +52,32 @@ describe("session caps (admission)", () => {
 });
 
 describe("createRegPolicy", () => {
-  it("without secrets does not authenticate: the original protocol", () => {
+  it("without secrets passes the field through as the session id: the original protocol", () => {
     const policy = createRegPolicy(base);
-    expect(policy.authenticate).toBeUndefined();
-    expect(policy.allowReg).toBeUndefined();
     expect(policy.authEnabled).toBe(false);
+    expect(policy.authenticate!("any:thing:at-all", at("10.0.0.1:1"), Date.now())).toEqual({ ok: true, sessionId: "any:thing:at-all" });
+    expect(policy.allowReg!(at("10.0.0.1:1"), 0)).toBe(true);
+    expect(policy.limiter).toBeUndefined();
+  });
+
+  it("takes new secrets, caps and rates on update (SIGHUP), keeping the buckets when the rate is unchanged", () => {
+    const policy = createRegPolicy({ ...base, regRate: 1, regBurst: 1 });
+    const from = at("10.0.0.1:1");
+    const now = Date.now();
+    const exp = Math.floor(now / 1000) + 60;
+    const NEXT = new TextEncoder().encode("next-secret-0123456789");
+    expect(policy.allowReg!(from, 0)).toBe(true);
+    policy.update({ ...base, regRate: 1, regBurst: 1, secrets: [NEXT, SECRET] });
+    expect(policy.allowReg!(from, 0)).toBe(false); // same bucket
+    expect(policy.authEnabled).toBe(true);
+    expect(policy.authenticate!(mintToken(SECRET, "r", exp), from, now)).toEqual({ ok: true, sessionId: "r" });
+    policy.update({ ...base, regRate: 5, regBurst: 5, secrets: [NEXT], maxSessions: 0 });
+    expect(policy.allowReg!(from, 0)).toBe(true); // a new rate starts new buckets
+    expect(policy.authenticate!(mintToken(SECRET, "r", exp), from, now)).toEqual({ ok: false, code: "auth" });
+    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersOnHost: () => 0 })).toBe("limit");
+    policy.update(base);
+    expect(policy.authEnabled).toBe(false);
+    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersOnHost: () => 0 })).toBeUndefined();
   });
 
   it("with secrets maps a valid token to the bare session id and refuses the rest with auth", () => {
