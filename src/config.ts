@@ -25,6 +25,8 @@ export interface RelayConfig {
   stateSaveIntervalSecs: number;
   /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
   shutdownTimeoutSecs: number;
+  /** Rebind rule 3 (bare data from a new port after silence): seconds of silence, or -1 for off. */
+  rebindQuietSecs: number;
 }
 
 export const DEFAULTS: RelayConfig = {
@@ -42,6 +44,7 @@ export const DEFAULTS: RelayConfig = {
   stateFile: undefined,
   stateSaveIntervalSecs: 10,
   shutdownTimeoutSecs: 5,
+  rebindQuietSecs: 1,
 };
 
 /** Raw values as the CLI parsed them (strings, booleans), keyed like RelayConfig. */
@@ -67,6 +70,7 @@ export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser
   stateFile: { flag: "state-file", parse: (n, v) => nonEmpty(n, v) },
   stateSaveIntervalSecs: { flag: "state-save-interval-secs", parse: (n, v) => number(n, v, 0.05, 86_400) },
   shutdownTimeoutSecs: { flag: "shutdown-timeout-secs", parse: (n, v) => number(n, v, 0.1, 600) },
+  rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : number(n, v, 0, 3600)) },
 };
 
 /** `QUIC_RELAY_SESSION_TIMEOUT_SECS` for `session-timeout-secs`. */

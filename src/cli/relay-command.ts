@@ -21,6 +21,10 @@ export const relayArgs = {
   "state-file": { type: "string", description: "SQLite file to save sessions to and restore them from across restarts (default off)" },
   "state-save-interval-secs": { type: "string", description: `Seconds between state saves (default ${DEFAULTS.stateSaveIntervalSecs})` },
   "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
+  "rebind-quiet-secs": {
+    type: "string",
+    description: `Follow bare data from a new port of a peer's IP after this much silence; off disables (default ${DEFAULTS.rebindQuietSecs}; docs/protocol.md rule 3)`,
+  },
   ...securityArgs,
   ...fleetArgs,
 } as const;
@@ -46,6 +50,7 @@ function rawFlags(args: ParsedArgs): RawRelayFlags {
     stateFile: args["state-file"],
     stateSaveIntervalSecs: args["state-save-interval-secs"],
     shutdownTimeoutSecs: args["shutdown-timeout-secs"],
+    rebindQuietSecs: args["rebind-quiet-secs"],
   };
 }
 

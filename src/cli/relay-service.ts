@@ -74,7 +74,8 @@ export class RelayService {
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
     const ledger = (this.ledger = new DirectionLedger(this.fleet?.plane ?? plane));
-    const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy }));
+    const limits = { rebindQuietMs: quietMs(config) };
+    const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy, limits }));
     ledger.directionOf = (id) => {
       const peer = relay.table.peerById(id);
       if (!peer) return undefined;
@@ -164,14 +165,18 @@ export class RelayService {
     }
     const needsRestart: string[] = [];
     for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
-      if (key === "logLevel") continue;
+      if (key === "logLevel" || key === "rebindQuietSecs") continue;
       if (next.config[key] !== this.config[key]) needsRestart.push(key);
     }
     if (next.config.logLevel !== this.config.logLevel) {
       // A fresh logger knows the numeric level for a name; the running one takes it over.
       this.logger.level = createLogger(next.config.logLevel).level;
     }
-    this.config = { ...this.config, logLevel: next.config.logLevel };
+    if (this.relay && next.config.rebindQuietSecs !== this.config.rebindQuietSecs) {
+      // The table reads its limits on every decision: the new value applies to the next datagram.
+      this.relay.table.limits.rebindQuietMs = quietMs(next.config);
+    }
+    this.config = { ...this.config, logLevel: next.config.logLevel, rebindQuietSecs: next.config.rebindQuietSecs };
     return needsRestart;
   }
 
@@ -211,4 +216,8 @@ function describeSecurity(o: SecurityOptions): Record<string, unknown> {
     max_sessions: o.maxSessions,
     max_sessions_per_host: Number.isFinite(o.maxSessionsPerHost) ? o.maxSessionsPerHost : "unlimited",
   };
+}
+
+function quietMs(config: RelayConfig): number {
+  return config.rebindQuietSecs < 0 ? -1 : config.rebindQuietSecs * 1000;
 }

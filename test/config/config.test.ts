@@ -52,6 +52,14 @@ describe("config precedence: flags > QUIC_RELAY_* env > file > defaults", () => 
     expect(resolveRelayConfig({}, { QUIC_RELAY_IP: "203.0.113.9", QUIC_RELAY_ONLY: "true" })).toEqual(DEFAULTS);
   });
 
+  it("reads --rebind-quiet-secs as seconds or off", () => {
+    expect(resolveRelayConfig({}, {}).rebindQuietSecs).toBe(1);
+    expect(resolveRelayConfig({ rebindQuietSecs: "off" }, {}).rebindQuietSecs).toBe(-1);
+    expect(resolveRelayConfig({}, { QUIC_RELAY_REBIND_QUIET_SECS: "2.5" }).rebindQuietSecs).toBe(2.5);
+    expect(resolveRelayConfig({}, {}, loadConfigFile(file(`rebind-quiet-secs = "off"`))).rebindQuietSecs).toBe(-1);
+    expect(() => resolveRelayConfig({ rebindQuietSecs: "never" }, {})).toThrow("--rebind-quiet-secs must be a number");
+  });
+
   it("names env variables after the flag", () => {
     expect(envName("session-timeout-secs")).toBe("QUIC_RELAY_SESSION_TIMEOUT_SECS");
     expect(resolveRelayConfig({}, { QUIC_RELAY_STATE_FILE: "/var/lib/quic-relay/state.db" }).stateFile).toBe("/var/lib/quic-relay/state.db");
