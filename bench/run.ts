@@ -1,5 +1,5 @@
 /**
- * `bun run bench [--quick] [--relays=naive,ideal,ts,native,binary] [--scenarios=flow-64B,rtt] [--reps=N] [--duration=S]`
+ * `bun run bench [--quick] [--realtime] [--relays=naive,ideal,ts,native,binary] [--scenarios=flow-64B,rtt] [--reps=N] [--duration=S]`
  * Builds the C tools, runs every relay back to back (alternating order per repetition) on the same
  * offered loads, prints tables and PASS/MISS per target, writes bench/results/{<ts>,latest}.json
  * and latest.svg.
@@ -43,8 +43,11 @@ const genPin = pinned ? ["taskset", "-c", String(GENERATOR_CORE)] : [];
  * holds the core.
  */
 const realtime = process.getuid?.() === 0 && Bun.which("chrt") !== null ? ["chrt", "-f", "20"] : [];
+/** `--realtime`: every scenario at SCHED_FIFO (steady figures, but starves everything else on both cores). */
+const allRealtime = argv.includes("--realtime") && realtime.length > 0;
 const notes: string[] = [];
-if (realtime.length) notes.push("RTT measured with relay and generator at SCHED_FIFO 20 (chrt); other scenarios at normal priority");
+if (allRealtime) notes.push("--realtime: every scenario ran relay and generator at SCHED_FIFO 20 (chrt)");
+else if (realtime.length) notes.push("RTT measured with relay and generator at SCHED_FIFO 20 (chrt); other scenarios at normal priority");
 if (!pinned) notes.push("relay and generator NOT pinned (needs 2 cores and taskset from util-linux)");
 
 let current: RunningRelay | undefined;
@@ -111,7 +114,7 @@ async function runOne(scenario: Scenario, spec: RelaySpec, rep: number): Promise
     quietBudgetMs -= performance.now() - t;
   }
   try {
-    const rt = scenario.kind === "rtt" ? realtime : [];
+    const rt = scenario.kind === "rtt" || allRealtime ? realtime : [];
     current = await startRelay(spec, { pin: [...rt, ...relayPin], logLevel: "warn" });
     const sample = await measure(tools, [...rt, ...genPin], plan, scenario, current, rep);
     const ended = current.exited();
