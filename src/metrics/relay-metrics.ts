@@ -67,7 +67,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   w.family(
     "quic_relay_rebinds_total",
     "counter",
-    "Peers followed to a new address, by evidence (reg: REG from a new port; cid: QUIC connection ID)",
+    "Peers followed to a new address, by evidence (reg: REG from a new port; cid: QUIC connection ID; quiet: data from a new port after silence)",
     Object.entries(stats.rebinds).map(([kind, n]) => [{ kind }, n] as [Labels, number]),
   );
 
