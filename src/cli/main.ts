@@ -4,12 +4,14 @@ import { ConfigError, DataPlaneUnavailableError, StartupError } from "../protoco
 import { connectCommand } from "./connect.ts";
 import { probeCommand } from "./probe.ts";
 import { relayCommand } from "./relay-command.ts";
+import { tokenCommand } from "./token.ts";
 
 // The relay is the default command, so `quic-relay --port 5000` works as it did in the original.
 const subCommands: Record<string, CommandDef<any>> = {
   relay: relayCommand,
   connect: connectCommand,
   probe: probeCommand,
+  token: tokenCommand,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -141,6 +141,24 @@ describe("quic-relay command line", () => {
     expect(relay.output()).toContain("session created");
   });
 
+  it("accepts tokens minted by `quic-relay token` when started with --auth-secret, and refuses bare REGs", async () => {
+    const secret = "cli-auth-secret-0123456789";
+    const port = await freePort();
+    const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port), "--auth-secret", secret]);
+    running.push(relay.proc);
+    await waitFor(() => relay.output().includes("listening"), 5000);
+    const minted = Bun.spawnSync(["bun", "src/cli/main.ts", "token", "--session", "authed", "--ttl", "60", "--secret", secret], { cwd: ROOT });
+    expect(minted.exitCode).toBe(0);
+    const field = minted.stdout.toString().trim();
+    expect(field).toStartWith("authed:");
+    const peer = await TestPeer.open("127.0.0.2");
+    peers.push(peer);
+    expect(await register(peer, port, field)).toBe("ACK\n");
+    const stranger = await TestPeer.open("127.0.0.3");
+    peers.push(stranger);
+    expect(await register(stranger, port, "authed-without-a-token")).toBe("ERR auth\n");
+  });
+
   it("logs no per-datagram lines at info", async () => {
     const port = await freePort();
     const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(port)]);
