@@ -157,14 +157,14 @@ const verdicts = targetVerdicts(checks);
 const elapsed = (performance.now() - started) / 1000;
 notes.push(`load average before/after: ${loadavg()} (other work on this machine makes figures noisy)`);
 
+const has = (kind: Scenario["kind"]) => plan.scenarios.some((s) => s.kind === kind);
 const text = [
-  `Throughput (medians of ${plan.reps} run(s), ${plan.duration} s each; loss = 1 - delivered/offered)`,
-  throughputTable(rows),
-  "\nLatency: ping-pong at 1 kpps through the relay (added p99 = p99 - direct p50)",
-  latencyTable(rows),
-  "\nMemory: idle sessions (both peers registered)",
-  memoryTable(rows),
-  "\nTargets",
+  ...(has("flow") || has("gso") ? [
+    `Throughput (medians of ${plan.reps} run(s), ${plan.duration} s each; loss = 1 - delivered/offered)`,
+    throughputTable(rows), ""] : []),
+  ...(has("rtt") ? ["Latency: ping-pong at 1 kpps through the relay (added p99 = p99 - direct p50)", latencyTable(rows), ""] : []),
+  ...(has("memory") ? ["Memory: idle sessions (both peers registered)", memoryTable(rows), ""] : []),
+  "Targets",
   targetsTable(checks),
   "",
   ...verdicts,
