@@ -28,7 +28,6 @@ export class Relay {
   readonly table: SessionTable;
   readonly plane: DataPlane;
   private readonly logger: Logger;
-  private readonly debug: boolean;
   private readonly refusalLog = new LogRateLimit(10);
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
@@ -39,7 +38,6 @@ export class Relay {
   constructor(private readonly opts: RelayOptions) {
     this.plane = opts.plane;
     this.logger = opts.logger;
-    this.debug = levelEnabled(opts.logger, "debug");
     const sink: SessionSink = {
       reply: (to, data) => this.plane.send(data, to),
       forward: (to, data) => this.plane.send(data, to),
@@ -100,7 +98,8 @@ export class Relay {
   private handleDatagram(d: InboundDatagram): void {
     if (d.observed) return this.table.observed(d.routeId, d.data);
     const from: Endpoint = { address: d.address, port: d.port };
-    if (this.debug) this.logger.debug("datagram", { from: formatEndpoint(from), bytes: d.data.length, route: d.routeId });
+    // Checked per datagram (a comparison) so a SIGHUP log-level change applies at once.
+    if (levelEnabled(this.logger, "debug")) this.logger.debug("datagram", { from: formatEndpoint(from), bytes: d.data.length, route: d.routeId });
     if (!isReg(d.data)) return this.table.datagram(from, d.data);
     const reg = parseReg(d.data);
     if (!reg.ok) return this.table.malformedReg(reg.code, from, d.data);

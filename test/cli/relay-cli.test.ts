@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import type { Subprocess } from "bun";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { availablePlanes } from "../../src/dataplane/select.ts";
 import { register, TestPeer } from "../utils.ts";
@@ -11,6 +12,27 @@ async function freePort(): Promise<number> {
   const port = s.port;
   s.close();
   return port;
+}
+
+/** A process and its descendants (`bun run` starts the relay as a child), children first. */
+function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // already gone
+  }
+  return [...children.flatMap(processTree), pid];
+}
+
+function killTree(proc: Subprocess): void {
+  for (const pid of processTree(proc.pid)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Start `bun run relay -- ...args` as a user would, collecting stderr. */
@@ -37,7 +59,7 @@ describe("quic-relay command line", () => {
   const running: Subprocess[] = [];
   const peers: TestPeer[] = [];
   afterEach(() => {
-    for (const p of running.splice(0)) p.kill("SIGKILL");
+    for (const p of running.splice(0)) killTree(p);
     for (const p of peers.splice(0)) p.close();
   });
 
