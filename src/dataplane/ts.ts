@@ -27,7 +27,8 @@ export class TsDataPlane implements DataPlane {
   private socket: udp.Socket<"buffer"> | undefined;
   /** address -> port -> route: two lookups, no string building per datagram. */
   private readonly routes = new Map<string, Map<number, Route>>();
-  private readonly routesById = new Map<number, Route>();
+  /** Route ids are small dense integers (peer ids): an array costs far less than a Map per route. */
+  private readonly routesById: (Route | undefined)[] = [];
   private readonly stats: DataPlaneCounters = emptyCounters();
   private pending: (Uint8Array | number | string)[] = [];
   private control: InboundDatagram[] = [];
@@ -108,13 +109,13 @@ export class TsDataPlane implements DataPlane {
     let ports = this.routes.get(from.address);
     if (!ports) this.routes.set(from.address, (ports = new Map()));
     ports.set(from.port, route);
-    this.routesById.set(id, route);
+    this.routesById[id] = route;
   }
 
   deleteRoute(id: number): void {
-    const route = this.routesById.get(id);
+    const route = this.routesById[id];
     if (!route) return;
-    this.routesById.delete(id);
+    this.routesById[id] = undefined;
     const ports = this.routes.get(route.from.address);
     if (ports?.get(route.from.port) === route) {
       ports.delete(route.from.port);
@@ -126,14 +127,14 @@ export class TsDataPlane implements DataPlane {
     const ids = this.active;
     this.active = [];
     for (const id of ids) {
-      const route = this.routesById.get(id);
+      const route = this.routesById[id];
       if (route) route.active = false;
     }
     return ids;
   }
 
   routeCounters(id: number): { packets: number; bytes: number } | undefined {
-    const route = this.routesById.get(id);
+    const route = this.routesById[id];
     return route && { packets: route.packets, bytes: route.bytes };
   }
 

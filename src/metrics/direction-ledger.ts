@@ -9,19 +9,18 @@ export interface Totals {
   bytes: number;
 }
 
-interface TrackedRoute {
-  direction: Direction;
-  source: string;
-}
-
 /**
  * A data plane wrapper that keeps forwarding totals per direction. The planes count per route and
  * reset a route's counters when it is replaced or deleted, so the ledger banks a route's counts just
  * before that happens. Only route changes and scrapes pass through here, never forwarded datagrams.
  */
 export class DirectionLedger implements DataPlane {
-  private readonly live = new Map<number, TrackedRoute>();
-  private readonly bySource = new Map<string, number>();
+  /**
+   * Direction of each live route. Nothing else per route: at 100k sessions every byte here counts.
+   * The session table never installs a route over another live route's source (an address leaves
+   * its old peer, which is unrouted, before it is routed again), so banking by id is enough.
+   */
+  private readonly live = new Map<number, Direction>();
   private readonly banked: Record<Direction, Totals> = {
     first_to_second: { packets: 0, bytes: 0 },
     second_to_first: { packets: 0, bytes: 0 },
@@ -45,13 +44,9 @@ export class DirectionLedger implements DataPlane {
   }
 
   setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
-    const source = `${from.address}|${from.port}`;
     this.bank(id);
-    const sameSource = this.bySource.get(source);
-    if (sameSource !== undefined) this.bank(sameSource);
     this.inner.setRoute(id, from, to, observeBudget);
-    this.live.set(id, { direction: this.directionOf(id) ?? "first_to_second", source });
-    this.bySource.set(source, id);
+    this.live.set(id, this.directionOf(id) ?? "first_to_second");
   }
 
   deleteRoute(id: number): void {
@@ -78,24 +73,23 @@ export class DirectionLedger implements DataPlane {
       first_to_second: { ...this.banked.first_to_second },
       second_to_first: { ...this.banked.second_to_first },
     };
-    for (const [id, route] of this.live) {
+    for (const [id, direction] of this.live) {
       const c = this.inner.routeCounters(id);
       if (!c) continue;
-      out[route.direction].packets += c.packets;
-      out[route.direction].bytes += c.bytes;
+      out[direction].packets += c.packets;
+      out[direction].bytes += c.bytes;
     }
     return out;
   }
 
   private bank(id: number): void {
-    const route = this.live.get(id);
-    if (!route) return;
+    const direction = this.live.get(id);
+    if (!direction) return;
     const c = this.inner.routeCounters(id);
     if (c) {
-      this.banked[route.direction].packets += c.packets;
-      this.banked[route.direction].bytes += c.bytes;
+      this.banked[direction].packets += c.packets;
+      this.banked[direction].bytes += c.bytes;
     }
     this.live.delete(id);
-    if (this.bySource.get(route.source) === id) this.bySource.delete(route.source);
   }
 }

@@ -6,9 +6,16 @@ import type { Peer } from "./types.ts";
  * 100k sessions: no per-peer key strings (address -> port -> peer), and a host with one peer
  * (the common case) maps straight to it instead of to a set.
  */
+const REUSE_DELAY = 4096;
+
 export class PeerIndex {
   private readonly byAddress = new Map<string, Map<number, Peer>>();
-  private readonly byId = new Map<number, Peer>();
+  /** Peers by id (= data-plane route id): a dense array is a tenth of a Map's size per entry. */
+  private readonly byId: (Peer | undefined)[] = [undefined];
+  private ids = 0;
+  /** Released ids, reused oldest first and only after many others were released (see allocateId). */
+  private readonly freeIds: number[] = [];
+  private freeHead = 0;
   private readonly byHost = new Map<string, Peer | Set<Peer>>();
   private addresses = 0;
 
@@ -17,7 +24,29 @@ export class PeerIndex {
     return this.addresses;
   }
   get idCount(): number {
-    return this.byId.size;
+    return this.ids;
+  }
+
+  /**
+   * A route id for a new peer. Ids are reused so the array stays dense, but only after
+   * REUSE_DELAY other ids were released: a datagram or activity report still naming an old id
+   * (handed up in the same batch as the removal) can never reach the id's next owner.
+   */
+  allocateId(): number {
+    if (this.freeIds.length - this.freeHead > REUSE_DELAY) {
+      const id = this.freeIds[this.freeHead++]!;
+      if (this.freeHead > 65_536) {
+        this.freeIds.splice(0, this.freeHead);
+        this.freeHead = 0;
+      }
+      return id;
+    }
+    this.byId.push(undefined);
+    return this.byId.length - 1;
+  }
+
+  releaseId(id: number): void {
+    this.freeIds.push(id);
   }
   get hostCount(): number {
     return this.byHost.size;
@@ -28,7 +57,7 @@ export class PeerIndex {
   }
 
   byRoute(id: number): Peer | undefined {
-    return this.byId.get(id);
+    return id > 0 ? this.byId[id] : undefined;
   }
 
   /** Peers on this host, across all sessions. */
@@ -49,7 +78,8 @@ export class PeerIndex {
     if (!ports) this.byAddress.set(address, (ports = new Map()));
     if (!ports.has(port)) this.addresses++;
     ports.set(port, peer);
-    this.byId.set(peer.id, peer);
+    if (this.byId[peer.id] === undefined) this.ids++;
+    this.byId[peer.id] = peer;
     const host = hostOf(address);
     const entry = this.byHost.get(host);
     if (entry === undefined) this.byHost.set(host, peer);
@@ -65,7 +95,10 @@ export class PeerIndex {
       this.addresses--;
       if (ports.size === 0) this.byAddress.delete(address);
     }
-    this.byId.delete(peer.id);
+    if (this.byId[peer.id] === peer) {
+      this.byId[peer.id] = undefined;
+      this.ids--;
+    }
     const host = hostOf(address);
     const entry = this.byHost.get(host);
     if (entry === peer) this.byHost.delete(host);

@@ -38,7 +38,6 @@ export class SessionTable implements TableView {
   private readonly peers = new PeerIndex();
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
-  private nextPeerId = 1;
 
   constructor(
     private readonly clock: Clock,
@@ -267,7 +266,7 @@ export class SessionTable implements TableView {
 
   private addPeer(session: Session, endpoint: Endpoint, now: number): Peer {
     const peer: Peer = {
-      id: this.nextPeerId++,
+      id: this.peers.allocateId(),
       session,
       endpoint,
       lastSeen: now,
@@ -297,6 +296,7 @@ export class SessionTable implements TableView {
     const partner = partnerOf(peer);
     this.unindexPeer(peer);
     this.sink.unroute(peer);
+    this.peers.releaseId(peer.id);
     if (partner) this.sink.unroute(partner);
     session.peers = session.peers.filter((p) => p !== peer);
     this.cids.forgetSession(session);
@@ -308,6 +308,7 @@ export class SessionTable implements TableView {
     for (const peer of session.peers) {
       this.unindexPeer(peer);
       this.sink.unroute(peer);
+      this.peers.releaseId(peer.id);
     }
     session.peers = [];
     this.cids.forgetSession(session);
