@@ -15,7 +15,7 @@ import { binaryPresent, relaySpecs, reportedPlane, startRelay, type RelaySpec, t
 import { makePlan, type Scenario } from "./scenarios.ts";
 import { chartSvg } from "./svg.ts";
 import { checkTargets, summarize } from "./summary.ts";
-import { latencyTable, memoryTable, targetsTable, targetVerdicts, throughputTable } from "./table.ts";
+import { latencyTable, markdownSummary, memoryTable, targetsTable, targetVerdicts, throughputTable } from "./table.ts";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -191,6 +191,7 @@ for (const name of partial ? [stamp] : [stamp, "latest"]) {
   writeFileSync(join(resultsDir, `${name}.json`), json);
   writeFileSync(join(resultsDir, `${name}.txt`), txt);
   writeFileSync(join(resultsDir, `${name}.svg`), svg);
+  writeFileSync(join(resultsDir, `${name}.md`), `${txt.split("\n")[0]}\n\n${markdownSummary(rows, rows.some((r) => r.relay === "direct") ? ["direct", ...relayNames] : relayNames, verdicts)}\n`);
 }
-console.log(`wrote bench/results/${stamp}.{json,txt,svg}${partial ? " (partial run: latest.* untouched)" : " and latest.{json,txt,svg}"}`);
+console.log(`wrote bench/results/${stamp}.{json,txt,svg,md}${partial ? " (partial run: latest.* untouched)" : " and latest.{json,txt,svg,md}"}`);
 process.exit(0);

@@ -71,3 +71,26 @@ export function targetVerdicts(checks: Check[]): string[] {
     return `${verdict}  ${target}: ${judged.length - misses.length}/${judged.length} scenarios${where}`;
   });
 }
+
+/** Compact Markdown for the README: one row per scenario, one column per relay. */
+export function markdownSummary(rows: Row[], relays: string[], verdicts: string[]): string {
+  const scenarios = [...new Set(rows.map((r) => r.scenario))];
+  const cell = (scenario: string, relay: string): string => {
+    const r = rows.find((x) => x.scenario === scenario && x.relay === relay);
+    if (!r) return "-";
+    if (scenario.startsWith("rtt")) return `${fmt(r.rttP50, 0)} / ${fmt(r.rttP99, 0)} us`;
+    if (scenario.startsWith("memory")) return `${fmt(r.rssMb, 0)} MB`;
+    if (scenario.startsWith("gso")) return `${fmt((r.deliveredBps ?? NaN) / 1e6, 0)} MB/s`;
+    return `${fmt(k(r.deliveredPps), 0)}k / ${fmt(r.cpuNsPerPacket, 0)} ns`;
+  };
+  const lines = [
+    `| scenario | ${relays.join(" | ")} |`,
+    `|---|${relays.map(() => "---:").join("|")}|`,
+    ...scenarios.map((s) => `| ${s} | ${relays.map((r) => cell(s, r)).join(" | ")} |`),
+    "",
+    "flows: delivered pps / relay CPU per datagram; gso: delivered bytes/s; rtt: p50 / p99 round trip; memory: RSS",
+    "",
+    ...verdicts.map((v) => `- ${v}`),
+  ];
+  return lines.join("\n");
+}
