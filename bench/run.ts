@@ -185,13 +185,14 @@ const report = {
 const json = JSON.stringify(report, null, 2);
 const svg = chartSvg(rows, relayNames, `${quick ? "quick" : "full"} run ${report.date}, ${cpus} cpus`);
 const txt = `${quick ? "quick" : "full"} run ${report.date}\n\n${text}\n`;
-// A run narrowed by options keeps its files to itself; latest.* is always a whole quick or full run.
+// A run narrowed by options keeps its files to itself; latest.* is always a whole quick or full run,
+// latest-full.* the last full one (what the README quotes).
 const partial = Boolean(relayFilter || onlyScenarios || option("reps") || option("duration"));
-for (const name of partial ? [stamp] : [stamp, "latest"]) {
+for (const name of partial ? [stamp] : quick ? [stamp, "latest"] : [stamp, "latest", "latest-full"]) {
   writeFileSync(join(resultsDir, `${name}.json`), json);
   writeFileSync(join(resultsDir, `${name}.txt`), txt);
   writeFileSync(join(resultsDir, `${name}.svg`), svg);
   writeFileSync(join(resultsDir, `${name}.md`), `${txt.split("\n")[0]}\n\n${markdownSummary(rows, rows.some((r) => r.relay === "direct") ? ["direct", ...relayNames] : relayNames, verdicts)}\n`);
 }
-console.log(`wrote bench/results/${stamp}.{json,txt,svg,md}${partial ? " (partial run: latest.* untouched)" : " and latest.{json,txt,svg,md}"}`);
+console.log(`wrote bench/results/${stamp}.{json,txt,svg,md}${partial ? " (partial run: latest.* untouched)" : " and latest${quick ? "" : "{,-full}"}.{json,txt,svg,md}"}`);
 process.exit(0);
