@@ -194,5 +194,6 @@ for (const name of partial ? [stamp] : quick ? [stamp, "latest"] : [stamp, "late
   writeFileSync(join(resultsDir, `${name}.svg`), svg);
   writeFileSync(join(resultsDir, `${name}.md`), `${txt.split("\n")[0]}\n\n${markdownSummary(rows, rows.some((r) => r.relay === "direct") ? ["direct", ...relayNames] : relayNames, verdicts)}\n`);
 }
-console.log(`wrote bench/results/${stamp}.{json,txt,svg,md}${partial ? " (partial run: latest.* untouched)" : " and latest${quick ? "" : "{,-full}"}.{json,txt,svg,md}"}`);
+const refreshed = partial ? "(partial run: latest.* untouched)" : quick ? "and latest.*" : "and latest.*, latest-full.*";
+console.log(`wrote bench/results/${stamp}.{json,txt,svg,md} ${refreshed}`);
 process.exit(0);
