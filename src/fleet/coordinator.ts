@@ -215,7 +215,7 @@ export class FleetCoordinator {
     try {
       await this.directory.maintain();
       const table = this.relay.table;
-      void this.directory.heartbeat(
+      await this.directory.heartbeat(
         { advertise: this.options.advertise, plane: this.plane.kind, sessions: table.sessionCount, bridged: this.bridgedTotal, at: Date.now() },
         this.options.heartbeatMs * 3,
       );
