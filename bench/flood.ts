@@ -197,7 +197,7 @@ async function scenario(plane: string, s: Scenario) {
       internalErrors: end.internalErrors,
       limiterBytes: end.limiterBytes,
       established: delivery,
-      pass: { rss: Math.abs(settledGrowth) <= 0.1, delivery: delivery.pct >= 95 },
+      pass: { rss: settledGrowth <= 0.1, delivery: delivery.pct >= 95 },
       samples: during.map((x) => [round(x.t, 2), mb(x.rss), x.sessions]),
     };
   } finally {
