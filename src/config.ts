@@ -25,8 +25,12 @@ export interface RelayConfig {
   stateSaveIntervalSecs: number;
   /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
   shutdownTimeoutSecs: number;
-  /** Rebind rule 3 (bare data from a new port after silence): seconds of silence, or -1 for off. */
-  rebindQuietSecs: number;
+  /**
+   * Rebind rule 3 (bare data from a new port after silence): seconds of silence, -1 for off, or
+   * auto: 1 s without authentication, off with it (the rule needs no credential, so with tokens on
+   * only REG and connection IDs may move a peer).
+   */
+  rebindQuietSecs: number | "auto";
 }
 
 export const DEFAULTS: RelayConfig = {
@@ -44,7 +48,7 @@ export const DEFAULTS: RelayConfig = {
   stateFile: undefined,
   stateSaveIntervalSecs: 10,
   shutdownTimeoutSecs: 5,
-  rebindQuietSecs: 1,
+  rebindQuietSecs: "auto",
 };
 
 /** Raw values as the CLI parsed them (strings, booleans), keyed like RelayConfig. */
@@ -70,7 +74,7 @@ export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser
   stateFile: { flag: "state-file", parse: (n, v) => nonEmpty(n, v) },
   stateSaveIntervalSecs: { flag: "state-save-interval-secs", parse: (n, v) => number(n, v, 0.05, 86_400) },
   shutdownTimeoutSecs: { flag: "shutdown-timeout-secs", parse: (n, v) => number(n, v, 0.1, 600) },
-  rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : number(n, v, 0, 3600)) },
+  rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : v === "auto" ? "auto" : number(n, v, 0, 3600)) },
 };
 
 /** `QUIC_RELAY_SESSION_TIMEOUT_SECS` for `session-timeout-secs`. */
@@ -192,4 +196,10 @@ function hostPort(name: string, value: unknown): string {
 function oneOf<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
   if (typeof value === "string" && (choices as readonly string[]).includes(value)) return value as T;
   throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got '${String(value)}'`, flagOf(name));
+}
+
+/** Silence in ms after which rule 3 follows bare data, or -1 when the rule is off. */
+export function rebindQuietMs(setting: RelayConfig["rebindQuietSecs"], authOn: boolean): number {
+  if (setting === "auto") return authOn ? -1 : 1000;
+  return setting < 0 ? -1 : setting * 1000;
 }

@@ -1,4 +1,4 @@
-import type { RelayConfig } from "../config.ts";
+import { type RelayConfig, rebindQuietMs } from "../config.ts";
 import { createDataPlane } from "../dataplane/select.ts";
 import type { DataPlane } from "../dataplane/types.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -48,10 +48,14 @@ export class RelayService {
   private securityKey: string | undefined;
   private readonly startedAtSeconds = Date.now() / 1000;
 
+  /** Whether REG tokens are required; rule 3 defaults to off then. */
+  private authOn: boolean;
+
   constructor(
     private config: RelayConfig,
     private readonly options: ServiceOptions = {},
   ) {
+    this.authOn = (options.security?.secrets.length ?? 0) > 0;
     this.logger = createLogger(config.logLevel, config.logFormat);
     if (options.security) {
       this.policy = new ReloadablePolicy(createRegPolicy(options.security));
@@ -74,7 +78,7 @@ export class RelayService {
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
     const ledger = (this.ledger = new DirectionLedger(this.fleet?.plane ?? plane));
-    const limits = { rebindQuietMs: quietMs(config) };
+    const limits = { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, this.authOn) };
     const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy, limits }));
     ledger.directionOf = (id) => {
       const peer = relay.table.peerById(id);
@@ -172,9 +176,10 @@ export class RelayService {
       // A fresh logger knows the numeric level for a name; the running one takes it over.
       this.logger.level = createLogger(next.config.logLevel).level;
     }
-    if (this.relay && next.config.rebindQuietSecs !== this.config.rebindQuietSecs) {
+    if (next.security) this.authOn = next.security.secrets.length > 0;
+    if (this.relay) {
       // The table reads its limits on every decision: the new value applies to the next datagram.
-      this.relay.table.limits.rebindQuietMs = quietMs(next.config);
+      this.relay.table.limits.rebindQuietMs = rebindQuietMs(next.config.rebindQuietSecs, this.authOn);
     }
     this.config = { ...this.config, logLevel: next.config.logLevel, rebindQuietSecs: next.config.rebindQuietSecs };
     return needsRestart;
@@ -218,6 +223,4 @@ function describeSecurity(o: SecurityOptions): Record<string, unknown> {
   };
 }
 
-function quietMs(config: RelayConfig): number {
-  return config.rebindQuietSecs < 0 ? -1 : config.rebindQuietSecs * 1000;
-}
+

@@ -13,9 +13,9 @@ export interface SecurityOptions extends RegPolicyOptions {
 
 export const SECURITY_DEFAULTS = {
   maxSessions: 100_000,
-  maxSessionsPerHost: 256,
-  regRate: 50,
-  regBurst: 100,
+  maxSessionsPerHost: 1024,
+  regRate: 200,
+  regBurst: 400,
 } as const;
 
 /** citty args for the relay command; spread into its `args`. */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { configPath, loadConfigFile } from "../../src/config-file.ts";
-import { DEFAULTS, envName, resolveRelayConfig, splitHostPort } from "../../src/config.ts";
+import { DEFAULTS, envName, resolveRelayConfig, splitHostPort, rebindQuietMs } from "../../src/config.ts";
 import { ConfigError } from "../../src/protocol/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-config-"));
@@ -52,8 +52,13 @@ describe("config precedence: flags > QUIC_RELAY_* env > file > defaults", () => 
     expect(resolveRelayConfig({}, { QUIC_RELAY_IP: "203.0.113.9", QUIC_RELAY_ONLY: "true" })).toEqual(DEFAULTS);
   });
 
-  it("reads --rebind-quiet-secs as seconds or off", () => {
-    expect(resolveRelayConfig({}, {}).rebindQuietSecs).toBe(1);
+  it("reads --rebind-quiet-secs as seconds, off or auto", () => {
+    expect(resolveRelayConfig({}, {}).rebindQuietSecs).toBe("auto");
+    expect(resolveRelayConfig({ rebindQuietSecs: "auto" }, {}).rebindQuietSecs).toBe("auto");
+    expect(rebindQuietMs("auto", false)).toBe(1000);
+    expect(rebindQuietMs("auto", true)).toBe(-1);
+    expect(rebindQuietMs(2, true)).toBe(2000);
+    expect(rebindQuietMs(-1, false)).toBe(-1);
     expect(resolveRelayConfig({ rebindQuietSecs: "off" }, {}).rebindQuietSecs).toBe(-1);
     expect(resolveRelayConfig({}, { QUIC_RELAY_REBIND_QUIET_SECS: "2.5" }).rebindQuietSecs).toBe(2.5);
     expect(resolveRelayConfig({}, {}, loadConfigFile(file(`rebind-quiet-secs = "off"`))).rebindQuietSecs).toBe(-1);
