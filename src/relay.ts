@@ -117,6 +117,8 @@ export class Relay {
   }
 
   private logEvent(event: SessionEvent): void {
+    // Under a REG flood with info off, building these lines would be the main cost.
+    if (!levelEnabled(this.logger, "info")) return;
     const log = this.logger;
     const stats = this.table.stats;
     switch (event.kind) {
