@@ -13,6 +13,9 @@ interface Route {
   active: boolean;
 }
 
+/** Queued datagrams (sends or control) that trigger a flush without waiting for setImmediate. */
+const FLUSH_AT = 256;
+
 /** Datagrams waiting for the socket to drain before new ones are dropped. */
 const MAX_PENDING_SENDS = 16_384;
 
@@ -88,7 +91,10 @@ export class TsDataPlane implements DataPlane {
       } else {
         this.control.push({ data, address, port, routeId: route ? route.id : -1, observed: false });
       }
-      this.scheduleFlush();
+      // While the socket stays readable Bun may not reach setImmediate for a long time (a GSO
+      // burst, a flood): flush from here too, so queues stay bounded within one event-loop turn.
+      if (this.pending.length >= FLUSH_AT * 3 || this.control.length >= FLUSH_AT) this.flush();
+      else this.scheduleFlush();
     } catch {
       // A receive handler must never throw into the socket: count and go on.
       this.stats.sendErrors++;
@@ -150,6 +156,15 @@ export class TsDataPlane implements DataPlane {
     this.socket?.close();
   }
 
+  /** While the kernel buffer is full, keep at most MAX_PENDING_SENDS, dropping the oldest. */
+  private boundPending(): void {
+    const excess = this.pending.length / 3 - MAX_PENDING_SENDS;
+    if (excess > 0) {
+      this.pending = this.pending.slice(excess * 3);
+      this.stats.sendErrors += excess;
+    }
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -171,7 +186,8 @@ export class TsDataPlane implements DataPlane {
         // The control plane counts its own errors; a throw must not stop forwarding.
       }
     }
-    if (this.pending.length === 0 || this.waitingForDrain || !this.socket) return;
+    if (this.waitingForDrain) return this.boundPending();
+    if (this.pending.length === 0 || !this.socket) return;
     const packets = this.pending.length / 3;
     let sent = 0;
     try {
@@ -193,11 +209,7 @@ export class TsDataPlane implements DataPlane {
       this.waitingForDrain = false;
       this.flush();
     }, 5);
-    const excess = this.pending.length / 3 - MAX_PENDING_SENDS;
-    if (excess > 0) {
-      this.pending = this.pending.slice(excess * 3);
-      this.stats.sendErrors += excess;
-    }
+    this.boundPending();
   }
 }
 
