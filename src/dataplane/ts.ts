@@ -29,7 +29,8 @@ export class TsDataPlane implements DataPlane {
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
   /** address -> port -> route: two lookups, no string building per datagram. */
-  private readonly routes = new Map<string, Map<number, Route>>();
+  /** One route per address (the usual case) is stored directly; more become a port map. */
+  private readonly routes = new Map<string, Route | Map<number, Route>>();
   /** Route ids are small dense integers (peer ids): an array costs far less than a Map per route. */
   private readonly routesById: (Route | undefined)[] = [];
   private readonly stats: DataPlaneCounters = emptyCounters();
@@ -73,7 +74,8 @@ export class TsDataPlane implements DataPlane {
         this.stats.oversize++;
         return;
       }
-      const route = this.routes.get(address)?.get(port);
+      const entry = this.routes.get(address);
+      const route = entry === undefined ? undefined : entry instanceof Map ? entry.get(port) : entry.from.port === port ? entry : undefined;
       if (route !== undefined && !startsWithReg(data)) {
         this.pending.push(data, route.to.port, route.to.address);
         route.packets++;
@@ -109,12 +111,13 @@ export class TsDataPlane implements DataPlane {
 
   setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
     this.deleteRoute(id);
-    const existing = this.routes.get(from.address)?.get(from.port);
+    const existing = this.routeFrom(from.address, from.port);
     if (existing) this.deleteRoute(existing.id);
     const route: Route = { id, from, to, observe: observeBudget, packets: 0, bytes: 0, active: false };
-    let ports = this.routes.get(from.address);
-    if (!ports) this.routes.set(from.address, (ports = new Map()));
-    ports.set(from.port, route);
+    const entry = this.routes.get(from.address);
+    if (entry === undefined) this.routes.set(from.address, route);
+    else if (entry instanceof Map) entry.set(from.port, route);
+    else this.routes.set(from.address, new Map([[entry.from.port, entry], [from.port, route]]));
     this.routesById[id] = route;
   }
 
@@ -122,11 +125,19 @@ export class TsDataPlane implements DataPlane {
     const route = this.routesById[id];
     if (!route) return;
     this.routesById[id] = undefined;
-    const ports = this.routes.get(route.from.address);
-    if (ports?.get(route.from.port) === route) {
-      ports.delete(route.from.port);
-      if (ports.size === 0) this.routes.delete(route.from.address);
+    const entry = this.routes.get(route.from.address);
+    if (entry === route) this.routes.delete(route.from.address);
+    else if (entry instanceof Map && entry.get(route.from.port) === route) {
+      entry.delete(route.from.port);
+      if (entry.size === 1) this.routes.set(route.from.address, entry.values().next().value!);
     }
+  }
+
+  private routeFrom(address: string, port: number): Route | undefined {
+    const entry = this.routes.get(address);
+    if (entry === undefined) return undefined;
+    if (entry instanceof Map) return entry.get(port);
+    return entry.from.port === port ? entry : undefined;
   }
 
   drainActivity(): number[] {

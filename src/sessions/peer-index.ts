@@ -1,23 +1,25 @@
-import { hostOf } from "./address.ts";
 import type { Peer } from "./types.ts";
+
+const REUSE_DELAY = 4096;
+
+/** One peer on an address (the usual case), or several by port. */
+type AddressEntry = Peer | Map<number, Peer>;
 
 /**
  * Where to find a peer: by transport address, by route id, by host. Built to stay small at
- * 100k sessions: no per-peer key strings (address -> port -> peer), and a host with one peer
- * (the common case) maps straight to it instead of to a set.
+ * 100k sessions: an address with one peer maps straight to it (no per-address Map), route ids
+ * index a dense array, and hosts are found through the address map (a socket reports one host
+ * always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`).
  */
-const REUSE_DELAY = 4096;
-
 export class PeerIndex {
-  private readonly byAddress = new Map<string, Map<number, Peer>>();
+  private readonly byAddress = new Map<string, AddressEntry>();
   /** Peers by id (= data-plane route id): a dense array is a tenth of a Map's size per entry. */
   private readonly byId: (Peer | undefined)[] = [undefined];
   private ids = 0;
+  private addresses = 0;
   /** Released ids, reused oldest first and only after many others were released (see allocateId). */
   private readonly freeIds: number[] = [];
   private freeHead = 0;
-  private readonly byHost = new Map<string, Peer | Set<Peer>>();
-  private addresses = 0;
 
   /** Indexed transport addresses (one per peer). */
   get size(): number {
@@ -25,6 +27,10 @@ export class PeerIndex {
   }
   get idCount(): number {
     return this.ids;
+  }
+  /** Distinct host addresses with at least one peer. */
+  get hostCount(): number {
+    return this.byAddress.size;
   }
 
   /**
@@ -48,63 +54,73 @@ export class PeerIndex {
   releaseId(id: number): void {
     this.freeIds.push(id);
   }
-  get hostCount(): number {
-    return this.byHost.size;
-  }
 
   at(address: string, port: number): Peer | undefined {
-    return this.byAddress.get(address)?.get(port);
+    const entry = this.byAddress.get(address);
+    if (entry === undefined) return undefined;
+    if (entry instanceof Map) return entry.get(port);
+    return entry.endpoint.port === port ? entry : undefined;
   }
 
   byRoute(id: number): Peer | undefined {
     return id > 0 ? this.byId[id] : undefined;
   }
 
-  /** Peers on this host, across all sessions. */
+  /** Peers on this host (as hostOf gives it), across all sessions. */
   countOnHost(host: string): number {
-    const entry = this.byHost.get(host);
-    return entry === undefined ? 0 : entry instanceof Set ? entry.size : 1;
+    let n = sizeOf(this.byAddress.get(host));
+    if (isIpv4(host)) n += sizeOf(this.byAddress.get(`::ffff:${host}`));
+    return n;
   }
 
   /** The peer on this host if it is the only one. */
   soleOnHost(host: string): Peer | undefined {
-    const entry = this.byHost.get(host);
-    return entry === undefined || entry instanceof Set ? undefined : entry;
+    if (this.countOnHost(host) !== 1) return undefined;
+    const entry = this.byAddress.get(host) ?? this.byAddress.get(`::ffff:${host}`);
+    return entry instanceof Map ? entry.values().next().value : entry;
   }
 
   add(peer: Peer): void {
     const { address, port } = peer.endpoint;
-    let ports = this.byAddress.get(address);
-    if (!ports) this.byAddress.set(address, (ports = new Map()));
-    if (!ports.has(port)) this.addresses++;
-    ports.set(port, peer);
+    const entry = this.byAddress.get(address);
+    if (entry === undefined) {
+      this.byAddress.set(address, peer);
+      this.addresses++;
+    } else if (entry instanceof Map) {
+      if (!entry.has(port)) this.addresses++;
+      entry.set(port, peer);
+    } else if (entry.endpoint.port === port) {
+      this.byAddress.set(address, peer);
+    } else {
+      this.byAddress.set(address, new Map([[entry.endpoint.port, entry], [port, peer]]));
+      this.addresses++;
+    }
     if (this.byId[peer.id] === undefined) this.ids++;
     this.byId[peer.id] = peer;
-    const host = hostOf(address);
-    const entry = this.byHost.get(host);
-    if (entry === undefined) this.byHost.set(host, peer);
-    else if (entry instanceof Set) entry.add(peer);
-    else if (entry !== peer) this.byHost.set(host, new Set([entry, peer]));
   }
 
   remove(peer: Peer): void {
     const { address, port } = peer.endpoint;
-    const ports = this.byAddress.get(address);
-    if (ports?.get(port) === peer) {
-      ports.delete(port);
+    const entry = this.byAddress.get(address);
+    if (entry === peer) {
+      this.byAddress.delete(address);
       this.addresses--;
-      if (ports.size === 0) this.byAddress.delete(address);
+    } else if (entry instanceof Map && entry.get(port) === peer) {
+      entry.delete(port);
+      this.addresses--;
+      if (entry.size === 1) this.byAddress.set(address, entry.values().next().value!);
     }
     if (this.byId[peer.id] === peer) {
       this.byId[peer.id] = undefined;
       this.ids--;
     }
-    const host = hostOf(address);
-    const entry = this.byHost.get(host);
-    if (entry === peer) this.byHost.delete(host);
-    else if (entry instanceof Set) {
-      entry.delete(peer);
-      if (entry.size === 1) this.byHost.set(host, entry.values().next().value!);
-    }
   }
+}
+
+function sizeOf(entry: AddressEntry | undefined): number {
+  return entry === undefined ? 0 : entry instanceof Map ? entry.size : 1;
+}
+
+function isIpv4(host: string): boolean {
+  return !host.includes(":");
 }
