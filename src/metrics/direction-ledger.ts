@@ -16,11 +16,11 @@ export interface Totals {
  */
 export class DirectionLedger implements DataPlane {
   /**
-   * Direction of each live route. Nothing else per route: at 100k sessions every byte here counts.
+   * Direction of each live route, indexed by route id (ids are small dense integers). Nothing else per route: at 100k sessions every byte here counts.
    * The session table never installs a route over another live route's source (an address leaves
    * its old peer, which is unrouted, before it is routed again), so banking by id is enough.
    */
-  private readonly live = new Map<number, Direction>();
+  private readonly live: (Direction | undefined)[] = [];
   private readonly banked: Record<Direction, Totals> = {
     first_to_second: { packets: 0, bytes: 0 },
     second_to_first: { packets: 0, bytes: 0 },
@@ -46,7 +46,7 @@ export class DirectionLedger implements DataPlane {
   setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
     this.bank(id);
     this.inner.setRoute(id, from, to, observeBudget);
-    this.live.set(id, this.directionOf(id) ?? "first_to_second");
+    this.live[id] = this.directionOf(id) ?? "first_to_second";
   }
 
   deleteRoute(id: number): void {
@@ -73,7 +73,9 @@ export class DirectionLedger implements DataPlane {
       first_to_second: { ...this.banked.first_to_second },
       second_to_first: { ...this.banked.second_to_first },
     };
-    for (const [id, direction] of this.live) {
+    for (let id = 0; id < this.live.length; id++) {
+      const direction = this.live[id];
+      if (direction === undefined) continue;
       const c = this.inner.routeCounters(id);
       if (!c) continue;
       out[direction].packets += c.packets;
@@ -83,13 +85,13 @@ export class DirectionLedger implements DataPlane {
   }
 
   private bank(id: number): void {
-    const direction = this.live.get(id);
+    const direction = this.live[id];
     if (!direction) return;
     const c = this.inner.routeCounters(id);
     if (c) {
       this.banked[direction].packets += c.packets;
       this.banked[direction].bytes += c.bytes;
     }
-    this.live.delete(id);
+    this.live[id] = undefined;
   }
 }
