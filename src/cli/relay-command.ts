@@ -23,7 +23,7 @@ export const relayArgs = {
   "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
   "rebind-quiet-secs": {
     type: "string",
-    description: `Follow bare data from a new port of a peer's IP after this much silence; off disables (default ${DEFAULTS.rebindQuietSecs}; docs/protocol.md rule 3)`,
+    description: "Seconds of silence after which bare data from a new port of a peer's IP follows it; off, or auto (default: 1 s, off with --auth-secret; docs/protocol.md rule 3)",
   },
   ...securityArgs,
   ...fleetArgs,
