@@ -4,7 +4,7 @@
  *
  *   bun bench/flood-relay.ts --plane ts|native [--auth-secret S] [--max-sessions N] ...
  */
-import { DEFAULTS, type RelayConfig } from "../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../src/config.ts";
 import { createDataPlane } from "../src/dataplane/select.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";
 import { createLogger } from "../src/log.ts";
@@ -26,23 +26,15 @@ const security = resolveSecurityOptions(
   },
   {},
 );
-const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", sessionTimeoutSecs: 300 };
-const { plane: dataPlane } = createDataPlane(plane, {
-  host: config.host,
-  port: config.port,
-  maxDatagramSize: config.maxDatagramSize,
-  socketBufferBytes: config.socketBufferBytes,
-  workers: 1,
-  gro: config.gro,
-});
+const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", sessionTimeoutSecs: 300, workers: 1 };
+const { plane: dataPlane } = createDataPlane(plane, dataPlaneOptions(config));
 const policy = createRegPolicy(security);
 const relay = new Relay({
   config,
   plane: dataPlane,
   logger: createLogger("error"),
   policy,
-  // With authentication on, only a REG with a token (or QUIC connection-ID evidence) moves a peer.
-  limits: security.secrets.length ? { rebindQuietMs: -1 } : {},
+  limits: { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, security.secrets.length > 0) },
 });
 await relay.start();
 

@@ -1,4 +1,5 @@
 import type { DataPlaneChoice } from "./dataplane/select.ts";
+import type { DataPlaneOptions } from "./dataplane/types.ts";
 import { DATA_PLANE_CHOICES } from "./dataplane/select.ts";
 import { ConfigError } from "./protocol/errors.ts";
 
@@ -202,4 +203,16 @@ function oneOf<T extends string>(name: string, value: unknown, choices: readonly
 export function rebindQuietMs(setting: RelayConfig["rebindQuietSecs"], authOn: boolean): number {
   if (setting === "auto") return authOn ? -1 : 1000;
   return setting < 0 ? -1 : setting * 1000;
+}
+
+/** What the data plane needs of the config; `workers` 0 leaves the choice to the plane. */
+export function dataPlaneOptions(config: RelayConfig): DataPlaneOptions {
+  return {
+    host: config.host,
+    port: config.port,
+    maxDatagramSize: config.maxDatagramSize,
+    socketBufferBytes: config.socketBufferBytes,
+    workers: config.workers > 0 ? config.workers : undefined,
+    gro: config.gro,
+  };
 }

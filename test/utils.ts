@@ -1,6 +1,6 @@
 import type { udp } from "bun";
 import { afterEach } from "bun:test";
-import { DEFAULTS, type RelayConfig } from "../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../src/config.ts";
 import { availablePlanes, createDataPlane } from "../src/dataplane/select.ts";
 import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";
@@ -28,15 +28,8 @@ export async function startRelay(
   plane: DataPlaneKind,
   options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy } = {},
 ): Promise<TestRelay> {
-  const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", ...options.config };
-  const { plane: dataPlane } = createDataPlane(plane, {
-    host: config.host,
-    port: config.port,
-    maxDatagramSize: config.maxDatagramSize,
-    socketBufferBytes: config.socketBufferBytes,
-    workers: 1,
-    gro: config.gro,
-  });
+  const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", workers: 1, ...options.config };
+  const { plane: dataPlane } = createDataPlane(plane, dataPlaneOptions(config));
   const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy });
   await relay.start();
   return { relay, port: relay.local.port, host: config.host, stop: () => relay.stop() };

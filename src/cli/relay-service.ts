@@ -1,4 +1,4 @@
-import { type RelayConfig, rebindQuietMs } from "../config.ts";
+import { dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../config.ts";
 import { createDataPlane } from "../dataplane/select.ts";
 import type { DataPlane } from "../dataplane/types.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -66,14 +66,7 @@ export class RelayService {
   /** Binds, restores saved sessions, serves metrics, and logs the startup line. Throws StartupError. */
   async start(): Promise<void> {
     const { config, logger } = this;
-    const { plane, fallbackReason } = createDataPlane(config.dataplane, {
-      host: config.host,
-      port: config.port,
-      maxDatagramSize: config.maxDatagramSize,
-      socketBufferBytes: config.socketBufferBytes,
-      workers: config.workers > 0 ? config.workers : undefined,
-      gro: config.gro,
-    });
+    const { plane, fallbackReason } = createDataPlane(config.dataplane, dataPlaneOptions(config));
     if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);

@@ -5,7 +5,7 @@
  * Prints `ready <port>` on stdout once serving; answers each `stats` line on stdin with one JSON line.
  */
 import { parseArgs } from "node:util";
-import { DEFAULTS, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../../src/config.ts";
 import { createDataPlane, type DataPlaneChoice } from "../../src/dataplane/select.ts";
 import { prepareFleet } from "../../src/fleet/fleet.ts";
 import { fleetArgs, type RawFleetFlags, resolveFleetOptions } from "../../src/fleet/options.ts";
@@ -34,14 +34,7 @@ const config: RelayConfig = {
 };
 const logger = createLogger(config.logLevel);
 const fleetOptions = resolveFleetOptions(Object.fromEntries(fleetOptionNames.map((n) => [n, v[n]])) as RawFleetFlags, process.env);
-const { plane } = createDataPlane(config.dataplane, {
-  host: config.host,
-  port: config.port,
-  maxDatagramSize: config.maxDatagramSize,
-  socketBufferBytes: config.socketBufferBytes,
-  workers: 1,
-  gro: config.gro,
-});
+const { plane } = createDataPlane(config.dataplane, dataPlaneOptions({ ...config, workers: 1 }));
 const fleet = fleetOptions ? prepareFleet(plane, fleetOptions, config.maxDatagramSize, logger) : undefined;
 const relay = new Relay({ config, plane: fleet?.plane ?? plane, logger });
 await relay.start();
