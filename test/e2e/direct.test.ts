@@ -4,11 +4,12 @@
  * address. Both NATs are symmetric-like, so hole punching could not work here.
  */
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { USE_IPTABLES, announceSkip, PLANES, RELAY_PORT, skipReason, startPinnedForwarder, startRelay, workDir, type WorkDir } from "./env.ts";
+import { announceSkip, PLANES, RELAY_PORT, skipReason, startPinnedForwarder, startRelay } from "./env.ts";
+import { natSuite } from "./suite.ts";
 import { assertSymmetricNats } from "./nat-check.ts";
-import { ProcSet, waitFor, type Proc } from "./procs.ts";
+import { waitFor, type Proc } from "./procs.ts";
 import { END_EVENTS, progressOf, startQuicClient, startQuicServer } from "./quic-peers.ts";
-import { ADDR, Topology } from "./topology.ts";
+import { ADDR } from "./topology.ts";
 
 const reason = skipReason(["ip", "conntrack", "node", "openssl"]);
 announceSkip(reason, "direct-mode QUIC e2e");
@@ -16,33 +17,7 @@ announceSkip(reason, "direct-mode QUIC e2e");
 const MB = 1024 * 1024;
 
 describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers behind symmetric NATs", () => {
-  const topo = new Topology(`qrd${process.pid}`);
-  const procs = new ProcSet();
-  let work: WorkDir | undefined;
-  const teardown = () => {
-    procs.killAll();
-    topo.destroy();
-    work?.remove();
-    work = undefined;
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    teardown();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-
-  beforeAll(() => {
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    process.once("exit", teardown);
-    topo.build(USE_IPTABLES);
-    work = workDir();
-  });
-  afterAll(() => {
-    teardown();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("exit", teardown);
-  });
+  const { topo, procs, work } = natSuite("qrd");
 
   it("the NATs are symmetric-like: one socket gets a different public port per destination", async () => {
     await assertSymmetricNats(topo, procs);
@@ -62,7 +37,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
     it("transfers several MB intact; both peers REG from their own QUIC socket", async () => {
       if (unavailable()) return;
       const session = `direct-${plane}-${process.pid}`;
-      const server = startQuicServer(topo, procs, work!, 6 * MB, { relayPort: port, session });
+      const server = startQuicServer(topo, procs, work(), 6 * MB, { relayPort: port, session });
       await server.waitEvent("registered", 15_000);
       const client = startQuicClient(topo, procs, { relayPort: port, session, timeoutMs: 60_000 });
       const end = await client.waitEvent(END_EVENTS, 70_000);
@@ -80,7 +55,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
       const client = startQuicClient(topo, procs, { relayPort: port, session, timeoutMs: 40_000 });
       const connecting = await client.waitEvent("connecting", 15_000);
       await Bun.sleep(1200);
-      const server = startQuicServer(topo, procs, work!, 1 * MB, { relayPort: port, session });
+      const server = startQuicServer(topo, procs, work(), 1 * MB, { relayPort: port, session });
       const registered = await server.waitEvent("registered", 15_000);
       const handshake = await client.waitEvent(["handshake", "connect-error", "timeout"], 30_000);
       expect(handshake.event).toBe("handshake");
@@ -104,7 +79,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
       // NAT forgets it, only its next datagram can tell the relay, so it keeps a 2 s REG keepalive
       // (what a receive-mostly peer should do anyway).
       const opts = { relayPort: port, session, keepaliveMs: 600_000 };
-      const server = startQuicServer(topo, procs, work!, 8 * MB, opts);
+      const server = startQuicServer(topo, procs, work(), 8 * MB, opts);
       await server.waitEvent("registered", 15_000);
       const client = startQuicClient(topo, procs, { ...opts, keepaliveMs: 2000, timeoutMs: 60_000 });
       await waitFor(() => progressOf(client) >= 2 * MB || client.events.some((e) => END_EVENTS.includes(e.event)), 40_000, () => client.tail());
@@ -144,7 +119,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
     const client = startQuicClient(topo, procs, { relayPort: port, session, timeoutMs: 40_000 });
     const connecting = await client.waitEvent("connecting", 15_000);
     await Bun.sleep(1200);
-    const server = startQuicServer(topo, procs, work!, 1 * MB, { relayPort: port, session });
+    const server = startQuicServer(topo, procs, work(), 1 * MB, { relayPort: port, session });
     const registered = await server.waitEvent("registered", 15_000);
     const handshake = await client.waitEvent(["handshake", "connect-error", "timeout"], 30_000);
     const afterPartner = handshake.t - registered.t;
@@ -160,7 +135,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
     const fwd = await startPinnedForwarder(topo, procs, port);
     // Sanity: without a rebinding the pinned forwarder carries the transfer fine.
     const okSession = `pinned-ok-${process.pid}`;
-    const okServer = startQuicServer(topo, procs, work!, 2 * MB, { relayPort: port, session: okSession });
+    const okServer = startQuicServer(topo, procs, work(), 2 * MB, { relayPort: port, session: okSession });
     await okServer.waitEvent("registered", 15_000);
     const okClient = startQuicClient(topo, procs, { relayPort: port, session: okSession, timeoutMs: 40_000 });
     const okEnd = await okClient.waitEvent(END_EVENTS, 45_000);
@@ -170,7 +145,7 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
 
     const session = `pinned-rebind-${process.pid}`;
     const opts = { relayPort: port, session, keepaliveMs: 600_000, idleMs: 5000 };
-    const server = startQuicServer(topo, procs, work!, 8 * MB, opts);
+    const server = startQuicServer(topo, procs, work(), 8 * MB, opts);
     await server.waitEvent("registered", 15_000);
     const client = startQuicClient(topo, procs, { ...opts, timeoutMs: 30_000 });
     await waitFor(() => progressOf(client) >= 2 * MB || client.events.some((e) => END_EVENTS.includes(e.event)), 40_000, () => client.tail());

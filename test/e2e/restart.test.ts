@@ -5,12 +5,13 @@
  * Neither peer re-registers (keepalive REG off), so only the restored session can carry it. The
  * negative control restarts without a state file and the same transfer dies.
  */
-import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
-import { announceSkip, MAIN, PLANES, skipReason, USE_IPTABLES, workDir, type WorkDir } from "./env.ts";
-import { type Proc, ProcSet, waitFor } from "./procs.ts";
+import { announceSkip, MAIN, PLANES, skipReason } from "./env.ts";
+import { type Proc, waitFor } from "./procs.ts";
+import { natSuite } from "./suite.ts";
 import { END_EVENTS, progressOf, startQuicClient, startQuicServer } from "./quic-peers.ts";
-import { ADDR, Topology } from "./topology.ts";
+import { ADDR } from "./topology.ts";
 
 const reason = skipReason(["ip", "conntrack", "node", "openssl"]);
 announceSkip(reason, "relay-restart QUIC e2e");
@@ -19,32 +20,7 @@ const MB = 1024 * 1024;
 const BASE_PORT = 4460;
 
 describe.skipIf(reason !== undefined)("e2e: a QUIC transfer across a relay restart", () => {
-  const topo = new Topology(`qrr${process.pid}`);
-  const procs = new ProcSet();
-  let work: WorkDir | undefined;
-  const teardown = () => {
-    procs.killAll();
-    topo.destroy();
-    work?.remove();
-    work = undefined;
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    teardown();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  beforeAll(() => {
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    process.once("exit", teardown);
-    topo.build(USE_IPTABLES);
-    work = workDir();
-  });
-  afterAll(() => {
-    teardown();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("exit", teardown);
-  });
+  const { topo, procs, work } = natSuite("qrr");
 
   /** The relay in "pub"; undefined if the plane cannot start here (native without the addon, outside CI). */
   async function relay(name: string, plane: string, port: number, extra: string[]): Promise<Proc | undefined> {
@@ -70,7 +46,7 @@ describe.skipIf(reason !== undefined)("e2e: a QUIC transfer across a relay resta
     if (!first) return undefined;
     const session = `restart-${plane}-${port}-${process.pid}`;
     const opts = { relayPort: port, session, keepaliveMs: 600_000, idleMs };
-    const server = startQuicServer(topo, procs, work!, 8 * MB, opts);
+    const server = startQuicServer(topo, procs, work(), 8 * MB, opts);
     await server.waitEvent("registered", 15_000);
     const client = startQuicClient(topo, procs, { ...opts, timeoutMs: 60_000 });
     await waitFor(() => progressOf(client) >= 2 * MB || client.events.some((e) => END_EVENTS.includes(e.event)), 40_000, () => client.tail());
@@ -90,7 +66,7 @@ describe.skipIf(reason !== undefined)("e2e: a QUIC transfer across a relay resta
 
   describe.each(PLANES.map((plane, i) => [plane, BASE_PORT + i] as const))("relay on the %s data plane", (plane, port) => {
     it("completes intact; the restarted relay restored the session, no peer re-registered", async () => {
-      const stateFile = join(work!.dir, `sessions-${plane}.db`);
+      const stateFile = join(work().dir, `sessions-${plane}.db`);
       const run = await transferAcrossRestart(plane, port, ["--state-file", stateFile], 15_000);
       if (!run) return;
       console.log(`[e2e] ${plane} restart at ${run.atRestart} B: relay down ${run.gapMs} ms; ${run.end.event} ${run.end.bytes} B in ${run.end.ms} ms`);

@@ -7,10 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { USE_IPTABLES, announceSkip, MAIN, PLANES, RELAY_PORT, skipReason, startRelay, workDir, type WorkDir } from "./env.ts";
+import { announceSkip, MAIN, PLANES, RELAY_PORT, skipReason, startRelay } from "./env.ts";
+import { natSuite } from "./suite.ts";
 import { assertSymmetricNats } from "./nat-check.ts";
-import { ProcSet, waitFor, type Proc } from "./procs.ts";
-import { ADDR, Topology, type Node } from "./topology.ts";
+import { waitFor, type Proc } from "./procs.ts";
+import { ADDR, type Node } from "./topology.ts";
 
 const reason = skipReason(["ip", "conntrack", "tc", "gtlsserver", "gtlsclient", "openssl", "node"]);
 announceSkip(reason, "connect-tunnel e2e (ngtcp2)");
@@ -21,39 +22,15 @@ const SERVER_PORT = 4443;
 const LISTEN_PORT = 5443;
 
 describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 apps behind symmetric NATs", () => {
-  const topo = new Topology(`qrt${process.pid}`);
-  const procs = new ProcSet();
-  let work: WorkDir | undefined;
+  const { topo, procs, work } = natSuite("qrt");
   let blobSha = "";
   let smallBlob = Buffer.alloc(0);
-  const teardown = () => {
-    procs.killAll();
-    topo.destroy();
-    work?.remove();
-    work = undefined;
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    teardown();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-
   beforeAll(() => {
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    process.once("exit", teardown);
-    topo.build(USE_IPTABLES);
-    work = workDir();
     const blob = randomBytes(FILE_BYTES);
-    writeFileSync(join(work.dir, "www", "blob"), blob);
+    writeFileSync(join(work().dir, "www", "blob"), blob);
     smallBlob = randomBytes(256 * 1024);
-    writeFileSync(join(work.dir, "www", "small"), smallBlob);
+    writeFileSync(join(work().dir, "www", "small"), smallBlob);
     blobSha = createHash("sha256").update(blob).digest("hex");
-  });
-  afterAll(() => {
-    teardown();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("exit", teardown);
   });
 
   function connect(node: Node, name: string, args: string[]): Proc {
@@ -64,7 +41,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
   async function tunnels(port: number, session: string, keepaliveSecs: number, clientKeepaliveSecs = keepaliveSecs) {
     const relay = `${ADDR.relay}:${port}`;
     const server = procs.spawn(`gtlsserver ${session}`, topo.exec("a", [
-      "gtlsserver", "-q", "-d", join(work!.dir, "www"), "127.0.0.1", String(SERVER_PORT), work!.key, work!.cert,
+      "gtlsserver", "-q", "-d", join(work().dir, "www"), "127.0.0.1", String(SERVER_PORT), work().key, work().cert,
     ]));
     await topo.waitUdpListening("a", SERVER_PORT, 10_000);
     const serverSide = connect("a", `connect-forward ${session}`, [
@@ -89,7 +66,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
   }
 
   function download(session: string, name = "blob"): { client: Proc; file: string } {
-    const dir = join(work!.dir, `dl-${session}`);
+    const dir = join(work().dir, `dl-${session}`);
     mkdirSync(dir, { recursive: true });
     const client = procs.spawn(`gtlsclient ${session}`, topo.exec("b", [
       "gtlsclient", "-q", "--timeout=10s", "127.0.0.1", String(LISTEN_PORT), `https://127.0.0.1:${LISTEN_PORT}/${name}`,
@@ -151,7 +128,7 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         const { client, file } = download(session, "small");
         await Bun.sleep(1500);
         server = procs.spawn(`gtlsserver ${session}`, topo.exec("a", [
-          "gtlsserver", "-q", "-d", join(work!.dir, "www"), "127.0.0.1", String(SERVER_PORT), work!.key, work!.cert,
+          "gtlsserver", "-q", "-d", join(work().dir, "www"), "127.0.0.1", String(SERVER_PORT), work().key, work().cert,
         ]));
         // The server must listen before its tunnel registers: the held Initial arrives right after the ACK.
         await topo.waitUdpListening("a", SERVER_PORT, 10_000);
@@ -196,12 +173,12 @@ describe.skipIf(reason !== undefined)("e2e connect tunnels: unmodified ngtcp2 ap
         const serverReg = connect("a", `register ${session} A`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(SERVER_PORT)]);
         expect(await serverReg.exitCode(15_000)).toBe(0);
         server = procs.spawn(`gtlsserver portal ${session}`, topo.exec("a", [
-          "gtlsserver", "-q", "-d", join(work!.dir, "www"), "0.0.0.0", String(SERVER_PORT), work!.key, work!.cert,
+          "gtlsserver", "-q", "-d", join(work().dir, "www"), "0.0.0.0", String(SERVER_PORT), work().key, work().cert,
         ]));
         await topo.waitUdpListening("a", SERVER_PORT, 10_000);
         const clientReg = connect("b", `register ${session} B`, ["--relay", relayAddr, "--session", session, "--register-only", "--local-port", String(clientPort)]);
         expect(await clientReg.exitCode(15_000)).toBe(0);
-        const dir = join(work!.dir, `dl-${session}`);
+        const dir = join(work().dir, `dl-${session}`);
         mkdirSync(dir, { recursive: true });
         const started = performance.now();
         const client = procs.spawn(`gtlsclient portal ${session}`, topo.exec("b", [
