@@ -144,13 +144,30 @@ export async function register(peer: TestPeer, relayPort: number, session: strin
 }
 
 /** Two peers on different hosts registered and paired in a fresh session. */
-export async function pairedPeers(relayPort: number, hosts: [string, string] = ["127.0.0.2", "127.0.0.3"]) {
-  const a = await TestPeer.open(hosts[0]);
-  const b = await TestPeer.open(hosts[1]);
+export async function pairedPeers(
+  relayPort: number,
+  hosts: [string, string] = ["127.0.0.2", "127.0.0.3"],
+  open: (host: string) => Promise<TestPeer> = (host) => TestPeer.open(host),
+) {
+  const a = await open(hosts[0]);
+  const b = await open(hosts[1]);
   const session = crypto.randomUUID();
   if ((await register(a, relayPort, session)) !== "ACK\n") throw new Error("A not acknowledged");
   if ((await register(b, relayPort, session)) !== "ACK\n") throw new Error("B not acknowledged");
   return { a, b, session };
+}
+
+/** `open(host)` for peers that are closed after each test of the describe block it is called in. */
+export function testPeers(): (host: string) => Promise<TestPeer> {
+  const peers: TestPeer[] = [];
+  afterEach(() => {
+    for (const p of peers.splice(0)) p.close();
+  });
+  return async (host) => {
+    const p = await TestPeer.open(host);
+    peers.push(p);
+    return p;
+  };
 }
 
 /**
@@ -158,27 +175,18 @@ export async function pairedPeers(relayPort: number, hosts: [string, string] = [
  * `h.relay` is set by `h.start()`; `h.open(host)` opens a peer that is closed afterwards.
  */
 export function relayHarness(plane: DataPlaneKind) {
-  const peers: TestPeer[] = [];
+  const open = testPeers();
   const h = {
     relay: undefined as unknown as TestRelay,
     async start(options: Parameters<typeof startRelay>[1] = {}): Promise<TestRelay> {
       h.relay = await startRelay(plane, options);
       return h.relay;
     },
-    async open(host: string): Promise<TestPeer> {
-      const p = await TestPeer.open(host);
-      peers.push(p);
-      return p;
-    },
+    open,
     /** Paired peers in a fresh session, closed after the test. */
-    async pair(hosts?: [string, string]) {
-      const pair = await pairedPeers(h.relay.port, hosts);
-      peers.push(pair.a, pair.b);
-      return pair;
-    },
+    pair: (hosts?: [string, string]) => pairedPeers(h.relay.port, hosts, open),
   };
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await h.relay?.stop();
   });
   return h;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "bun:test";
-import { planesUnderTest, TestPeer } from "../utils.ts";
+import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
 import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
 
 if (!REDIS_SERVER) console.warn("fleet failure tests skipped: redis-server is not installed (apt-get install -y redis-server)");
@@ -8,14 +8,8 @@ const suite = REDIS_SERVER ? describe : describe.skip;
 suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
   let redis: TestRedis | undefined;
   let relays: FleetRelay[] = [];
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
+  const open = testPeers();
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await Promise.all(relays.map((r) => r.stop()));
     relays = [];
     await redis?.stop();

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "bun:test";
-import { planesUnderTest, TestPeer } from "../utils.ts";
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
 import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
 
@@ -11,19 +11,11 @@ const RELAY_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
 suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane) => {
   let redis: TestRedis;
   let relays: FleetRelay[] = [];
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
+  const open = testPeers();
 
   beforeAll(async () => {
     redis = await startRedis();
     relays = await Promise.all(RELAY_HOSTS.map((host) => startFleetRelay({ host, redisUrl: redis.url, plane })));
-  });
-  afterEach(() => {
-    for (const p of peers.splice(0)) p.close();
   });
   afterAll(async () => {
     await Promise.all(relays.map((r) => r.stop()));

@@ -10,24 +10,18 @@ import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
 import { type Fleet, prepareFleet } from "../../src/fleet/fleet.ts";
 import { createLogger } from "../../src/log.ts";
 import { Relay } from "../../src/relay.ts";
-import { planesUnderTest, TestPeer, text } from "../utils.ts";
+import { planesUnderTest, TestPeer, text, testPeers } from "../utils.ts";
 
 const SECRET = "in-process-fleet-secret-0123";
 
 describe.each(planesUnderTest())("fleet plane on the %s plane, directory unreachable", (kind) => {
   let relay: Relay | undefined;
   let fleet: Fleet | undefined;
-  const peers: TestPeer[] = [];
+  const open = testPeers();
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await fleet?.stop();
     await relay?.stop();
   });
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
 
   async function start(remote: TestPeer) {
     const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error" };

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import { mintToken } from "../../src/security/token.ts";
-import { longHeader, planesUnderTest, shortHeader, type TestRelay, TestPeer, text } from "../utils.ts";
+import { longHeader, planesUnderTest, shortHeader, type TestRelay, text, testPeers } from "../utils.ts";
 import { isTraffic, pumpTraffic, quicHandshake, regFor, SECRET, SERVER_CID, startSecureRelay } from "./helpers.ts";
 
 const A_HOST = "127.0.0.2";
@@ -19,14 +19,8 @@ describe.each(
   ] as const),
 )("rebinding cannot steal or disturb a live session (%s plane, auth %p)", (plane, auth) => {
   let relay: TestRelay;
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
+  const open = testPeers();
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await relay?.stop();
   });
 
@@ -131,14 +125,8 @@ describe.each(
  */
 describe.each(planesUnderTest())("idle sessions and rule 3 (%s plane)", (plane) => {
   let relay: TestRelay;
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
+  const open = testPeers();
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await relay?.stop();
   });
 

@@ -2,19 +2,13 @@ import { afterEach, describe, expect, it } from "bun:test";
 import { resolveSecurityOptions, securityFlags } from "../../src/security/options.ts";
 import { createRegPolicy } from "../../src/security/policy.ts";
 import { mintToken } from "../../src/security/token.ts";
-import { planesUnderTest, register, startRelay, type TestRelay, TestPeer, text } from "../utils.ts";
+import { planesUnderTest, register, startRelay, type TestRelay, TestPeer, text, testPeers } from "../utils.ts";
 import { regFor, SECRET, startSecureRelay } from "./helpers.ts";
 
 describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane) => {
   let relay: TestRelay;
-  const peers: TestPeer[] = [];
-  const open = async (host: string) => {
-    const p = await TestPeer.open(host);
-    peers.push(p);
-    return p;
-  };
+  const open = testPeers();
   afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
     await relay?.stop();
   });
   const ask = async (peer: TestPeer, datagram: string) => {
