@@ -11,12 +11,8 @@ export interface Rtt {
   p999: number;
 }
 
-export interface Sample {
-  scenario: string;
-  relay: RelayName | "direct";
-  rep: number;
-  ok: boolean;
-  error?: string;
+/** Figures a measurement yields; a summary row holds their medians under the same names. */
+export interface Figures {
   offeredPps?: number;
   deliveredPps?: number;
   loss?: number;
@@ -27,10 +23,18 @@ export interface Sample {
   otherOnRelayCore?: number;
   cpuNsPerPacket?: number;
   rssMb?: number;
-  rtt?: Rtt;
   pairedSessions?: number;
   bytesPerSession?: number;
   regPerSecond?: number;
+}
+
+export interface Sample extends Figures {
+  scenario: string;
+  relay: RelayName | "direct";
+  rep: number;
+  ok: boolean;
+  error?: string;
+  rtt?: Rtt;
   regFailures?: number;
   genRxDrops?: number;
   raw?: Record<string, unknown>;

@@ -1,29 +1,17 @@
 /** Medians over repetitions, ratios against the baselines, and the targets. */
-import type { Sample } from "./measure.ts";
+import type { Figures, Sample } from "./measure.ts";
 import { isFlatFlow, type Scenario } from "./scenarios.ts";
 
-export interface Row {
+export interface Row extends Figures {
   scenario: string;
   relay: string;
   runs: number;
   failed: number;
   error?: string;
-  offeredPps?: number;
-  deliveredPps?: number;
-  loss?: number;
-  deliveredBps?: number;
-  relayDrops?: number;
-  cpuUtil?: number;
-  otherOnRelayCore?: number;
-  cpuNsPerPacket?: number;
-  rssMb?: number;
   rttP50?: number;
   rttP99?: number;
   rttP999?: number;
   addedP99?: number;
-  pairedSessions?: number;
-  bytesPerSession?: number;
-  regPerSecond?: number;
   /** delivered (or bytes/s for gso) and CPU/packet relative to the ideal and naive baselines */
   xIdeal?: number;
   cpuXIdeal?: number;
