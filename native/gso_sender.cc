@@ -7,12 +7,7 @@
 
 #include <cstring>
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
+#include "udp_offload.h"
 
 namespace qr {
 

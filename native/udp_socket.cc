@@ -8,9 +8,7 @@
 
 #include <cstring>
 
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
+#include "udp_offload.h"
 
 namespace qr {
 
