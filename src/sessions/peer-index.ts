@@ -62,6 +62,11 @@ export class PeerIndex {
     return entry.endpoint.port === port ? entry : undefined;
   }
 
+  /** Any peer at this address (host, in the form the socket reports it), on any port. */
+  hasAddress(address: string): boolean {
+    return this.byAddress.has(address);
+  }
+
   byRoute(id: number): Peer | undefined {
     return id > 0 ? this.byId[id] : undefined;
   }

@@ -163,6 +163,8 @@ export class SessionTable implements TableView {
       }
       return;
     }
+    // Both rebind rules need a peer on the sender's host: junk from anywhere else costs one lookup.
+    if (!this.peers.hasAddress(from.address)) return this.drop(DropReason.UnknownSource);
     const host = hostOf(from.address);
     const claimed = this.cids.claimant(data, host);
     if (claimed && partnerOf(claimed)) return this.follow(claimed, from, "cid", data, now);
