@@ -38,6 +38,8 @@ export class Relay {
   constructor(private readonly opts: RelayOptions) {
     this.plane = opts.plane;
     this.logger = opts.logger;
+    this.policy = opts.policy ?? {};
+    this.clock = opts.clock ?? systemClock;
     const sink: SessionSink = {
       reply: (to, data) => this.plane.send(data, to),
       forward: (to, data) => this.plane.send(data, to),
@@ -46,13 +48,11 @@ export class Relay {
       event: (event) => this.logEvent(event),
     };
     this.table = new SessionTable(
-      opts.clock ?? systemClock,
+      this.clock,
       sink,
       { timeoutMs: opts.config.sessionTimeoutSecs * 1000, ...opts.limits },
-      opts.policy?.admit,
+      this.policy.admit,
     );
-    this.policy = opts.policy ?? {};
-    this.clock = opts.clock ?? systemClock;
   }
 
   async start(): Promise<void> {

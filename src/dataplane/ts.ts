@@ -28,7 +28,6 @@ export class TsDataPlane implements DataPlane {
   readonly kind = "ts" as const;
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
-  /** address -> port -> route: two lookups, no string building per datagram. */
   /** One route per address (the usual case) is stored directly; more become a port map. */
   private readonly routes = new Map<string, Route | Map<number, Route>>();
   /** Route ids are small dense integers (peer ids): an array costs far less than a Map per route. */
@@ -74,8 +73,7 @@ export class TsDataPlane implements DataPlane {
         this.stats.oversize++;
         return;
       }
-      const entry = this.routes.get(address);
-      const route = entry === undefined ? undefined : entry instanceof Map ? entry.get(port) : entry.from.port === port ? entry : undefined;
+      const route = this.routeFrom(address, port);
       if (route !== undefined && !startsWithReg(data)) {
         this.pending.push(data, route.to.port, route.to.address);
         route.packets++;
@@ -133,6 +131,7 @@ export class TsDataPlane implements DataPlane {
     }
   }
 
+  /** Lookups by address then port: no string is built per datagram. */
   private routeFrom(address: string, port: number): Route | undefined {
     const entry = this.routes.get(address);
     if (entry === undefined) return undefined;
