@@ -2,6 +2,7 @@ import type { DataPlaneChoice } from "./dataplane/select.ts";
 import type { DataPlaneOptions } from "./dataplane/types.ts";
 import { DATA_PLANE_CHOICES } from "./dataplane/select.ts";
 import { ConfigError } from "./protocol/errors.ts";
+import { parseHostPort } from "./net/address.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -140,15 +141,6 @@ export function fromRustLog(value: string): LogLevel {
   return best < 0 ? "info" : LOG_LEVELS[best]!;
 }
 
-/** Splits `host:port` / `[v6]:port`; the host may be empty for "all addresses". */
-export function splitHostPort(text: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65_535) return undefined;
-  return { host: m[1] ?? m[2] ?? "", port };
-}
-
 /** The source name as it appears in messages: `--port` or `QUIC_RELAY_PORT` or `'port' in FILE`. */
 function flagOf(name: string): string {
   const m = /^--(.+)$|^'(.+)' in /.exec(name);
@@ -190,7 +182,7 @@ function boolean(name: string, value: unknown): boolean {
 
 function hostPort(name: string, value: unknown): string {
   const t = text(name, value);
-  if (!splitHostPort(t)) throw new ConfigError(`${name} must be host:port (e.g. 127.0.0.1:9464 or [::1]:9464), got '${t}'`, flagOf(name));
+  if (!parseHostPort(t)) throw new ConfigError(`${name} must be host:port (e.g. 127.0.0.1:9464 or [::1]:9464), got '${t}'`, flagOf(name));
   return t;
 }
 

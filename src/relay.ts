@@ -1,8 +1,9 @@
 import type { RelayConfig } from "./config.ts";
-import type { DataPlane, Endpoint, InboundDatagram } from "./dataplane/types.ts";
+import type { DataPlane, InboundDatagram } from "./dataplane/types.ts";
+import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
 import { isReg, parseReg } from "./protocol/reg.ts";
-import { formatEndpoint } from "./sessions/address.ts";
+import { formatEndpoint } from "./net/address.ts";
 import { SessionTable } from "./sessions/table.ts";
 import { RefusalCode } from "./protocol/errors.ts";
 import type { Clock, Peer, RegPolicy, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";

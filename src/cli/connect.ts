@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseHostPort, resolveHostPort, formatHostPort } from "../client/endpoint.ts";
+import { parseHostPortFlag, resolveHostPort } from "../client/endpoint.ts";
+import { formatHostPort } from "../net/address.ts";
 import { ClientConfigError } from "../client/errors.ts";
 import { defaultRegistrationSettings } from "../client/registration.ts";
 import { RelayTunnel, type TunnelMode } from "../client/tunnel.ts";
@@ -47,7 +48,7 @@ export const connectCommand = defineCommand({
           throw new ClientConfigError("--register-only takes no --listen/--forward");
         }
         if (localPort === 0) throw new ClientConfigError("--register-only needs --local-port (the port the app binds next)", "local-port");
-        const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
+        const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
         const ms = await registerOnce(relay, args.session, localPort, registration);
         log.info(`registered session ${args.session} at ${formatHostPort(relay)} from local port ${localPort} in ${ms.toFixed(1)} ms; port released for the app`);
         return;
@@ -55,11 +56,11 @@ export const connectCommand = defineCommand({
       if ((args.listen === undefined) === (args.forward === undefined)) {
         throw new ClientConfigError("give exactly one of --listen (client side) or --forward (server side)");
       }
-      const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
+      const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
       const mode: TunnelMode =
         args.listen !== undefined
-          ? { kind: "listen", local: parseHostPort(args.listen, "listen", true) }
-          : { kind: "forward", target: await resolveHostPort(parseHostPort(args.forward!, "forward"), "forward") };
+          ? { kind: "listen", local: parseHostPortFlag(args.listen, "listen", true) }
+          : { kind: "forward", target: await resolveHostPort(parseHostPortFlag(args.forward!, "forward"), "forward") };
       tunnel = new RelayTunnel({
         relay,
         sessionId: args.session,

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseHostPort, resolveHostPort } from "../client/endpoint.ts";
+import { parseHostPortFlag, resolveHostPort } from "../client/endpoint.ts";
 import { ClientConfigError } from "../client/errors.ts";
 import { clientLogLevel, nonNegativeInteger, positiveNumber } from "../client/flags.ts";
 import { runProbe, type ProbeResult } from "../client/probe.ts";
@@ -25,7 +25,7 @@ export const probeCommand = defineCommand({
     const log = consola.withTag("probe");
     try {
       log.level = clientLogLevel(args["log-level"]);
-      const relay = await resolveHostPort(parseHostPort(args.relay, "relay"), "relay");
+      const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
       const count = nonNegativeInteger(args.count, "count");
       if (count < 1) throw new ClientConfigError("--count must be at least 1", "count");
       const size = nonNegativeInteger(args.size, "size");

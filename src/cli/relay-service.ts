@@ -7,7 +7,7 @@ import { emptyOperationsCounters, type OperationsCounters, renderRelayMetrics } 
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import { StartupError } from "../protocol/errors.ts";
 import { Relay } from "../relay.ts";
-import { formatEndpoint } from "../sessions/address.ts";
+import { formatEndpoint } from "../net/address.ts";
 import { type Fleet, prepareFleet } from "../fleet/fleet.ts";
 import type { FleetOptions } from "../fleet/options.ts";
 import type { SecurityOptions } from "../security/options.ts";

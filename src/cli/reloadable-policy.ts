@@ -1,4 +1,4 @@
-import type { Endpoint } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import type { AuthFailures, SecurityPolicy } from "../security/policy.ts";
 import type { RegPolicy, TableView } from "../sessions/types.ts";
 import type { RefusalCode } from "../protocol/errors.ts";

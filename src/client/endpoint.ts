@@ -1,35 +1,16 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { type HostPort, parseHostPort } from "../net/address.ts";
 import { ClientConfigError } from "./errors.ts";
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
 /**
- * Parse `host:port` or `[v6]:port` (a bare IPv6 address is ambiguous and refused). Port 0 only
- * with `allowPortZero` (a local bind address). Throws ClientConfigError naming the flag.
+ * Parse a `--flag` value as `host:port` or `[v6]:port` (a bare IPv6 address is ambiguous and
+ * refused). Port 0 only with `allowPortZero` (a local bind address). Throws ClientConfigError.
  */
-export function parseHostPort(text: string, flag: string, allowPortZero = false): HostPort {
-  const value = text.trim();
-  let host: string;
-  let portText: string;
-  if (value.startsWith("[")) {
-    const close = value.indexOf("]");
-    if (close < 0 || value[close + 1] !== ":") throw bad(flag, value);
-    host = value.slice(1, close);
-    portText = value.slice(close + 2);
-  } else {
-    const colon = value.lastIndexOf(":");
-    if (colon <= 0 || value.indexOf(":") !== colon) throw bad(flag, value);
-    host = value.slice(0, colon);
-    portText = value.slice(colon + 1);
-  }
-  if (!/^\d{1,5}$/.test(portText)) throw bad(flag, value);
-  const port = Number(portText);
-  if (port < (allowPortZero ? 0 : 1) || port > 65535 || host === "") throw bad(flag, value);
-  return { host, port };
+export function parseHostPortFlag(text: string, flag: string, allowPortZero = false): HostPort {
+  const hp = parseHostPort(text);
+  if (!hp || hp.host === "" || hp.port < (allowPortZero ? 0 : 1)) throw bad(flag, text.trim());
+  return hp;
 }
 
 function bad(flag: string, value: string): ClientConfigError {
@@ -50,14 +31,4 @@ export async function resolveHostPort(hp: HostPort, flag: string): Promise<HostP
 /** Wildcard bind address of the same family as `host`. */
 export function wildcardFor(host: string): string {
   return isIP(host) === 6 ? "::" : "0.0.0.0";
-}
-
-/** Compare a socket-reported address with a configured IP (IPv4-mapped forms compare equal). */
-export function sameHost(reported: string, expected: string): boolean {
-  const strip = (a: string) => (a.startsWith("::ffff:") && a.includes(".") ? a.slice(7) : a.toLowerCase());
-  return strip(reported) === strip(expected);
-}
-
-export function formatHostPort(hp: HostPort): string {
-  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }

@@ -1,7 +1,8 @@
 import type { udp } from "bun";
 import { encodeReg } from "../protocol/reg.ts";
 import { classifyRelayDatagram } from "./control.ts";
-import { formatHostPort, sameHost, wildcardFor, type HostPort } from "./endpoint.ts";
+import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
+import { wildcardFor } from "./endpoint.ts";
 import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
 
 export interface ProbeOptions {

@@ -1,6 +1,7 @@
 import { encodeReg } from "../protocol/reg.ts";
 import { classifyRelayDatagram } from "./control.ts";
-import { formatHostPort, sameHost, wildcardFor, type HostPort } from "./endpoint.ts";
+import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
+import { wildcardFor } from "./endpoint.ts";
 import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
 import { RelayRegistration, type RegistrationSettings } from "./registration.ts";
 

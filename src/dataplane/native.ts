@@ -12,9 +12,9 @@ import type {
   DataPlane,
   DataPlaneCounters,
   DataPlaneOptions,
-  Endpoint,
   InboundDatagram,
 } from "./types.ts";
+import type { Endpoint } from "../net/address.ts";
 
 export class NativePlaneUnavailableError extends Error {
   readonly code = "ERR_NATIVE_PLANE_UNAVAILABLE";

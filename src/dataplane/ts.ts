@@ -1,7 +1,9 @@
 import type { udp } from "bun";
 import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
-import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, Endpoint, InboundDatagram } from "./types.ts";
-import { emptyCounters, startsWithReg } from "./types.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram } from "./types.ts";
+import { emptyCounters } from "./types.ts";
+import { isReg } from "../protocol/reg.ts";
+import type { Endpoint } from "../net/address.ts";
 
 interface Route {
   id: number;
@@ -74,7 +76,7 @@ export class TsDataPlane implements DataPlane {
         return;
       }
       const route = this.routeFrom(address, port);
-      if (route !== undefined && !startsWithReg(data)) {
+      if (route !== undefined && !isReg(data)) {
         this.pending.push(data, route.to.port, route.to.address);
         route.packets++;
         route.bytes += data.length;

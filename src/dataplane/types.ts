@@ -14,13 +14,9 @@
  * - `send()` queues a datagram to any address; queued datagrams leave in the order they were queued.
  */
 
-export type DataPlaneKind = "ts" | "native";
+import type { Endpoint } from "../net/address.ts";
 
-export interface Endpoint {
-  /** Address in the form the socket reports it (IPv4 peers of a dual-stack socket look like `::ffff:1.2.3.4`). */
-  address: string;
-  port: number;
-}
+export type DataPlaneKind = "ts" | "native";
 
 export interface InboundDatagram {
   data: Uint8Array;
@@ -91,9 +87,3 @@ export function emptyCounters(): DataPlaneCounters {
   };
 }
 
-/** `REG:` as bytes; datagrams starting with it always go to the control plane. */
-export const REG_PREFIX = new Uint8Array([0x52, 0x45, 0x47, 0x3a]);
-
-export function startsWithReg(data: Uint8Array): boolean {
-  return data.length >= 4 && data[0] === 0x52 && data[1] === 0x45 && data[2] === 0x47 && data[3] === 0x3a;
-}

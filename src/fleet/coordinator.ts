@@ -1,9 +1,10 @@
-import type { Endpoint, InboundDatagram } from "../dataplane/types.ts";
-import { splitHostPort } from "../config.ts";
+import type { InboundDatagram } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
+import { parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
 import { encodeReg, isReg } from "../protocol/reg.ts";
 import type { Relay } from "../relay.ts";
-import { formatEndpoint } from "../sessions/address.ts";
+import { formatEndpoint } from "../net/address.ts";
 import type { Session } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
@@ -250,7 +251,7 @@ export class FleetCoordinator {
   }
 
   private endpointOf(relay: string): Endpoint | undefined {
-    const hp = splitHostPort(relay);
+    const hp = parseHostPort(relay);
     if (!hp || hp.host === "") return undefined;
     // A dual-stack socket sends to IPv4 relays through their mapped form.
     const v6Socket = this.plane.local.address.includes(":");

@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
-import { envName, splitHostPort } from "../config.ts";
+import { envName } from "../config.ts";
+import { parseHostPort } from "../net/address.ts";
 import { ConfigError } from "../protocol/errors.ts";
 
 /** Fleet flags for the relay command (citty arg definitions). All off unless `--fleet-redis` is set. */
@@ -55,7 +56,7 @@ export function resolveFleetOptions(flags: RawFleetFlags, env: Record<string, st
 
   const advertise = value("fleet-advertise");
   if (!advertise) throw new ConfigError("--fleet-advertise ip:port is required with --fleet-redis", "fleet-advertise");
-  const hp = splitHostPort(advertise.text);
+  const hp = parseHostPort(advertise.text);
   if (!hp || isIP(hp.host) === 0 || hp.port === 0 || hp.host === "0.0.0.0" || hp.host === "::")
     throw new ConfigError(`${advertise.source} must be a reachable ip:port (e.g. 203.0.113.7:4433 or [2001:db8::7]:4433), got '${advertise.text}'`, "fleet-advertise");
 

@@ -1,4 +1,5 @@
-import type { ControlHandler, DataPlane, DataPlaneCounters, Endpoint, InboundDatagram } from "../dataplane/types.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, InboundDatagram } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import { type BridgeCodec, BridgeError, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
 
 /** Addresses of virtual endpoints: a remote partner appears in the session table as `fleet:<relay>` port n. */

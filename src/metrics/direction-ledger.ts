@@ -1,4 +1,5 @@
-import type { DataPlane, DataPlaneCounters, Endpoint } from "../dataplane/types.ts";
+import type { DataPlane, DataPlaneCounters } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 
 /** Which peer of a session sent the forwarded datagrams: `first` is the peer that created it. */
 export type Direction = "first_to_second" | "second_to_first";

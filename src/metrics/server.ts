@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { splitHostPort } from "../config.ts";
+import { parseHostPort } from "../net/address.ts";
 import { StartupError } from "../protocol/errors.ts";
 import { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 
@@ -23,7 +23,7 @@ export interface MetricsServer {
  * one-word body). Anything else is 404. Off unless `--metrics-listen` is set.
  */
 export function startMetricsServer(listen: string, source: HealthSource): MetricsServer {
-  const parsed = splitHostPort(listen);
+  const parsed = parseHostPort(listen);
   if (!parsed) throw new StartupError(`--metrics-listen: cannot parse '${listen}'`);
   let server: Server<undefined>;
   try {

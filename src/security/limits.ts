@@ -1,6 +1,6 @@
-import type { Endpoint } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import { RefusalCode } from "../protocol/errors.ts";
-import { hostOf } from "../sessions/address.ts";
+import { hostOf } from "../net/address.ts";
 import type { AdmissionCheck, TableView } from "../sessions/types.ts";
 
 export interface SessionCaps {

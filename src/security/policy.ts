@@ -1,4 +1,4 @@
-import type { Endpoint } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import { RefusalCode } from "../protocol/errors.ts";
 import type { RegPolicy } from "../sessions/types.ts";
 import { sessionCaps } from "./limits.ts";

@@ -1,4 +1,4 @@
-import { hostOf } from "../sessions/address.ts";
+import { sourceGroup } from "../net/address.ts";
 
 /**
  * Per-source token buckets in a fixed-size table indexed by a seeded hash of the source:
@@ -45,7 +45,7 @@ export class RegRateLimiter {
 
   /** Takes a token for `address` at `nowMs` (monotonic). False when the source is over its rate. */
   allow(address: string, nowMs: number): boolean {
-    const slot = hashString(sourceKey(address), this.seed) & this.mask;
+    const slot = hashString(sourceGroup(address), this.seed) & this.mask;
     const elapsed = nowMs - this.last[slot]!;
     let tokens = this.tokens[slot]!;
     if (elapsed > 0) tokens = Math.min(this.burst, tokens + (elapsed * this.ratePerSec) / 1000);
@@ -59,32 +59,6 @@ export class RegRateLimiter {
   }
 }
 
-/**
- * What one source is, for rate limiting: the IPv4 address, or the /64 prefix of an IPv6 address
- * (one subscriber or site usually holds a whole /64 and could rotate through it freely).
- */
-export function sourceKey(address: string): string {
-  const host = hostOf(address);
-  if (!host.includes(":")) return host;
-  return ipv6Prefix64(host) ?? host;
-}
-
-/** First four groups of an IPv6 address, expanded (`2001:db8::1` -> `2001:db8:0:0`). */
-export function ipv6Prefix64(address: string): string | undefined {
-  const zone = address.indexOf("%");
-  const text = zone >= 0 ? address.slice(0, zone) : address;
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const head = halves[0] ? halves[0].split(":") : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
-  // An embedded IPv4 tail counts as two groups.
-  const tailGroups = tail.length > 0 && tail[tail.length - 1]!.includes(".") ? tail.length + 1 : tail.length;
-  const missing = 8 - head.length - tailGroups;
-  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
-  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
-  const prefix = groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, ""));
-  return prefix.every((g) => /^[0-9a-f]{1,4}$/.test(g)) ? prefix.join(":") : undefined;
-}
 
 /** FNV-1a over UTF-16 code units, mixed with a seed and finalised (murmur3 fmix32). */
 function hashString(s: string, seed: number): number {

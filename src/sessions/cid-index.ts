@@ -1,6 +1,6 @@
 import { readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { partnerOf } from "./peer.ts";
-import { hostOf } from "./address.ts";
+import { hostOf } from "../net/address.ts";
 import { NO_CIDS, type Peer, type Session } from "./types.ts";
 
 /**

@@ -1,7 +1,7 @@
-import type { Endpoint } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import { ACK, refusalReply } from "../protocol/replies.ts";
-import { hostOf } from "./address.ts";
+import { hostOf } from "../net/address.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";

@@ -1,4 +1,4 @@
-import type { Endpoint } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import type { DropReason, RefusalCode } from "../protocol/errors.ts";
 
 export interface Clock {

@@ -1,26 +1,27 @@
 import { describe, expect, it } from "bun:test";
 import { classifyRelayDatagram } from "../../src/client/control.ts";
-import { parseHostPort, sameHost } from "../../src/client/endpoint.ts";
+import { parseHostPortFlag } from "../../src/client/endpoint.ts";
+import { sameHost } from "../../src/net/address.ts";
 import { ClientConfigError } from "../../src/client/errors.ts";
 import { percentile } from "../../src/client/probe.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
-describe("parseHostPort", () => {
+describe("parseHostPortFlag", () => {
   it.each([
     ["127.0.0.1:4433", { host: "127.0.0.1", port: 4433 }],
     ["relay.example:1", { host: "relay.example", port: 1 }],
     ["[::1]:65535", { host: "::1", port: 65535 }],
     [" 203.0.113.1:5000 ", { host: "203.0.113.1", port: 5000 }],
   ])("accepts %p", (text, expected) => {
-    expect(parseHostPort(text, "relay")).toEqual(expected);
+    expect(parseHostPortFlag(text, "relay")).toEqual(expected);
   });
 
   it.each(["127.0.0.1", ":4433", "host:0", "host:65536", "host:12x", "::1:4433", "[::1]4433", "[::1]:"])(
     "refuses %p with a flag-named error",
     (text) => {
-      expect(() => parseHostPort(text, "relay")).toThrow(ClientConfigError);
-      expect(() => parseHostPort(text, "relay")).toThrow(/--relay/);
+      expect(() => parseHostPortFlag(text, "relay")).toThrow(ClientConfigError);
+      expect(() => parseHostPortFlag(text, "relay")).toThrow(/--relay/);
     },
   );
 });

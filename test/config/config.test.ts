@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { configPath, loadConfigFile } from "../../src/config-file.ts";
-import { DEFAULTS, envName, resolveRelayConfig, splitHostPort, rebindQuietMs } from "../../src/config.ts";
+import { DEFAULTS, envName, resolveRelayConfig, rebindQuietMs } from "../../src/config.ts";
 import { ConfigError } from "../../src/protocol/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-config-"));
@@ -103,11 +103,4 @@ describe("config errors name the flag, variable or file key", () => {
     expect(configError(() => loadConfigFile(file(`prot = 5`))).message).toContain("did you mean 'port'?");
   });
 
-  it("parses host:port forms", () => {
-    expect(splitHostPort("127.0.0.1:9464")).toEqual({ host: "127.0.0.1", port: 9464 });
-    expect(splitHostPort("[::1]:9464")).toEqual({ host: "::1", port: 9464 });
-    expect(splitHostPort(":9464")).toEqual({ host: "", port: 9464 });
-    expect(splitHostPort("::1:9464")).toBeUndefined();
-    expect(splitHostPort("host:99999")).toBeUndefined();
-  });
 });

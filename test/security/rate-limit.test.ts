@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { ipv6Prefix64, RegRateLimiter, sourceKey } from "../../src/security/rate-limit.ts";
+import { RegRateLimiter } from "../../src/security/rate-limit.ts";
 
 describe("REG rate limiter", () => {
   it("lets a burst through, then the rate", () => {
@@ -40,17 +40,6 @@ describe("REG rate limiter", () => {
   });
 
   it("treats an IPv6 /64 as one source", () => {
-    expect(sourceKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2");
-    expect(sourceKey("2001:DB8:1:2:bbbb:cccc:dddd:eeee")).toBe("2001:db8:1:2");
-    expect(sourceKey("::ffff:192.0.2.7")).toBe("192.0.2.7");
-    expect(sourceKey("192.0.2.7")).toBe("192.0.2.7");
-    expect(ipv6Prefix64("::1")).toBe("0:0:0:0");
-    expect(ipv6Prefix64("fe80::1%eth0")).toBe("fe80:0:0:0");
-    expect(ipv6Prefix64("2001:db8::")).toBe("2001:db8:0:0");
-    expect(ipv6Prefix64("64:ff9b::192.0.2.1")).toBe("64:ff9b:0:0");
-    expect(ipv6Prefix64("1:2:3:4:5:6:7:8")).toBe("1:2:3:4");
-    expect(ipv6Prefix64("1::2::3")).toBeUndefined();
-    expect(ipv6Prefix64("1:2:3")).toBeUndefined();
     const limiter = new RegRateLimiter(1, 1, 1024, 3);
     expect(limiter.allow("2001:db8:1:2::1", 0)).toBe(true);
     expect(limiter.allow("2001:db8:1:2::2", 0)).toBe(false);

@@ -1,4 +1,4 @@
-import type { Endpoint } from "../../src/dataplane/types.ts";
+import type { Endpoint } from "../../src/net/address.ts";
 import { SessionTable } from "../../src/sessions/table.ts";
 import type { AdmissionCheck, Clock, Peer, SessionEvent, SessionLimits, SessionSink } from "../../src/sessions/types.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import fc from "fast-check";
-import type { Endpoint } from "../../src/dataplane/types.ts";
+import type { Endpoint } from "../../src/net/address.ts";
 import { SessionTable } from "../../src/sessions/table.ts";
 import type { Peer, SessionEvent, SessionSink } from "../../src/sessions/types.ts";
 import { FakeClock } from "./fixtures.ts";

@@ -1,0 +1,84 @@
+/**
+ * Transport addresses: the one place that parses, formats and groups them. Pure; no I/O.
+ * An address is kept in the form the socket reports it (IPv4 peers of a dual-stack socket look
+ * like `::ffff:1.2.3.4`); comparisons go through hostOf, which folds that form to plain IPv4.
+ */
+
+export interface Endpoint {
+  /** Address in the form the socket reports it. */
+  address: string;
+  port: number;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Host part used to compare peers: IPv4-mapped IPv6 addresses compare equal to their IPv4 form. */
+export function hostOf(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address.toLowerCase();
+}
+
+/** Whether a socket-reported address and a configured one name the same host. */
+export function sameHost(a: string, b: string): boolean {
+  return hostOf(a) === hostOf(b);
+}
+
+export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.port === b.port && sameHost(a.address, b.address);
+}
+
+/** Map key of one transport address. */
+export function endpointKey(address: string, port: number): string {
+  return `${address}|${port}`;
+}
+
+/** `1.2.3.4:5` or `[::1]:5`. */
+export function formatHostPort(hp: HostPort): string {
+  return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+/** An endpoint as people read it: IPv4-mapped addresses shown as IPv4. */
+export function formatEndpoint(e: Endpoint): string {
+  return formatHostPort({ host: hostOf(e.address), port: e.port });
+}
+
+/**
+ * Parses `host:port` or `[v6]:port`; the host may be empty ("all addresses"). A bare IPv6
+ * address without brackets is ambiguous and refused. Undefined when malformed.
+ */
+export function parseHostPort(text: string): HostPort | undefined {
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65_535) return undefined;
+  return { host: m[1] ?? m[2] ?? "", port };
+}
+
+/**
+ * What one source host is for limits: the IPv4 address, or the /64 prefix of an IPv6 address
+ * (a subscriber or site usually holds a whole /64 and could rotate through it freely).
+ */
+export function sourceGroup(address: string): string {
+  const host = hostOf(address);
+  if (!host.includes(":")) return host;
+  return ipv6Prefix64(host) ?? host;
+}
+
+/** First four groups of an IPv6 address, expanded (`2001:db8::1` -> `2001:db8:0:0`). */
+export function ipv6Prefix64(address: string): string | undefined {
+  const zone = address.indexOf("%");
+  const text = zone >= 0 ? address.slice(0, zone) : address;
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  // An embedded IPv4 tail counts as two groups.
+  const tailGroups = tail.length > 0 && tail[tail.length - 1]!.includes(".") ? tail.length + 1 : tail.length;
+  const missing = 8 - head.length - tailGroups;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  const prefix = groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, ""));
+  return prefix.every((g) => /^[0-9a-f]{1,4}$/.test(g)) ? prefix.join(":") : undefined;
+}
