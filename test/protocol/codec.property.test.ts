@@ -2,8 +2,9 @@ import { describe, expect, it } from "bun:test";
 import fc from "fast-check";
 import { RefusalCode } from "../../src/protocol/errors.ts";
 import { readLongHeaderIds, shortHeaderDcid } from "../../src/protocol/quic.ts";
+import { COOKIE_LENGTH, isCookieText } from "../../src/protocol/cookie.ts";
 import { encodeReg, isReg, MAX_SESSION_ID_LENGTH, parseReg } from "../../src/protocol/reg.ts";
-import { isAck, parseErr, refusalReply } from "../../src/protocol/replies.ts";
+import { isAck, isRelayLine, mayBeRelayLine, parseErr, refusalReply } from "../../src/protocol/replies.ts";
 import { mintToken, splitToken, verifyToken } from "../../src/security/token.ts";
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 2000);
@@ -24,10 +25,14 @@ describe("codec properties", () => {
         let end = data.length;
         if (end > 4 && data[end - 1] === 0x0a) end--;
         if (end > 4 && data[end - 1] === 0x0d && data[data.length - 1] === 0x0a) end--;
-        const body = data.subarray(4, end);
+        let body = data.subarray(4, end);
+        // A trailing " <16 base64url chars>" is the cookie, not part of the id.
+        const tail = String.fromCharCode(...body.subarray(Math.max(0, body.length - COOKIE_LENGTH - 1)));
+        const cookie = body.length > COOKIE_LENGTH + 1 && tail[0] === " " && isCookieText(tail.slice(1)) ? tail.slice(1) : undefined;
+        if (cookie) body = body.subarray(0, body.length - COOKIE_LENGTH - 1);
         const legal = body.length >= 1 && body.length <= MAX_SESSION_ID_LENGTH && body.every((b) => b >= 0x21 && b <= 0x7e);
         expect(r.ok).toBe(legal);
-        if (r.ok) expect(r.sessionId).toBe(String.fromCharCode(...body));
+        if (r.ok) expect(r).toEqual({ ok: true, sessionId: String.fromCharCode(...body), cookie });
         else expect(codes).toContain(r.code);
       }),
       { numRuns: RUNS },
@@ -38,11 +43,38 @@ describe("codec properties", () => {
     fc.assert(
       fc.property(sessionId, fc.constantFrom("\n", "\r\n", ""), (id, end) => {
         const text = new TextEncoder().encode(`REG:${id}${end}`);
-        expect(parseReg(text)).toEqual({ ok: true, sessionId: id });
-        expect(parseReg(encodeReg(id))).toEqual({ ok: true, sessionId: id });
+        expect(parseReg(text)).toEqual({ ok: true, sessionId: id, cookie: undefined });
+        expect(parseReg(encodeReg(id))).toEqual({ ok: true, sessionId: id, cookie: undefined });
       }),
       { numRuns: RUNS },
     );
+  });
+
+  it("REG with a cookie round-trips, and the cookie never leaks into the id", () => {
+    const cookie = fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), minLength: COOKIE_LENGTH, maxLength: COOKIE_LENGTH });
+    fc.assert(
+      fc.property(sessionId, cookie, fc.constantFrom("\n", "\r\n", ""), (id, c, end) => {
+        expect(parseReg(new TextEncoder().encode(`REG:${id} ${c}${end}`))).toEqual({ ok: true, sessionId: id, cookie: c });
+        expect(parseReg(encodeReg(id, c))).toEqual({ ok: true, sessionId: id, cookie: c });
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("no relay line is a REG, and every reply the relay sends is a relay line", () => {
+    fc.assert(
+      fc.property(fc.oneof(anyBytes, regBytes), (data) => {
+        if (isRelayLine(data)) {
+          expect(isReg(data)).toBe(false);
+          expect(mayBeRelayLine(data)).toBe(true);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    for (const code of codes) for (const n of [4, 9, 64]) {
+      const reply = refusalReply(code, n);
+      if (reply) expect(isRelayLine(reply)).toBe(true);
+    }
   });
 
   it("a refusal is never larger than its request, and parses back to its code", () => {

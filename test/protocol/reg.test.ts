@@ -11,7 +11,7 @@ describe("parseReg", () => {
     ["REG:3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f\n", "3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f"],
     ["REG:a:b:c\n", "a:b:c"],
   ])("accepts %j", (input, id) => {
-    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: id });
+    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: id, cookie: undefined });
   });
 
   it.each([
@@ -29,7 +29,7 @@ describe("parseReg", () => {
 
   it("accepts the longest allowed id", () => {
     const id = "x".repeat(MAX_SESSION_ID_LENGTH);
-    expect(parseReg(bytes(`REG:${id}\n`))).toEqual({ ok: true, sessionId: id });
+    expect(parseReg(bytes(`REG:${id}\n`))).toEqual({ ok: true, sessionId: id, cookie: undefined });
   });
 
   it("refuses binary bytes in the id", () => {
@@ -37,7 +37,7 @@ describe("parseReg", () => {
   });
 
   it("round-trips encodeReg", () => {
-    expect(parseReg(encodeReg("s-1"))).toEqual({ ok: true, sessionId: "s-1" });
+    expect(parseReg(encodeReg("s-1"))).toEqual({ ok: true, sessionId: "s-1", cookie: undefined });
   });
 });
 
