@@ -17,6 +17,10 @@ export const RefusalCode = {
   Auth: "auth",
   /** REG over the per-source registration rate. */
   Rate: "rate",
+  /** REG for another session from an address whose own session is live (docs/protocol.md). */
+  Busy: "busy",
+  /** Verified mode: a REG without a valid cookie too short to be answered with RETRY. */
+  Short: "short",
 } as const;
 export type RefusalCode = (typeof RefusalCode)[keyof typeof RefusalCode];
 
@@ -32,6 +36,16 @@ export const DropReason = {
   Oversize: "oversize",
   /** Refusal whose reply would exceed the request: dropped silently instead. */
   SilentRefusal: "silent-refusal",
+  /** Held early datagram pushed out so a host under its fair share could hold one. */
+  EarlyEvicted: "early-evicted",
+  /** A relay-protocol line (ACK, ERR, RETRY) sent to the relay: never forwarded. */
+  RelayLine: "relay-line",
+  /** REG from an address that is a relay (a fleet member, this relay itself): never registered. */
+  RelayAddress: "relay-address",
+  /** A pairing of two addresses that both speak the relay protocol (a forwarding loop): refused or undone. */
+  RelayPair: "relay-pair",
+  /** REG from an address with no valid cookie while a RETRY could not be sent (global RETRY budget spent). */
+  RetryBudget: "retry-budget",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -1,6 +1,6 @@
 import type { Endpoint } from "../net/address.ts";
 import { RefusalCode } from "../protocol/errors.ts";
-import { hostOf } from "../net/address.ts";
+import { sourceGroup } from "../net/address.ts";
 import type { AdmissionCheck, TableView } from "../sessions/types.ts";
 
 export interface SessionCaps {
@@ -17,7 +17,7 @@ export interface SessionCaps {
 export function sessionCaps(caps: SessionCaps): AdmissionCheck {
   return (_sessionId: string, from: Endpoint, _raw: Uint8Array, view: TableView) => {
     if (view.sessionCount >= caps.maxSessions) return RefusalCode.Limit;
-    if (view.peersOnHost(hostOf(from.address)) >= caps.maxSessionsPerHost) return RefusalCode.Limit;
+    if (view.peersInGroup(sourceGroup(from.address)) >= caps.maxSessionsPerHost) return RefusalCode.Limit;
     return undefined;
   };
 }

@@ -78,6 +78,11 @@ export class PeerIndex {
     return n;
   }
 
+  /** Peers in this source group (sourceGroup); IPv6 /64 groups are not counted yet. */
+  countInGroup(group: string): number {
+    return this.countOnHost(group);
+  }
+
   /** The peer on this host if it is the only one. */
   soleOnHost(host: string): Peer | undefined {
     if (this.countOnHost(host) !== 1) return undefined;

@@ -49,8 +49,8 @@ export class SessionTable implements TableView {
     this.held = new HeldQueue(this.limits, this.stats);
   }
 
-  peersOnHost(host: string): number {
-    return this.peers.countOnHost(host);
+  peersInGroup(group: string): number {
+    return this.peers.countInGroup(group);
   }
   get sessionCount(): number {
     return this.sessions.size;

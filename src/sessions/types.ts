@@ -49,8 +49,10 @@ export interface SessionLimits {
   heldMaxCount: number;
   heldMaxBytes: number;
   heldMaxAgeMs: number;
-  /** Early datagram bytes held across all sessions. */
+  /** Early datagram bytes held across all sessions (each datagram also counts its overhead). */
   heldMaxTotalBytes: number;
+  /** Early datagram bytes held for the sessions of one source host (IPv4 address or IPv6 /64). */
+  heldMaxHostBytes: number;
   /** Connection IDs remembered per session. */
   maxCidsPerSession: number;
   /**
@@ -66,6 +68,7 @@ export const defaultSessionLimits: SessionLimits = {
   heldMaxBytes: 16 * 1024,
   heldMaxAgeMs: 10_000,
   heldMaxTotalBytes: 32 * 1024 * 1024,
+  heldMaxHostBytes: 1024 * 1024,
   maxCidsPerSession: 8,
   rebindQuietMs: 1000,
 };
@@ -73,8 +76,8 @@ export const defaultSessionLimits: SessionLimits = {
 /** What an admission check may read of the table. */
 export interface TableView {
   readonly sessionCount: number;
-  /** Peers (of any session) whose address is on this host. */
-  peersOnHost(host: string): number;
+  /** Peers (of any session) whose address is in this source group (sourceGroup: IPv4 address or IPv6 /64). */
+  peersInGroup(group: string): number;
 }
 
 /** Decides whether a new session may be created (limits); returns a refusal or undefined. */

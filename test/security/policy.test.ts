@@ -74,10 +74,10 @@ describe("createRegPolicy", () => {
     policy.update({ ...base, regRate: 5, regBurst: 5, secrets: [NEXT], maxSessions: 0 });
     expect(policy.allowReg!(from, 0)).toBe(true); // a new rate starts new buckets
     expect(policy.authenticate!(mintToken(SECRET, "r", exp), from, now)).toEqual({ ok: false, code: "auth" });
-    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersOnHost: () => 0 })).toBe("limit");
+    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersInGroup: () => 0 })).toBe("limit");
     policy.update(base);
     expect(policy.authEnabled).toBe(false);
-    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersOnHost: () => 0 })).toBeUndefined();
+    expect(policy.admit!("new", from, new Uint8Array(10), { sessionCount: 0, peersInGroup: () => 0 })).toBeUndefined();
   });
 
   it("with secrets maps a valid token to the bare session id and refuses the rest with auth", () => {
