@@ -6,7 +6,10 @@ import type { AdmissionCheck, TableView } from "../sessions/types.ts";
 export interface SessionCaps {
   /** Sessions the table may hold at once; a REG that would create one more is refused. */
   maxSessions: number;
-  /** Peers (of any session) already on the REG's source host above which it may not open a new session. */
+  /**
+   * Peers (of any session) already in the REG's source group (sourceGroup: its IPv4 address, or
+   * the /64 of its IPv6 address) at which it may not open a new session.
+   */
   maxSessionsPerHost: number;
 }
 

@@ -1,3 +1,4 @@
+import { sourceGroup } from "../net/address.ts";
 import type { Peer } from "./types.ts";
 
 const REUSE_DELAY = 4096;
@@ -9,10 +10,14 @@ type AddressEntry = Peer | Map<number, Peer>;
  * Where to find a peer: by transport address, by route id, by host. Built to stay small at
  * 100k sessions: an address with one peer maps straight to it (no per-address Map), route ids
  * index a dense array, and hosts are found through the address map (a socket reports one host
- * always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`).
+ * always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`). Source groups (an IPv4
+ * host, or an IPv6 /64) are counted for admission limits: IPv4 through the address map, IPv6 in a
+ * map of their own, so IPv4 peers cost nothing extra.
  */
 export class PeerIndex {
   private readonly byAddress = new Map<string, AddressEntry>();
+  /** Peers per IPv6 /64 (sourceGroup); no entry at zero. */
+  private readonly byV6Group = new Map<string, number>();
   /** Peers by id (= data-plane route id): a dense array is a tenth of a Map's size per entry. */
   private readonly byId: (Peer | undefined)[] = [undefined];
   private ids = 0;
@@ -31,6 +36,10 @@ export class PeerIndex {
   /** Distinct host addresses with at least one peer. */
   get hostCount(): number {
     return this.byAddress.size;
+  }
+  /** Distinct IPv6 /64 groups with at least one peer. */
+  get v6GroupCount(): number {
+    return this.byV6Group.size;
   }
 
   /**
@@ -78,9 +87,9 @@ export class PeerIndex {
     return n;
   }
 
-  /** Peers in this source group (sourceGroup); IPv6 /64 groups are not counted yet. */
+  /** Peers whose address is in this source group (sourceGroup: an IPv4 host, or an IPv6 /64). */
   countInGroup(group: string): number {
-    return this.countOnHost(group);
+    return isIpv4(group) ? this.countOnHost(group) : (this.byV6Group.get(group) ?? 0);
   }
 
   /** The peer on this host if it is the only one. */
@@ -95,15 +104,15 @@ export class PeerIndex {
     const entry = this.byAddress.get(address);
     if (entry === undefined) {
       this.byAddress.set(address, peer);
-      this.addresses++;
+      this.countAddress(address, 1);
     } else if (entry instanceof Map) {
-      if (!entry.has(port)) this.addresses++;
+      if (!entry.has(port)) this.countAddress(address, 1);
       entry.set(port, peer);
     } else if (entry.endpoint.port === port) {
       this.byAddress.set(address, peer);
     } else {
       this.byAddress.set(address, new Map([[entry.endpoint.port, entry], [port, peer]]));
-      this.addresses++;
+      this.countAddress(address, 1);
     }
     if (this.byId[peer.id] === undefined) this.ids++;
     this.byId[peer.id] = peer;
@@ -114,16 +123,27 @@ export class PeerIndex {
     const entry = this.byAddress.get(address);
     if (entry === peer) {
       this.byAddress.delete(address);
-      this.addresses--;
+      this.countAddress(address, -1);
     } else if (entry instanceof Map && entry.get(port) === peer) {
       entry.delete(port);
-      this.addresses--;
+      this.countAddress(address, -1);
       if (entry.size === 1) this.byAddress.set(address, entry.values().next().value!);
     }
     if (this.byId[peer.id] === peer) {
       this.byId[peer.id] = undefined;
       this.ids--;
     }
+  }
+
+  /** One transport address more or less: the total, and its /64 when it is IPv6 (not IPv4-mapped). */
+  private countAddress(address: string, delta: 1 | -1): void {
+    this.addresses += delta;
+    if (isIpv4(address)) return;
+    const group = sourceGroup(address);
+    if (isIpv4(group)) return;
+    const n = (this.byV6Group.get(group) ?? 0) + delta;
+    if (n === 0) this.byV6Group.delete(group);
+    else this.byV6Group.set(group, n);
   }
 }
 

@@ -40,6 +40,25 @@ describe("session caps (admission)", () => {
     expect(table.sessionCount).toBe(3);
   });
 
+  it("counts the addresses of one IPv6 /64 as one host", () => {
+    const { clock, table, reg, sink } = setup({ timeoutMs: 1000 }, sessionCaps({ maxSessions: 100, maxSessionsPerHost: 4 }));
+    const replies = () => sink.take().filter((e) => e.kind === "reply").map((e) => (e as { data: string }).data);
+    for (let i = 1; i <= 20; i++) reg(`session-v6-${i}`, `2001:db8:1:2::${i}:4433`);
+    expect(replies()).toEqual([...Array(4).fill("ACK\n"), ...Array(16).fill("ERR limit\n")]);
+    expect(table.sessionCount).toBe(4);
+    expect(table.peersInGroup("2001:db8:1:2")).toBe(4);
+    // Another /64 of the same /48 is another host; joining an existing session is not a new one.
+    reg("v6-next", "2001:db8:1:3::1:4433");
+    reg("session-v6-1", "2001:db8:1:2::99:4433");
+    expect(replies()).toEqual(["ACK\n", "ACK\n"]);
+    expect(table.peersInGroup("2001:db8:1:2")).toBe(5);
+    clock.advance(1001);
+    table.expire();
+    expect(table.peersInGroup("2001:db8:1:2")).toBe(0);
+    reg("v6-later", "2001:db8:1:2::7:4433");
+    expect(replies()).toEqual(["ACK\n"]);
+  });
+
   it("frees capacity when sessions expire", () => {
     const { clock, table, reg, sink } = setup({ timeoutMs: 1000 }, sessionCaps({ maxSessions: 1, maxSessionsPerHost: 1 }));
     reg("a", "10.0.0.1:1");
