@@ -1,6 +1,8 @@
 import type { Logger } from "../log.ts";
 import type { OperationsCounters } from "../metrics/relay-metrics.ts";
 import type { SessionTable } from "../sessions/table.ts";
+import type { ModeNote } from "./file-mode.ts";
+import { countOf, type ProblemCounts, type RestoreContext, RowProblem, rowRules } from "./rows.ts";
 import { StateStore, withDowntime } from "./store.ts";
 
 /**
@@ -8,6 +10,8 @@ import { StateStore, withDowntime } from "./store.ts";
  * interval and once more on shutdown. A failed save is logged and counted; the relay goes on.
  */
 export class StatePersister {
+  /** Rows of the file not restored because they were malformed, by problem (see rows.ts). */
+  readonly malformedRows: ProblemCounts = {};
   private timer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
 
@@ -18,25 +22,69 @@ export class StatePersister {
     private readonly counters: OperationsCounters,
   ) {}
 
-  /** Opens the file; throws StateFileError when it cannot be opened. */
+  /** Opens the file; throws StateFileError when it cannot be opened or is not a state file. */
   static open(path: string, table: SessionTable, logger: Logger, counters: OperationsCounters): StatePersister {
-    const { store, setAside } = StateStore.open(path);
-    if (setAside) logger.warn("state file unreadable, set aside; starting with an empty table", { file: setAside });
+    const { store, modes } = StateStore.open(path);
+    for (const note of modes) logModeNote(logger, note);
     return new StatePersister(store, table, logger, counters);
   }
 
-  /** Puts the saved sessions back into the table (call right after the data plane started). */
-  restore(): number {
-    const { state, setAside } = this.store.load();
-    if (setAside) this.logger.warn("state file unreadable, set aside; starting with an empty table", { file: setAside });
+  /**
+   * Puts the saved sessions back into the table (call right after the data plane started). Rows
+   * that break the rules of rows.ts are skipped and counted, with one warning. `context` names the
+   * socket and fleet membership; without it the address family of peers is not checked. Never throws.
+   */
+  restore(context?: RestoreContext): number {
+    try {
+      return this.restoreRows(context);
+    } catch (error) {
+      this.logger.error("restoring the state file failed; going on with what was restored", {
+        file: this.store.path,
+        error: (error as Error).message,
+      });
+      return 0;
+    }
+  }
+
+  private restoreRows(context: RestoreContext | undefined): number {
+    const { state, malformed, unreadable } = this.store.load(rowRules(context));
+    if (unreadable?.movedTo) {
+      this.logger.warn("state file unreadable, set aside; starting with an empty table", { file: unreadable.movedTo, reason: unreadable.reason });
+    } else if (unreadable) {
+      this.logger.warn("state file unreadable; starting with an empty table", { file: this.store.path, reason: unreadable.reason });
+    }
     if (!state) return 0;
-    const saved = state.sessions.length;
-    const restored = this.table.restoreSessions(withDowntime(state));
+    const problems: ProblemCounts = { ...malformed };
+    let planeError: string | undefined;
+    let restored = 0;
+    // One at a time, oldest activity first as the table orders them: a row the data plane refuses
+    // when its routes go in costs that row only.
+    for (const snapshot of withDowntime(state).sort((a, b) => b.idleMs - a.idleMs)) {
+      try {
+        restored += this.table.restoreSessions([snapshot]);
+      } catch (error) {
+        problems[RowProblem.PlaneRefused] = (problems[RowProblem.PlaneRefused] ?? 0) + 1;
+        planeError ??= (error as Error).message;
+      }
+    }
+    const malformedCount = countOf(problems);
+    for (const [problem, n] of Object.entries(problems) as [RowProblem, number][]) {
+      this.malformedRows[problem] = (this.malformedRows[problem] ?? 0) + n;
+    }
+    if (malformedCount > 0) {
+      this.logger.warn("state file rows skipped as malformed", {
+        file: this.store.path,
+        malformed: malformedCount,
+        reasons: problems,
+        ...(planeError ? { plane_error: planeError } : {}),
+      });
+    }
     this.counters.sessionsRestored += restored;
     this.logger.info("sessions restored from state file", {
       file: this.store.path,
       restored,
-      skipped: saved - restored,
+      skipped: state.sessions.length + countOf(malformed) - restored,
+      malformed: malformedCount,
       saved_s_ago: Math.round((Date.now() - state.savedAtMs) / 1000),
     });
     return restored;
@@ -69,5 +117,17 @@ export class StatePersister {
     this.closed = true;
     this.store.close();
     if (ok) this.logger.info("state saved", { file: this.store.path, sessions: this.table.sessionCount });
+  }
+}
+
+function logModeNote(logger: Logger, note: ModeNote): void {
+  if (note.restricted) {
+    logger.warn("state file was open to other users; restricted to 0600 (it holds session ids)", { file: note.file, was: note.was });
+  } else {
+    logger.warn("state file is open to other users and could not be restricted; it holds session ids, credentials when authentication is off", {
+      file: note.file,
+      mode: note.mode,
+      reason: note.reason,
+    });
   }
 }

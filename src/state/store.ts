@@ -1,9 +1,17 @@
 import { Database } from "bun:sqlite";
-import { existsSync, renameSync } from "node:fs";
+import { renameSync } from "node:fs";
 import type { SessionSnapshot } from "../sessions/table.ts";
+import { createPrivateFile, type ModeNote, restrictToOwner } from "./file-mode.ts";
+import { ANY_SOCKET, checkRows, type ProblemCounts, type RowRules, type StoredRow } from "./rows.ts";
 
 /** Bumped when the schema changes; a file with another version is set aside, not misread. */
 const FORMAT_VERSION = "1";
+
+/** The tables of this format and their columns, in order. */
+const SCHEMA = new Map([
+  ["meta", ["key", "value"]],
+  ["sessions", ["id", "idle_ms", "peers"]],
+]);
 
 export class StateFileError extends Error {
   override name = "StateFileError";
@@ -12,75 +20,81 @@ export class StateFileError extends Error {
 export interface SavedState {
   /** Wall-clock milliseconds of the save. */
   savedAtMs: number;
+  /** The rows that passed the checks of rows.ts. */
   sessions: SessionSnapshot[];
+}
+
+export interface LoadResult {
+  state: SavedState | undefined;
+  /** Rows not restored because they break the rules of rows.ts, by problem. */
+  malformed: ProblemCounts;
+  /** The file could not be read as a state file: why, and where it was moved (unless that failed). */
+  unreadable?: { reason: string; movedTo?: string };
 }
 
 /**
  * The session table on disk: one SQLite file, replaced wholesale in one transaction per save, so a
- * crash mid-save leaves the previous save intact.
+ * crash mid-save leaves the previous save intact. The file and its side files are private (0600).
  */
 export class StateStore {
-  private db: Database;
-
   private constructor(
     readonly path: string,
-    db: Database,
-  ) {
-    this.db = db;
-  }
+    private db: Database,
+  ) {}
 
   /**
-   * Opens or creates the file. A file that is not a database is set aside (see load) and replaced;
-   * throws StateFileError if no file can be opened at all (missing directory, permissions).
+   * Opens the file, creating it 0600 if it does not exist. Throws StateFileError, and changes
+   * nothing on disk, when it cannot be opened (missing directory, permissions) or is not a state
+   * file of this relay (not SQLite, another application's tables). `modes` tells which files
+   * were open to other users.
    */
-  static open(path: string): { store: StateStore; setAside?: string } {
+  static open(path: string): { store: StateStore; modes: ModeNote[] } {
+    const unusable = (why: string) =>
+      new StateFileError(`${path} is not a usable quic-relay state file (${why}); it was left untouched: move it away or choose another --state-file`);
+    let db: Database | undefined;
     try {
-      return { store: StateStore.openOnce(path) };
-    } catch (first) {
-      if (!existsSync(path)) throw new StateFileError(`cannot open state file ${path}: ${(first as Error).message}`);
-      const aside = `${path}.unreadable-${Date.now()}`;
-      try {
-        renameSync(path, aside);
-        return { store: StateStore.openOnce(path), setAside: `${aside} (${(first as Error).message})` };
-      } catch (error) {
-        throw new StateFileError(`cannot open state file ${path}: ${(error as Error).message}`);
-      }
+      createPrivateFile(path);
+      db = new Database(path, { strict: true });
+      const foreign = foreignSchema(db);
+      if (foreign) throw unusable(foreign);
+    } catch (error) {
+      db?.close();
+      if (error instanceof StateFileError) throw error;
+      const { code, message } = error as { code?: string; message: string };
+      // SQLite finds out that a file is no database (or a damaged one) when it first reads it.
+      if (code === "SQLITE_NOTADB" || code === "SQLITE_CORRUPT") throw unusable(message);
+      throw new StateFileError(`cannot open state file ${path}: ${message}`);
     }
-  }
-
-  private static openOnce(path: string): StateStore {
-    const db = new Database(path, { create: true, strict: true });
+    const modes = restrictToOwner(path);
     const store = new StateStore(path, db);
     try {
       store.migrate();
     } catch (error) {
       db.close();
-      throw error;
+      throw new StateFileError(`cannot open state file ${path}: ${(error as Error).message}`);
     }
-    return store;
+    return { store, modes };
   }
 
   /**
-   * The last save, or undefined when there is none. A file that cannot be read as a state file is
-   * renamed to `<path>.unreadable-<time>` and replaced by an empty one; `setAside` names it.
+   * The last save (undefined when there is none), with its rows checked by `rules`. Never throws
+   * for the file's content: a file of another format version, or one that fails while being read,
+   * is renamed to `<path>.unreadable-<time>` and replaced by an empty one.
    */
-  load(): { state: SavedState | undefined; setAside?: string } {
+  load(rules: RowRules = ANY_SOCKET): LoadResult {
     try {
       const meta = this.db.query("SELECT value FROM meta WHERE key = $key");
-      const version = (meta.get({ key: "format_version" }) as { value: string } | null)?.value;
-      const savedAt = (meta.get({ key: "saved_at_ms" }) as { value: string } | null)?.value;
-      if (version !== FORMAT_VERSION) throw new StateFileError(`format version ${version ?? "missing"}`);
-      if (savedAt === undefined) return { state: undefined };
-      const rows = this.db.query("SELECT id, idle_ms, peers FROM sessions").all() as { id: string; idle_ms: number; peers: string }[];
-      const sessions = rows.map((r) => ({ id: r.id, idleMs: r.idle_ms, peers: JSON.parse(r.peers) as SessionSnapshot["peers"] }));
-      return { state: { savedAtMs: Number(savedAt), sessions } };
+      const version = (meta.get({ key: "format_version" }) as { value: unknown } | null)?.value;
+      const savedAt = (meta.get({ key: "saved_at_ms" }) as { value: unknown } | null)?.value;
+      if (version !== FORMAT_VERSION) throw new StateFileError(`format version ${String(version ?? "missing")}`);
+      if (savedAt === undefined) return { state: undefined, malformed: {} };
+      const savedAtMs = Number(savedAt);
+      if (!Number.isFinite(savedAtMs)) throw new StateFileError(`saved_at_ms is not a number: ${String(savedAt).slice(0, 40)}`);
+      const rows = this.db.query("SELECT id, idle_ms, peers FROM sessions").iterate() as IterableIterator<StoredRow>;
+      const { sessions, malformed } = checkRows(rows, rules);
+      return { state: { savedAtMs, sessions }, malformed };
     } catch (error) {
-      const setAside = `${this.path}.unreadable-${Date.now()}`;
-      this.db.close();
-      renameSync(this.path, setAside);
-      this.db = new Database(this.path, { create: true, strict: true });
-      this.migrate();
-      return { state: undefined, setAside: `${setAside} (${(error as Error).message})` };
+      return { state: undefined, malformed: {}, unreadable: this.setAside((error as Error).message) };
     }
   }
 
@@ -98,11 +112,47 @@ export class StateStore {
     this.db.close();
   }
 
+  /** Moves the file away and starts an empty one; when the move fails, the file stays in use. */
+  private setAside(reason: string): { reason: string; movedTo?: string } {
+    const movedTo = `${this.path}.unreadable-${Date.now()}`;
+    try {
+      // Renamed while still open: if the rename fails, the store goes on with the same file.
+      renameSync(this.path, movedTo);
+    } catch (error) {
+      return { reason: `${reason}; not set aside: ${(error as Error).message}` };
+    }
+    this.db.close();
+    createPrivateFile(this.path);
+    this.db = new Database(this.path, { strict: true });
+    this.migrate();
+    return { reason, movedTo };
+  }
+
   private migrate(): void {
     this.db.run("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     this.db.run("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, idle_ms REAL NOT NULL, peers TEXT NOT NULL)");
     this.db.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('format_version', ?)", [FORMAT_VERSION]);
   }
+}
+
+/**
+ * Why `db` is not a state file of this relay, or undefined: it is empty (new), has this format's
+ * tables, or says it is a state file of another format version (load sets that one aside).
+ */
+function foreignSchema(db: Database): string | undefined {
+  const tables = (db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").all() as { name: string }[]).map((t) => t.name);
+  const columns = (table: string) => (db.query(`PRAGMA table_info("${table}")`).all() as { name: string }[]).map((c) => c.name).join(",");
+  if (tables.includes("meta") && columns("meta") === SCHEMA.get("meta")!.join(",")) {
+    const version = db.query("SELECT value FROM meta WHERE key = 'format_version'").get() as { value: unknown } | null;
+    if (version && version.value !== FORMAT_VERSION) return undefined;
+  }
+  for (const table of tables) {
+    const expected = SCHEMA.get(table);
+    if (!expected) return `unknown table ${JSON.stringify(table.slice(0, 40))}`;
+    const found = columns(table);
+    if (found !== expected.join(",")) return `table '${table}' has columns (${found}), expected (${expected.join(",")})`;
+  }
+  return undefined;
 }
 
 /** Sessions as they should be restored now: the time the relay was down counts as idle time. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
@@ -21,7 +21,8 @@ describe("session table export and restore", () => {
     one.reg("alone", "10.0.0.3:3000");
     one.clock.advance(100);
     const saved = one.table.exportSessions();
-    expect(saved).toEqual([
+    // toMatchObject: peers may carry more than these fields (whether they proved their address).
+    expect(saved).toMatchObject([
       { id: "paired", idleMs: 600, peers: [{ address: "10.0.0.1", port: 1000, idleMs: 1600 }, { address: "10.0.0.2", port: 2000, idleMs: 600 }] },
       { id: "alone", idleMs: 100, peers: [{ address: "10.0.0.3", port: 3000, idleMs: 100 }] },
     ]);
@@ -98,16 +99,14 @@ describe("state file", () => {
     expect(restored).toEqual([{ id: "a", idleMs: 2600, peers: [{ address: "x", port: 1, idleMs: 2800 }] }]);
   });
 
-  it("sets aside a file that is not a database and starts empty", () => {
+  it("refuses a file that is not a database and leaves it as it was", () => {
     const f = tempFile();
     try {
-      writeFileSync(f.path, "this is not sqlite, just some text that is long enough to have a header".repeat(20));
-      const { store, setAside } = StateStore.open(f.path);
-      expect(setAside).toContain(".unreadable-");
-      expect(store.load().state).toBeUndefined();
-      store.save([], 1);
-      store.close();
-      expect(readdirSync(f.dir).some((n) => n.includes(".unreadable-"))).toBe(true);
+      const garbage = "this is not sqlite, just some text that is long enough to have a header".repeat(20);
+      writeFileSync(f.path, garbage);
+      expect(() => StateStore.open(f.path)).toThrow(/is not a usable quic-relay state file \(file is not a database\); it was left untouched/);
+      expect(readFileSync(f.path, "utf8")).toBe(garbage);
+      expect(readdirSync(f.dir)).toEqual(["state.db"]);
     } finally {
       f.done();
     }
@@ -123,7 +122,10 @@ describe("state file", () => {
       const { store } = StateStore.open(f.path);
       const loaded = store.load();
       expect(loaded.state).toBeUndefined();
-      expect(loaded.setAside).toContain("format version 99");
+      expect(loaded.unreadable?.reason).toBe("format version 99");
+      expect(loaded.unreadable?.movedTo).toContain(".unreadable-");
+      // The replacement is an empty state file of this version.
+      expect(store.load()).toEqual({ state: undefined, malformed: {} });
       store.close();
     } finally {
       f.done();
