@@ -1,8 +1,10 @@
 import { defineCommand } from "citty";
 import { configPath, loadConfigFile } from "../config-file.ts";
-import { DEFAULTS, envName, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
+import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
 import { fleetArgs, type FleetOptions, type RawFleetFlags, resolveFleetOptions } from "../fleet/options.ts";
+import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
+import { type SecretFileInfo, secretFileWarning } from "../security/secret-file.ts";
 import { RelayService } from "./relay-service.ts";
 
 export const relayArgs = {
@@ -66,13 +68,15 @@ function loadSettings(args: ParsedArgs, rawArgs: readonly string[], env: Record<
   const file = path === undefined ? undefined : loadConfigFile(path, EXTRA_FILE_KEYS);
   const config = resolveRelayConfig(rawFlags(args), env, file);
   const security = resolveSecurityOptions(securityFlags(args, rawArgs), env, file);
-  // The fleet reads flags and env; a file value stands in for a flag only when env does not set it.
-  const fleetFlags: RawFleetFlags = {};
-  for (const flag of Object.keys(fleetArgs) as (keyof typeof fleetArgs)[]) {
-    const fromEnv = env[envName(flag)];
-    fleetFlags[flag] = args[flag] ?? (fromEnv !== undefined && fromEnv.trim() !== "" ? undefined : file?.values[flag]);
+  return { config, security, fleet: resolveFleetOptions(args as RawFleetFlags, env, file) };
+}
+
+/** One WARN line per secret file that group or others can access; the relay runs on regardless. */
+function warnAboutSecretFiles(logger: Logger, files: readonly SecretFileInfo[]): void {
+  for (const file of files) {
+    const warning = secretFileWarning(file);
+    if (warning) logger.warn(warning);
   }
-  return { config, security, fleet: resolveFleetOptions(fleetFlags, env) };
 }
 
 export const relayCommand = defineCommand({
@@ -83,6 +87,7 @@ export const relayCommand = defineCommand({
     const { config, security, fleet } = loadSettings(parsed, rawArgs, process.env);
     const service = new RelayService(config, { security, fleet });
     const logger = service.logger;
+    warnAboutSecretFiles(logger, [...security.secretFiles, ...(fleet?.secretFiles ?? [])]);
     await service.start();
 
     let stopping = false;
@@ -104,6 +109,8 @@ export const relayCommand = defineCommand({
       if (stopping) return;
       try {
         const next = loadSettings(parsed, rawArgs, process.env);
+        // Only the auth secrets are reloaded; the fleet's files are read again but not used until a restart.
+        warnAboutSecretFiles(logger, next.security.secretFiles);
         const needsRestart = service.reload({ config: next.config, security: next.security });
         service.operations.reloads.ok++;
         logger.info("received SIGHUP, configuration reloaded", { "log-level": next.config.logLevel, sessions: service.sessionCount });

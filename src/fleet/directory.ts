@@ -1,5 +1,6 @@
 import { RedisClient } from "bun";
 import type { Logger } from "../log.ts";
+import { maskRedisUrl } from "./options.ts";
 
 /** While the directory stays down, one reminder line per this period. */
 const OUTAGE_LOG_PERIOD_MS = 30_000;
@@ -166,7 +167,7 @@ export class FleetDirectory {
   private reached(): void {
     if (this.up) return;
     this.up = true;
-    this.logger.info("fleet directory reachable", { redis: redactUrl(this.url), outages: this.stats.outages });
+    this.logger.info("fleet directory reachable", { redis: maskRedisUrl(this.url), outages: this.stats.outages });
     this.onReachable();
   }
 
@@ -177,7 +178,7 @@ export class FleetDirectory {
       this.stats.outages++;
       this.lastErrorLog = Date.now();
       this.logger.warn("fleet directory unreachable: serving sessions with both peers here, bridging paused", {
-        redis: redactUrl(this.url),
+        redis: maskRedisUrl(this.url),
         error: String((error as Error)?.message ?? error),
       });
       return;
@@ -188,8 +189,4 @@ export class FleetDirectory {
     this.lastErrorLog = now;
     this.logger.warn(first ? "fleet directory unreachable: bridging paused until it answers" : "fleet directory still unreachable", { error: String((error as Error)?.message ?? error), errors: this.stats.errors });
   }
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//***@");
 }

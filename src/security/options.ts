@@ -1,14 +1,17 @@
-import { readFileSync } from "node:fs";
 import { ConfigError } from "../protocol/errors.ts";
 import type { RegPolicyOptions } from "./policy.ts";
+import { readSecretFile, type SecretFileInfo, secretFileInfo } from "./secret-file.ts";
 
 /** Shortest secret accepted: 16 bytes keeps HMAC keys out of guessing range. */
 export const MIN_SECRET_BYTES = 16;
 export const SECRET_ENV = "QUIC_RELAY_AUTH_SECRET";
+const SECRET_FILE_ENV = `${SECRET_ENV}_FILE`;
 
 export interface SecurityOptions extends RegPolicyOptions {
   /** Where the secrets came from, for the startup log line (never the secrets themselves). */
   secretSource: "none" | "flag" | "file" | "flag+file" | "env" | "config";
+  /** The secret files read, for the permission check (`secretFileWarning`) at startup and reload. */
+  secretFiles: SecretFileInfo[];
 }
 
 export const SECURITY_DEFAULTS = {
@@ -104,13 +107,14 @@ export function resolveSecurityOptions(
     if (fromFile === undefined) return { value: undefined, label: `--${flag}` };
     return { value: typeof fromFile === "boolean" ? fromFile : String(fromFile), label: `'${flag}' in ${file!.path}` };
   };
-  const { secrets, secretSource } = resolveSecrets(flags, env, file);
+  const { secrets, secretSource, secretFiles } = resolveSecrets(flags, env, file);
   const regRate = number("reg-rate", pick("reg-rate", flags.regRate), SECURITY_DEFAULTS.regRate, 0, 1_000_000);
   const regBurst = number("reg-burst", pick("reg-burst", flags.regBurst), Math.max(SECURITY_DEFAULTS.regBurst, regRate), 1, 1_000_000);
   const perHost = integer("max-sessions-per-host", pick("max-sessions-per-host", flags.maxSessionsPerHost), SECURITY_DEFAULTS.maxSessionsPerHost, 0, 100_000_000);
   return {
     secrets,
     secretSource,
+    secretFiles,
     maxSessions: integer("max-sessions", pick("max-sessions", flags.maxSessions), SECURITY_DEFAULTS.maxSessions, 1, 100_000_000),
     maxSessionsPerHost: perHost === 0 ? Number.POSITIVE_INFINITY : perHost,
     regRate,
@@ -122,18 +126,25 @@ function resolveSecrets(
   flags: RawSecurityFlags,
   env: Record<string, string | undefined>,
   file: SecurityFile | undefined,
-): { secrets: Uint8Array[]; secretSource: SecurityOptions["secretSource"] } {
+): { secrets: Uint8Array[]; secretSource: SecurityOptions["secretSource"]; secretFiles: SecretFileInfo[] } {
   let texts: string[] = [];
   let secretSource: SecurityOptions["secretSource"] = "none";
-  const fromFlags = flags.authSecret === undefined ? [] : splitSecrets("auth-secret", ([] as (string | boolean)[]).concat(flags.authSecret));
-  const fromSecretFile = flags.authSecretFile === undefined ? [] : readSecretFile(flags.authSecretFile);
+  const secretFiles: SecretFileInfo[] = [];
+  const read = (path: string | boolean, source: string): string[] => {
+    const secretFile = readSecretFile(path, source, "auth-secret-file");
+    for (const s of secretFile.lines) checkSecret("auth-secret-file", s);
+    secretFiles.push(secretFileInfo(secretFile));
+    return secretFile.lines;
+  };
   const envSecret = env[SECRET_ENV]?.trim() ? env[SECRET_ENV]! : undefined;
-  const envFile = env[`${SECRET_ENV}_FILE`]?.trim() ? env[`${SECRET_ENV}_FILE`]! : undefined;
-  if (fromFlags.length > 0 || fromSecretFile.length > 0) {
+  const envFile = env[SECRET_FILE_ENV]?.trim() ? env[SECRET_FILE_ENV]! : undefined;
+  if (flags.authSecret !== undefined || flags.authSecretFile !== undefined) {
+    const fromFlags = flags.authSecret === undefined ? [] : splitSecrets("auth-secret", ([] as (string | boolean)[]).concat(flags.authSecret));
+    const fromSecretFile = flags.authSecretFile === undefined ? [] : read(flags.authSecretFile, "--auth-secret-file");
     texts = [...fromFlags, ...fromSecretFile];
     secretSource = fromFlags.length > 0 && fromSecretFile.length > 0 ? "flag+file" : fromFlags.length > 0 ? "flag" : "file";
   } else if (envSecret !== undefined || envFile !== undefined) {
-    texts = [...(envSecret === undefined ? [] : splitSecrets(SECRET_ENV, [envSecret])), ...(envFile === undefined ? [] : readSecretFile(envFile))];
+    texts = [...(envSecret === undefined ? [] : splitSecrets(SECRET_ENV, [envSecret])), ...(envFile === undefined ? [] : read(envFile, SECRET_FILE_ENV))];
     secretSource = "env";
   } else if (file && (file.values["auth-secret"] !== undefined || file.values["auth-secret-file"] !== undefined)) {
     const inline = file.values["auth-secret"];
@@ -141,11 +152,11 @@ function resolveSecrets(
     const path = file.values["auth-secret-file"];
     texts = [
       ...(values.length ? splitSecrets("auth-secret", values) : []),
-      ...(path === undefined ? [] : readSecretFile(typeof path === "string" ? path : true)),
+      ...(path === undefined ? [] : read(typeof path === "string" ? path : true, `'auth-secret-file' in ${file.path}`)),
     ];
     secretSource = "config";
   }
-  return { secrets: dedupe(texts).map((t) => new TextEncoder().encode(t)), secretSource };
+  return { secrets: dedupe(texts).map((t) => new TextEncoder().encode(t)), secretSource, secretFiles };
 }
 
 function splitSecrets(flag: string, values: (string | boolean)[]): string[] {
@@ -161,23 +172,6 @@ function splitSecrets(flag: string, values: (string | boolean)[]): string[] {
   }
   if (out.length === 0) throw new ConfigError(`${flag === SECRET_ENV ? SECRET_ENV : `--${flag}`} has no secret in it`, flag);
   return out;
-}
-
-function readSecretFile(path: string | boolean): string[] {
-  if (typeof path !== "string" || path.trim() === "") throw new ConfigError("--auth-secret-file needs a path", "auth-secret-file");
-  let text: string;
-  try {
-    text = readFileSync(path.trim(), "utf8");
-  } catch (error) {
-    throw new ConfigError(`--auth-secret-file cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, "auth-secret-file");
-  }
-  const secrets = text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l !== "" && !l.startsWith("#"));
-  if (secrets.length === 0) throw new ConfigError(`--auth-secret-file '${path}' holds no secret`, "auth-secret-file");
-  for (const s of secrets) checkSecret("auth-secret-file", s);
-  return secrets;
 }
 
 function checkSecret(flag: string, secret: string): void {

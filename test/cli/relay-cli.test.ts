@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import type { Subprocess } from "bun";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { availablePlanes } from "../../src/dataplane/select.ts";
 import { register, TestPeer } from "../utils.ts";
+import { RelayProcess } from "./relay-process.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 
@@ -193,5 +195,35 @@ describe("quic-relay command line", () => {
     await Bun.sleep(200);
     expect(relay.output()).not.toContain("DEBUG");
     expect(relay.output().split("\n").filter((l) => l.includes("INFO")).length).toBeLessThan(5);
+  });
+
+  it.each([
+    ["0644", true],
+    ["0600", false],
+  ])("with a %s auth secret file, warns about its permissions: %p", async (octal, warns) => {
+    const dir = mkdtempSync(join(tmpdir(), "quic-relay-cli-secret-"));
+    const secrets = join(dir, "secrets");
+    writeFileSync(secrets, "# REG token secrets\ncli-file-secret-0123456789\n");
+    chmodSync(secrets, parseInt(octal, 8));
+    // Started directly (not through `bun run`) so SIGHUP reaches the relay.
+    const relay = RelayProcess.spawn(["--host", "127.0.0.1", "--port", String(await freePort()), "--auth-secret-file", secrets]);
+    try {
+      await relay.waitFor("listening");
+      const warning = `WARN  secret file ${secrets} (--auth-secret-file) is open to group or others, mode ${octal}; run chmod 600 ${secrets}`;
+      expect(relay.count(warning)).toBe(warns ? 1 : 0);
+      expect(relay.count("WARN")).toBe(warns ? 1 : 0);
+      if (warns) return;
+      // The file is read again on SIGHUP, and checked again.
+      chmodSync(secrets, 0o644);
+      relay.proc.kill("SIGHUP");
+      await relay.waitFor("configuration reloaded");
+      expect(relay.count(warning.replace("mode 0600", "mode 0644"))).toBe(1);
+      expect(relay.count("WARN")).toBe(1);
+      expect(relay.output()).not.toContain("cli-file-secret-0123456789");
+    } finally {
+      relay.kill();
+      await relay.exited();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,8 +1,38 @@
-import { describe, expect, it } from "bun:test";
-import { resolveFleetOptions } from "../../src/fleet/options.ts";
+import { afterAll, describe, expect, it } from "bun:test";
+import type { Subprocess } from "bun";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createConsola } from "consola";
+import { FleetDirectory } from "../../src/fleet/directory.ts";
+import { maskRedisUrl, redisUrlPassword, resolveFleetOptions, withRedisPassword } from "../../src/fleet/options.ts";
 import { ConfigError } from "../../src/protocol/errors.ts";
+import { freeTcpPort } from "../cli/relay-process.ts";
+import { REDIS_SERVER } from "./harness.ts";
 
 const base = { "fleet-redis": "redis://10.0.0.5:6379", "fleet-advertise": "203.0.113.7:4433", "fleet-secret": "0123456789abcdef" };
+const { "fleet-secret": _, ...noSecret } = base;
+const SECRET = "fleet-secret-from-a-file-0123";
+const PASSWORD = "p@ss:w/rd%20#x y";
+
+const dir = mkdtempSync(join(tmpdir(), "quic-relay-fleet-opt-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+function secretFile(name: string, text: string, mode = 0o600): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  chmodSync(path, mode);
+  return path;
+}
+
+function refusal(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error("accepted");
+}
 
 describe("fleet options", () => {
   it("is off without --fleet-redis", () => {
@@ -18,6 +48,7 @@ describe("fleet options", () => {
       prefix: "quic-relay",
       heartbeatMs: 2000,
       replayWindowMs: 30_000,
+      secretFiles: [],
     });
   });
 
@@ -36,6 +67,17 @@ describe("fleet options", () => {
     expect(resolveFleetOptions({ "fleet-secret": "flag-secret-0123456" }, env)!.secret).toBe("flag-secret-0123456");
   });
 
+  it("reads the config file last, blaming its key", () => {
+    const file = { path: "relay.toml", values: { "fleet-redis": "redis://file:6379", "fleet-heartbeat-secs": 5, "fleet-prefix": "from-file" } };
+    const o = resolveFleetOptions({ "fleet-advertise": "203.0.113.7:4433" }, { QUIC_RELAY_FLEET_SECRET: SECRET, QUIC_RELAY_FLEET_PREFIX: "from-env" }, file)!;
+    expect(o).toMatchObject({ redisUrl: "redis://file:6379", heartbeatMs: 5000, prefix: "from-env", secret: SECRET });
+    const bad = { path: "relay.toml", values: { ...file.values, "fleet-heartbeat-secs": "soon" } };
+    expect(() => resolveFleetOptions(base, {}, bad)).toThrow("'fleet-heartbeat-secs' in relay.toml must be");
+    expect(refusal(() => resolveFleetOptions({}, {}, { path: "relay.toml", values: { "fleet-secret-file": "x" } })).message).toBe(
+      "'fleet-secret-file' in relay.toml needs --fleet-redis",
+    );
+  });
+
   it.each([
     ["fleet-redis", { ...base, "fleet-redis": "http://x" }],
     ["fleet-advertise", { ...base, "fleet-advertise": undefined }],
@@ -47,13 +89,157 @@ describe("fleet options", () => {
     ["fleet-prefix", { ...base, "fleet-prefix": "has space" }],
     ["fleet-heartbeat-secs", { ...base, "fleet-heartbeat-secs": "0" }],
     ["fleet-secret", { "fleet-secret": "0123456789abcdef" }],
+    ["fleet-secret-file", { "fleet-secret-file": "/etc/fleet-secret" }],
+    ["fleet-redis-password-file", { "fleet-redis-password-file": "/etc/redis-password" }],
   ])("refuses a bad or missing %s", (flag, flags) => {
-    try {
-      resolveFleetOptions(flags as Record<string, string | undefined>, {});
-      throw new Error("accepted");
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      expect((error as ConfigError).flag).toBe(flag);
+    expect(refusal(() => resolveFleetOptions(flags as Record<string, string | undefined>, {})).flag).toBe(flag);
+  });
+});
+
+describe("fleet secret file", () => {
+  it("takes the first line that is not blank or a comment, and reports the file for the permission check", () => {
+    const path = secretFile("fleet-secret", `# fleet secret, rotated with the relays\n\n  ${SECRET}  \nsecond-line-is-ignored-000\n`, 0o640);
+    const o = resolveFleetOptions({ ...noSecret, "fleet-secret-file": path }, {})!;
+    expect(o.secret).toBe(SECRET);
+    expect(o.secretFiles).toEqual([{ path, source: "--fleet-secret-file", mode: 0o640 }]);
+  });
+
+  it("is read from QUIC_RELAY_FLEET_SECRET_FILE and from the config file", () => {
+    const path = secretFile("fleet-secret-env", `${SECRET}\n`);
+    expect(resolveFleetOptions(noSecret, { QUIC_RELAY_FLEET_SECRET_FILE: path })!.secret).toBe(SECRET);
+    const o = resolveFleetOptions(noSecret, {}, { path: "relay.toml", values: { "fleet-secret-file": path } })!;
+    expect(o.secret).toBe(SECRET);
+    expect(o.secretFiles![0]!.source).toBe("'fleet-secret-file' in relay.toml");
+  });
+
+  it("the first source giving the secret either way wins (flags, variables, config file), as for --auth-secret", () => {
+    const path = secretFile("fleet-secret-order", `${SECRET}\n`);
+    expect(resolveFleetOptions({ ...noSecret, "fleet-secret-file": path }, { QUIC_RELAY_FLEET_SECRET: "env-secret-0123456789" })!.secret).toBe(SECRET);
+    expect(resolveFleetOptions(noSecret, { QUIC_RELAY_FLEET_SECRET: "env-secret-0123456789" }, { path: "r.toml", values: { "fleet-secret-file": path } })!.secret).toBe(
+      "env-secret-0123456789",
+    );
+  });
+
+  it.each([
+    ["flags", { ...base, "fleet-secret-file": "f" }, {}, undefined, "--fleet-secret and --fleet-secret-file both set"],
+    ["variables", noSecret, { QUIC_RELAY_FLEET_SECRET: "x", QUIC_RELAY_FLEET_SECRET_FILE: "f" }, undefined, "QUIC_RELAY_FLEET_SECRET and QUIC_RELAY_FLEET_SECRET_FILE both set"],
+    ["the config file", noSecret, {}, { path: "r.toml", values: { "fleet-secret": "x", "fleet-secret-file": "f" } }, "'fleet-secret' in r.toml and 'fleet-secret-file' in r.toml"],
+  ])("refuses the secret and a secret file both given in %s", (_where, flags, env, file, message) => {
+    const error = refusal(() => resolveFleetOptions(flags, env, file));
+    expect(error.flag).toBe("fleet-secret-file");
+    expect(error.message).toContain(message);
+  });
+
+  it("refuses a missing, empty or short file without showing its text", () => {
+    expect(refusal(() => resolveFleetOptions({ ...noSecret, "fleet-secret-file": join(dir, "absent") }, {})).message).toBe("--fleet-secret-file cannot be read: ENOENT");
+    const empty = secretFile("fleet-secret-empty", "# to be filled in\n");
+    expect(refusal(() => resolveFleetOptions({ ...noSecret, "fleet-secret-file": empty }, {})).flag).toBe("fleet-secret-file");
+    const short = secretFile("fleet-secret-short", "tiny-secret\n");
+    const error = refusal(() => resolveFleetOptions({ ...noSecret, "fleet-secret-file": short }, {}));
+    expect(error.flag).toBe("fleet-secret-file");
+    expect(error.message).toContain("at least 16 characters");
+    expect(error.message).not.toContain("tiny-secret");
+  });
+});
+
+describe("Redis password", () => {
+  it("comes from --fleet-redis-password-file into the URL, percent-encoded, keeping a user name", () => {
+    const path = secretFile("redis-password", `# redis ACL password\n${PASSWORD}\n`, 0o644);
+    const o = resolveFleetOptions({ ...base, "fleet-redis-password-file": path }, {})!;
+    expect(o.redisUrl).toBe(`redis://:${encodeURIComponent(PASSWORD)}@10.0.0.5:6379`);
+    expect(o.secretFiles).toEqual([{ path, source: "--fleet-redis-password-file", mode: 0o644 }]);
+    const user = resolveFleetOptions({ ...base, "fleet-redis": "rediss://relay@redis.example.net:6380/0", "fleet-redis-password-file": path }, {})!;
+    expect(user.redisUrl).toBe(`rediss://relay:${encodeURIComponent(PASSWORD)}@redis.example.net:6380/0`);
+  });
+
+  it("comes from QUIC_RELAY_FLEET_REDIS_PASSWORD, or its _FILE variable, or the config file's file key; never from REDISCLI_AUTH", () => {
+    expect(resolveFleetOptions(base, { QUIC_RELAY_FLEET_REDIS_PASSWORD: "from-env" })!.redisUrl).toBe("redis://:from-env@10.0.0.5:6379");
+    const path = secretFile("redis-password-env", "from-file\n");
+    expect(resolveFleetOptions(base, { QUIC_RELAY_FLEET_REDIS_PASSWORD_FILE: path })!.redisUrl).toBe("redis://:from-file@10.0.0.5:6379");
+    expect(resolveFleetOptions(base, {}, { path: "r.toml", values: { "fleet-redis-password-file": path } })!.redisUrl).toBe("redis://:from-file@10.0.0.5:6379");
+    expect(resolveFleetOptions(base, { REDISCLI_AUTH: "not-ours" })!.redisUrl).toBe("redis://10.0.0.5:6379");
+    // A flag beats a variable; the password itself is never a flag or a config key.
+    expect(resolveFleetOptions({ ...base, "fleet-redis-password-file": path }, { QUIC_RELAY_FLEET_REDIS_PASSWORD: "from-env" })!.redisUrl).toBe(
+      "redis://:from-file@10.0.0.5:6379",
+    );
+    expect(resolveFleetOptions({ ...base, "fleet-redis-password": "x" } as Record<string, string>, {}, { path: "r.toml", values: { "fleet-redis-password": "y" } })!.redisUrl).toBe(
+      "redis://10.0.0.5:6379",
+    );
+  });
+
+  it.each([
+    ["a password file", { "fleet-redis-password-file": "unread" }, {}, "fleet-redis-password-file"],
+    ["QUIC_RELAY_FLEET_REDIS_PASSWORD", {}, { QUIC_RELAY_FLEET_REDIS_PASSWORD: "env-password-zz" }, "fleet-redis-password"],
+  ])("refuses a URL that carries a password plus %s, without showing either", (_what, extra, env, flag) => {
+    const error = refusal(() => resolveFleetOptions({ ...base, "fleet-redis": "redis://:in-the-url@10.0.0.5:6379", ...extra }, env));
+    expect(error.flag).toBe(flag);
+    expect(error.message).toContain("already carries a password");
+    expect(error.message).not.toContain("in-the-url");
+    expect(error.message).not.toContain("env-password-zz");
+  });
+
+  it("refuses the password and a password file both given in the environment", () => {
+    const env = { QUIC_RELAY_FLEET_REDIS_PASSWORD: "a", QUIC_RELAY_FLEET_REDIS_PASSWORD_FILE: "f" };
+    expect(refusal(() => resolveFleetOptions(base, env)).flag).toBe("fleet-redis-password-file");
+    expect(refusal(() => resolveFleetOptions({}, { QUIC_RELAY_FLEET_REDIS_PASSWORD: "a" })).message).toBe("QUIC_RELAY_FLEET_REDIS_PASSWORD needs --fleet-redis");
+  });
+
+  it.each([
+    ["redis://10.0.0.5:6379", "redis://10.0.0.5:6379", undefined],
+    ["redis://user@10.0.0.5:6379", "redis://user@10.0.0.5:6379", undefined],
+    ["redis://:pw@10.0.0.5:6379", "redis://:***@10.0.0.5:6379", "pw"],
+    ["rediss://relay:pw@host:6380/2", "rediss://relay:***@host:6380/2", "pw"],
+    ["redis://:p@ss/w@host:6379", "redis://:***@host:6379", "p@ss/w"],
+    ["redis://user:@host", "redis://user:***@host", undefined],
+  ])("%s is logged as %s", (url, masked, password) => {
+    expect(maskRedisUrl(url)).toBe(masked);
+    expect(redisUrlPassword(url)).toBe(password);
+  });
+
+  it("masks the password in the message about a bad URL", () => {
+    const error = refusal(() => resolveFleetOptions({ ...base, "fleet-redis": "redis://:hunter2@host port" }, {}));
+    expect(error.message).not.toContain("hunter2");
+    expect(withRedisPassword("redis://host:1", "a b")).toBe("redis://:a%20b@host:1");
+  });
+});
+
+describe.skipIf(!REDIS_SERVER)("Redis password against redis-server --requirepass", () => {
+  let redis: Subprocess<"ignore", "pipe", "ignore"> | undefined;
+  afterAll(() => redis?.kill("SIGKILL"));
+
+  it("the directory connects with the password from a file and never logs it", async () => {
+    const port = await freeTcpPort();
+    redis = Bun.spawn([REDIS_SERVER!, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", PASSWORD], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "ignore",
+    });
+    // redis-server logs to stdout; it serves once it says so.
+    let log = "";
+    for await (const chunk of redis.stdout) {
+      log += new TextDecoder().decode(chunk);
+      if (log.includes("Ready to accept connections")) break;
+    }
+    const lines: string[] = [];
+    const logger = createConsola({ level: 5, reporters: [{ log: (entry) => lines.push(JSON.stringify(entry.args)) }] });
+    const connect = async (url: string) => {
+      const directory = new FleetDirectory(url, "t", "127.0.0.1:9", logger, () => {});
+      await directory.maintain();
+      const ok = await directory.heartbeat({}, 5000);
+      directory.close();
+      return ok;
+    };
+
+    const path = secretFile("redis-password-live", `${PASSWORD}\n`);
+    const o = resolveFleetOptions({ ...base, "fleet-redis": `redis://127.0.0.1:${port}`, "fleet-redis-password-file": path }, {})!;
+    expect(await connect(o.redisUrl)).toBe(true);
+    expect(await connect(`redis://127.0.0.1:${port}`)).toBe(false);
+    expect(await connect(withRedisPassword(`redis://127.0.0.1:${port}`, "wrong-password"))).toBe(false);
+    expect(lines.some((l) => l.includes("fleet directory reachable") && l.includes(`redis://:***@127.0.0.1:${port}`))).toBe(true);
+    for (const line of lines) {
+      expect(line).not.toContain(encodeURIComponent(PASSWORD));
+      expect(line).not.toContain(PASSWORD);
+      expect(line).not.toContain("wrong-password");
     }
   });
 });

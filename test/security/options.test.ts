@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../src/protocol/errors.ts";
 import { repeatedFlag, resolveSecurityOptions, SECURITY_DEFAULTS, securityFlags } from "../../src/security/options.ts";
+import { octalMode, readSecretFile, secretFileWarning } from "../../src/security/secret-file.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-sec-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,5 +103,59 @@ describe("security options", () => {
     expect(() => resolveSecurityOptions({}, { QUIC_RELAY_MAX_SESSIONS: "x" })).toThrow("QUIC_RELAY_MAX_SESSIONS must be");
     expect(() => resolveSecurityOptions({}, {}, { path: "r.toml", values: { "reg-rate": "fast" } })).toThrow("'reg-rate' in r.toml must be");
     expect(flagOf(() => resolveSecurityOptions({}, {}, { path: "r.toml", values: { "auth-secret": "short" } }))).toBe("auth-secret");
+  });
+});
+
+describe("secret files", () => {
+  const write = (name: string, text: string, mode: number) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    chmodSync(path, mode);
+    return path;
+  };
+
+  it("reports each file read, with what named it and its mode, for the permission check", () => {
+    const flagFile = write("mode-flag", `${A}\n`, 0o644);
+    expect(resolveSecurityOptions({ authSecretFile: flagFile }, {}).secretFiles).toEqual([{ path: flagFile, source: "--auth-secret-file", mode: 0o644 }]);
+    const envFile = write("mode-env", `${A}\n`, 0o600);
+    expect(resolveSecurityOptions({}, { QUIC_RELAY_AUTH_SECRET_FILE: envFile }).secretFiles).toEqual([
+      { path: envFile, source: "QUIC_RELAY_AUTH_SECRET_FILE", mode: 0o600 },
+    ]);
+    const config = { path: "relay.toml", values: { "auth-secret-file": envFile } };
+    expect(resolveSecurityOptions({}, {}, config).secretFiles[0]!.source).toBe("'auth-secret-file' in relay.toml");
+    expect(resolveSecurityOptions({ authSecret: A }, {}).secretFiles).toEqual([]);
+  });
+
+  it("blames the variable that named an unreadable file", () => {
+    expect(() => resolveSecurityOptions({}, { QUIC_RELAY_AUTH_SECRET_FILE: join(dir, "absent") })).toThrow("QUIC_RELAY_AUTH_SECRET_FILE cannot be read: ENOENT");
+  });
+
+  it.each([
+    ["0600", false],
+    ["0400", false],
+    ["0640", true],
+    ["0644", true],
+    ["0604", true],
+    ["0620", true],
+  ])("mode %s: warns %p", (octal, warns) => {
+    const mode = parseInt(octal, 8);
+    const path = write(`mode-${octal}`, `${A}\n`, mode);
+    const [info] = resolveSecurityOptions({ authSecretFile: path }, {}).secretFiles;
+    const warning = secretFileWarning(info!);
+    if (!warns) return expect(warning).toBeUndefined();
+    expect(warning).toContain(path);
+    expect(octalMode(mode)).toBe(octal);
+    expect(warning).toContain(`mode ${octal}`);
+    expect(warning).toContain(`chmod 600 ${path}`);
+    expect(warning).toContain("--auth-secret-file");
+    expect(warning).not.toContain(A);
+  });
+
+  it("reads the lines of a file without comments and blank lines, and never puts them in a message", () => {
+    const path = write("lines", `# first\n\n  ${A}  \r\n#${B}\n${B}\n`, 0o600);
+    expect(readSecretFile(path, "--x", "x").lines).toEqual([A, B]);
+    const comments = write("comments-only", "# nothing here\n\n", 0o600);
+    expect(() => readSecretFile(comments, "--x", "x")).toThrow("--x");
+    expect(() => readSecretFile(true, "--x", "x")).toThrow("--x needs a path");
   });
 });
