@@ -49,8 +49,11 @@ export const connectCommand = defineCommand({
         }
         if (localPort === 0) throw new ClientConfigError("--register-only needs --local-port (the port the app binds next)", "local-port");
         const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
-        const ms = await registerOnce(relay, args.session, localPort, registration);
-        log.info(`registered session ${args.session} at ${formatHostPort(relay)} from local port ${localPort} in ${ms.toFixed(1)} ms; port released for the app`);
+        const { rttMs, verified } = await registerOnce(relay, args.session, localPort, registration);
+        const proof = verified ? " (address verified by RETRY)" : "";
+        log.info(
+          `registered session ${args.session} at ${formatHostPort(relay)} from local port ${localPort} in ${rttMs.toFixed(1)} ms; port released for the app${proof}`,
+        );
         return;
       }
       if ((args.listen === undefined) === (args.forward === undefined)) {

@@ -57,7 +57,8 @@ export const probeCommand = defineCommand({
 function printResult(r: ProbeResult): void {
   const lines = [
     `relay        ${r.relay}  session ${r.sessionId}`,
-    `registration ${r.registrationMs[0]} ms (first socket), ${r.registrationMs[1]} ms (second socket)`,
+    // One word on whether the relay asked for return-routability proof (RETRY) before its ACKs.
+    `registration ${r.registrationMs[0]} ms (first socket), ${r.registrationMs[1]} ms (second socket); ${r.verified ? "verified" : "unverified"}`,
     `datagrams    ${r.sent} sent, ${r.received} returned, ${r.lossPercent}% loss, ${r.size} B each`,
     r.rttMs
       ? `rtt          p50 ${r.rttMs.p50} ms  p99 ${r.rttMs.p99} ms  (min ${r.rttMs.min}, max ${r.rttMs.max})`

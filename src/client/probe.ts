@@ -1,9 +1,8 @@
 import type { udp } from "bun";
-import { encodeReg } from "../protocol/reg.ts";
-import { classifyRelayDatagram } from "./control.ts";
 import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
 import { wildcardFor } from "./endpoint.ts";
-import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+import { type FirstRegistration, registrationUntilAck } from "./register-once.ts";
+import { defaultRegistrationSettings } from "./registration.ts";
 
 export interface ProbeOptions {
   relay: HostPort;
@@ -21,8 +20,10 @@ export interface ProbeOptions {
 export interface ProbeResult {
   relay: string;
   sessionId: string;
-  /** REG→ACK time of the first and the second socket, ms. */
+  /** REG→ACK time of the first and the second socket, ms (a RETRY round trip included). */
   registrationMs: [number, number];
+  /** The relay asked for return-routability proof (RETRY) before acknowledging. */
+  verified: boolean;
   sent: number;
   received: number;
   lossPercent: number;
@@ -60,7 +61,8 @@ async function openSocket(relay: HostPort, onRelay: () => Listener): Promise<Soc
 
 /**
  * Pair two local sockets through a fresh session, then bounce `count` datagrams A→relay→B→relay→A
- * and time each round trip. Throws RelayUnreachableError / RegistrationRefusedError when pairing fails.
+ * and time each round trip. Each socket registers as `connect` does (RETRY answered, timed from the
+ * first REG). Throws RelayUnreachableError / RegistrationRefusedError when pairing fails.
  */
 export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   const { relay } = options;
@@ -70,25 +72,24 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   const a = await openSocket(relay, () => listenerA);
   const b = await openSocket(relay, () => listenerB);
   try {
-    const reg = encodeReg(options.sessionId);
-    const register = async (socket: Socket, set: (l: Listener) => void): Promise<number> => {
-      for (let attempt = 1; attempt <= options.tries; attempt++) {
-        const started = performance.now();
-        const reply = await new Promise<{ kind: "ack" } | { kind: "err"; code: string } | null>((resolve) => {
-          const timer = setTimeout(() => resolve(null), options.ackTimeoutMs * attempt);
-          set((data) => {
-            const r = classifyRelayDatagram(data);
-            if (r.kind === "data") return;
-            clearTimeout(timer);
-            resolve(r);
-          });
-          socket.send(reg, relay.port, relay.host);
-        });
+    const settings = {
+      ackTimeoutMs: options.ackTimeoutMs,
+      maxBackoffMs: options.ackTimeoutMs * 4,
+      maxTries: options.tries,
+      keepaliveMs: defaultRegistrationSettings.keepaliveMs, // never reached: each registration stops at its ACK
+    };
+    const register = async (socket: Socket, set: (l: Listener) => void): Promise<FirstRegistration> => {
+      const { registration, acknowledged } = registrationUntilAck(relay, options.sessionId, settings, (datagram) => {
+        socket.send(datagram, relay.port, relay.host);
+      });
+      set((data) => void registration.onRelayDatagram(data));
+      registration.start();
+      try {
+        return await acknowledged;
+      } finally {
+        registration.stop();
         set(() => {});
-        if (reply?.kind === "ack") return performance.now() - started;
-        if (reply?.kind === "err") throw new RegistrationRefusedError(relayText, reply.code);
       }
-      throw new RelayUnreachableError(relayText, options.tries);
     };
     const regA = await register(a, (l) => (listenerA = l));
     const regB = await register(b, (l) => (listenerB = l));
@@ -128,7 +129,8 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
     return {
       relay: relayText,
       sessionId: options.sessionId,
-      registrationMs: [round(regA), round(regB)],
+      registrationMs: [round(regA.rttMs), round(regB.rttMs)],
+      verified: regA.verified || regB.verified,
       sent: options.count,
       received: rtts.length,
       lossPercent: round(((options.count - rtts.length) / options.count) * 100),

@@ -1,6 +1,4 @@
 import type { udp } from "bun";
-import { encodeReg } from "../protocol/reg.ts";
-import { classifyRelayDatagram } from "./control.ts";
 import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
 import { wildcardFor } from "./endpoint.ts";
 import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
@@ -38,6 +36,8 @@ export interface TunnelStats {
   fromRelayPackets: number;
   fromRelayBytes: number;
   registrations: number;
+  /** RETRYs answered on the way to an ACK (return-routability proof the relay asked for). */
+  retries: number;
   /** Relay datagrams dropped because no app address is known yet (listen mode). */
   noAppDrops: number;
   /** App datagrams dropped while unregistered (queue full) or refused by the socket. */
@@ -56,6 +56,7 @@ export class RelayTunnel {
     fromRelayPackets: 0,
     fromRelayBytes: 0,
     registrations: 0,
+    retries: 0,
     noAppDrops: 0,
     sendDrops: 0,
     strayDrops: 0,
@@ -66,24 +67,27 @@ export class RelayTunnel {
   private appPeer?: HostPort;
   private pending: Uint8Array[] = [];
   private readonly reg: RelayRegistration;
-  private readonly regDatagram: Uint8Array;
   private readonly relayText: string;
   private firstRegistration = Promise.withResolvers<void>();
   private closed = false;
 
   constructor(private readonly options: TunnelOptions) {
-    this.regDatagram = encodeReg(options.sessionId);
     this.relayText = formatHostPort(options.relay);
-    this.reg = new RelayRegistration(options.registration, {
-      sendReg: () => this.sendToRelay(this.regDatagram, false),
-      registered: ({ first, rttMs, attempts }) => {
+    this.reg = new RelayRegistration(options.sessionId, options.registration, {
+      sendReg: (datagram) => this.sendToRelay(datagram, false),
+      registered: ({ first, rttMs, attempts, retries }) => {
         this.stats.registrations++;
+        this.stats.retries += retries;
         if (first) {
-          options.log.info(`registered session ${options.sessionId} at ${this.relayText} in ${rttMs.toFixed(1)} ms (attempt ${attempts})`);
+          const proof = retries > 0 ? ", address verified by RETRY" : "";
+          options.log.info(`registered session ${options.sessionId} at ${this.relayText} in ${rttMs.toFixed(1)} ms (attempt ${attempts}${proof})`);
           this.flushPending();
           this.firstRegistration.resolve();
         } else if (attempts > 1) {
           options.log.info(`re-registered with ${this.relayText} after ${attempts} attempts`);
+        } else if (retries > 0) {
+          // A new public address (NAT rebinding) or an expired cookie: the relay asked for proof again.
+          options.log.info(`keepalive: ${this.relayText} asked for a new address proof (RETRY); re-verified in ${rttMs.toFixed(1)} ms`);
         } else {
           options.log.debug(`keepalive ACK in ${rttMs.toFixed(1)} ms`);
         }
@@ -169,9 +173,7 @@ export class RelayTunnel {
       this.stats.strayDrops++;
       return;
     }
-    const reply = classifyRelayDatagram(data);
-    if (reply.kind === "ack") return this.reg.onAck();
-    if (reply.kind === "err") return this.reg.onErr(reply.code);
+    if (this.reg.onRelayDatagram(data)) return;
     this.stats.fromRelayPackets++;
     this.stats.fromRelayBytes += data.length;
     const to = this.options.mode.kind === "listen" ? this.appPeer : this.options.mode.target;

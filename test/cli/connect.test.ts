@@ -1,6 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "bun:test";
 import type { Subprocess } from "bun";
 import { startRelay, TestPeer, type TestRelay, bytes, text, eventually, register } from "../utils.ts";
+import { parseRetry } from "../../src/protocol/replies.ts";
+import { FakeRelay } from "../client/fake-relay.ts";
 
 const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
 
@@ -61,6 +63,14 @@ async function openPeer(host = "127.0.0.1"): Promise<TestPeer> {
   return peer;
 }
 
+/** A port free on every address (`--register-only` binds the wildcard): bound once, then released. */
+async function freePort(): Promise<number> {
+  const probe = await TestPeer.open("0.0.0.0");
+  const port = probe.port;
+  probe.socket.close();
+  return port;
+}
+
 describe("quic-relay connect", () => {
   it("tunnels an app on --listen to a server on --forward and back", async () => {
     const server = await openPeer();
@@ -112,10 +122,7 @@ describe("quic-relay connect", () => {
     const session = "cli-handover";
     const partner = await openPeer("127.0.0.2");
     await register(partner, relay.port, session);
-    const probe = await openPeer();
-    const port = probe.port;
-    probe.socket.close();
-    peers.splice(peers.indexOf(probe), 1);
+    const port = await freePort();
     const r = connect("--relay", `127.0.0.1:${relay.port}`, "--session", session, "--register-only", "--local-port", String(port));
     expect(await exitOf(r)).toBe(0);
     expect(r.output()).toMatch(new RegExp(`from local port ${port} in [\\d.]+ ms; port released`));
@@ -176,5 +183,72 @@ describe("quic-relay connect", () => {
     const bad = connect("--relay", "nonsense", "--session", "x", "--listen", "127.0.0.1:0");
     expect(await exitOf(bad)).toBe(2);
     expect(bad.output()).toMatch(/--relay must be host:port/);
+  }, 20_000);
+});
+
+/** REG, answering a RETRY with its cookie as a direct-mode app would; returns the final reply. */
+async function registerWithProof(peer: TestPeer, relayPort: number, session: string): Promise<string> {
+  peer.send(`REG:${session}\n`, relayPort);
+  const reply = await peer.next();
+  const cookie = parseRetry(reply.data);
+  if (cookie === undefined) return text(reply.data);
+  peer.send(`REG:${session} ${cookie}\n`, relayPort);
+  return peer.nextText();
+}
+
+describe("quic-relay connect against a relay that requires return-routability proof", () => {
+  let proofRelay: FakeRelay;
+  beforeAll(async () => {
+    proofRelay = await FakeRelay.start({ requireCookies: true });
+  });
+  afterAll(() => proofRelay.close());
+
+  it("answers ERR short with the placeholder, then the RETRY, and echoes the cookie in keepalives", async () => {
+    const session = "cli-proof"; // short: its first REG cannot be answered with a RETRY
+    const server = await openPeer();
+    const relayAddr = `127.0.0.1:${proofRelay.port}`;
+    const serverSide = connect("--relay", relayAddr, "--session", session, "--forward", `127.0.0.1:${server.port}`);
+    await serverSide.waitFor(/tunnel up/);
+    expect(serverSide.output()).toMatch(/address verified by RETRY/);
+    const clientSide = connect("--relay", relayAddr, "--session", session, "--listen", "127.0.0.1:0", "--keepalive-secs", "0.2");
+    const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
+
+    const app = await openPeer();
+    app.socket.send(bytes("ping"), listenPort, "127.0.0.1");
+    await eventually(() => server.inbox.length > 0, 5000);
+    expect(text(server.inbox[0]!.data)).toBe("ping");
+    const from = server.inbox[0]!;
+    server.socket.send(bytes("pong"), from.port, from.address);
+    await eventually(() => app.inbox.length > 0, 5000);
+    expect(text(app.inbox[0]!.data)).toBe("pong");
+
+    // The client side's REGs: plain, placeholder, then its cookie in the answer and every keepalive.
+    const ports = [...new Set(proofRelay.regs.filter((r) => r.session === session).map((r) => r.port))];
+    expect(ports).toHaveLength(2); // the server side registered first, then the client side
+    const fromClient = () => proofRelay.regs.filter((r) => r.port === ports[1]);
+    await eventually(() => fromClient().length >= 5, 5000);
+    const cookies = fromClient().map((r) => r.cookie ?? "-");
+    expect(cookies.slice(0, 2)).toEqual(["-", "AAAAAAAAAAAAAAAA"]);
+    expect(proofRelay.retries).toContain(cookies[2]!);
+    expect(new Set(cookies.slice(2)).size).toBe(1);
+    expect(app.inbox.map((r) => text(r.data))).toEqual(["pong"]);
+  }, 30_000);
+
+  it("--register-only answers the RETRY from --local-port before it releases the port", async () => {
+    const session = "cli-handover-with-proof-0001"; // long enough for a RETRY to the first REG
+    const partner = await openPeer("127.0.0.2");
+    expect(await registerWithProof(partner, proofRelay.port, session)).toBe("ACK\n");
+    const port = await freePort();
+    const r = connect("--relay", `127.0.0.1:${proofRelay.port}`, "--session", session, "--register-only", "--local-port", String(port));
+    expect(await exitOf(r)).toBe(0);
+    expect(r.output()).toMatch(new RegExp(`from local port ${port} in [\\d.]+ ms; port released for the app \\(address verified by RETRY\\)`));
+    const fromPort = proofRelay.regs.filter((reg) => reg.port === port).map((reg) => reg.cookie ?? "-");
+    expect(fromPort).toHaveLength(2);
+    expect(fromPort[0]).toBe("-");
+    // The app binds the same port and is the session's peer without sending a REG itself.
+    const bound = await TestPeer.open("127.0.0.1", port);
+    peers.push(bound);
+    bound.socket.send(bytes("from-app"), proofRelay.port, "127.0.0.1");
+    await eventually(() => partner.inbox.some((d) => text(d.data) === "from-app"), 5000);
   }, 20_000);
 });

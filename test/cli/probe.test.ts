@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { startRelay, TestPeer, type TestRelay } from "../utils.ts";
+import { FakeRelay } from "../client/fake-relay.ts";
 
 const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
 
@@ -29,6 +30,7 @@ describe("quic-relay probe", () => {
     expect(result.lossPercent).toBe(0);
     expect(result.size).toBe(600);
     expect(result.registrationMs).toHaveLength(2);
+    expect(typeof result.verified).toBe("boolean");
     expect(result.rttMs.p50).toBeGreaterThan(0);
     expect(result.rttMs.p99).toBeGreaterThanOrEqual(result.rttMs.p50);
   });
@@ -49,6 +51,28 @@ describe("quic-relay probe", () => {
       expect(JSON.parse(stdout).error).toMatch(/did not answer 2 REG attempts/);
     } finally {
       silent.socket.close();
+    }
+  });
+});
+
+describe("quic-relay probe and return-routability proof", () => {
+  it.each([
+    ["requires proof", { requireCookies: true }, true, "verified"],
+    ["asks for none", {}, false, "unverified"],
+  ])("reports whether the relay %s, in JSON and in one word of text", async (_name, options, verified, word) => {
+    const fake = await FakeRelay.start(options);
+    try {
+      const json = await probe("--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0", "--json");
+      expect(json.code).toBe(0);
+      const result = JSON.parse(json.stdout);
+      expect(result.verified).toBe(verified);
+      expect(result.received).toBe(5);
+      expect(fake.retries.length).toBe(verified ? 2 : 0);
+      const plain = await probe("--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0");
+      expect(plain.code).toBe(0);
+      expect(plain.stdout).toMatch(new RegExp(`registration [\\d.]+ ms \\(first socket\\), [\\d.]+ ms \\(second socket\\); ${word}\\n`));
+    } finally {
+      fake.close();
     }
   });
 });

@@ -1,22 +1,47 @@
 import type { udp } from "bun";
+import { CookieMinter } from "../../src/protocol/cookie.ts";
+import { RefusalCode } from "../../src/protocol/errors.ts";
+import { isReg, parseReg } from "../../src/protocol/reg.ts";
+import { encodeRetry, refusalReply, RETRY_LENGTH } from "../../src/protocol/replies.ts";
 
 /**
  * A scriptable stand-in for the relay, for client tests that need failure modes the real relay
- * does not have on demand: swallowing ACKs, refusing with ERR, going silent. Pairs two addresses
- * per session and forwards between them (no holding, no rebinding).
+ * does not have on demand: swallowing ACKs, refusing with ERR, going silent, asking for
+ * return-routability proof. Pairs two addresses per session and forwards between them (no
+ * holding, no rebinding).
  */
 export interface FakeRelayOptions {
   /** Ignore this many REGs (no ACK) before answering. */
   dropRegs?: number;
   /** Answer every REG with this datagram instead of ACK (e.g. "ERR full\n"). */
   refuseWith?: string;
+  /**
+   * Require return-routability proof: a REG without a valid cookie, from an address that is not
+   * already a member of its session, gets `RETRY <cookie>` (or `ERR short` / `ERR` when it is too
+   * short for a RETRY), as the real relay does in verified mode.
+   */
+  requireCookies?: boolean;
+  /** Misbehave: answer every REG with a fresh RETRY and never ACK. */
+  retryForever?: boolean;
+}
+
+export interface FakeRelayReg {
+  address: string;
+  port: number;
+  session: string;
+  cookie: string | undefined;
 }
 
 export class FakeRelay {
-  regs: { address: string; port: number; session: string }[] = [];
+  regs: FakeRelayReg[] = [];
+  /** RETRYs sent, with the cookie each carried. */
+  retries: string[] = [];
   forwarded = 0;
   dropRegs: number;
   refuseWith?: string;
+  private readonly requireCookies: boolean;
+  private readonly retryForever: boolean;
+  private minter = new CookieMinter();
   private peers = new Map<string, string[]>();
   private partnerOf = new Map<string, { address: string; port: number }>();
   private constructor(
@@ -25,6 +50,8 @@ export class FakeRelay {
   ) {
     this.dropRegs = options.dropRegs ?? 0;
     this.refuseWith = options.refuseWith;
+    this.requireCookies = options.requireCookies ?? false;
+    this.retryForever = options.retryForever ?? false;
   }
 
   static async start(options: FakeRelayOptions = {}, hostname = "127.0.0.1"): Promise<FakeRelay> {
@@ -43,31 +70,52 @@ export class FakeRelay {
     return this.socket.port;
   }
 
-  /** Forget all sessions, as a restarted relay would. */
+  /** Forget all sessions, as a restarted relay would; cookies it issued before no longer verify. */
   reset(): void {
     this.peers.clear();
     this.partnerOf.clear();
+    this.minter = new CookieMinter();
   }
 
   close(): void {
     this.socket.close();
   }
 
+  private send(data: Uint8Array | string, port: number, address: string): void {
+    this.socket.send(typeof data === "string" ? new TextEncoder().encode(data) : data, port, address);
+  }
+
   private onDatagram(data: Uint8Array, port: number, address: string): void {
     const key = `${address}|${port}`;
-    const text = new TextDecoder().decode(data);
-    if (text.startsWith("REG:")) {
-      const session = text.slice(4).replace(/\r?\n$/, "");
-      this.regs.push({ address, port, session });
+    if (isReg(data)) {
+      const reg = parseReg(data);
+      if (!reg.ok) {
+        const reply = refusalReply(reg.code, data.length);
+        if (reply) this.send(reply, port, address);
+        return;
+      }
+      const { sessionId: session, cookie } = reg;
+      this.regs.push({ address, port, session, cookie });
       if (this.dropRegs > 0) {
         this.dropRegs--;
         return;
       }
       if (this.refuseWith !== undefined) {
-        this.socket.send(new TextEncoder().encode(this.refuseWith), port, address);
+        this.send(this.refuseWith, port, address);
         return;
       }
       const members = this.peers.get(session) ?? [];
+      if ((this.requireCookies || this.retryForever) && !this.proven(members.includes(key), cookie, address, port, session)) {
+        if (data.length < RETRY_LENGTH) {
+          const reply = refusalReply(RefusalCode.Short, data.length);
+          if (reply) this.send(reply, port, address);
+          return;
+        }
+        const fresh = this.minter.mint(address, port, session, Math.floor(Date.now() / 1000));
+        this.retries.push(fresh);
+        this.send(encodeRetry(fresh), port, address);
+        return;
+      }
       if (!members.includes(key) && members.length < 2) members.push(key);
       this.peers.set(session, members);
       if (members.length === 2) {
@@ -78,12 +126,19 @@ export class FakeRelay {
         this.partnerOf.set(members[0]!, b!);
         this.partnerOf.set(members[1]!, a!);
       }
-      this.socket.send(new TextEncoder().encode("ACK\n"), port, address);
+      this.send("ACK\n", port, address);
       return;
     }
     const partner = this.partnerOf.get(key);
     if (!partner) return;
     this.forwarded++;
     this.socket.send(data, partner.port, partner.address);
+  }
+
+  /** A member known at this address needs no fresh proof (its cookie may be stale); others need a valid cookie. */
+  private proven(member: boolean, cookie: string | undefined, address: string, port: number, session: string): boolean {
+    if (this.retryForever) return false;
+    if (member) return true;
+    return cookie !== undefined && this.minter.check(cookie, address, port, session, Math.floor(Date.now() / 1000)) === "ok";
   }
 }

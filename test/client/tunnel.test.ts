@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import type { udp } from "bun";
 import { RegistrationRefusedError, RelayUnreachableError } from "../../src/client/errors.ts";
+import { registerOnce } from "../../src/client/register-once.ts";
+import { MAX_RETRIES_PER_ATTEMPT, PLACEHOLDER_COOKIE } from "../../src/client/registration.ts";
 import { RelayTunnel, type TunnelMode } from "../../src/client/tunnel.ts";
-import { FakeRelay } from "./fake-relay.ts";
+import { FakeRelay, type FakeRelayOptions } from "./fake-relay.ts";
 
 const quiet = { info() {}, warn() {}, debug() {} };
 const fast = { ackTimeoutMs: 100, maxBackoffMs: 400, maxTries: 3, keepaliveMs: 300 };
@@ -13,16 +15,24 @@ afterEach(() => {
 
 type Received = { data: string; port: number; address: string };
 
-async function endpoint(hostname = "127.0.0.1") {
+async function endpoint(hostname = "127.0.0.1", port = 0) {
   const inbox: Received[] = [];
   const socket: udp.Socket<"uint8array"> = await Bun.udpSocket({
     hostname,
-    port: 0,
+    port,
     binaryType: "uint8array",
     socket: { data: (_s, d, port, address) => void inbox.push({ data: new TextDecoder().decode(d), port, address }) },
   });
   cleanups.push(() => socket.close());
   return { socket, inbox };
+}
+
+/** A local port free on every address (registerOnce binds the wildcard): bound once, then released. */
+async function freePort(): Promise<number> {
+  const s = await Bun.udpSocket({ hostname: "0.0.0.0", port: 0 });
+  const port = s.port;
+  s.close();
+  return port;
 }
 
 function tunnel(relay: FakeRelay, mode: TunnelMode, session = "s1", registration = fast) {
@@ -39,14 +49,31 @@ async function until(check: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-describe("RelayTunnel over loopback", () => {
-  it("carries datagrams both ways between a listen-side app and a forward-side server", async () => {
-    const relay = await FakeRelay.start();
+const LONG_ID = "5b3c1f0e-8d2a-4c7b-9e61-0a4f2d7c8b19";
+
+/** Relays with and without return-routability proof; short ids take the ERR short / placeholder path. */
+const flavours: { name: string; options: FakeRelayOptions; session: string; proof: boolean }[] = [
+  { name: "a relay that asks for no proof", options: {}, session: "s1", proof: false },
+  { name: "a relay requiring proof (REG, RETRY, REG with cookie)", options: { requireCookies: true }, session: LONG_ID, proof: true },
+  { name: "a relay requiring proof, 10-char id (ERR short, placeholder, RETRY)", options: { requireCookies: true }, session: "session-10", proof: true },
+  { name: "a relay requiring proof, 2-char id (bare ERR, placeholder, RETRY)", options: { requireCookies: true }, session: "s1", proof: true },
+];
+
+/** What each client address sent: the cookie of every REG, "-" for none. */
+function cookiesByAddress(relay: FakeRelay): Map<number, string[]> {
+  const by = new Map<number, string[]>();
+  for (const r of relay.regs) by.set(r.port, [...(by.get(r.port) ?? []), r.cookie ?? "-"]);
+  return by;
+}
+
+describe.each(flavours)("against $name", ({ options, session, proof }) => {
+  it("carries datagrams both ways between a listen-side app and a forward-side server, keepalives echo the cookie", async () => {
+    const relay = await FakeRelay.start(options);
     cleanups.push(() => relay.close());
     const server = await endpoint();
     const client = await endpoint();
-    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } });
-    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
+    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
+    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, session);
     await serverSide.start();
     await clientSide.start();
     const listen = clientSide.appAddress;
@@ -60,12 +87,71 @@ describe("RelayTunnel over loopback", () => {
     server.socket.send(new TextEncoder().encode("world"), from.port, from.address);
     await until(() => client.inbox.length === 1);
     expect(client.inbox[0]).toMatchObject({ data: "world", port: listen.port });
-    await Bun.sleep(700); // several keepalives pass: their ACKs must not reach the apps
+    // Several keepalives pass: their ACKs must not reach the apps.
+    await until(() => clientSide.stats.registrations >= 3 && serverSide.stats.registrations >= 3);
     expect(client.inbox.map((r) => r.data)).toEqual(["world"]);
     expect(server.inbox.map((r) => r.data)).toEqual(["hello"]);
-    expect(clientSide.stats.registrations).toBeGreaterThanOrEqual(2);
+
+    expect(clientSide.stats.retries).toBe(proof ? 1 : 0);
+    for (const [, cookies] of cookiesByAddress(relay)) {
+      if (!proof) {
+        expect(cookies.every((c) => c === "-")).toBe(true);
+        continue;
+      }
+      const short = session.length < 18;
+      const cookie = cookies[short ? 2 : 1]!;
+      expect(relay.retries).toContain(cookie);
+      // Plain REG first; the placeholder only for a short id; then the cookie in every later REG.
+      expect(cookies.slice(0, short ? 2 : 1)).toEqual(short ? ["-", PLACEHOLDER_COOKIE] : ["-"]);
+      expect(cookies.slice(short ? 2 : 1).every((c) => c === cookie)).toBe(true);
+    }
   });
 
+  it("re-registers after the relay restarts (new cookie key) and traffic flows again", async () => {
+    const relay = await FakeRelay.start(options);
+    cleanups.push(() => relay.close());
+    const server = await endpoint();
+    const client = await endpoint();
+    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
+    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, session);
+    await serverSide.start();
+    await clientSide.start();
+    const retriesBefore = relay.retries.length;
+    relay.reset();
+    const regsAfterReset = relay.regs.length;
+    await until(() => clientSide.stats.registrations >= 2 && serverSide.stats.registrations >= 2 && relay.regs.length >= regsAfterReset + 2);
+    const listen = clientSide.appAddress;
+    await until(() => {
+      client.socket.send(new TextEncoder().encode("again"), listen.port, listen.host);
+      return server.inbox.some((r) => r.data === "again");
+    });
+    if (proof) {
+      // The old cookies no longer verify: each side was asked again and now sends its new cookie.
+      const fresh = relay.retries.slice(retriesBefore);
+      expect(fresh.length).toBe(2);
+      for (const [, cookies] of cookiesByAddress(relay)) expect(fresh).toContain(cookies.at(-1)!);
+    } else {
+      expect(relay.retries).toEqual([]);
+    }
+  });
+
+  it("registerOnce answers RETRY from the chosen port; the app that binds the port next is the session's peer", async () => {
+    const relay = await FakeRelay.start(options);
+    cleanups.push(() => relay.close());
+    const server = await endpoint();
+    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
+    await serverSide.start();
+    const port = await freePort();
+    const result = await registerOnce({ host: "127.0.0.1", port: relay.port }, session, port, fast);
+    expect(result.verified).toBe(proof);
+    expect(result.rttMs).toBeGreaterThanOrEqual(0);
+    const app = await endpoint("127.0.0.1", port);
+    app.socket.send(new TextEncoder().encode("from-app"), relay.port, "127.0.0.1");
+    await until(() => server.inbox.some((r) => r.data === "from-app"));
+  });
+});
+
+describe("RelayTunnel over loopback", () => {
   it("retries unanswered REGs and registers once the relay answers", async () => {
     const relay = await FakeRelay.start({ dropRegs: 2 });
     cleanups.push(() => relay.close());
@@ -91,21 +177,20 @@ describe("RelayTunnel over loopback", () => {
     expect((error as Error).message).toContain("ERR full");
   });
 
-  it("re-registers after the relay forgets the session (restart) and traffic flows again", async () => {
-    const relay = await FakeRelay.start();
+  it("fails with RelayUnreachableError against a relay that only ever answers RETRY", async () => {
+    const relay = await FakeRelay.start({ retryForever: true });
     cleanups.push(() => relay.close());
-    const server = await endpoint();
-    const client = await endpoint();
-    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } });
-    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
-    await serverSide.start();
-    await clientSide.start();
-    relay.reset();
-    const regsAfterReset = relay.regs.length;
-    await until(() => relay.regs.length >= regsAfterReset + 2, 2000);
-    const listen = clientSide.appAddress;
-    client.socket.send(new TextEncoder().encode("again"), listen.port, listen.host);
-    await until(() => server.inbox.some((r) => r.data === "again"));
+    const t = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, LONG_ID);
+    await expect(t.start()).rejects.toBeInstanceOf(RelayUnreachableError);
+    expect(relay.regs.length).toBe(fast.maxTries * (1 + MAX_RETRIES_PER_ATTEMPT));
+  });
+
+  it("reports ERR busy as a refusal", async () => {
+    const relay = await FakeRelay.start({ refuseWith: "ERR busy\n" });
+    cleanups.push(() => relay.close());
+    const error = await registerOnce({ host: "127.0.0.1", port: relay.port }, LONG_ID, await freePort(), fast).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistrationRefusedError);
+    expect((error as Error).message).toContain("ERR busy");
   });
 
   it("queues app datagrams sent before the first ACK and delivers them after it", async () => {

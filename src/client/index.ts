@@ -1,0 +1,27 @@
+/**
+ * What src/client offers apps (docs/integration.md). Direct mode, on a socket the app owns:
+ *
+ *   const reg = new RelayRegistration(sessionId, defaultRegistrationSettings, {
+ *     sendReg: (datagram) => socket.send(datagram, relay.port, relay.host),
+ *     registered: ({ first }) => { if (first) startQuic(); }, lost() {}, refused() {}, unreachable() {},
+ *   });
+ *   // every datagram from the relay's address: relay replies are consumed, the rest goes to QUIC
+ *   if (!reg.onRelayDatagram(data)) quic.receive(data);
+ *   reg.start();
+ *
+ * RelayRegistration speaks the whole REG exchange: retries with backoff, keepalives, RETRY cookies
+ * (kept and echoed), the ERR short placeholder. registerOnce is the hand-over, RelayTunnel the tunnel.
+ */
+export { classifyRelayDatagram, type RelayReply } from "./control.ts";
+export { ClientConfigError, RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+export { type FirstRegistration, registerOnce, registrationUntilAck } from "./register-once.ts";
+export {
+  defaultRegistrationSettings,
+  MAX_RETRIES_PER_ATTEMPT,
+  realTimers,
+  RelayRegistration,
+  type RegistrationEvents,
+  type RegistrationSettings,
+  type Timers,
+} from "./registration.ts";
+export { RelayTunnel, type TunnelMode, type TunnelOptions, type TunnelStats } from "./tunnel.ts";
