@@ -65,7 +65,7 @@ class GsoSocket : public Napi::ObjectWrap<GsoSocket> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeRelay", NativeRelay::Define(env));
   exports.Set("GsoSocket", GsoSocket::Define(env));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

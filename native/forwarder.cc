@@ -141,6 +141,7 @@ ForwarderTotals Forwarder::totals() const {
     t.groBuffers += c.groBuffers.load(std::memory_order_relaxed);
     t.gsoSends += c.gsoSends.load(std::memory_order_relaxed);
     t.gsoFallbacks += c.gsoFallbacks.load(std::memory_order_relaxed);
+    t.unansweredDrops += c.unansweredDrops.load(std::memory_order_relaxed);
   }
   t.sendErrors += controlSendErrors_.load(std::memory_order_relaxed);
   t.controlPackets = control_.accepted();

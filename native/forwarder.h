@@ -40,6 +40,7 @@ struct ForwarderTotals {
   uint64_t groBuffers = 0;
   uint64_t gsoSends = 0;
   uint64_t gsoFallbacks = 0;
+  uint64_t unansweredDrops = 0;
 };
 
 struct OutDatagram {

@@ -160,19 +160,20 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(forwarder_->send(out.data(), out.size())));
 }
 
-// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget)
+// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit)
 Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  double id = 0, fromPort = 0, toPort = 0, budget = 0;
+  double id = 0, fromPort = 0, toPort = 0, budget = 0, limit = 0;
   std::string from, to;
-  if (info.Length() < 6) {
-    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget)");
+  if (info.Length() < 7) {
+    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit)");
     return env.Undefined();
   }
   if (!readInt(env, info[0], "id", 0, 9007199254740991.0, &id) || !readString(env, info[1], "fromAddress", &from) ||
       !readInt(env, info[2], "fromPort", 0, 65535, &fromPort) || !readString(env, info[3], "toAddress", &to) ||
       !readInt(env, info[4], "toPort", 0, 65535, &toPort) ||
-      !readInt(env, info[5], "observeBudget", 0, 1e9, &budget)) {
+      !readInt(env, info[5], "observeBudget", 0, 1e9, &budget) ||
+      !readInt(env, info[6], "unansweredLimit", 0, 9007199254740991.0, &limit)) {
     return env.Undefined();
   }
   SockAddr fromAddr, toAddr;
@@ -186,7 +187,8 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
     throwType(env, "setRoute: toAddress is not an address this socket can send to: " + to);
     return env.Undefined();
   }
-  forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget));
+  forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget),
+                           static_cast<uint64_t>(limit));
   return env.Undefined();
 }
 
@@ -232,6 +234,7 @@ Napi::Value NativeRelay::Counters(const Napi::CallbackInfo& info) {
   out.Set("oversize", static_cast<double>(t.oversize));
   out.Set("controlQueueDrops", static_cast<double>(t.controlQueueDrops));
   out.Set("sendErrors", static_cast<double>(t.sendErrors));
+  out.Set("unansweredDrops", static_cast<double>(t.unansweredDrops));
   out.Set("receiveErrors", static_cast<double>(t.receiveErrors));
   out.Set("groBuffers", static_cast<double>(t.groBuffers));
   out.Set("gsoSends", static_cast<double>(t.gsoSends));

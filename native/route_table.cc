@@ -48,6 +48,12 @@ uint32_t RouteTable::allocate() {
 
 void RouteTable::eraseLocked(uint32_t slot) {
   Route& route = at(slot);
+  if (route.reverse != nullptr) {
+    route.reverse->reverse = nullptr;
+    route.reverse->reverseLimited = false;
+    route.reverse = nullptr;
+    route.reverseLimited = false;
+  }
   bySource_.erase(route.from, slot);
   byId_.erase(route.id, slot);
   route.live = false;
@@ -55,12 +61,25 @@ void RouteTable::eraseLocked(uint32_t slot) {
   live_--;
 }
 
-void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget) {
+void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget,
+                     uint64_t unansweredLimit) {
   WriteGuard guard(&lock_);
   uint32_t sameSource = bySource_.find(from);
   if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
   if (sameId != kNoSlot) eraseLocked(sameId);
+  // The route back from `to` to `from`, if any (found before this route is indexed, so a route
+  // to its own source is not its own reverse; its old reverse was the route just replaced).
+  Route* back = nullptr;
+  PeerKey toKey;
+  if (keyFromSockaddr(reinterpret_cast<const sockaddr*>(&to.ss), &toKey)) {
+    uint32_t backSlot = bySource_.find(toKey);
+    PeerKey backTo;
+    if (backSlot != kNoSlot && keyFromSockaddr(reinterpret_cast<const sockaddr*>(&at(backSlot).to.ss), &backTo) &&
+        backTo == from) {
+      back = &at(backSlot);
+    }
+  }
   uint32_t slot = allocate();
   Route& route = at(slot);
   route.id = id;
@@ -71,6 +90,14 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   route.packets.store(0, std::memory_order_relaxed);
   route.bytes.store(0, std::memory_order_relaxed);
   route.active.store(false, std::memory_order_relaxed);
+  route.unanswered.store(0, std::memory_order_relaxed);
+  route.unansweredLimit = unansweredLimit;
+  route.reverse = back;
+  route.reverseLimited = back != nullptr && back->unansweredLimit != 0;
+  if (back != nullptr) {
+    back->reverse = &route;
+    back->reverseLimited = unansweredLimit != 0;
+  }
   bySource_.insert(from, slot);
   byId_.insert(id, slot);
   live_++;

@@ -1,6 +1,8 @@
 // Routes installed by the control plane: source address -> destination, shared by all
 // forwarding threads. Readers take the lock once per receive batch, never per packet;
 // per-route counters are relaxed atomics so readers never write shared structure.
+// Two routes that point at each other (A: X -> S, B: S -> X) are linked as each other's
+// reverse, so that a datagram from S (looked up as B) answers A's unanswered-bytes limit.
 #pragma once
 
 #include <pthread.h>
@@ -20,10 +22,17 @@ struct Route {
   PeerKey from{};
   SockAddr to{};
   bool live = false;
+  std::atomic<bool> active{false};
+  // Set under the write lock: `reverse` is the route from `to` back to `from` (or null), and
+  // `reverseLimited` says it has an unanswered limit, so that the per-packet test without
+  // limits reads only this route's own cache line.
+  bool reverseLimited = false;
   std::atomic<int64_t> observeBudget{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
-  std::atomic<bool> active{false};
+  std::atomic<uint64_t> unanswered{0};  // bytes forwarded since `to` last sent (only with a limit)
+  uint64_t unansweredLimit = 0;         // 0: no limit
+  Route* reverse = nullptr;             // chunks never move: valid while both routes are live
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
@@ -32,6 +41,24 @@ struct Route {
       if (observeBudget.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
     }
     return false;
+  }
+
+  // A datagram from this route's source answers the reverse route: its count starts again.
+  // Per packet, so a plain load first; only a non-zero count is written.
+  void answerReverse() {
+    if (!reverseLimited) return;
+    std::atomic<uint64_t>& count = reverse->unanswered;
+    if (count.load(std::memory_order_relaxed) != 0) count.store(0, std::memory_order_relaxed);
+  }
+
+  // Charges `length` bytes against the unanswered limit; false (nothing charged) if they do not
+  // fit. A compare-exchange rather than add-then-undo: a concurrent reset is never undone below 0.
+  bool chargeUnanswered(uint64_t length) {
+    uint64_t used = unanswered.load(std::memory_order_relaxed);
+    do {
+      if (length > unansweredLimit - used) return false;
+    } while (!unanswered.compare_exchange_weak(used, used + length, std::memory_order_relaxed));
+    return true;
   }
 
   void count(uint64_t datagrams, uint64_t length) {
@@ -48,8 +75,9 @@ class RouteTable {
   RouteTable(const RouteTable&) = delete;
   RouteTable& operator=(const RouteTable&) = delete;
 
-  // Replaces any route with the same id or the same source; a replacement starts with fresh counters.
-  void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget);
+  // Replaces any route with the same id or the same source; a replacement starts with fresh counters
+  // (and an unanswered count of 0). `unansweredLimit` 0 means no limit.
+  void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit);
   bool remove(int64_t id);
   void clear();
 

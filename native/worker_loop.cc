@@ -16,6 +16,19 @@ inline bool startsWithReg(const uint8_t* data, uint32_t length) {
   return length >= 4 && data[0] == 'R' && data[1] == 'E' && data[2] == 'G' && data[3] == ':';
 }
 
+// Mirrors mayBeRelayLine in src/protocol/replies.ts (the definition): 4..32 bytes (RELAY_LINE_MAX),
+// last byte '\n', first byte 'A', 'E' or 'R' -- possibly ACK/ERR/RETRY from a relay, so handed up.
+// The length test comes first: a datagram over 32 bytes costs one comparison.
+inline bool mayBeRelayLine(const uint8_t* data, uint32_t length) {
+  if (length < 4 || length > 32 || data[length - 1] != '\n') return false;
+  return data[0] == 'A' || data[0] == 'E' || data[0] == 'R';
+}
+
+// What a routed datagram needs: the control plane (REG or possible relay line), or forwarding.
+inline bool forControlPlane(const uint8_t* data, uint32_t length) {
+  return startsWithReg(data, length) || mayBeRelayLine(data, length);
+}
+
 // Errors that mean "this kernel/device cannot segment": stop trying GSO altogether.
 inline bool gsoUnsupported(int err) { return err == EIO || err == EOPNOTSUPP || err == ENOPROTOOPT; }
 
@@ -129,17 +142,26 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     local_.oversize++;
     return;
   }
-  if (route != nullptr && !startsWithReg(data, length)) {
-    addSend(route->to, data, length, 0);
-    route->count(1, length);
-    local_.forwardedPackets++;
-    local_.forwardedBytes += length;
-    if (length > 0 && (data[0] & 0x80) != 0 && route->takeObservation()) {
-      staging_.add(key, route->id, true, data, length);
-    }
+  if (route == nullptr) {
+    staging_.add(key, -1, false, data, length);
     return;
   }
-  staging_.add(key, route != nullptr ? route->id : -1, false, data, length);
+  route->answerReverse();
+  if (forControlPlane(data, length)) {
+    staging_.add(key, route->id, false, data, length);
+    return;
+  }
+  if (route->unansweredLimit != 0 && !route->chargeUnanswered(length)) {
+    local_.unansweredDrops++;
+    return;
+  }
+  addSend(route->to, data, length, 0);
+  route->count(1, length);
+  local_.forwardedPackets++;
+  local_.forwardedBytes += length;
+  if (length > 0 && (data[0] & 0x80) != 0 && route->takeObservation()) {
+    staging_.add(key, route->id, true, data, length);
+  }
 }
 
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
@@ -149,7 +171,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
                shared_.gsoSendOk->load(std::memory_order_relaxed);
   for (uint32_t off = 0; whole && off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
-    if (startsWithReg(data + off, part)) whole = false;
+    if (forControlPlane(data + off, part)) whole = false;
   }
   if (!whole) {
     for (uint32_t off = 0; off < length; off += segment) {
@@ -159,6 +181,12 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     return;
   }
   uint32_t segments = (length + segment - 1) / segment;
+  route->answerReverse();
+  // Forwarded whole, so charged whole: all of the buffer's datagrams leave, or none.
+  if (route->unansweredLimit != 0 && !route->chargeUnanswered(length)) {
+    local_.unansweredDrops += segments;
+    return;
+  }
   const uint32_t chunk = segment * kMaxSegmentsPerSend;
   for (uint32_t off = 0; off < length; off += chunk) {
     uint32_t part = length - off < chunk ? length - off : chunk;
@@ -248,6 +276,7 @@ void ForwardingWorker::publish() {
   counters_.groBuffers.store(local_.groBuffers, std::memory_order_relaxed);
   counters_.gsoSends.store(local_.gsoSends, std::memory_order_relaxed);
   counters_.gsoFallbacks.store(local_.gsoFallbacks, std::memory_order_relaxed);
+  counters_.unansweredDrops.store(local_.unansweredDrops, std::memory_order_relaxed);
 }
 
 }  // namespace qr

@@ -1,6 +1,7 @@
 // The hot loop of one forwarding thread: recvmmsg a batch, forward datagrams of known routes
 // with one sendmmsg (coalesced GRO buffers stay coalesced and leave with UDP_SEGMENT), stage
-// the rest for the control plane and push them with one lock. No allocation per packet and
+// the rest (no route, REG, possible relay lines) for the control plane and push them with one
+// lock. Routes with an unanswered limit drop what would pass it. No allocation per packet and
 // one route-table read lock per batch.
 #pragma once
 
@@ -34,6 +35,7 @@ struct WorkerCounters {
   std::atomic<uint64_t> groBuffers{0};    // coalesced buffers received
   std::atomic<uint64_t> gsoSends{0};      // coalesced buffers forwarded with UDP_SEGMENT
   std::atomic<uint64_t> gsoFallbacks{0};  // coalesced buffers split because a GSO send failed
+  std::atomic<uint64_t> unansweredDrops{0};  // datagrams over their route's unanswered limit
 };
 
 class ForwardingWorker {
@@ -59,6 +61,7 @@ class ForwardingWorker {
     uint64_t groBuffers = 0;
     uint64_t gsoSends = 0;
     uint64_t gsoFallbacks = 0;
+    uint64_t unansweredDrops = 0;
   };
 
   void processBatch(int received);

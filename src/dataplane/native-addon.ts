@@ -22,6 +22,7 @@ export interface NativeControlBatch {
   addresses: string[];
 }
 
+/** DataPlaneCounters (including `unansweredDrops`) plus the native-only ones. */
 export interface NativeRelayCounters extends DataPlaneCounters {
   receiveErrors: number;
   /** Coalesced (UDP_GRO) buffers received. */
@@ -38,7 +39,15 @@ export interface NativeRelayHandle {
   /** Null means nothing is pending; the addon then wakes JS again when datagrams arrive. */
   takeControl(): NativeControlBatch | null;
   sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]): number;
-  setRoute(id: number, fromAddress: string, fromPort: number, toAddress: string, toPort: number, budget: number): void;
+  setRoute(
+    id: number,
+    fromAddress: string,
+    fromPort: number,
+    toAddress: string,
+    toPort: number,
+    budget: number,
+    unansweredLimit: number,
+  ): void;
   deleteRoute(id: number): boolean;
   drainActivity(): number[];
   routeCounters(id: number): { packets: number; bytes: number } | undefined;
@@ -61,7 +70,7 @@ export interface NativeAddon {
 
 export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
 
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 let cached: NativeAddonLoad | undefined;
 
 function load(): NativeAddonLoad {

@@ -7,12 +7,14 @@
 import { availableParallelism } from "node:os";
 
 import { loadNativeAddon, type NativeRelayCounters, type NativeRelayHandle } from "./native-addon.ts";
-import type {
-  ControlHandler,
-  DataPlane,
-  DataPlaneCounters,
-  DataPlaneOptions,
-  InboundDatagram,
+import {
+  emptyCounters,
+  unansweredLimitOf,
+  type ControlHandler,
+  type DataPlane,
+  type DataPlaneCounters,
+  type DataPlaneOptions,
+  type InboundDatagram,
 } from "./types.ts";
 import type { Endpoint } from "../net/address.ts";
 
@@ -142,11 +144,12 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         queueMicrotask(flushSends);
       }
     },
-    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
       const r = requireStarted("setRoute");
       // Datagrams queued before the route (ACK, held early data) leave before any forwarded one.
       flushSends();
-      r.setRoute(id, from.address, from.port, to.address, to.port, Math.max(0, Math.floor(observeBudget)));
+      const budget = Math.max(0, Math.floor(observeBudget));
+      r.setRoute(id, from.address, from.port, to.address, to.port, budget, unansweredLimitOf(unansweredLimit));
     },
     deleteRoute(id: number): void {
       const r = requireStarted("deleteRoute");
@@ -160,9 +163,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
       return relay === undefined ? undefined : relay.routeCounters(id);
     },
     counters(): DataPlaneCounters {
-      if (relay === undefined) {
-        return { forwardedPackets: 0, forwardedBytes: 0, controlPackets: 0, oversize: 0, controlQueueDrops: 0, sendErrors: 0 };
-      }
+      if (relay === undefined) return emptyCounters();
       const c = relay.counters();
       return {
         forwardedPackets: c.forwardedPackets,
@@ -171,6 +172,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         oversize: c.oversize,
         controlQueueDrops: c.controlQueueDrops,
         sendErrors: c.sendErrors + rejectedSends,
+        unansweredDrops: c.unansweredDrops,
       };
     },
     nativeCounters(): NativeRelayCounters {

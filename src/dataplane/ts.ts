@@ -1,8 +1,9 @@
 import type { udp } from "bun";
 import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram } from "./types.ts";
-import { emptyCounters } from "./types.ts";
+import { emptyCounters, unansweredLimitOf } from "./types.ts";
 import { isReg } from "../protocol/reg.ts";
+import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
 
 interface Route {
@@ -13,6 +14,12 @@ interface Route {
   packets: number;
   bytes: number;
   active: boolean;
+  /** Bytes this route may forward to `to` unanswered; 0: no limit. */
+  limit: number;
+  /** Bytes forwarded since `to` last sent (counted only when `limit` > 0). */
+  unanswered: number;
+  /** The route back, from `to` to `from`, when there is one: a datagram from `from` answers it. */
+  reverse: Route | undefined;
 }
 
 /** Queued datagrams (sends or control) that trigger a flush without waiting for setImmediate. */
@@ -76,7 +83,16 @@ export class TsDataPlane implements DataPlane {
         return;
       }
       const route = this.routeFrom(address, port);
-      if (route !== undefined && !isReg(data)) {
+      const reverse = route?.reverse;
+      if (reverse !== undefined && reverse.unanswered !== 0) reverse.unanswered = 0;
+      if (route !== undefined && !isReg(data) && !mayBeRelayLine(data)) {
+        if (route.limit > 0) {
+          if (route.unanswered + data.length > route.limit) {
+            this.stats.unansweredDrops++;
+            return;
+          }
+          route.unanswered += data.length;
+        }
         this.pending.push(data, route.to.port, route.to.address);
         route.packets++;
         route.bytes += data.length;
@@ -109,11 +125,28 @@ export class TsDataPlane implements DataPlane {
     this.scheduleFlush();
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
     this.deleteRoute(id);
     const existing = this.routeFrom(from.address, from.port);
     if (existing) this.deleteRoute(existing.id);
-    const route: Route = { id, from, to, observe: observeBudget, packets: 0, bytes: 0, active: false };
+    const route: Route = {
+      id,
+      from,
+      to,
+      observe: observeBudget,
+      packets: 0,
+      bytes: 0,
+      active: false,
+      limit: unansweredLimitOf(unansweredLimit),
+      unanswered: 0,
+      reverse: undefined,
+    };
+    // Pair with the route from `to` back to `from`, if any (its old partner was the route just replaced).
+    const back = this.routeFrom(to.address, to.port);
+    if (back !== undefined && back.to.port === from.port && back.to.address === from.address) {
+      route.reverse = back;
+      back.reverse = route;
+    }
     const entry = this.routes.get(from.address);
     if (entry === undefined) this.routes.set(from.address, route);
     else if (entry instanceof Map) entry.set(from.port, route);
@@ -125,6 +158,7 @@ export class TsDataPlane implements DataPlane {
     const route = this.routesById[id];
     if (!route) return;
     this.routesById[id] = undefined;
+    if (route.reverse !== undefined) route.reverse.reverse = undefined;
     const entry = this.routes.get(route.from.address);
     if (entry === route) this.routes.delete(route.from.address);
     else if (entry instanceof Map && entry.get(route.from.port) === route) {

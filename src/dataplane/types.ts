@@ -3,14 +3,26 @@
  * and a data plane that owns the relay's UDP socket(s) and forwards known routes by itself.
  *
  * Both implementations (`ts`, `native`) follow the same contract:
- * - A datagram whose source address has a route, and that does not start with `REG:`, is sent
- *   unchanged to the route's destination from the relay socket, without entering the control plane.
+ * - A datagram whose source address has a route, that does not start with `REG:` and that may not
+ *   be a relay-protocol line (`mayBeRelayLine` in src/protocol/replies.ts: 4..32 bytes ending in
+ *   `\n`, first byte `A`, `E` or `R`), is sent unchanged to the route's destination from the relay
+ *   socket, without entering the control plane.
  * - Such a datagram is additionally copied up to the control plane (`observed: true`) while the
  *   route's observe budget lasts and the datagram looks like a QUIC long header (first byte & 0x80);
  *   the budget decrements per copy. This is how the control plane learns connection IDs.
- * - Everything else (no route, or starts with `REG:`) goes up to the control plane with `routeId -1`
- *   or the matching route id, in arrival order, in batches.
- * - A datagram longer than `maxDatagramSize` is dropped and counted (`oversize`), never delivered.
+ * - Everything else (no route, or a REG or possible relay line from a routed source) goes up to the
+ *   control plane with `routeId -1` or the matching route id (`observed: false`), in arrival order,
+ *   in batches. The control plane drops exact relay lines and forwards the rest itself.
+ * - A route with an `unansweredLimit` > 0 forwards at most that many bytes to its destination since
+ *   the destination last sent anything to the plane. "Anything" is every datagram from that exact
+ *   address and port that reaches the route lookup with a route back to the route's source (the
+ *   paired route the session table installs): forwarded, handed up (REG, relay line) or observed.
+ *   A datagram that would pass the limit is dropped and counted (`unansweredDrops`); a coalesced
+ *   (GRO) buffer forwarded whole is charged, and dropped, whole. A replaced route starts at 0; a
+ *   limit of 0 means no limit. A one-way route (its destination has no route back) is never
+ *   answered, so its limit is a plain cap.
+ * - A datagram longer than `maxDatagramSize` is dropped and counted (`oversize`), never delivered;
+ *   it does not count as an answer either.
  * - `send()` queues a datagram to any address; queued datagrams leave in the order they were queued.
  */
 
@@ -40,6 +52,8 @@ export interface DataPlaneCounters {
   controlQueueDrops: number;
   /** Send failures (e.g. ENOBUFS, unreachable). */
   sendErrors: number;
+  /** Datagrams dropped because their route's unanswered limit would have been passed. */
+  unansweredDrops: number;
 }
 
 export interface DataPlaneOptions {
@@ -64,8 +78,11 @@ export interface DataPlane {
   start(onControl: ControlHandler): Promise<void>;
   /** Queue a datagram for sending from the relay socket. Never throws on network errors. */
   send(data: Uint8Array, to: Endpoint): void;
-  /** Forward datagrams from `from` to `to`. Replaces any route with the same id or the same source. */
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void;
+  /**
+   * Forward datagrams from `from` to `to`. Replaces any route with the same id or the same source.
+   * `unansweredLimit` > 0 bounds the bytes forwarded to `to` since `to` last sent (see above).
+   */
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number): void;
   deleteRoute(id: number): void;
   /** Ids of routes that forwarded at least one datagram since the previous call. */
   drainActivity(): number[];
@@ -76,6 +93,11 @@ export interface DataPlane {
   close(): Promise<void>;
 }
 
+/** A setRoute `unansweredLimit` as both planes apply it: whole bytes; 0 (no limit) unless finite and >= 1. */
+export function unansweredLimitOf(value: number): number {
+  return Number.isFinite(value) && value >= 1 ? Math.min(Math.floor(value), Number.MAX_SAFE_INTEGER) : 0;
+}
+
 export function emptyCounters(): DataPlaneCounters {
   return {
     forwardedPackets: 0,
@@ -84,6 +106,7 @@ export function emptyCounters(): DataPlaneCounters {
     oversize: 0,
     controlQueueDrops: 0,
     sendErrors: 0,
+    unansweredDrops: 0,
   };
 }
 

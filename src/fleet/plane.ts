@@ -161,7 +161,7 @@ export class FleetPlane implements DataPlane {
     this.bridge.sent++;
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
     if (from.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) {
       const link = this.byPort.get(from.port);
       if (!link) return;
@@ -173,7 +173,7 @@ export class FleetPlane implements DataPlane {
     }
     // A local peer whose partner is remote: no route, so its datagrams reach the control plane.
     if (to.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) return this.inner.deleteRoute(id);
-    this.inner.setRoute(id, from, to, observeBudget);
+    this.inner.setRoute(id, from, to, observeBudget, unansweredLimit);
   }
 
   deleteRoute(id: number): void {

@@ -44,9 +44,9 @@ export class DirectionLedger implements DataPlane {
     this.inner.send(data, to);
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
     this.bank(id);
-    this.inner.setRoute(id, from, to, observeBudget);
+    this.inner.setRoute(id, from, to, observeBudget, unansweredLimit);
     this.live[id] = this.directionOf(id) ?? "first_to_second";
   }
 
