@@ -1,19 +1,20 @@
 import type { Endpoint } from "../net/address.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
-import { ACK, refusalReply } from "../protocol/replies.ts";
+import { ACK, RETRY_LENGTH, refusalReply } from "../protocol/replies.ts";
 import { hostOf } from "../net/address.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
+import { RelaySpeakers } from "./relay-speakers.ts";
 import { partnerOf } from "./peer.ts";
-import type { AdmissionCheck, Clock, Peer, RebindKind, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
+import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
 import { defaultSessionLimits, NO_CIDS, NONE_HELD } from "./types.ts";
 
 /** A session as plain data; times are milliseconds idle when exported. */
 export interface SessionSnapshot {
   id: string;
   idleMs: number;
-  peers: { address: string; port: number; idleMs: number }[];
+  peers: { address: string; port: number; idleMs: number; proven?: boolean }[];
 }
 
 /**
@@ -31,6 +32,7 @@ export class SessionTable implements TableView {
     drops: {},
     heldAccepted: 0,
     heldDelivered: 0,
+    challenges: 0,
   };
   readonly limits: SessionLimits;
   /** Sessions in order of last activity (oldest first), so expiry stops at the first live one. */
@@ -38,6 +40,7 @@ export class SessionTable implements TableView {
   private readonly peers = new PeerIndex();
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
+  private readonly speakers = new RelaySpeakers();
 
   constructor(
     private readonly clock: Clock,
@@ -84,14 +87,25 @@ export class SessionTable implements TableView {
     return this.peers.byRoute(id);
   }
 
-  /** A well-formed `REG:<sessionId>` from `from`. */
-  register(sessionId: string, from: Endpoint, raw: Uint8Array): void {
+  /**
+   * A well-formed `REG:<sessionId>` from `from`. `proof` is what its cookie showed: "valid" (the
+   * sender receives at `from`), "invalid" (it asked for one), or "none" (the original protocol).
+   */
+  register(sessionId: string, from: Endpoint, raw: Uint8Array, proof: RegProof = "none"): void {
     const now = this.clock.now();
+    const proven = proof === "valid";
     const existing = this.peers.at(from.address, from.port);
     if (existing && existing.session.id === sessionId) {
+      // A keepalive: the member is known at this address already, whatever its cookie says.
       this.touchPeer(existing, now);
+      if (proven && !existing.proven) this.prove(existing);
       this.sink.reply(from, ACK);
       return;
+    }
+    if (!proven && (proof === "invalid" || this.limits.requireProof)) return this.challenge(sessionId, from, raw);
+    // Without proof, an address whose own session is live stays where it is (a forged REG would move it).
+    if (existing && !proven && now - existing.session.lastActivity < this.limits.memberHoldMs) {
+      return this.refuse(RefusalCode.Busy, sessionId, from, raw.length);
     }
     let session = this.sessions.get(sessionId);
     if (!session) {
@@ -102,11 +116,14 @@ export class SessionTable implements TableView {
       const host = hostOf(from.address);
       const victim = leastRecentlySeen(session.peers.filter((p) => hostOf(p.endpoint.address) === host));
       if (!victim) return this.refuse(RefusalCode.Full, sessionId, from, raw.length);
+      if (this.wouldPairRelays(from, proven, partnerOf(victim)!, now)) return this.drop(DropReason.RelayPair);
       if (existing) this.removePeer(existing, now);
+      // Routes first: what the partner sends after the ACK already reaches the new address.
+      this.rebind(victim, from, "reg", now, proven);
       this.sink.reply(from, ACK);
-      this.rebind(victim, from, "reg", now);
       return;
     }
+    if (session && this.wouldPairRelays(from, proven, session.peers[0]!, now)) return this.drop(DropReason.RelayPair);
     // The address leaves the session it was in before joining another.
     if (existing) {
       this.sink.event({ kind: "moved", from: existing.session.id, to: sessionId, peer: from });
@@ -117,23 +134,65 @@ export class SessionTable implements TableView {
       session = newSession(sessionId, now);
       this.sessions.set(sessionId, session);
       this.stats.sessionsCreated++;
-      this.addPeer(session, from, now);
+      this.addPeer(session, from, now, proven);
       this.sink.reply(from, ACK);
       this.sink.event({ kind: "created", session: sessionId, peer: from });
       return;
     }
+    // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
+    this.pair(session, from, proven, now, () => this.sink.reply(from, ACK));
+  }
+
+  /**
+   * Pairs a session's lone peer with a peer that registered on another relay of the fleet,
+   * standing here as `remote` (a virtual endpoint the data plane bridges). The other relay
+   * answered that peer's REG, and bridge frames are authenticated, so there is no ACK to send and
+   * no address to prove. False when the session is not waiting for a partner.
+   */
+  attachRemote(sessionId: string, remote: Endpoint): boolean {
+    const session = this.sessions.get(sessionId);
+    if (!session || session.peers.length !== 1 || this.peers.at(remote.address, remote.port)) return false;
+    this.pair(session, remote, true, this.clock.now());
+    return true;
+  }
+
+  private pair(session: Session, endpoint: Endpoint, proven: boolean, now: number, acknowledge?: () => void): void {
     const first = session.peers[0]!;
-    const second = this.addPeer(session, from, now);
+    const second = this.addPeer(session, endpoint, now, proven);
     this.touchSession(session, now);
     this.stats.sessionsPaired++;
-    // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
-    this.sink.reply(from, ACK);
-    this.sink.route(first, second.endpoint);
-    this.sink.route(second, first.endpoint);
+    acknowledge?.();
+    this.sink.route(first, second);
+    this.sink.route(second, first);
     const held = this.held.take(session, now);
     for (const d of held) this.sink.forward(second.endpoint, d);
     this.stats.heldDelivered += held.length;
-    this.sink.event({ kind: "paired", session: sessionId, peers: [first.endpoint, second.endpoint], held: held.length });
+    this.sink.event({ kind: "paired", session: session.id, peers: [first.endpoint, second.endpoint], held: held.length });
+  }
+
+  /**
+   * A line of the relay protocol (`ACK`, `ERR`, `RETRY`) arrived from `from`: only relays send
+   * those, so `from` is a relay or someone forging one. Never forwarded. A session whose two
+   * peers both speak the relay protocol is two relays forwarding to each other: it is removed.
+   * A peer that proved its address is no relay, so lines forged from its address change nothing.
+   */
+  relayLine(from: Endpoint): void {
+    const now = this.clock.now();
+    this.drop(DropReason.RelayLine);
+    const peer = this.peers.at(from.address, from.port);
+    if (peer?.proven) return;
+    this.speakers.note(from, now);
+    const partner = peer && partnerOf(peer);
+    if (!peer || !partner || partner.proven || !this.speakers.has(partner.endpoint, now)) return;
+    const session = peer.session;
+    this.sink.event({ kind: "relay-pair", session: session.id, peers: session.peers.map((p) => p.endpoint) });
+    this.removeSession(session);
+    this.drop(DropReason.RelayPair);
+  }
+
+  /** A REG this relay will not register at all (from a relay's address); no reply, no state. */
+  dropReg(reason: DropReason): void {
+    this.drop(reason);
   }
 
   /** A REG refused before the session rules (rate, authentication). Members keep their session. */
@@ -212,7 +271,7 @@ export class SessionTable implements TableView {
     return [...this.sessions.values()].map((s) => ({
       id: s.id,
       idleMs: now - s.lastActivity,
-      peers: s.peers.map((p) => ({ address: p.endpoint.address, port: p.endpoint.port, idleMs: now - p.lastSeen })),
+      peers: s.peers.map((p) => ({ address: p.endpoint.address, port: p.endpoint.port, idleMs: now - p.lastSeen, proven: p.proven })),
     }));
   }
 
@@ -235,11 +294,11 @@ export class SessionTable implements TableView {
       if (!usable) continue;
       const session = newSession(snap.id, now - snap.idleMs);
       this.sessions.set(snap.id, session);
-      for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs));
+      for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
       const [first, second] = session.peers;
       if (first && second) {
-        this.sink.route(first, second.endpoint);
-        this.sink.route(second, first.endpoint);
+        this.sink.route(first, second);
+        this.sink.route(second, first);
       }
       restored++;
     }
@@ -258,7 +317,27 @@ export class SessionTable implements TableView {
       expired++;
     }
     this.held.expire(now);
+    this.speakers.expire(now);
     return expired;
+  }
+
+  private challenge(sessionId: string, from: Endpoint, raw: Uint8Array): void {
+    // The RETRY must not be larger than the REG it answers (no amplification).
+    if (raw.length < RETRY_LENGTH) return this.refuse(RefusalCode.Short, sessionId, from, raw.length);
+    this.stats.challenges++;
+    this.sink.challenge(from, sessionId);
+  }
+
+  /** Pairing `from` with `other` would join two addresses that speak the relay protocol. */
+  private wouldPairRelays(from: Endpoint, fromProven: boolean, other: Peer, now: number): boolean {
+    return !fromProven && !other.proven && this.speakers.has(from, now) && this.speakers.has(other.endpoint, now);
+  }
+
+  /** The peer proved its current address: routes towards it lose their bound on unanswered bytes. */
+  private prove(peer: Peer): void {
+    peer.proven = true;
+    const partner = partnerOf(peer);
+    if (partner) this.sink.route(partner, peer);
   }
 
   private learn(peer: Peer, data: Uint8Array): void {
@@ -266,28 +345,35 @@ export class SessionTable implements TableView {
     this.cids.learn(peer, partnerOf(peer), data, this.limits.maxCidsPerSession);
   }
 
-  private addPeer(session: Session, endpoint: Endpoint, now: number): Peer {
+  private addPeer(session: Session, endpoint: Endpoint, now: number, proven: boolean): Peer {
     const peer: Peer = {
       id: this.peers.allocateId(),
       session,
       endpoint,
       lastSeen: now,
+      proven,
     };
     session.peers.push(peer);
     this.indexPeer(peer);
     return peer;
   }
 
-  private rebind(peer: Peer, to: Endpoint, via: RebindKind, now: number): void {
+  /**
+   * Moves a peer to a new address. A REG proves the new address by its own cookie; connection-ID
+   * evidence carries the peer's standing over (the ID is known only on the peer's path); bare data
+   * after silence proves nothing.
+   */
+  private rebind(peer: Peer, to: Endpoint, via: RebindKind, now: number, proven = false): void {
     const from = peer.endpoint;
     this.unindexPeer(peer);
     peer.endpoint = to;
+    peer.proven = via === "reg" ? proven : via === "cid" ? peer.proven : false;
     this.indexPeer(peer);
     this.touchPeer(peer, now);
     const partner = partnerOf(peer);
     if (partner) {
-      this.sink.route(peer, partner.endpoint);
-      this.sink.route(partner, to);
+      this.sink.route(peer, partner);
+      this.sink.route(partner, peer);
     }
     this.stats.rebinds[via]++;
     this.sink.event({ kind: "rebound", session: peer.session.id, via, from, to });

@@ -19,6 +19,11 @@ export interface Peer {
   endpoint: Endpoint;
   /** Last REG or datagram seen from this peer. */
   lastSeen: number;
+  /**
+   * Proved it receives at `endpoint`: a REG from there carried a valid cookie (or, in verified
+   * mode, the peer moved there on connection-ID evidence from a proven address).
+   */
+  proven: boolean;
 }
 
 export interface Session {
@@ -60,6 +65,16 @@ export interface SessionLimits {
    * been silent this long; a negative value turns the rule off.
    */
   rebindQuietMs: number;
+  /**
+   * Verified mode: a REG that would add or move a peer must carry a valid cookie; without one it
+   * is answered with a challenge (docs/protocol.md, "Return routability").
+   */
+  requireProof: boolean;
+  /**
+   * A member whose session had traffic this recently is not moved into another session by a REG
+   * without a cookie (a forged REG must not steal or disturb a live session).
+   */
+  memberHoldMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -71,6 +86,8 @@ export const defaultSessionLimits: SessionLimits = {
   heldMaxHostBytes: 1024 * 1024,
   maxCidsPerSession: 8,
   rebindQuietMs: 1000,
+  requireProof: false,
+  memberHoldMs: 30_000,
 };
 
 /** What an admission check may read of the table. */
@@ -88,6 +105,8 @@ export type AdmissionCheck = (sessionId: string, from: Endpoint, raw: Uint8Array
  * Every hook is optional; without a policy the relay speaks the original protocol.
  */
 export interface RegPolicy {
+  /** REG tokens are required; they imply verified mode (a token is no proof of the address). */
+  readonly authEnabled?: boolean;
   /** Every REG, before parsing. False refuses it with `ERR rate`. Must keep bounded state. */
   allowReg?(from: Endpoint, now: number): boolean;
   /** Maps the REG's session field (what follows `REG:`) to a session id, or refuses it (auth). */
@@ -96,13 +115,21 @@ export interface RegPolicy {
   admit?: AdmissionCheck;
 }
 
+/** What a REG carried as proof that its sender receives at its address. */
+export type RegProof = "valid" | "invalid" | "none";
+
 /** What the table asks the outside world to do. Implemented by the relay; recorded by tests. */
 export interface SessionSink {
   reply(to: Endpoint, data: Uint8Array): void;
   forward(to: Endpoint, data: Uint8Array): void;
-  /** Datagrams from `peer.endpoint` now go to `to`. */
-  route(peer: Peer, to: Endpoint): void;
+  /**
+   * Datagrams from `peer.endpoint` now go to `to.endpoint`. `to.proven` tells whether the
+   * destination proved it receives there (unproven destinations get a bound on unanswered bytes).
+   */
+  route(peer: Peer, to: Peer): void;
   unroute(peer: Peer): void;
+  /** Ask `to` to prove it receives there: a RETRY with a cookie for `sessionId`. */
+  challenge(to: Endpoint, sessionId: string): void;
   event(event: SessionEvent): void;
 }
 
@@ -112,7 +139,8 @@ export type SessionEvent =
   | { kind: "rebound"; session: string; via: RebindKind; from: Endpoint; to: Endpoint }
   | { kind: "moved"; from: string; to: string; peer: Endpoint }
   | { kind: "refused"; session: string | undefined; code: RefusalCode; peer: Endpoint }
-  | { kind: "expired"; session: string; idleMs: number; peers: number };
+  | { kind: "expired"; session: string; idleMs: number; peers: number }
+  | { kind: "relay-pair"; session: string; peers: Endpoint[] };
 
 export interface SessionStats {
   sessionsCreated: number;
@@ -123,4 +151,6 @@ export interface SessionStats {
   drops: Partial<Record<DropReason, number>>;
   heldAccepted: number;
   heldDelivered: number;
+  /** REGs answered with a RETRY (cookie challenge). */
+  challenges: number;
 }

@@ -1,6 +1,6 @@
 import type { Endpoint } from "../../src/net/address.ts";
 import { SessionTable } from "../../src/sessions/table.ts";
-import type { AdmissionCheck, Clock, Peer, SessionEvent, SessionLimits, SessionSink } from "../../src/sessions/types.ts";
+import type { AdmissionCheck, Clock, Peer, RegProof, SessionEvent, SessionLimits, SessionSink } from "../../src/sessions/types.ts";
 
 export class FakeClock implements Clock {
   constructor(public t = 1_000_000) {}
@@ -15,8 +15,9 @@ export class FakeClock implements Clock {
 export type Effect =
   | { kind: "reply"; to: string; data: string }
   | { kind: "forward"; to: string; data: string }
-  | { kind: "route"; from: string; to: string; peer: number }
-  | { kind: "unroute"; peer: number };
+  | { kind: "route"; from: string; to: string; peer: number; proven: boolean }
+  | { kind: "unroute"; peer: number }
+  | { kind: "challenge"; to: string; session: string };
 
 /** Records what the table asks for, and keeps the route table a data plane would hold. */
 export class RecordingSink implements SessionSink {
@@ -29,9 +30,12 @@ export class RecordingSink implements SessionSink {
   forward(to: Endpoint, data: Uint8Array): void {
     this.effects.push({ kind: "forward", to: ep(to), data: new TextDecoder().decode(data) });
   }
-  route(peer: Peer, to: Endpoint): void {
-    this.routes.set(peer.id, { from: ep(peer.endpoint), to: ep(to) });
-    this.effects.push({ kind: "route", from: ep(peer.endpoint), to: ep(to), peer: peer.id });
+  route(peer: Peer, to: Peer): void {
+    this.routes.set(peer.id, { from: ep(peer.endpoint), to: ep(to.endpoint) });
+    this.effects.push({ kind: "route", from: ep(peer.endpoint), to: ep(to.endpoint), peer: peer.id, proven: to.proven });
+  }
+  challenge(to: Endpoint, session: string): void {
+    this.effects.push({ kind: "challenge", to: ep(to), session });
   }
   unroute(peer: Peer): void {
     this.routes.delete(peer.id);
@@ -66,7 +70,8 @@ export function setup(limits: Partial<SessionLimits> = {}, admit?: AdmissionChec
   const sink = new RecordingSink();
   const table = new SessionTable(clock, sink, { timeoutMs: 300_000, ...limits }, admit);
   const enc = (s: string) => new TextEncoder().encode(s);
-  const reg = (session: string, from: string) => table.register(session, at(from), enc(`REG:${session}\n`));
+  const reg = (session: string, from: string, proof: RegProof = "none") =>
+    table.register(session, at(from), enc(`REG:${session}${proof === "none" ? "" : " AAAAAAAAAAAAAAAA"}\n`), proof);
   const data = (from: string, payload: string | Uint8Array) =>
     table.datagram(at(from), typeof payload === "string" ? enc(payload) : payload);
   return { clock, sink, table, reg, data };

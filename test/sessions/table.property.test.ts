@@ -53,9 +53,10 @@ class BytesSink implements SessionSink {
   forward(to: Endpoint, data: Uint8Array) {
     this.forwards.push({ to, data: data.slice() });
   }
-  route(peer: Peer, to: Endpoint) {
-    this.routes.set(peer.id, { from: key(peer.endpoint), to });
+  route(peer: Peer, to: Peer) {
+    this.routes.set(peer.id, { from: key(peer.endpoint), to: to.endpoint });
   }
+  challenge() {}
   unroute(peer: Peer) {
     this.routes.delete(peer.id);
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { RefusalCode } from "../../src/protocol/errors.ts";
+import { HELD_ENTRY_OVERHEAD } from "../../src/sessions/held.ts";
 import { at, setup } from "./fixtures.ts";
 
 const A = "10.0.0.1:1000";
@@ -66,15 +67,31 @@ describe("registration", () => {
     expect(sink.take()).toEqual([{ kind: "forward", to: B, data: "REG:\x00\x01binary" }]);
   });
 
-  it("moves an address that registers another session", () => {
-    const { table, sink, reg } = setup();
+  it("moves an address that registers another session once its own session is quiet", () => {
+    const { table, sink, reg, clock } = setup({ memberHoldMs: 30_000 });
     reg("s1", A);
     reg("s1", B);
-    reg("s2", A);
+    sink.take();
+    // Within the hold window, a REG without proof cannot pull a live member out (a forged one would).
+    reg("session-2", A);
+    expect(sink.take()).toEqual([{ kind: "reply", to: A, data: "ERR busy\n" }]);
+    expect(table.session("s1")!.peers.length).toBe(2);
+    expect(table.session("session-2")).toBeUndefined();
+    clock.advance(30_000);
+    reg("session-2", A);
     expect(table.session("s1")!.peers.map((p) => p.endpoint)).toEqual([at(B)]);
-    expect(table.session("s2")!.peers.length).toBe(1);
+    expect(table.session("session-2")!.peers.length).toBe(1);
     expect(sink.routeFrom(A)).toBeUndefined();
     expect(sink.routeFrom(B)).toBeUndefined();
+  });
+
+  it("moves a live member at once when its REG proves the address", () => {
+    const { table, reg } = setup();
+    reg("s1", A);
+    reg("s1", B);
+    reg("session-2", A, "valid");
+    expect(table.session("s1")!.peers.map((p) => p.endpoint)).toEqual([at(B)]);
+    expect(table.session("session-2")!.peers[0]!.proven).toBe(true);
   });
 
   it("consults the admission check only for new sessions", () => {
@@ -114,7 +131,7 @@ describe("forwarding and early datagrams", () => {
   });
 
   it("bounds held datagrams by count, bytes and age", () => {
-    const { table, sink, reg, data, clock } = setup({ heldMaxCount: 3, heldMaxBytes: 1000, heldMaxAgeMs: 5000 });
+    const { table, sink, reg, data, clock } = setup({ heldMaxCount: 3, heldMaxBytes: 1000 + HELD_ENTRY_OVERHEAD, heldMaxAgeMs: 5000 });
     reg("s", A);
     for (let i = 0; i < 5; i++) data(A, `d${i}`);
     expect(table.stats.drops["early-overflow"]).toBe(2);
@@ -129,13 +146,14 @@ describe("forwarding and early datagrams", () => {
   });
 
   it("bounds held bytes across sessions", () => {
-    const { table, reg, data } = setup({ heldMaxTotalBytes: 100 });
+    // Each datagram also costs HELD_ENTRY_OVERHEAD; both sessions on one host, so neither evicts the other.
+    const { table, reg, data } = setup({ heldMaxTotalBytes: 100 + HELD_ENTRY_OVERHEAD });
     reg("s1", A);
-    reg("s2", B);
+    reg("s2", "10.0.0.1:1001");
     data(A, "a".repeat(60));
-    data(B, "b".repeat(60));
+    data("10.0.0.1:1001", "b".repeat(60));
     expect(table.stats.drops["early-overflow"]).toBe(1);
-    expect(table.indexSizes().heldBytes).toBe(60);
+    expect(table.indexSizes().heldBytes).toBe(60 + HELD_ENTRY_OVERHEAD);
   });
 
   it("forwards a paired peer's datagram that reached the control plane", () => {
