@@ -33,6 +33,16 @@ export interface RelayConfig {
    * only REG and connection IDs may move a peer).
    */
   rebindQuietSecs: number | "auto";
+  /**
+   * Verified mode: every REG that adds or moves a peer must prove, with a cookie, that its sender
+   * receives at its address (docs/protocol.md, "Return routability"). Always on with REG tokens.
+   */
+  verifySource: boolean;
+  /**
+   * Bytes forwarded to a peer that has not proved its address, counted since the last datagram
+   * from it, beyond which forwarding to it pauses; 0 for no bound.
+   */
+  maxUnansweredBytes: number;
 }
 
 export const DEFAULTS: RelayConfig = {
@@ -51,6 +61,8 @@ export const DEFAULTS: RelayConfig = {
   stateSaveIntervalSecs: 10,
   shutdownTimeoutSecs: 5,
   rebindQuietSecs: "auto",
+  verifySource: false,
+  maxUnansweredBytes: 1024 * 1024,
 };
 
 /** Raw values as the CLI parsed them (strings, booleans), keyed like RelayConfig. */
@@ -77,6 +89,8 @@ export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser
   stateSaveIntervalSecs: { flag: "state-save-interval-secs", parse: (n, v) => number(n, v, 0.05, 86_400) },
   shutdownTimeoutSecs: { flag: "shutdown-timeout-secs", parse: (n, v) => number(n, v, 0.1, 600) },
   rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : v === "auto" ? "auto" : number(n, v, 0, 3600)) },
+  verifySource: { flag: "verify-source", parse: (n, v) => boolean(n, v) },
+  maxUnansweredBytes: { flag: "max-unanswered-bytes", parse: (n, v) => integer(n, v, 0, 1 << 30) },
 };
 
 /** `QUIC_RELAY_SESSION_TIMEOUT_SECS` for `session-timeout-secs`. */
@@ -191,9 +205,12 @@ function oneOf<T extends string>(name: string, value: unknown, choices: readonly
   throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got '${String(value)}'`, flagOf(name));
 }
 
-/** Silence in ms after which rule 3 follows bare data, or -1 when the rule is off. */
-export function rebindQuietMs(setting: RelayConfig["rebindQuietSecs"], authOn: boolean): number {
-  if (setting === "auto") return authOn ? -1 : 1000;
+/**
+ * Silence in ms after which rule 3 follows bare data, or -1 when the rule is off. `auto` is off in
+ * verified mode (the rule moves a peer to an address that proved nothing), 1 s otherwise.
+ */
+export function rebindQuietMs(setting: RelayConfig["rebindQuietSecs"], verified: boolean): number {
+  if (setting === "auto") return verified ? -1 : 1000;
   return setting < 0 ? -1 : setting * 1000;
 }
 

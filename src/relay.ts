@@ -2,15 +2,28 @@ import type { RelayConfig } from "./config.ts";
 import type { DataPlane, InboundDatagram } from "./dataplane/types.ts";
 import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
+import { CookieMinter } from "./protocol/cookie.ts";
 import { isReg, parseReg } from "./protocol/reg.ts";
+import { encodeRetry, isRelayLine } from "./protocol/replies.ts";
 import { formatEndpoint } from "./net/address.ts";
 import { SessionTable } from "./sessions/table.ts";
-import { RefusalCode } from "./protocol/errors.ts";
-import type { Clock, Peer, RegPolicy, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
+import { DropReason, RefusalCode } from "./protocol/errors.ts";
+import { OwnAddresses } from "./net/own-addresses.ts";
+import { TokenBucket } from "./security/token-bucket.ts";
+import type { Clock, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
 import { systemClock } from "./sessions/types.ts";
 
 /** Long-header packets per route copied to the control plane to learn QUIC connection IDs. */
 const OBSERVE_BUDGET = 16;
+
+/**
+ * REGs without a valid cookie answered per second (RETRY, or a refusal) in verified mode, across
+ * all sources: a forger can spend this budget, but not a real host's per-source REG rate.
+ */
+const UNPROVEN_REPLY_RATE = 20_000;
+
+/** Lifecycle log lines per second, per kind of event; the rest are counted and summed up. */
+const LOG_LINES_PER_SECOND = 20;
 
 export interface RelayOptions {
   config: RelayConfig;
@@ -19,6 +32,8 @@ export interface RelayOptions {
   clock?: Clock;
   limits?: Partial<SessionLimits>;
   policy?: RegPolicy;
+  /** Addresses of other relays (fleet members) whose REGs are never registered. */
+  isRelayAddress?: (from: Endpoint) => boolean;
 }
 
 /**
@@ -29,7 +44,14 @@ export class Relay {
   readonly table: SessionTable;
   readonly plane: DataPlane;
   private readonly logger: Logger;
-  private readonly refusalLog = new LogRateLimit(10);
+  private readonly logLimits = new Map<SessionEvent["kind"], LogRateLimit>();
+  /** Lifecycle log lines held back by the per-kind rate limit, since start. */
+  readonly logSuppressed: Partial<Record<SessionEvent["kind"], number>> = {};
+  /** Cookies that did not check out, by reason. */
+  readonly cookieFailures = { malformed: 0, expired: 0, "bad-mac": 0 };
+  private readonly cookies = new CookieMinter();
+  private readonly unprovenReplies = new TokenBucket(UNPROVEN_REPLY_RATE, UNPROVEN_REPLY_RATE);
+  private readonly own = new OwnAddresses();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   private readonly policy: RegPolicy;
@@ -44,20 +66,23 @@ export class Relay {
     const sink: SessionSink = {
       reply: (to, data) => this.plane.send(data, to),
       forward: (to, data) => this.plane.send(data, to),
-      route: (peer: Peer, to: Endpoint) => this.plane.setRoute(peer.id, peer.endpoint, to, OBSERVE_BUDGET),
+      route: (peer: Peer, to: Peer) =>
+        this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : opts.config.maxUnansweredBytes),
       unroute: (peer: Peer) => this.plane.deleteRoute(peer.id),
+      challenge: (to: Endpoint, sessionId: string) => this.challenge(to, sessionId),
       event: (event) => this.logEvent(event),
     };
     this.table = new SessionTable(
       this.clock,
       sink,
-      { timeoutMs: opts.config.sessionTimeoutSecs * 1000, ...opts.limits },
+      { timeoutMs: opts.config.sessionTimeoutSecs * 1000, requireProof: opts.config.verifySource || (this.policy.authEnabled ?? false), ...opts.limits },
       this.policy.admit,
     );
   }
 
   async start(): Promise<void> {
     await this.plane.start((batch) => this.handleBatch(batch));
+    this.own.learn(this.plane.local);
     // Expiry slack is bounded by the sweep period, whatever the traffic.
     const period = Math.max(10, Math.min(250, this.table.limits.timeoutMs / 4));
     this.sweepTimer = setInterval(() => this.sweep(), period);
@@ -101,25 +126,63 @@ export class Relay {
     const from: Endpoint = { address: d.address, port: d.port };
     // Checked per datagram (a comparison) so a SIGHUP log-level change applies at once.
     if (levelEnabled(this.logger, "debug")) this.logger.debug("datagram", { from: formatEndpoint(from), bytes: d.data.length, route: d.routeId });
-    if (!isReg(d.data)) return this.table.datagram(from, d.data);
+    if (!isReg(d.data)) {
+      if (isRelayLine(d.data)) return this.table.relayLine(from);
+      return this.table.datagram(from, d.data);
+    }
     const reg = parseReg(d.data);
     if (!reg.ok) return this.table.malformedReg(reg.code, from, d.data);
+    if (this.own.has(from) || this.opts.isRelayAddress?.(from)) return this.table.dropReg(DropReason.RelayAddress);
+    const now = this.clock.now();
+    const verified = this.table.limits.requireProof;
     const policy = this.policy;
-    if (policy.allowReg && !policy.allowReg(from, this.clock.now())) {
+    // In verified mode only REGs with a valid cookie spend their source's rate (forged ones cannot
+    // drain a real host's bucket); the rest share one global budget for replies.
+    if (!verified && policy.allowReg && !policy.allowReg(from, now)) {
       return this.table.refuseReg(RefusalCode.Rate, undefined, from, d.data);
     }
     let sessionId = reg.sessionId;
     if (policy.authenticate) {
       const auth = policy.authenticate(reg.sessionId, from, Date.now());
-      if (!auth.ok) return this.table.refuseReg(auth.code, undefined, from, d.data);
+      if (!auth.ok) {
+        if (verified && !this.unprovenReplies.take(now)) return this.table.dropReg(DropReason.RetryBudget);
+        return this.table.refuseReg(auth.code, undefined, from, d.data);
+      }
       sessionId = auth.sessionId;
     }
-    this.table.register(sessionId, from, d.data);
+    const proof = this.proofOf(reg.cookie, from, sessionId, now);
+    if (verified && proof === "valid" && policy.allowReg && !policy.allowReg(from, now)) {
+      return this.table.refuseReg(RefusalCode.Rate, sessionId, from, d.data);
+    }
+    this.table.register(sessionId, from, d.data, proof);
+  }
+
+  private proofOf(cookie: string | undefined, from: Endpoint, sessionId: string, now: number): RegProof {
+    if (cookie === undefined) return "none";
+    const check = this.cookies.check(cookie, from.address, from.port, sessionId, Math.floor(now / 1000));
+    if (check === "ok") return "valid";
+    this.cookieFailures[check]++;
+    return "invalid";
+  }
+
+  /** Answers a REG that needs proof with a RETRY carrying a fresh cookie, within the global budget. */
+  private challenge(to: Endpoint, sessionId: string): void {
+    if (!this.unprovenReplies.take(this.clock.now())) return this.table.dropReg(DropReason.RetryBudget);
+    const cookie = this.cookies.mint(to.address, to.port, sessionId, Math.floor(this.clock.now() / 1000));
+    this.plane.send(encodeRetry(cookie), to);
   }
 
   private logEvent(event: SessionEvent): void {
     // Under a REG flood with info off, building these lines would be the main cost.
     if (!levelEnabled(this.logger, "info")) return;
+    // Forged REG churn must not fill the disk: every kind of line is rate-limited, with a count.
+    let limit = this.logLimits.get(event.kind);
+    if (!limit) this.logLimits.set(event.kind, (limit = new LogRateLimit(LOG_LINES_PER_SECOND)));
+    const suppressedNote = (count: number) => this.logger.info(`${event.kind} lines not logged in the last second`, { count });
+    if (!limit.allow(this.clock.now(), suppressedNote)) {
+      this.logSuppressed[event.kind] = (this.logSuppressed[event.kind] ?? 0) + 1;
+      return;
+    }
     const log = this.logger;
     const stats = this.table.stats;
     switch (event.kind) {
@@ -142,23 +205,24 @@ export class Relay {
         });
       case "moved":
         return log.info("peer moved", { from: event.from, to: event.to, peer: formatEndpoint(event.peer) });
-      case "refused": {
-        const now = Date.now();
-        const suppressedNote = (n: number) => log.info("refusals not logged in the last second", { count: n });
-        if (!this.refusalLog.allow(now, suppressedNote)) return;
+      case "refused":
         return log.info("registration refused", {
           reason: event.code,
           session: event.session ?? "-",
           peer: formatEndpoint(event.peer),
           refused: Object.values(stats.refusals).reduce((a, b) => a + (b ?? 0), 0),
         });
-      }
       case "expired":
         return log.info("session expired", {
           session: event.session,
           idle_s: Math.round(event.idleMs / 1000),
           peers: event.peers,
           sessions: this.table.sessionCount,
+        });
+      case "relay-pair":
+        return log.warn("session removed: both peers speak the relay protocol (forged REGs pairing two relays)", {
+          session: event.session,
+          peers: event.peers.map(formatEndpoint).join(" <-> "),
         });
     }
   }

@@ -25,7 +25,15 @@ export const relayArgs = {
   "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
   "rebind-quiet-secs": {
     type: "string",
-    description: "Seconds of silence after which bare data from a new port of a peer's IP follows it; off, or auto (default: 1 s, off with --auth-secret; docs/protocol.md rule 3)",
+    description: "Seconds of silence after which bare data from a new port of a peer's IP follows it; off, or auto (default: 1 s, off in verified mode; docs/protocol.md rule 3)",
+  },
+  "verify-source": {
+    type: "boolean",
+    description: "Verified mode: REGs must prove, with a cookie, that their sender receives at its address (default off; always on with --auth-secret; docs/protocol.md)",
+  },
+  "max-unanswered-bytes": {
+    type: "string",
+    description: `Bytes forwarded to a peer that has not proved its address since it last sent anything (default ${DEFAULTS.maxUnansweredBytes}; 0 = no bound)`,
   },
   ...securityArgs,
   ...fleetArgs,
@@ -53,6 +61,8 @@ function rawFlags(args: ParsedArgs): RawRelayFlags {
     stateSaveIntervalSecs: args["state-save-interval-secs"],
     shutdownTimeoutSecs: args["shutdown-timeout-secs"],
     rebindQuietSecs: args["rebind-quiet-secs"],
+    verifySource: args["verify-source"],
+    maxUnansweredBytes: args["max-unanswered-bytes"],
   };
 }
 

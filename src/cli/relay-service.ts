@@ -7,7 +7,7 @@ import { emptyOperationsCounters, type OperationsCounters, renderRelayMetrics } 
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import { StartupError } from "../protocol/errors.ts";
 import { Relay } from "../relay.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { type Endpoint, formatEndpoint } from "../net/address.ts";
 import { type Fleet, prepareFleet } from "../fleet/fleet.ts";
 import type { FleetOptions } from "../fleet/options.ts";
 import type { SecurityOptions } from "../security/options.ts";
@@ -48,7 +48,7 @@ export class RelayService {
   private securityKey: string | undefined;
   private readonly startedAtSeconds = Date.now() / 1000;
 
-  /** Whether REG tokens are required; rule 3 defaults to off then. */
+  /** Whether REG tokens are required; they imply verified mode. */
   private authOn: boolean;
 
   constructor(
@@ -71,8 +71,10 @@ export class RelayService {
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
     const ledger = (this.ledger = new DirectionLedger(this.fleet?.plane ?? plane));
-    const limits = { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, this.authOn) };
-    const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy, limits }));
+    const verified = this.verified(config);
+    const limits = { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, verified), requireProof: verified };
+    const isRelayAddress = (from: Endpoint) => this.fleet?.isMember(from) ?? false;
+    const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy, limits, isRelayAddress }));
     ledger.directionOf = (id) => {
       const peer = relay.table.peerById(id);
       if (!peer) return undefined;
@@ -93,7 +95,7 @@ export class RelayService {
       throw new StartupError(`cannot listen on udp ${config.host} port ${config.port}: ${(error as Error).message}`);
     }
     // Synchronously after start: no control batch is handled before the saved routes are back.
-    this.persister?.restore();
+    this.persister?.restore({ socket: relay.local, fleet: this.fleet !== undefined });
     this.persister?.startPeriodic(config.stateSaveIntervalSecs * 1000);
     // After the restore, so restored sessions bridged to other relays get their links back.
     try {
@@ -116,7 +118,8 @@ export class RelayService {
     }
     this.phase = "running";
     logger.info(
-      `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s`,
+      `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s` +
+        ` verify-source=${verified ? (config.verifySource ? "on" : "on (REG tokens)") : "off"}`,
     );
     if (this.metrics) logger.info(`metrics on ${this.metrics.url}/metrics (health: /healthz, /readyz)`);
     if (this.persister) logger.info("state file in use", { file: config.stateFile, save_every_s: config.stateSaveIntervalSecs });
@@ -142,6 +145,7 @@ export class RelayService {
       operations: this.operations,
       authFailures: this.policy?.authFailures(),
       fleet: this.fleet?.stats(),
+      stateRowsSkipped: this.persister?.malformedRows,
       startedAtSeconds: this.startedAtSeconds,
     });
   }
@@ -162,7 +166,7 @@ export class RelayService {
     }
     const needsRestart: string[] = [];
     for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
-      if (key === "logLevel" || key === "rebindQuietSecs") continue;
+      if (key === "logLevel" || key === "rebindQuietSecs" || key === "verifySource") continue;
       if (next.config[key] !== this.config[key]) needsRestart.push(key);
     }
     if (next.config.logLevel !== this.config.logLevel) {
@@ -170,12 +174,20 @@ export class RelayService {
       this.logger.level = createLogger(next.config.logLevel).level;
     }
     if (next.security) this.authOn = next.security.secrets.length > 0;
+    const { logLevel, rebindQuietSecs, verifySource } = next.config;
+    this.config = { ...this.config, logLevel, rebindQuietSecs, verifySource };
     if (this.relay) {
-      // The table reads its limits on every decision: the new value applies to the next datagram.
-      this.relay.table.limits.rebindQuietMs = rebindQuietMs(next.config.rebindQuietSecs, this.authOn);
+      // The table reads its limits on every decision: the new values apply to the next datagram.
+      const verified = this.verified(this.config);
+      this.relay.table.limits.requireProof = verified;
+      this.relay.table.limits.rebindQuietMs = rebindQuietMs(rebindQuietSecs, verified);
     }
-    this.config = { ...this.config, logLevel: next.config.logLevel, rebindQuietSecs: next.config.rebindQuietSecs };
     return needsRestart;
+  }
+
+  /** Verified mode (docs/protocol.md, "Return routability"): asked for, or implied by REG tokens. */
+  private verified(config: RelayConfig): boolean {
+    return config.verifySource || this.authOn;
   }
 
   /** Stops receiving, saves the table, closes the metrics port. Idempotent. */

@@ -1,8 +1,8 @@
 import type { InboundDatagram } from "../dataplane/types.ts";
 import type { Endpoint } from "../net/address.ts";
-import { parseHostPort } from "../net/address.ts";
+import { endpointKey, hostOf, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
-import { encodeReg, isReg } from "../protocol/reg.ts";
+import { isReg } from "../protocol/reg.ts";
 import type { Relay } from "../relay.ts";
 import { formatEndpoint } from "../net/address.ts";
 import type { Session } from "../sessions/types.ts";
@@ -35,6 +35,8 @@ export class FleetCoordinator {
   private readonly announced = new Map<string, Announced>();
   /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
   private deadRelays = new Set<string>();
+  /** Addresses of the fleet's relays (endpointKey of the host as hostOf gives it, and port). */
+  private memberAddresses = new Set<string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private bridgedTotal = 0;
@@ -195,8 +197,7 @@ export class FleetCoordinator {
     if (!target || !this.waitingAlone(sessionId) || this.plane.link(sessionId)) return false;
     const table = this.relay.table;
     const link = this.plane.createLink(sessionId, relay, target);
-    this.plane.attach(link, () => table.register(sessionId, link.virtual, encodeReg(sessionId)));
-    if (table.peerAt(link.virtual)?.session.id !== sessionId || !link.deliverTo) {
+    if (!table.attachRemote(sessionId, link.virtual) || !link.deliverTo) {
       this.plane.removeLink(link);
       return false;
     }
@@ -228,12 +229,33 @@ export class FleetCoordinator {
       const relays = [...linked];
       const alive = await Promise.all(relays.map((relay) => this.directory.alive(relay)));
       this.deadRelays = new Set(relays.filter((_, i) => alive[i] === false));
+      await this.refreshMembers();
       this.refreshAll(false);
     } catch (error) {
       this.logger.error("fleet tick failed", { error: String((error as Error)?.stack ?? error) });
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** Whether `from` is a relay of the fleet: such an address is never registered as a peer. */
+  isMember(from: Endpoint): boolean {
+    return this.memberAddresses.has(endpointKey(hostOf(from.address), from.port));
+  }
+
+  /** Re-reads the member set; members whose health key is gone leave it. */
+  private async refreshMembers(): Promise<void> {
+    const members = await this.directory.members();
+    if (!members) return;
+    const addresses = new Set<string>();
+    for (const relay of members) {
+      const hp = parseHostPort(relay);
+      if (hp && hp.host !== "") addresses.add(endpointKey(hostOf(hp.host), hp.port));
+    }
+    this.memberAddresses = addresses;
+    const others = members.filter((m) => m !== this.options.advertise);
+    const alive = await Promise.all(others.map((relay) => this.directory.alive(relay)));
+    for (const [i, relay] of others.entries()) if (alive[i] === false) void this.directory.dropMember(relay);
   }
 
   /** Withdraws sessions that ended here; re-enters live ones when due (all of them after an outage). */

@@ -33,7 +33,9 @@ return redis.call('HGETALL', KEYS[1])`;
  * queue), counts the error and returns undefined; `maintain()` reconnects and resubscribes.
  *
  * Keys (prefix p): `p:session:<id>` hash relay -> local peer count, TTL = session timeout;
- * `p:relay:<relay>` health, TTL = 3 heartbeats; channel `p:relay:<relay>:events`.
+ * `p:relay:<relay>` health, TTL = 3 heartbeats; `p:relays` the set of members' ids (a relay's
+ * address is never registered as a peer: docs/security.md, "Forwarding loops");
+ * channel `p:relay:<relay>:events`.
  * Each script touches one key, so this also runs on Redis Cluster.
  */
 export class FleetDirectory {
@@ -66,6 +68,9 @@ export class FleetDirectory {
   }
   relayKey(relay: string): string {
     return `${this.prefix}:relay:${relay}`;
+  }
+  membersKey(): string {
+    return `${this.prefix}:relays`;
   }
   channel(relay: string): string {
     return `${this.prefix}:relay:${relay}:events`;
@@ -117,7 +122,20 @@ export class FleetDirectory {
   }
 
   async heartbeat(info: Record<string, unknown>, ttlMs: number): Promise<boolean> {
-    return (await this.run("SET", [this.relayKey(this.self), JSON.stringify(info), "PX", String(Math.ceil(ttlMs))])) !== undefined;
+    const ok = (await this.run("SET", [this.relayKey(this.self), JSON.stringify(info), "PX", String(Math.ceil(ttlMs))])) !== undefined;
+    if (ok) await this.run("SADD", [this.membersKey(), this.self]);
+    return ok;
+  }
+
+  /** Ids of the relays that have joined the fleet (live or not), or undefined when unreachable. */
+  async members(): Promise<string[] | undefined> {
+    const reply = await this.run("SMEMBERS", [this.membersKey()]);
+    return Array.isArray(reply) ? reply.map(String) : undefined;
+  }
+
+  /** Takes a relay that is gone out of the member set. */
+  async dropMember(relay: string): Promise<void> {
+    await this.run("SREM", [this.membersKey(), relay]);
   }
 
   async alive(relay: string): Promise<boolean | undefined> {

@@ -1,4 +1,5 @@
 import type { DataPlane } from "../dataplane/types.ts";
+import type { Endpoint } from "../net/address.ts";
 import type { Logger } from "../log.ts";
 import type { Relay } from "../relay.ts";
 import { BridgeCodec } from "./bridge-codec.ts";
@@ -24,6 +25,8 @@ export interface Fleet {
   start(relay: Relay): Promise<void>;
   stop(): Promise<void>;
   stats(): FleetStats | undefined;
+  /** Whether `from` is one of the fleet's relays (never registered as a peer). */
+  isMember(from: Endpoint): boolean;
 }
 
 export function prepareFleet(inner: DataPlane, options: FleetOptions, maxDatagramSize: number, logger: Logger): Fleet {
@@ -41,5 +44,6 @@ export function prepareFleet(inner: DataPlane, options: FleetOptions, maxDatagra
       await coordinator?.stop();
     },
     stats: () => coordinator?.stats(),
+    isMember: (from: Endpoint) => coordinator?.isMember(from) ?? false,
   };
 }

@@ -57,8 +57,6 @@ export class FleetPlane implements DataPlane {
   private readonly byPeerId = new Map<number, RemoteLink>();
   private nextPort = 1;
   private active: number[] = [];
-  /** While a link is being attached, the table's ACK to the virtual peer is swallowed. */
-  private attaching: RemoteLink | undefined;
   onUnlinked: UnlinkedBridge = () => {};
   /** An authentic bridge datagram for a linked session came from another relay than the link's. */
   onMoved: (link: RemoteLink, from: Endpoint) => void = () => {};
@@ -98,7 +96,7 @@ export class FleetPlane implements DataPlane {
   }
 
   /**
-   * Creates the link; the caller then registers `link.virtual` in the table inside `attach`.
+   * Creates the link; the caller then pairs `link.virtual` in the table (SessionTable.attachRemote).
    * `port` adopts a virtual endpoint that already is in the table (sessions restored from a state file).
    */
   createLink(sessionId: string, relay: string, target: Endpoint, port = this.nextPort++): RemoteLink {
@@ -120,16 +118,6 @@ export class FleetPlane implements DataPlane {
     return link;
   }
 
-  /** Runs `register` (the table registering the virtual peer) without sending its ACK anywhere. */
-  attach(link: RemoteLink, register: () => void): void {
-    this.attaching = link;
-    try {
-      register();
-    } finally {
-      this.attaching = undefined;
-    }
-  }
-
   removeLink(link: RemoteLink): void {
     if (this.byPort.get(link.virtual.port) === link) this.byPort.delete(link.virtual.port);
     if (this.bySession.get(link.sessionId) === link) this.bySession.delete(link.sessionId);
@@ -147,11 +135,6 @@ export class FleetPlane implements DataPlane {
     if (!to.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) return this.inner.send(data, to);
     const link = this.byPort.get(to.port);
     if (!link) return;
-    if (this.attaching === link) {
-      // The table's ACK to the virtual peer: the remote peer already got its own from its relay.
-      this.attaching = undefined;
-      return;
-    }
     if (data.length + bridgeOverhead(link.sessionId.length) > this.maxDatagramSize) {
       this.bridge.oversize++;
       return;

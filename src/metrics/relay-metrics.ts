@@ -3,6 +3,7 @@ import type { DataPlane } from "../dataplane/types.ts";
 import type { FleetStats } from "../fleet/coordinator.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
+import type { SessionEvent } from "../sessions/types.ts";
 import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
 import { ExpositionWriter, type Labels } from "./exposition.ts";
 
@@ -30,6 +31,8 @@ export interface RelayMetricsSource {
   authFailures?: Record<string, number>;
   /** Fleet membership, when the relay is part of one. */
   fleet?: FleetStats;
+  /** State-file rows skipped at restore, by reason, when a state file is in use. */
+  stateRowsSkipped?: Partial<Record<string, number>>;
 }
 
 interface NativeDetails {
@@ -102,8 +105,27 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ reason: "control-queue-full" }, planeCounters.controlQueueDrops],
     [{ reason: DropReason.EarlyOverflow }, stats.drops[DropReason.EarlyOverflow] ?? 0],
     [{ reason: DropReason.EarlyExpired }, stats.drops[DropReason.EarlyExpired] ?? 0],
+    [{ reason: DropReason.EarlyEvicted }, stats.drops[DropReason.EarlyEvicted] ?? 0],
+    [{ reason: DropReason.RelayLine }, stats.drops[DropReason.RelayLine] ?? 0],
+    [{ reason: DropReason.RelayAddress }, stats.drops[DropReason.RelayAddress] ?? 0],
+    [{ reason: DropReason.RelayPair }, stats.drops[DropReason.RelayPair] ?? 0],
+    [{ reason: DropReason.RetryBudget }, stats.drops[DropReason.RetryBudget] ?? 0],
+    [{ reason: "unanswered" }, planeCounters.unansweredDrops],
   ];
   w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
+  w.single("quic_relay_challenges_total", "counter", "REGs answered with RETRY and a cookie (return-routability challenge)", stats.challenges);
+  w.family(
+    "quic_relay_cookie_failures_total",
+    "counter",
+    "REG cookies that did not check out, by reason (each answered with a new challenge)",
+    Object.entries(relay.cookieFailures).map(([reason, n]) => [{ reason }, n] as [Labels, number]),
+  );
+  w.family(
+    "quic_relay_log_lines_suppressed_total",
+    "counter",
+    "Lifecycle log lines held back by the per-event rate limit, by event",
+    LOGGED_EVENTS.map((event) => [{ event }, relay.logSuppressed[event] ?? 0] as [Labels, number]),
+  );
   if (src.authFailures) {
     w.family(
       "quic_relay_auth_failures_total",
@@ -125,6 +147,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   w.family("quic_relay_early_datagrams_dropped_total", "counter", "Early datagrams dropped, by reason", [
     [{ reason: "overflow" }, stats.drops[DropReason.EarlyOverflow] ?? 0],
     [{ reason: "expired" }, stats.drops[DropReason.EarlyExpired] ?? 0],
+    [{ reason: "evicted" }, stats.drops[DropReason.EarlyEvicted] ?? 0],
   ]);
   w.single("quic_relay_early_bytes_held", "gauge", "Bytes of early datagrams held right now", table.indexSizes().heldBytes ?? 0);
 
@@ -133,6 +156,14 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ result: "ok" }, ops.stateSaves.ok],
     [{ result: "error" }, ops.stateSaves.error],
   ]);
+  if (src.stateRowsSkipped) {
+    w.family(
+      "quic_relay_state_rows_skipped_total",
+      "counter",
+      "State-file rows not restored because they were malformed, by reason",
+      Object.entries(src.stateRowsSkipped).map(([reason, n]) => [{ reason }, n ?? 0] as [Labels, number]),
+    );
+  }
   w.single("quic_relay_state_last_save_timestamp_seconds", "gauge", "Unix time of the last successful state save", ops.stateLastSaveSeconds);
   w.family("quic_relay_config_reloads_total", "counter", "SIGHUP reloads, by result", [
     [{ result: "ok" }, ops.reloads.ok],
@@ -145,6 +176,8 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   w.single("process_start_time_seconds", "gauge", "Unix time the process started", src.startedAtSeconds);
   return w.toString();
 }
+
+const LOGGED_EVENTS = ["created", "paired", "rebound", "moved", "refused", "expired", "relay-pair"] as const satisfies readonly SessionEvent["kind"][];
 
 function dataplaneLabels(plane: DataPlane): Labels {
   const labels: Labels = { kind: plane.kind };

@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
 import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
+import { Forger } from "../support/forge.ts";
+
+const forger = Forger.open();
 
 if (!REDIS_SERVER) console.warn("fleet tests skipped: redis-server is not installed (apt-get install -y redis-server)");
 const suite = REDIS_SERVER ? describe : describe.skip;
@@ -121,4 +124,21 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     expect((after.stale ?? 0) - (before.stale ?? 0)).toBe(1);
     await roundTrip(a, r1, b, r2, "post");
   });
+  it.skipIf(typeof forger === "string")("never registers the address of another fleet member (a forged REG from it)", async () => {
+    const [r1, r2] = relays as [FleetRelay, FleetRelay];
+    const forge = forger as Forger;
+    const before = await r1.stats();
+    const session = crypto.randomUUID();
+    // Poll: r1 learns the member set on its next heartbeat.
+    let stats = before;
+    for (let i = 0; i < 100 && (stats.table.drops["relay-address"] ?? 0) === (before.table.drops["relay-address"] ?? 0); i++) {
+      forge.send(`REG:${session}\n`, { address: r2.host, port: r2.port }, { address: r1.host, port: r1.port });
+      await Bun.sleep(50);
+      stats = await r1.stats();
+    }
+    expect((stats.table.drops["relay-address"] ?? 0) - (before.table.drops["relay-address"] ?? 0)).toBeGreaterThan(0);
+    const a = await open("127.0.0.2");
+    expect(await register(a, r1, session)).toBe("ACK\n"); // a lone peer: nothing paired it with r2
+    expect((await r1.stats()).table.sessionsPaired).toBe(before.table.sessionsPaired);
+  }, 20_000);
 });

@@ -36,7 +36,7 @@ const logger = createLogger(config.logLevel);
 const fleetOptions = resolveFleetOptions(Object.fromEntries(fleetOptionNames.map((n) => [n, v[n]])) as RawFleetFlags, process.env);
 const { plane } = createDataPlane(config.dataplane, dataPlaneOptions({ ...config, workers: 1 }));
 const fleet = fleetOptions ? prepareFleet(plane, fleetOptions, config.maxDatagramSize, logger) : undefined;
-const relay = new Relay({ config, plane: fleet?.plane ?? plane, logger });
+const relay = new Relay({ config, plane: fleet?.plane ?? plane, logger, isRelayAddress: (from) => fleet?.isMember(from) ?? false });
 await relay.start();
 await fleet?.start(relay);
 logger.info(`relay with fleet on ${relay.local.address}:${relay.local.port} dataplane=${relay.plane.kind}`);
