@@ -28,12 +28,12 @@ export function rssBytes(pid: number): number {
 
 type Socket = udp.Socket<"uint8array">;
 
-async function socketOn(host: string, onData: (data: Uint8Array) => void): Promise<Socket> {
+async function socketOn(host: string, onData: (data: Uint8Array, socket: Socket) => void): Promise<Socket> {
   return Bun.udpSocket({
     hostname: host,
     port: 0,
     binaryType: "uint8array",
-    socket: { data: (_s, data) => onData(data), error: () => {} },
+    socket: { data: (s, data) => onData(data, s), error: () => {} },
   });
 }
 
@@ -48,9 +48,16 @@ export class Pairs {
     const pairs: [Socket, Socket][] = [];
     let acks = 0;
     let pairsRef: Pairs | undefined;
-    const onData = (data: Uint8Array) => {
+    /** The REG each socket sends; a RETRY (the relay asks for proof of the address) adds its cookie. */
+    const regs = new Map<Socket, string>();
+    const onData = (data: Uint8Array, socket: Socket) => {
       if (data.length === 4 && data[0] === 0x41 && data[3] === 0x0a) acks++;
-      else if (data.length === 64 && data[0] === 0x5a && pairsRef) pairsRef.received++;
+      else if (data.length === 23 && data[0] === 0x52 && data[22] === 0x0a) {
+        const cookie = new TextDecoder().decode(data.subarray(6, 22));
+        const line = regs.get(socket)!.replace(/ [A-Za-z0-9_-]{16}\n$|\n$/, ` ${cookie}\n`);
+        regs.set(socket, line);
+        socket.send(line, port, "127.0.0.1");
+      } else if (data.length === 64 && data[0] === 0x5a && pairsRef) pairsRef.received++;
     };
     for (let i = 0; i < count; i++) {
       const a = await socketOn(`127.0.0.${2 + 2 * i}`, onData);
@@ -58,9 +65,10 @@ export class Pairs {
       const session = `established-${crypto.randomUUID()}`;
       for (const s of [a, b]) {
         const before = acks;
+        regs.set(s, reg(session));
         for (let attempt = 0; acks === before; attempt++) {
           if (attempt > 50) throw new Error("established session not acknowledged");
-          s.send(reg(session), port, "127.0.0.1");
+          s.send(regs.get(s)!, port, "127.0.0.1");
           await Bun.sleep(20);
         }
       }

@@ -137,9 +137,15 @@ export function bytes(s: string): Uint8Array {
   return new TextEncoder().encode(s);
 }
 
-/** REG and wait for the reply; returns the reply text. */
+/**
+ * REG and wait for the reply; returns the reply text. A relay that asks for proof (`RETRY
+ * <cookie>`) gets the REG again with the cookie, as the project's clients do.
+ */
 export async function register(peer: TestPeer, relayPort: number, session: string): Promise<string> {
   peer.send(`REG:${session}\n`, relayPort);
+  const reply = await peer.nextText();
+  if (!reply.startsWith("RETRY ")) return reply;
+  peer.send(`REG:${session} ${reply.slice(6, -1)}\n`, relayPort);
   return peer.nextText();
 }
 

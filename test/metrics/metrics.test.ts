@@ -132,6 +132,6 @@ describe.each(planesUnderTest())("metrics and health endpoint (%s plane)", (plan
     for (const key of keys) {
       expect(key).not.toMatch(/127\.0\.|[0-9a-f]{8}-[0-9a-f]{4}/);
     }
-    expect(keys.length).toBeLessThan(60);
+    expect(keys.length).toBeLessThan(90);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "bun:test";
+import { createHmac } from "node:crypto";
 import { COOKIE_LENGTH, COOKIE_LIFETIME_SECS, CookieMinter } from "../../src/protocol/cookie.ts";
 import { encodeReg, parseReg } from "../../src/protocol/reg.ts";
 import { encodeRetry, isRelayLine, mayBeRelayLine, parseRetry, RETRY_LENGTH } from "../../src/protocol/replies.ts";
@@ -42,6 +43,21 @@ describe("CookieMinter", () => {
   it("survives the 32-bit wrap of its clock", () => {
     const late = minter.mint("192.0.2.1", 5000, "s-1", 0xffff_fff0);
     expect(minter.check(late, "192.0.2.1", 5000, "s-1", 0x1_0000_0010)).toBe("ok");
+  });
+});
+
+describe("the worked example of docs/protocol.md", () => {
+  it("gives the documented cookie for K = 32 zero bytes and t = 1764547200", () => {
+    const minter = new CookieMinter(new Uint8Array(32));
+    const cookie = minter.mint("198.51.100.20", 50000, "3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f", 1764547200);
+    expect(cookie).toBe("aSzagNOT9g_ZPlkk");
+    expect(Buffer.from(cookie, "base64url").toString("hex")).toBe("692cda80d393f60fd93e5924");
+    // The MAC as any HMAC library computes it, not through the minter.
+    const time = Buffer.alloc(4);
+    time.writeUInt32BE(1764547200);
+    const mac = createHmac("sha256", Buffer.alloc(32)).update(Buffer.concat([time, Buffer.from("198.51.100.20|50000|3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f")]));
+    expect(mac.digest("hex").slice(0, 16)).toBe("d393f60fd93e5924");
+    expect(encodeReg("3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f", cookie).length).toBe(58);
   });
 });
 

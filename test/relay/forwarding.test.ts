@@ -20,7 +20,7 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
   it("forwards both ways byte for byte once paired, from the relay's socket", async () => {
     const relay = await h.start();
     const { a, b } = await h.pair();
-    const payloads = [new Uint8Array([0]), crypto.getRandomValues(new Uint8Array(1200)), bytes("ACK\n"), new Uint8Array(0)];
+    const payloads = [new Uint8Array([0]), crypto.getRandomValues(new Uint8Array(1200)), bytes("ACK"), bytes("ACK\n\n"), new Uint8Array(0)];
     for (const payload of payloads) {
       a.send(payload, relay.port);
       const got = await b.next();
@@ -29,6 +29,18 @@ describe.each(planesUnderTest())("forwarding on the %s plane", (plane) => {
       b.send(payload, relay.port);
       expect((await a.next()).data).toEqual(payload);
     }
+  });
+
+  it("never forwards a relay-protocol line from a peer, and counts it", async () => {
+    const relay = await h.start();
+    const { a, b } = await h.pair();
+    for (const line of ["ACK\n", "ERR full\n", "RETRY AAAAAAAAAAAAAAAA\n"]) a.send(line, relay.port);
+    a.send("after", relay.port);
+    expect(await b.nextText()).toBe("after");
+    expect(b.inbox).toEqual([]);
+    await eventually(() => relay.relay.table.stats.drops["relay-line"] === 3);
+    // One peer speaking like a relay is not a loop: the session stays.
+    expect(relay.relay.table.pairedCount).toBe(1);
   });
 
   it("forwards nothing before pairing and nothing from strangers", async () => {

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import type { TestRelay } from "../utils.ts";
-import { eventually, planesUnderTest, TestPeer, text } from "../utils.ts";
+import { eventually, planesUnderTest, register, TestPeer, text } from "../utils.ts";
 import { fuzzDatagram, prng } from "./fuzz-gen.ts";
-import { regFor, SECRET, startSecureRelay } from "./helpers.ts";
+import { fieldFor, SECRET, startSecureRelay } from "./helpers.ts";
 
 const DATAGRAMS = Number(process.env.FUZZ_DATAGRAMS ?? 20_000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -21,11 +21,15 @@ function expectedOutcome(d: Uint8Array): Outcome {
     end--;
     if (end > 4 && d[end - 1] === 0x0d) end--;
   }
+  // A trailing " <16 base64url characters>" is a cookie, not part of the id (docs/protocol.md).
+  const tail = String.fromCharCode(...d.subarray(Math.max(4, end - 17), end));
+  if (end - 4 > 17 && /^ [A-Za-z0-9_-]{16}$/.test(tail)) end -= 17;
   const n = end - 4;
   if (n === 0) return { kind: "refused", code: "empty-id", length: d.length };
   if (n > 128) return { kind: "refused", code: "long-id", length: d.length };
   for (let i = 4; i < end; i++) if (d[i]! < 0x21 || d[i]! > 0x7e) return { kind: "refused", code: "bad-id", length: d.length };
-  return { kind: "refused", code: undefined, length: d.length }; // rate or auth: depends on timing
+  // Without tokens: ACK, or rate. With tokens (verified mode): auth, or a RETRY for a genuine token.
+  return { kind: "refused", code: undefined, length: d.length };
 }
 
 /** Paired sessions with traffic both ways; counts what each side sent and got. */
@@ -36,10 +40,8 @@ async function realSessions(relay: TestRelay, peers: TestPeer[], auth: boolean) 
     const b = await TestPeer.open(hb);
     peers.push(a, b);
     const session = `real-${crypto.randomUUID()}`;
-    a.send(regFor(session, auth), relay.port);
-    expect(await a.nextText()).toBe("ACK\n");
-    b.send(regFor(session, auth), relay.port);
-    expect(await b.nextText()).toBe("ACK\n");
+    expect(await register(a, relay.port, fieldFor(session, auth))).toBe("ACK\n");
+    expect(await register(b, relay.port, fieldFor(session, auth))).toBe("ACK\n");
     pairs.push({ a, b, sent: 0, got: 0 });
   }
   let running = true;
@@ -86,6 +88,7 @@ describe.each(planesUnderTest().flatMap((plane) => [[plane, true], [plane, false
       ));
       const r = prng(SEED + (auth ? 1 : 0) + (plane === "native" ? 2 : 0));
       const real = await realSessions(relay, peers, auth);
+      const challengedBefore = relay.relay.table.stats.challenges; // the real peers' own RETRYs
       const fuzzers: TestPeer[] = [];
       for (const host of FUZZ_HOSTS) fuzzers.push(await TestPeer.open(host));
       peers.push(...fuzzers);
@@ -95,7 +98,7 @@ describe.each(planesUnderTest().flatMap((plane) => [[plane, true], [plane, false
       const handled = () => {
         const s = table.stats;
         const refusals = Object.values(s.refusals).reduce((a, b) => a + (b ?? 0), 0);
-        return relay.relay.plane.counters().oversize + (s.drops["unknown-source"] ?? 0) + refusals + table.sessionCount;
+        return relay.relay.plane.counters().oversize + (s.drops["unknown-source"] ?? 0) + refusals + s.challenges + (s.drops["retry-budget"] ?? 0) + table.sessionCount;
       };
       const base = handled();
       let sent = 0;
@@ -157,8 +160,10 @@ describe.each(planesUnderTest().flatMap((plane) => [[plane, true], [plane, false
           const o = expectedOutcome(d) as { code: string | undefined; length: number };
           const reply = replies[i]!;
           expect(reply.length).toBeLessThanOrEqual(d.length);
-          const allowed = (o.code ? [o.code] : ["rate", "auth"]).map((c) => (`ERR ${c}\n`.length <= d.length ? `ERR ${c}\n` : "ERR\n"));
-          expect(allowed).toContain(reply);
+          const allowed = (o.code ? [o.code] : ["auth"]).map((c) => (`ERR ${c}\n`.length <= d.length ? `ERR ${c}\n` : "ERR\n"));
+          if (allowed.includes(reply)) return;
+          expect(o.code).toBeUndefined();
+          expect(reply).toMatch(/^RETRY [A-Za-z0-9_-]{16}\n$/); // a genuine token, asked for proof of its address
         });
       }
       for (const n of Object.values(stats.rebinds)) expect(n).toBe(0);
@@ -168,8 +173,12 @@ describe.each(planesUnderTest().flatMap((plane) => [[plane, true], [plane, false
         expect(stats.drops["unknown-source"] ?? 0).toBe(expected.drop);
         const refusals = { ...stats.refusals };
         for (const [code, n] of Object.entries(expected.byCode)) expect(refusals[code as keyof typeof refusals]).toBe(n);
-        expect((refusals.rate ?? 0) + (refusals.auth ?? 0)).toBe(expected.refused - Object.values(expected.byCode).reduce((a, b) => a + b, 0));
-        expect(refusals.rate ?? 0).toBeGreaterThan(0);
+        const unproven = (refusals.auth ?? 0) + stats.challenges - challengedBefore + (stats.drops["retry-budget"] ?? 0);
+        expect(unproven).toBe(expected.refused - Object.values(expected.byCode).reduce((a, b) => a + b, 0));
+        // In verified mode REGs without a cookie never spend a source's rate (forged ones could
+        // drain a real host's); and no fuzzed token passes authentication, so none is challenged.
+        expect(refusals.rate ?? 0).toBe(0);
+        expect(stats.challenges).toBe(challengedBefore);
         expect(refusals.auth ?? 0).toBeGreaterThan(0);
         expect(counters.controlQueueDrops).toBe(0);
       } else {

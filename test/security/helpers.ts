@@ -19,9 +19,14 @@ export async function startSecureRelay(
   return { relay, policy };
 }
 
-/** The REG datagram for `session`: a token when `auth`, else the bare id. */
+/** The REG session field for `session`: a token when `auth`, else the bare id. */
+export function fieldFor(session: string, auth: boolean, ttlSecs = 60): string {
+  return auth ? mintToken(SECRET, session, Math.floor(Date.now() / 1000) + ttlSecs) : session;
+}
+
+/** The REG datagram for `session` as a client's first REG (no cookie). */
 export function regFor(session: string, auth: boolean, ttlSecs = 60): string {
-  return auth ? `REG:${mintToken(SECRET, session, Math.floor(Date.now() / 1000) + ttlSecs)}\n` : `REG:${session}\n`;
+  return `REG:${fieldFor(session, auth, ttlSecs)}\n`;
 }
 
 /** A QUIC-like handshake through a paired session so the relay learns both connection IDs. */

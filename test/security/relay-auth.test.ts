@@ -3,7 +3,7 @@ import { resolveSecurityOptions, securityFlags } from "../../src/security/option
 import { createRegPolicy } from "../../src/security/policy.ts";
 import { mintToken } from "../../src/security/token.ts";
 import { planesUnderTest, register, startRelay, type TestRelay, TestPeer, text, testPeers } from "../utils.ts";
-import { regFor, SECRET, startSecureRelay } from "./helpers.ts";
+import { fieldFor, regFor, SECRET, startSecureRelay } from "./helpers.ts";
 
 describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane) => {
   let relay: TestRelay;
@@ -20,10 +20,13 @@ describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane)
     ({ relay } = await startSecureRelay(plane, { secrets: [SECRET] }));
     const a = await open("127.0.0.2");
     const b = await open("127.0.0.3");
-    expect(await ask(a, regFor("room-1", true))).toBe("ACK\n");
-    expect(await ask(b, regFor("room-1", true, 120))).toBe("ACK\n");
+    // Tokens imply verified mode: the first REG gets a RETRY, which register() answers.
+    expect(await ask(a, regFor("room-1", true))).toMatch(/^RETRY [A-Za-z0-9_-]{16}\n$/);
+    expect(relay.relay.table.sessionCount).toBe(0);
+    expect(await register(a, relay.port, fieldFor("room-1", true))).toBe("ACK\n");
+    expect(await register(b, relay.port, fieldFor("room-1", true, 120))).toBe("ACK\n");
     expect(relay.relay.table.session("room-1")!.peers).toHaveLength(2);
-    // A keepalive REG with a fresh token is the same session.
+    // A keepalive REG with a fresh token is the same session, and from the known address needs no cookie.
     expect(await ask(a, regFor("room-1", true, 300))).toBe("ACK\n");
     expect(relay.relay.table.sessionCount).toBe(1);
     a.send("hello", relay.port);
@@ -58,7 +61,7 @@ describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane)
     const a = await open("127.0.0.2");
     expect(await register(a, relay.port, "plain-id")).toBe("ACK\n");
     const tokenish = mintToken(SECRET, "x", 1);
-    expect(await register(a, relay.port, tokenish)).toBe("ACK\n");
+    expect(await register(await open("127.0.0.2"), relay.port, tokenish)).toBe("ACK\n");
     expect(relay.relay.table.session(tokenish)).toBeDefined();
   });
 
@@ -102,8 +105,8 @@ describe.each(planesUnderTest())("REG policy on a live relay, %s plane", (plane)
     relay = await startRelay(plane, { policy: createRegPolicy(options) });
     const a = await open("127.0.0.2");
     // Minted with the second (older) secret: rotation keeps it valid.
-    expect(await ask(a, regFor("wired", true))).toBe("ACK\n");
+    expect(await register(a, relay.port, fieldFor("wired", true))).toBe("ACK\n");
     expect(await ask(a, "REG:wired\n")).toBe("ERR auth\n");
-    expect(await ask(a, regFor("wired-2", true))).toBe("ERR limit\n");
+    expect(await register(await open("127.0.0.3"), relay.port, fieldFor("wired-2", true))).toBe("ERR limit\n");
   });
 });
