@@ -98,7 +98,15 @@ export const relayCommand = defineCommand({
     const service = new RelayService(config, { security, fleet });
     const logger = service.logger;
     warnAboutSecretFiles(logger, [...security.secretFiles, ...(fleet?.secretFiles ?? [])]);
-    await service.start();
+    // Handlers go in before the relay says it is listening: a signal sent the moment that line
+    // appears must not meet the default action (which kills the process). Signals that arrive
+    // while it starts are handled once it has.
+    let started = false;
+    const early: (() => void)[] = [];
+    const onSignal = (handle: () => void) => () => (started ? handle() : early.push(handle));
+    process.on("SIGINT", onSignal(() => stop("SIGINT")));
+    process.on("SIGTERM", onSignal(() => stop("SIGTERM")));
+    process.on("SIGHUP", onSignal(() => reload()));
 
     let stopping = false;
     const stop = (signal: string) => {
@@ -130,8 +138,8 @@ export const relayCommand = defineCommand({
         logger.error("received SIGHUP, reload failed; keeping the running configuration", { error: (error as Error).message });
       }
     };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGHUP", reload);
+    await service.start();
+    started = true;
+    for (const handle of early.splice(0)) handle();
   },
 });
