@@ -105,7 +105,8 @@ export class SessionTable implements TableView {
     if (!proven && (proof === "invalid" || this.limits.requireProof)) return this.challenge(sessionId, from, raw);
     // Without proof, an address whose own session is live stays where it is (a forged REG would move it).
     if (existing && !proven && now - existing.session.lastActivity < this.limits.memberHoldMs) {
-      return this.refuse(RefusalCode.Busy, sessionId, from, raw.length);
+      // Not answered: the reply would land in a live peer's socket, which may not have sent this.
+      return this.refuse(RefusalCode.Busy, sessionId, from, 0);
     }
     let session = this.sessions.get(sessionId);
     if (!session) {
@@ -424,11 +425,12 @@ export class SessionTable implements TableView {
     this.sessions.set(session.id, session);
   }
 
-  private refuse(code: RefusalCode, session: string | undefined, from: Endpoint, requestLength: number): void {
+  /** Counts and logs a refusal; answers it when `replyRoom` (the request's length) fits a reply. */
+  private refuse(code: RefusalCode, session: string | undefined, from: Endpoint, replyRoom: number): void {
     this.stats.refusals[code] = (this.stats.refusals[code] ?? 0) + 1;
-    const reply = refusalReply(code, requestLength);
+    const reply = replyRoom > 0 ? refusalReply(code, replyRoom) : undefined;
     if (reply) this.sink.reply(from, reply);
-    else this.drop(DropReason.SilentRefusal);
+    else if (replyRoom > 0) this.drop(DropReason.SilentRefusal);
     this.sink.event({ kind: "refused", session, code, peer: from });
   }
 

@@ -72,9 +72,11 @@ describe("registration", () => {
     reg("s1", A);
     reg("s1", B);
     sink.take();
-    // Within the hold window, a REG without proof cannot pull a live member out (a forged one would).
+    // Within the hold window, a REG without proof cannot pull a live member out (a forged one would),
+    // and is not answered: the answer would land in the live peer's socket.
     reg("session-2", A);
-    expect(sink.take()).toEqual([{ kind: "reply", to: A, data: "ERR busy\n" }]);
+    expect(sink.take()).toEqual([]);
+    expect(table.stats.refusals.busy).toBe(1);
     expect(table.session("s1")!.peers.length).toBe(2);
     expect(table.session("session-2")).toBeUndefined();
     clock.advance(30_000);
