@@ -167,8 +167,9 @@ export class Relay {
 
   /** Answers a REG that needs proof with a RETRY carrying a fresh cookie, within the global budget. */
   private challenge(to: Endpoint, sessionId: string): void {
-    if (!this.unprovenReplies.take(this.clock.now())) return this.table.dropReg(DropReason.RetryBudget);
-    const cookie = this.cookies.mint(to.address, to.port, sessionId, Math.floor(this.clock.now() / 1000));
+    const now = this.clock.now();
+    if (!this.unprovenReplies.take(now)) return this.table.dropReg(DropReason.RetryBudget);
+    const cookie = this.cookies.mint(to.address, to.port, sessionId, Math.floor(now / 1000));
     this.plane.send(encodeRetry(cookie), to);
   }
 

@@ -64,6 +64,19 @@ async function openPeer(host = "127.0.0.1"): Promise<TestPeer> {
 }
 
 /** A port free on every address (`--register-only` binds the wildcard): bound once, then released. */
+/** An app sends "ping" to the listen side; the server behind the forward side answers "pong". */
+async function pingPong(listenPort: number, server: TestPeer): Promise<TestPeer> {
+  const app = await openPeer();
+  app.socket.send(bytes("ping"), listenPort, "127.0.0.1");
+  await eventually(() => server.inbox.length > 0, 5000);
+  expect(text(server.inbox[0]!.data)).toBe("ping");
+  const from = server.inbox[0]!;
+  server.socket.send(bytes("pong"), from.port, from.address);
+  await eventually(() => app.inbox.length > 0, 5000);
+  expect(text(app.inbox[0]!.data)).toBe("pong");
+  return app;
+}
+
 async function freePort(): Promise<number> {
   const probe = await TestPeer.open("0.0.0.0");
   const port = probe.port;
@@ -80,14 +93,7 @@ describe("quic-relay connect", () => {
     const clientSide = connect("--relay", relayAddr, "--session", "cli-tunnel", "--listen", "127.0.0.1:0", "--keepalive-secs", "0.3");
     const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
 
-    const app = await openPeer();
-    app.socket.send(bytes("ping"), listenPort, "127.0.0.1");
-    await eventually(() => server.inbox.length > 0, 5000);
-    expect(text(server.inbox[0]!.data)).toBe("ping");
-    const from = server.inbox[0]!;
-    server.socket.send(bytes("pong"), from.port, from.address);
-    await eventually(() => app.inbox.length > 0, 5000);
-    expect(text(app.inbox[0]!.data)).toBe("pong");
+    const app = await pingPong(listenPort, server);
     expect(app.inbox[0]!.port).toBe(listenPort);
     await Bun.sleep(800); // keepalive ACKs must be consumed by the tunnel
     expect(app.inbox.map((r) => text(r.data))).toEqual(["pong"]);
@@ -213,14 +219,7 @@ describe("quic-relay connect against a relay that requires return-routability pr
     const clientSide = connect("--relay", relayAddr, "--session", session, "--listen", "127.0.0.1:0", "--keepalive-secs", "0.2");
     const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
 
-    const app = await openPeer();
-    app.socket.send(bytes("ping"), listenPort, "127.0.0.1");
-    await eventually(() => server.inbox.length > 0, 5000);
-    expect(text(server.inbox[0]!.data)).toBe("ping");
-    const from = server.inbox[0]!;
-    server.socket.send(bytes("pong"), from.port, from.address);
-    await eventually(() => app.inbox.length > 0, 5000);
-    expect(text(app.inbox[0]!.data)).toBe("pong");
+    const app = await pingPong(listenPort, server);
 
     // The client side's REGs: plain, placeholder, then its cookie in the answer and every keepalive.
     const ports = [...new Set(proofRelay.regs.filter((r) => r.session === session).map((r) => r.port))];

@@ -49,6 +49,19 @@ async function until(check: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
+/** A relay, a server behind a forward-side tunnel and a client app behind a listen-side one, started. */
+async function tunnelPair(options: FakeRelayOptions, session: string) {
+  const relay = await FakeRelay.start(options);
+  cleanups.push(() => relay.close());
+  const server = await endpoint();
+  const client = await endpoint();
+  const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
+  const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, session);
+  await serverSide.start();
+  await clientSide.start();
+  return { relay, server, client, serverSide, clientSide };
+}
+
 const LONG_ID = "5b3c1f0e-8d2a-4c7b-9e61-0a4f2d7c8b19";
 
 /** Relays with and without return-routability proof; short ids take the ERR short / placeholder path. */
@@ -68,14 +81,7 @@ function cookiesByAddress(relay: FakeRelay): Map<number, string[]> {
 
 describe.each(flavours)("against $name", ({ options, session, proof }) => {
   it("carries datagrams both ways between a listen-side app and a forward-side server, keepalives echo the cookie", async () => {
-    const relay = await FakeRelay.start(options);
-    cleanups.push(() => relay.close());
-    const server = await endpoint();
-    const client = await endpoint();
-    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
-    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, session);
-    await serverSide.start();
-    await clientSide.start();
+    const { relay, server, client, serverSide, clientSide } = await tunnelPair(options, session);
     const listen = clientSide.appAddress;
 
     client.socket.send(new TextEncoder().encode("hello"), listen.port, listen.host);
@@ -108,14 +114,7 @@ describe.each(flavours)("against $name", ({ options, session, proof }) => {
   });
 
   it("re-registers after the relay restarts (new cookie key) and traffic flows again", async () => {
-    const relay = await FakeRelay.start(options);
-    cleanups.push(() => relay.close());
-    const server = await endpoint();
-    const client = await endpoint();
-    const serverSide = tunnel(relay, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } }, session);
-    const clientSide = tunnel(relay, { kind: "listen", local: { host: "127.0.0.1", port: 0 } }, session);
-    await serverSide.start();
-    await clientSide.start();
+    const { relay, server, client, serverSide, clientSide } = await tunnelPair(options, session);
     const retriesBefore = relay.retries.length;
     relay.reset();
     const regsAfterReset = relay.regs.length;
