@@ -1,6 +1,6 @@
 /**
  * Bridged vs local session through a fleet: `bun bench/fleet.ts [--quick]`.
- * Starts redis-server and two relays (test/fleet/relay-with-fleet.ts) per data plane, then measures
+ * Starts redis-server and two relays (test/support/relay-with-fleet.ts) per data plane, then measures
  * for a session with both peers on relay 1 (local) and one with a peer on each relay (bridged):
  * round-trip time (sequential ping-pong, 64 B) and delivered packets/s plus relay CPU per packet
  * at a fixed offered load of 1200 B datagrams (CPU: both relays' user+system time for bridged
@@ -11,7 +11,7 @@ import type { udp } from "bun";
 import { readFileSync } from "node:fs";
 import { availablePlanes } from "../src/dataplane/select.ts";
 import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis } from "../test/fleet/harness.ts";
+import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis } from "../test/support/fleet-harness.ts";
 
 const quick = process.argv.includes("--quick");
 const PINGS = quick ? 500 : 3000;

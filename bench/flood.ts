@@ -13,7 +13,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { availablePlanes } from "../src/dataplane/select.ts";
 import { mintToken } from "../src/security/token.ts";
-import { FloodSockets, Pairs, type RelayStats, rssBytes, SpoofedSources } from "./flood-peers.ts";
+import { FloodSockets, Pairs, type RelayStats, rssBytes, SpoofedSources } from "../test/support/flood-peers.ts";
 
 const argv = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {

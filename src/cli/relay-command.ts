@@ -5,7 +5,7 @@ import { fleetArgs, type FleetOptions, type RawFleetFlags, resolveFleetOptions }
 import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
 import { type SecretFileInfo, secretFileWarning } from "../security/secret-file.ts";
-import { RelayService } from "./relay-service.ts";
+import { RelayService } from "../service/relay-service.ts";
 
 export const relayArgs = {
   config: { type: "string", description: "TOML config file; keys are these flags' names (default: QUIC_RELAY_CONFIG)" },

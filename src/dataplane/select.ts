@@ -1,5 +1,5 @@
 import { DataPlaneUnavailableError } from "../protocol/errors.ts";
-import { createTsPlane } from "./ts.ts";
+import { createTsPlane } from "./socket-plane.ts";
 import type { DataPlane, DataPlaneKind, DataPlaneOptions } from "./types.ts";
 
 export type DataPlaneChoice = "auto" | DataPlaneKind;

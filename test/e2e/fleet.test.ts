@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { planesUnderTest } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../fleet/harness.ts";
+import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
 import { announceSkip, has, PEERS, ROOT, workDir, type WorkDir } from "./env.ts";
 import { ProcSet } from "./procs.ts";
 import { END_EVENTS } from "./quic-peers.ts";

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
+import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
 
 if (!REDIS_SERVER) console.warn("fleet failure tests skipped: redis-server is not installed (apt-get install -y redis-server)");
 const suite = REDIS_SERVER ? describe : describe.skip;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
-import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "./harness.ts";
+import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
 import { Forger } from "../support/forge.ts";
 

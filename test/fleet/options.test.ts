@@ -8,7 +8,7 @@ import { FleetDirectory } from "../../src/fleet/directory.ts";
 import { maskRedisUrl, redisUrlPassword, resolveFleetOptions, withRedisPassword } from "../../src/fleet/options.ts";
 import { ConfigError } from "../../src/protocol/errors.ts";
 import { freeTcpPort } from "../cli/relay-process.ts";
-import { REDIS_SERVER } from "./harness.ts";
+import { REDIS_SERVER } from "../support/fleet-harness.ts";
 
 const base = { "fleet-redis": "redis://10.0.0.5:6379", "fleet-advertise": "203.0.113.7:4433", "fleet-secret": "0123456789abcdef" };
 const { "fleet-secret": _, ...noSecret } = base;

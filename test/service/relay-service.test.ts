@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "bun:test";
-import { RelayService } from "../../src/cli/relay-service.ts";
+import { RelayService } from "../../src/service/relay-service.ts";
 import { DEFAULTS, type RelayConfig } from "../../src/config.ts";
 import { resolveSecurityOptions, type SecurityOptions } from "../../src/security/options.ts";
 import { mintToken } from "../../src/security/token.ts";

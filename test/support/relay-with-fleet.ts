@@ -1,6 +1,6 @@
 /**
  * Test-only entry: a relay with fleet flags, until the relay command wires them in.
- *   bun test/fleet/relay-with-fleet.ts --host H --port P --dataplane ts|native --fleet-redis URL
+ *   bun test/support/relay-with-fleet.ts --host H --port P --dataplane ts|native --fleet-redis URL
  *     --fleet-advertise H:P --fleet-secret S [--session-timeout-secs T] [--fleet-heartbeat-secs N]
  * Prints `ready <port>` on stdout once serving; answers each `stats` line on stdin with one JSON line.
  */

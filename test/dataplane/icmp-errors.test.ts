@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
-import { Pairs, type RelayStats, SpoofedSources } from "../../bench/flood-peers.ts";
+import { Pairs, type RelayStats, SpoofedSources } from "../support/flood-peers.ts";
 import { planesUnderTest } from "../utils.ts";
 
 const RELAY = join(import.meta.dir, "../../bench/flood-relay.ts");
