@@ -4,7 +4,7 @@
  *
  *   bun bench/flood-relay.ts --plane ts|native [--auth-secret S] [--max-sessions N] ...
  */
-import { DEFAULTS, dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../src/config/config.ts";
 import { createDataPlane } from "../src/dataplane/select.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";
 import { createLogger } from "../src/log.ts";

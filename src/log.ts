@@ -1,5 +1,5 @@
 import { createConsola, type ConsolaInstance, type LogObject } from "consola";
-import type { LogLevel } from "./config.ts";
+import type { LogLevel } from "./config/config.ts";
 
 const CONSOLA_LEVEL: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 

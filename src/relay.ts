@@ -1,4 +1,4 @@
-import type { RelayConfig } from "./config.ts";
+import type { RelayConfig } from "./config/config.ts";
 import type { DataPlane, InboundDatagram } from "./dataplane/types.ts";
 import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";

@@ -1,6 +1,6 @@
 import type { udp } from "bun";
 import { afterEach } from "bun:test";
-import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../src/config/config.ts";
 import { availablePlanes, createDataPlane } from "../src/dataplane/select.ts";
 import { setSocketBuffers } from "../src/dataplane/socket-buffers.ts";
 import type { DataPlaneKind } from "../src/dataplane/types.ts";

@@ -1,6 +1,8 @@
 #!/usr/bin/env bun
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
-import { ConfigError, DataPlaneUnavailableError, StartupError } from "../protocol/errors.ts";
+import { ConfigError } from "../config/errors.ts";
+import { DataPlaneUnavailableError } from "../dataplane/errors.ts";
+import { StartupError } from "../service/errors.ts";
 import { connectCommand } from "./connect.ts";
 import { probeCommand } from "./probe.ts";
 import { relayCommand } from "./relay-command.ts";

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { configPath, loadConfigFile } from "../config-file.ts";
-import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config.ts";
+import { configPath, loadConfigFile } from "../config/config-file.ts";
+import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config/config.ts";
 import { fleetArgs, type FleetOptions, type RawFleetFlags, resolveFleetOptions } from "../fleet/options.ts";
 import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";

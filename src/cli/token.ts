@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { ConfigError } from "../protocol/errors.ts";
+import { ConfigError } from "../config/errors.ts";
 import { MAX_SESSION_ID_LENGTH } from "../protocol/reg.ts";
 import { resolveSecurityOptions, SECRET_ENV, securityFlags } from "../security/options.ts";
 import { mintToken } from "../security/token.ts";

@@ -17,22 +17,7 @@ import {
   type InboundDatagram,
 } from "./types.ts";
 import type { Endpoint } from "../net/address.ts";
-
-export class NativePlaneUnavailableError extends Error {
-  readonly code = "ERR_NATIVE_PLANE_UNAVAILABLE";
-  constructor(readonly reason: string) {
-    super(`native data plane unavailable: ${reason}`);
-    this.name = "NativePlaneUnavailableError";
-  }
-}
-
-export class NativePlaneStateError extends Error {
-  readonly code = "ERR_NATIVE_PLANE_STATE";
-  constructor(message: string) {
-    super(message);
-    this.name = "NativePlaneStateError";
-  }
-}
+import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
 
 /** One forwarding thread per core, leaving one core for the JS control plane; at least 1, at most 8. */
 export function defaultWorkerCount(cores: number = availableParallelism()): number {
@@ -49,7 +34,7 @@ export interface NativePlane extends DataPlane {
 
 export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   const loaded = loadNativeAddon();
-  if (!loaded.ok) throw new NativePlaneUnavailableError(loaded.reason);
+  if (!loaded.ok) throw new DataPlaneUnavailableError("native", loaded.reason);
   const addon = loaded.addon;
 
   let relay: NativeRelayHandle | undefined;
@@ -108,7 +93,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   };
 
   const requireStarted = (what: string): NativeRelayHandle => {
-    if (relay === undefined) throw new NativePlaneStateError(`${what}: native plane not started`);
+    if (relay === undefined) throw new DataPlaneStateError(`${what}: native plane not started`);
     return relay;
   };
 
@@ -118,7 +103,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
       return local;
     },
     async start(handler: ControlHandler): Promise<void> {
-      if (relay !== undefined || closed) throw new NativePlaneStateError("native plane already started or closed");
+      if (relay !== undefined || closed) throw new DataPlaneStateError("native plane already started or closed");
       onControl = handler;
       relay = new addon.NativeRelay(
         {

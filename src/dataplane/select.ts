@@ -1,4 +1,4 @@
-import { DataPlaneUnavailableError } from "../protocol/errors.ts";
+import { DataPlaneUnavailableError } from "./errors.ts";
 import { createTsPlane } from "./socket-plane.ts";
 import type { DataPlane, DataPlaneKind, DataPlaneOptions } from "./types.ts";
 

@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
-import { envName } from "../config.ts";
+import { envName } from "../config/config.ts";
 import { parseHostPort } from "../net/address.ts";
-import { ConfigError } from "../protocol/errors.ts";
+import { ConfigError } from "../config/errors.ts";
 import { readSecretFile, type SecretFileInfo, secretFileInfo } from "../security/secret-file.ts";
 
 /** The Redis password itself is read from the environment only: never a flag (`ps`), never a config key. */

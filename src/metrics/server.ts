@@ -1,6 +1,6 @@
 import type { Server } from "bun";
 import { parseHostPort } from "../net/address.ts";
-import { StartupError } from "../protocol/errors.ts";
+import { StartupError } from "../service/errors.ts";
 import { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 
 export interface HealthSource {

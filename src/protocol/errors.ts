@@ -48,30 +48,3 @@ export const DropReason = {
   RetryBudget: "retry-budget",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
-
-/** Raised for invalid configuration; the CLI prints its message in one line. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-  constructor(
-    message: string,
-    readonly flag?: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Raised when a requested data plane cannot run. */
-export class DataPlaneUnavailableError extends Error {
-  override name = "DataPlaneUnavailableError";
-  constructor(
-    readonly kind: string,
-    readonly reason: string,
-  ) {
-    super(`data plane '${kind}' is unavailable: ${reason}`);
-  }
-}
-
-/** The relay could not start (e.g. the port is taken); the CLI prints it in one line and exits 1. */
-export class StartupError extends Error {
-  override name = "StartupError";
-}

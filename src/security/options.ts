@@ -1,4 +1,4 @@
-import { ConfigError } from "../protocol/errors.ts";
+import { ConfigError } from "../config/errors.ts";
 import type { RegPolicyOptions } from "./policy.ts";
 import { readSecretFile, type SecretFileInfo, secretFileInfo } from "./secret-file.ts";
 

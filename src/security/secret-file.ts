@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
-import { ConfigError } from "../protocol/errors.ts";
+import { ConfigError } from "../config/errors.ts";
 
 /** A secret file the relay read: where it is, what named it, and its permission bits. */
 export interface SecretFileInfo {

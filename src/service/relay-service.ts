@@ -1,11 +1,11 @@
-import { dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../config.ts";
+import { dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../config/config.ts";
 import { createDataPlane } from "../dataplane/select.ts";
 import type { DataPlane } from "../dataplane/types.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { DirectionLedger } from "../metrics/direction-ledger.ts";
 import { emptyOperationsCounters, type OperationsCounters, renderRelayMetrics } from "../metrics/relay-metrics.ts";
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
-import { StartupError } from "../protocol/errors.ts";
+import { StartupError } from "./errors.ts";
 import { Relay } from "../relay.ts";
 import { type Endpoint, formatEndpoint } from "../net/address.ts";
 import { type Fleet, prepareFleet } from "../fleet/fleet.ts";

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAX_TTL_SECS, mintRegField, tokenCommand } from "../../src/cli/token.ts";
-import { ConfigError } from "../../src/protocol/errors.ts";
+import { ConfigError } from "../../src/config/errors.ts";
 import { verifyToken } from "../../src/security/token.ts";
 
 const SECRET = "cli-secret-0123456789";

@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { configPath, loadConfigFile } from "../../src/config-file.ts";
-import { DEFAULTS, envName, resolveRelayConfig, rebindQuietMs } from "../../src/config.ts";
-import { ConfigError } from "../../src/protocol/errors.ts";
+import { configPath, loadConfigFile } from "../../src/config/config-file.ts";
+import { DEFAULTS, envName, resolveRelayConfig, rebindQuietMs } from "../../src/config/config.ts";
+import { ConfigError } from "../../src/config/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createConsola } from "consola";
 import { FleetDirectory } from "../../src/fleet/directory.ts";
 import { maskRedisUrl, redisUrlPassword, resolveFleetOptions, withRedisPassword } from "../../src/fleet/options.ts";
-import { ConfigError } from "../../src/protocol/errors.ts";
+import { ConfigError } from "../../src/config/errors.ts";
 import { freeTcpPort } from "../cli/relay-process.ts";
 import { REDIS_SERVER } from "../support/fleet-harness.ts";
 

@@ -4,7 +4,7 @@
  * datagrams are wrapped for the remote relay, local sessions are untouched.
  */
 import { afterEach, describe, expect, it } from "bun:test";
-import { DEFAULTS, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, type RelayConfig } from "../../src/config/config.ts";
 import { createDataPlane } from "../../src/dataplane/select.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
 import { type Fleet, prepareFleet } from "../../src/fleet/fleet.ts";

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import { RelayService } from "../../src/service/relay-service.ts";
-import { DEFAULTS } from "../../src/config.ts";
+import { DEFAULTS } from "../../src/config/config.ts";
 import { ExpositionWriter } from "../../src/metrics/exposition.ts";
 import { bytes, eventually, pairedPeers, planesUnderTest, register, TestPeer } from "../utils.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { DEFAULTS, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, type RelayConfig } from "../../src/config/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { Relay } from "../../src/relay.ts";
 import { FakeClock } from "../sessions/fixtures.ts";

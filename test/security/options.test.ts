@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "../../src/protocol/errors.ts";
+import { ConfigError } from "../../src/config/errors.ts";
 import { repeatedFlag, resolveSecurityOptions, SECURITY_DEFAULTS, securityFlags } from "../../src/security/options.ts";
 import { octalMode, readSecretFile, secretFileWarning } from "../../src/security/secret-file.ts";
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import { RelayService } from "../../src/service/relay-service.ts";
-import { DEFAULTS, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, type RelayConfig } from "../../src/config/config.ts";
 import { resolveSecurityOptions, type SecurityOptions } from "../../src/security/options.ts";
 import { mintToken } from "../../src/security/token.ts";
 import { pairedPeers, register, TestPeer, text } from "../utils.ts";

@@ -8,7 +8,7 @@ import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../../src/config/config.ts";
 import type { DataPlaneKind } from "../../src/dataplane/types.ts";
 import { createDataPlane } from "../../src/dataplane/select.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";

@@ -5,7 +5,7 @@
  * Prints `ready <port>` on stdout once serving; answers each `stats` line on stdin with one JSON line.
  */
 import { parseArgs } from "node:util";
-import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../../src/config.ts";
+import { DEFAULTS, dataPlaneOptions, type RelayConfig } from "../../src/config/config.ts";
 import { createDataPlane, type DataPlaneChoice } from "../../src/dataplane/select.ts";
 import { prepareFleet } from "../../src/fleet/fleet.ts";
 import { fleetArgs, type RawFleetFlags, resolveFleetOptions } from "../../src/fleet/options.ts";

@@ -1,8 +1,8 @@
-import type { DataPlaneChoice } from "./dataplane/select.ts";
-import type { DataPlaneOptions } from "./dataplane/types.ts";
-import { DATA_PLANE_CHOICES } from "./dataplane/select.ts";
-import { ConfigError } from "./protocol/errors.ts";
-import { parseHostPort } from "./net/address.ts";
+import type { DataPlaneChoice } from "../dataplane/select.ts";
+import type { DataPlaneOptions } from "../dataplane/types.ts";
+import { DATA_PLANE_CHOICES } from "../dataplane/select.ts";
+import { ConfigError } from "./errors.ts";
+import { parseHostPort } from "../net/address.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { type FileValues, SETTINGS } from "./config.ts";
-import { ConfigError } from "./protocol/errors.ts";
+import { ConfigError } from "./errors.ts";
 
 /** Keys a config file may hold: every relay flag except `--config` itself, same spelling. */
 export const RELAY_FILE_KEYS: readonly string[] = Object.values(SETTINGS).map((s) => s.flag);
