@@ -1,5 +1,6 @@
 import type { RelayConfig } from "./config/config.ts";
 import type { DataPlane, InboundDatagram } from "./dataplane/types.ts";
+import { DirectionLedger, type Totals } from "./metrics/direction-ledger.ts";
 import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
 import { CookieMinter } from "./protocol/cookie.ts";
@@ -10,7 +11,7 @@ import { SessionTable } from "./sessions/table.ts";
 import { DropReason, RefusalCode } from "./protocol/errors.ts";
 import { OwnAddresses } from "./net/own-addresses.ts";
 import { TokenBucket } from "./security/token-bucket.ts";
-import type { Clock, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
+import type { Clock, Direction, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
 import { systemClock } from "./sessions/types.ts";
 
 /** Long-header packets per route copied to the control plane to learn QUIC connection IDs. */
@@ -25,6 +26,30 @@ const UNPROVEN_REPLY_RATE = 20_000;
 /** Lifecycle log lines per second, per kind of event; the rest are counted and summed up. */
 const LOG_LINES_PER_SECOND = 20;
 
+/**
+ * Peers that registered on another relay and stand in this relay's table as virtual endpoints
+ * (the fleet's bridge). The relay routes and sends to them through this, never through the
+ * data plane, and offers it every datagram from an unknown source first.
+ */
+export interface RemotePeers {
+  /** Whether `endpoint` stands for a peer on another relay. */
+  isRemote(endpoint: Endpoint): boolean;
+  /** Datagrams from the remote peer `peerId` (at the virtual `from`) are delivered to `to`. */
+  route(peerId: number, from: Endpoint, to: Endpoint): void;
+  unroute(peerId: number): void;
+  /** Sends a datagram to a remote peer (through its relay). */
+  send(data: Uint8Array, to: Endpoint): void;
+  /** Takes a datagram that is for it (relay-to-relay traffic): true when it was. */
+  receive(datagram: InboundDatagram): boolean;
+  /** Ids of remote peers whose datagrams were delivered since the last call. */
+  drainActivity(): number[];
+  /** What a remote peer's route delivered since it was installed; undefined for other ids. */
+  routeCounters(peerId: number): Totals | undefined;
+}
+
+/** What one handled batch (or one expiry pass) changed, in order. */
+export type RelayEventsListener = (events: readonly SessionEvent[]) => void;
+
 export interface RelayOptions {
   config: RelayConfig;
   plane: DataPlane;
@@ -34,6 +59,8 @@ export interface RelayOptions {
   policy?: RegPolicy;
   /** Addresses of other relays (fleet members) whose REGs are never registered. */
   isRelayAddress?: (from: Endpoint) => boolean;
+  /** Peers on other relays (the fleet's bridge); none means every peer is local. */
+  remote?: RemotePeers;
 }
 
 /**
@@ -43,6 +70,11 @@ export interface RelayOptions {
 export class Relay {
   readonly table: SessionTable;
   readonly plane: DataPlane;
+  /** Forwarding totals per direction, banked at every route change. */
+  readonly ledger: DirectionLedger;
+  private readonly remote: RemotePeers | undefined;
+  private readonly listeners: RelayEventsListener[] = [];
+  private pendingEvents: SessionEvent[] = [];
   private readonly logger: Logger;
   private readonly logLimits = new Map<SessionEvent["kind"], LogRateLimit>();
   /** Lifecycle log lines held back by the per-kind rate limit, since start. */
@@ -63,14 +95,22 @@ export class Relay {
     this.logger = opts.logger;
     this.policy = opts.policy ?? {};
     this.clock = opts.clock ?? systemClock;
+    const remote = (this.remote = opts.remote);
+    this.ledger = new DirectionLedger((id) => remote?.routeCounters(id) ?? this.plane.routeCounters(id));
     const sink: SessionSink = {
-      reply: (to, data) => this.plane.send(data, to),
-      forward: (to, data) => this.plane.send(data, to),
-      route: (peer: Peer, to: Peer) =>
-        this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : opts.config.maxUnansweredBytes),
-      unroute: (peer: Peer) => this.plane.deleteRoute(peer.id),
+      reply: (to, data) => this.send(data, to),
+      forward: (to, data) => this.send(data, to),
+      route: (peer, to, direction) => this.route(peer, to, direction),
+      unroute: (peer: Peer) => {
+        this.ledger.unrouting(peer.id);
+        if (remote?.isRemote(peer.endpoint)) remote.unroute(peer.id);
+        else this.plane.deleteRoute(peer.id);
+      },
       challenge: (to: Endpoint, sessionId: string) => this.challenge(to, sessionId),
-      event: (event) => this.logEvent(event),
+      event: (event) => {
+        this.logEvent(event);
+        if (this.listeners.length > 0) this.pendingEvents.push(event);
+      },
     };
     this.table = new SessionTable(
       this.clock,
@@ -92,13 +132,19 @@ export class Relay {
     return this.plane.local;
   }
 
+  /** Called once after each handled batch and each expiry pass that changed something, with what changed. */
+  onEvents(listener: RelayEventsListener): void {
+    this.listeners.push(listener);
+  }
+
   sweep(): void {
     try {
-      this.table.activity(this.plane.drainActivity());
+      this.table.activity(this.drainActivity());
       this.table.expire();
     } catch (error) {
       this.internal(error);
     }
+    this.publishEvents();
   }
 
   async stop(): Promise<void> {
@@ -111,14 +157,52 @@ export class Relay {
   handleBatch(batch: InboundDatagram[]): void {
     if (this.stopped) return;
     // Routes that forwarded recently count as live before any rebind decision is taken.
-    this.table.activity(this.plane.drainActivity());
+    this.table.activity(this.drainActivity());
+    const remote = this.remote;
     for (const datagram of batch) {
       try {
+        if (datagram.routeId === -1 && remote?.receive(datagram)) continue;
         this.handleDatagram(datagram);
       } catch (error) {
         this.internal(error);
       }
     }
+    this.publishEvents();
+  }
+
+  private publishEvents(): void {
+    if (this.pendingEvents.length === 0) return;
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    for (const listener of this.listeners) {
+      try {
+        listener(events);
+      } catch (error) {
+        this.internal(error);
+      }
+    }
+  }
+
+  private send(data: Uint8Array, to: Endpoint): void {
+    if (this.remote?.isRemote(to)) this.remote.send(data, to);
+    else this.plane.send(data, to);
+  }
+
+  /** Datagrams from `peer` now go to `to`; routes from or to peers on other relays are not data-plane routes. */
+  private route(peer: Peer, to: Peer, direction: Direction): void {
+    this.ledger.routing(peer.id, direction);
+    const remote = this.remote;
+    if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint);
+    // A local peer whose partner is on another relay has no data-plane route: its datagrams come
+    // up to the table, which forwards them through the bridge.
+    if (remote?.isRemote(to.endpoint)) return this.plane.deleteRoute(peer.id);
+    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes);
+  }
+
+  private drainActivity(): number[] {
+    const local = this.plane.drainActivity();
+    const remote = this.remote?.drainActivity();
+    return remote && remote.length > 0 ? local.concat(remote) : local;
   }
 
   private handleDatagram(d: InboundDatagram): void {
@@ -174,8 +258,9 @@ export class Relay {
   }
 
   private logEvent(event: SessionEvent): void {
-    // Under a REG flood with info off, building these lines would be the main cost.
-    if (!levelEnabled(this.logger, "info")) return;
+    // Under a REG flood with info off, building these lines would be the main cost. An ACK is no
+    // lifecycle change of its own: the lines of what it did (created, paired, rebound) say it.
+    if (event.kind === "registered" || !levelEnabled(this.logger, "info")) return;
     // Forged REG churn must not fill the disk: every kind of line is rate-limited, with a count.
     let limit = this.logLimits.get(event.kind);
     if (!limit) this.logLimits.set(event.kind, (limit = new LogRateLimit(LOG_LINES_PER_SECOND)));

@@ -1,14 +1,12 @@
-import type { InboundDatagram } from "../dataplane/types.ts";
 import type { Endpoint } from "../net/address.ts";
 import { endpointKey, hostOf, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
-import { isReg } from "../protocol/reg.ts";
 import type { Relay } from "../relay.ts";
 import { formatEndpoint } from "../net/address.ts";
-import type { Session } from "../sessions/types.ts";
+import type { Session, SessionEvent } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
-import { type BridgeCounters, type FleetPlane, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./plane.ts";
+import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -46,7 +44,7 @@ export class FleetCoordinator {
 
   constructor(
     private readonly relay: Relay,
-    private readonly plane: FleetPlane,
+    private readonly bridge: FleetBridge,
     private readonly directory: FleetDirectory,
     private readonly options: FleetOptions,
     private readonly logger: Logger,
@@ -55,9 +53,7 @@ export class FleetCoordinator {
     this.refreshMs = Math.min(30_000, Math.max(1000, timeoutMs / 3));
     // A live session's entry must survive until the next refresh pass.
     this.ttlMs = timeoutMs + this.refreshMs + options.heartbeatMs;
-    plane.afterBatch = (batch) => this.afterBatch(batch);
-    plane.onUnlinked = (sessionId, from, payload) => this.unlinked(sessionId, from, payload);
-    plane.onMoved = (link, from) => this.moved(link, from);
+    relay.onEvents((events) => this.registered(events));
     directory.onReachable = () => this.refreshAll(true);
   }
 
@@ -81,11 +77,11 @@ export class FleetCoordinator {
 
   stats(): FleetStats {
     let bridgedNow = 0;
-    for (const link of this.plane.links()) if (link.deliverTo) bridgedNow++;
+    for (const link of this.bridge.links()) if (link.deliverTo) bridgedNow++;
     return {
       reachable: this.directory.reachable,
       directory: { ...this.directory.stats },
-      bridge: { ...this.plane.bridge, rejected: { ...this.plane.bridge.rejected } },
+      bridge: { ...this.bridge.bridge, rejected: { ...this.bridge.bridge.rejected } },
       bridgedNow,
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
@@ -102,13 +98,13 @@ export class FleetCoordinator {
       const session = table.session(snapshot.id);
       if (!session) continue;
       for (const peer of session.peers) {
-        if (!isVirtual(peer.endpoint) || this.plane.link(session.id)) continue;
+        if (!isVirtual(peer.endpoint) || this.bridge.link(session.id)) continue;
         const relay = peer.endpoint.address.slice(VIRTUAL_ADDRESS_PREFIX.length);
         const target = this.endpointOf(relay);
         if (!target) continue;
-        this.plane.createLink(session.id, relay, target, peer.endpoint.port);
+        this.bridge.createLink(session.id, relay, target, peer.endpoint.port);
         const partner = session.peers.find((p) => p !== peer);
-        if (partner) this.plane.setRoute(peer.id, peer.endpoint, partner.endpoint, 0);
+        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint);
         this.announced.set(session.id, { localPeers: countLocal(session), at: 0 });
       }
     }
@@ -121,16 +117,14 @@ export class FleetCoordinator {
     if (!this.attach(message.session, message.relay, target)) void this.retarget(message.session, message.relay, target);
   }
 
-  private afterBatch(batch: InboundDatagram[]): void {
+  /** REGs acknowledged in one batch: each of their sessions is (re-)entered in the directory when due. */
+  private registered(events: readonly SessionEvent[]): void {
     let seen: Set<string> | undefined;
-    for (const d of batch) {
-      if (d.observed || !isReg(d.data)) continue;
-      const peer = this.relay.table.peerAt({ address: d.address, port: d.port });
-      if (!peer) continue;
-      const id = peer.session.id;
-      if (seen?.has(id)) continue;
-      (seen ??= new Set()).add(id);
-      this.note(peer.session, false);
+    for (const event of events) {
+      if (event.kind !== "registered" || seen?.has(event.session)) continue;
+      (seen ??= new Set()).add(event.session);
+      const session = this.relay.table.session(event.session);
+      if (session) this.note(session, false);
     }
   }
 
@@ -146,7 +140,7 @@ export class FleetCoordinator {
 
   private async announce(sessionId: string, localPeers: number): Promise<void> {
     const others = await this.directory.announce(sessionId, localPeers, this.ttlMs);
-    if (!others || localPeers !== 1 || this.plane.link(sessionId)) return;
+    if (!others || localPeers !== 1 || this.bridge.link(sessionId)) return;
     // The other peer is on another relay when exactly one other live relay holds exactly one peer.
     const candidates: string[] = [];
     for (const [relay, n] of others) {
@@ -166,10 +160,10 @@ export class FleetCoordinator {
    * point the link there. Only when the relay the link points at is gone from the directory.
    */
   private async retarget(sessionId: string, relay: string, target: Endpoint | undefined): Promise<boolean> {
-    const link = this.plane.link(sessionId);
+    const link = this.bridge.link(sessionId);
     if (!link || !target || link.relay === relay) return false;
     const previous = link.relay;
-    if ((await this.directory.alive(previous)) !== false || this.plane.link(sessionId) !== link) return false;
+    if ((await this.directory.alive(previous)) !== false || this.bridge.link(sessionId) !== link) return false;
     link.relay = relay;
     link.target = target;
     this.logger.info("bridged session moved to another relay", { session: sessionId, from: previous, to: relay });
@@ -177,14 +171,14 @@ export class FleetCoordinator {
   }
 
   /** Authentic bridge datagram for a session that has no link here (its join message was missed). */
-  private unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void {
+  unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void {
     if (!this.attach(sessionId, formatEndpoint(from), from)) return;
-    const link = this.plane.link(sessionId);
-    if (link) this.plane.deliver(link, payload);
+    const link = this.bridge.link(sessionId);
+    if (link) this.bridge.deliver(link, payload);
   }
 
   /** The remote peer's new relay spoke first (before its join message): follow it if the old relay is gone. */
-  private moved(link: RemoteLink, from: Endpoint): void {
+  moved(link: RemoteLink, from: Endpoint): void {
     if (!this.deadRelays.has(link.relay)) return;
     const previous = link.relay;
     link.relay = formatEndpoint(from);
@@ -194,11 +188,11 @@ export class FleetCoordinator {
 
   /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
   private attach(sessionId: string, relay: string, target: Endpoint | undefined): boolean {
-    if (!target || !this.waitingAlone(sessionId) || this.plane.link(sessionId)) return false;
+    if (!target || !this.waitingAlone(sessionId) || this.bridge.link(sessionId)) return false;
     const table = this.relay.table;
-    const link = this.plane.createLink(sessionId, relay, target);
+    const link = this.bridge.createLink(sessionId, relay, target);
     if (!table.attachRemote(sessionId, link.virtual) || !link.deliverTo) {
-      this.plane.removeLink(link);
+      this.bridge.removeLink(link);
       return false;
     }
     this.bridgedTotal++;
@@ -218,12 +212,12 @@ export class FleetCoordinator {
       await this.directory.maintain();
       const table = this.relay.table;
       await this.directory.heartbeat(
-        { advertise: this.options.advertise, plane: this.plane.kind, sessions: table.sessionCount, bridged: this.bridgedTotal, at: Date.now() },
+        { advertise: this.options.advertise, plane: this.relay.plane.kind, sessions: table.sessionCount, bridged: this.bridgedTotal, at: Date.now() },
         this.options.heartbeatMs * 3,
       );
       const linked = new Set<string>();
-      for (const link of [...this.plane.links()]) {
-        if (!table.peerAt(link.virtual)) this.plane.removeLink(link);
+      for (const link of [...this.bridge.links()]) {
+        if (!table.peerAt(link.virtual)) this.bridge.removeLink(link);
         else linked.add(link.relay);
       }
       const relays = [...linked];
@@ -276,7 +270,7 @@ export class FleetCoordinator {
     const hp = parseHostPort(relay);
     if (!hp || hp.host === "") return undefined;
     // A dual-stack socket sends to IPv4 relays through their mapped form.
-    const v6Socket = this.plane.local.address.includes(":");
+    const v6Socket = this.relay.local.address.includes(":");
     const address = v6Socket && !hp.host.includes(":") ? `::ffff:${hp.host}` : hp.host;
     return { address, port: hp.port };
   }

@@ -1,8 +1,6 @@
-import type { DataPlane, DataPlaneCounters } from "../dataplane/types.ts";
-import type { Endpoint } from "../net/address.ts";
+import type { Direction } from "../sessions/types.ts";
 
-/** Which peer of a session sent the forwarded datagrams: `first` is the peer that created it. */
-export type Direction = "first_to_second" | "second_to_first";
+export type { Direction };
 export const DIRECTIONS: readonly Direction[] = ["first_to_second", "second_to_first"];
 
 export interface Totals {
@@ -11,11 +9,11 @@ export interface Totals {
 }
 
 /**
- * A data plane wrapper that keeps forwarding totals per direction. The planes count per route and
- * reset a route's counters when it is replaced or deleted, so the ledger banks a route's counts just
- * before that happens. Only route changes and scrapes pass through here, never forwarded datagrams.
+ * Forwarding totals per direction. The planes count per route and reset a route's counters when
+ * it is replaced or deleted, so the relay tells the ledger about each route change just before it
+ * makes it, and the ledger banks the route's counts. Never on the per-datagram path.
  */
-export class DirectionLedger implements DataPlane {
+export class DirectionLedger {
   /**
    * Direction of each live route, indexed by route id (ids are small dense integers). Nothing else per route: at 100k sessions every byte here counts.
    * The session table never installs a route over another live route's source (an address leaves
@@ -26,46 +24,19 @@ export class DirectionLedger implements DataPlane {
     first_to_second: { packets: 0, bytes: 0 },
     second_to_first: { packets: 0, bytes: 0 },
   };
-  /** Tells which direction a route id (a peer id) forwards; set once the session table exists. */
-  directionOf: (routeId: number) => Direction | undefined = () => undefined;
 
-  constructor(readonly inner: DataPlane) {}
+  /** `countersOf` reads a live route's counts since it was installed. */
+  constructor(private readonly countersOf: (routeId: number) => Totals | undefined) {}
 
-  get kind() {
-    return this.inner.kind;
-  }
-  get local(): Endpoint {
-    return this.inner.local;
-  }
-  start(onControl: Parameters<DataPlane["start"]>[0]): Promise<void> {
-    return this.inner.start(onControl);
-  }
-  send(data: Uint8Array, to: Endpoint): void {
-    this.inner.send(data, to);
-  }
-
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
+  /** Route `id` is about to be installed or replaced, carrying `direction`. */
+  routing(id: number, direction: Direction): void {
     this.bank(id);
-    this.inner.setRoute(id, from, to, observeBudget, unansweredLimit);
-    this.live[id] = this.directionOf(id) ?? "first_to_second";
+    this.live[id] = direction;
   }
 
-  deleteRoute(id: number): void {
+  /** Route `id` is about to be deleted. */
+  unrouting(id: number): void {
     this.bank(id);
-    this.inner.deleteRoute(id);
-  }
-
-  drainActivity(): number[] {
-    return this.inner.drainActivity();
-  }
-  routeCounters(id: number): Totals | undefined {
-    return this.inner.routeCounters(id);
-  }
-  counters(): DataPlaneCounters {
-    return this.inner.counters();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   /** Datagrams and bytes forwarded by routes so far, per direction. */
@@ -77,7 +48,7 @@ export class DirectionLedger implements DataPlane {
     for (let id = 0; id < this.live.length; id++) {
       const direction = this.live[id];
       if (direction === undefined) continue;
-      const c = this.inner.routeCounters(id);
+      const c = this.countersOf(id);
       if (!c) continue;
       out[direction].packets += c.packets;
       out[direction].bytes += c.bytes;
@@ -88,7 +59,7 @@ export class DirectionLedger implements DataPlane {
   private bank(id: number): void {
     const direction = this.live[id];
     if (!direction) return;
-    const c = this.inner.routeCounters(id);
+    const c = this.countersOf(id);
     if (c) {
       this.banked[direction].packets += c.packets;
       this.banked[direction].bytes += c.bytes;

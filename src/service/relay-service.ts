@@ -2,7 +2,6 @@ import { dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../config/con
 import { createDataPlane } from "../dataplane/select.ts";
 import type { DataPlane } from "../dataplane/types.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { DirectionLedger } from "../metrics/direction-ledger.ts";
 import { emptyOperationsCounters, type OperationsCounters, renderRelayMetrics } from "../metrics/relay-metrics.ts";
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import { StartupError } from "./errors.ts";
@@ -40,7 +39,6 @@ export class RelayService {
   private phase: Phase = "starting";
   private relay: Relay | undefined;
   private plane: DataPlane | undefined;
-  private ledger: DirectionLedger | undefined;
   private persister: StatePersister | undefined;
   private metrics: MetricsServer | undefined;
   private fleet: Fleet | undefined;
@@ -70,16 +68,11 @@ export class RelayService {
     if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
-    const ledger = (this.ledger = new DirectionLedger(this.fleet?.plane ?? plane));
     const verified = this.verified(config);
     const limits = { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, verified), requireProof: verified };
     const isRelayAddress = (from: Endpoint) => this.fleet?.isMember(from) ?? false;
-    const relay = (this.relay = new Relay({ config, plane: ledger, logger, policy: this.policy, limits, isRelayAddress }));
-    ledger.directionOf = (id) => {
-      const peer = relay.table.peerById(id);
-      if (!peer) return undefined;
-      return peer.session.peers[0] === peer ? "first_to_second" : "second_to_first";
-    };
+    const remote = this.fleet?.bridge;
+    const relay = (this.relay = new Relay({ config, plane, logger, policy: this.policy, limits, isRelayAddress, remote }));
     if (config.stateFile) {
       try {
         this.persister = StatePersister.open(config.stateFile, relay.table, logger, this.operations);
@@ -136,12 +129,22 @@ export class RelayService {
     return this.metrics?.port;
   }
 
+  /** Counts for a quick look (tests, harnesses): sessions, the table's stats, the plane's and the fleet's counters. */
+  status() {
+    return {
+      sessions: this.sessionCount,
+      table: this.relay?.table.stats,
+      plane: this.plane?.counters(),
+      fleet: this.fleet?.stats(),
+    };
+  }
+
   metricsText(): string {
-    if (!this.relay || !this.plane || !this.ledger) return "";
+    if (!this.relay || !this.plane) return "";
     return renderRelayMetrics({
       relay: this.relay,
       plane: this.plane,
-      ledger: this.ledger,
+      ledger: this.relay.ledger,
       operations: this.operations,
       authFailures: this.policy?.authFailures(),
       fleet: this.fleet?.stats(),

@@ -99,8 +99,7 @@ export class SessionTable implements TableView {
       // A keepalive: the member is known at this address already, whatever its cookie says.
       this.touchPeer(existing, now);
       if (proven && !existing.proven) this.prove(existing);
-      this.sink.reply(from, ACK);
-      return;
+      return this.acknowledge(sessionId, from);
     }
     if (!proven && (proof === "invalid" || this.limits.requireProof)) return this.challenge(sessionId, from, raw);
     // Without proof, an address whose own session is live stays where it is (a forged REG would move it).
@@ -121,8 +120,7 @@ export class SessionTable implements TableView {
       if (existing) this.removePeer(existing, now);
       // Routes first: what the partner sends after the ACK already reaches the new address.
       this.rebind(victim, from, "reg", now, proven);
-      this.sink.reply(from, ACK);
-      return;
+      return this.acknowledge(sessionId, from);
     }
     if (session && this.wouldPairRelays(from, proven, session.peers[0]!, now)) return this.drop(DropReason.RelayPair);
     // The address leaves the session it was in before joining another.
@@ -136,12 +134,17 @@ export class SessionTable implements TableView {
       this.sessions.set(sessionId, session);
       this.stats.sessionsCreated++;
       this.addPeer(session, from, now, proven);
-      this.sink.reply(from, ACK);
       this.sink.event({ kind: "created", session: sessionId, peer: from });
-      return;
+      return this.acknowledge(sessionId, from);
     }
     // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
-    this.pair(session, from, proven, now, () => this.sink.reply(from, ACK));
+    this.pair(session, from, proven, now, () => this.acknowledge(sessionId, from));
+  }
+
+  /** The one way a REG is answered with ACK. */
+  private acknowledge(sessionId: string, from: Endpoint): void {
+    this.sink.reply(from, ACK);
+    this.sink.event({ kind: "registered", session: sessionId, peer: from });
   }
 
   /**
@@ -163,8 +166,7 @@ export class SessionTable implements TableView {
     this.touchSession(session, now);
     this.stats.sessionsPaired++;
     acknowledge?.();
-    this.sink.route(first, second);
-    this.sink.route(second, first);
+    this.routeBoth(first);
     const held = this.held.take(session, now);
     for (const d of held) this.sink.forward(second.endpoint, d);
     this.stats.heldDelivered += held.length;
@@ -296,11 +298,7 @@ export class SessionTable implements TableView {
       const session = newSession(snap.id, now - snap.idleMs);
       this.sessions.set(snap.id, session);
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
-      const [first, second] = session.peers;
-      if (first && second) {
-        this.sink.route(first, second);
-        this.sink.route(second, first);
-      }
+      this.routeBoth(session.peers[0]!);
       restored++;
     }
     return restored;
@@ -338,7 +336,20 @@ export class SessionTable implements TableView {
   private prove(peer: Peer): void {
     peer.proven = true;
     const partner = partnerOf(peer);
-    if (partner) this.sink.route(partner, peer);
+    if (partner) this.route(partner, peer);
+  }
+
+  /** Datagrams from `peer` go to `to`; the direction is read from the session's order of peers. */
+  private route(peer: Peer, to: Peer): void {
+    this.sink.route(peer, to, peer.session.peers[0] === peer ? "first_to_second" : "second_to_first");
+  }
+
+  /** Routes both ways between a peer and its partner, if it has one. */
+  private routeBoth(peer: Peer): void {
+    const partner = partnerOf(peer);
+    if (!partner) return;
+    this.route(peer, partner);
+    this.route(partner, peer);
   }
 
   private learn(peer: Peer, data: Uint8Array): void {
@@ -371,11 +382,7 @@ export class SessionTable implements TableView {
     peer.proven = via === "reg" ? proven : via === "cid" ? peer.proven : false;
     this.indexPeer(peer);
     this.touchPeer(peer, now);
-    const partner = partnerOf(peer);
-    if (partner) {
-      this.sink.route(peer, partner);
-      this.sink.route(partner, peer);
-    }
+    this.routeBoth(peer);
     this.stats.rebinds[via]++;
     this.sink.event({ kind: "rebound", session: peer.session.id, via, from, to });
   }

@@ -47,6 +47,9 @@ export const NO_CIDS: string[] = [];
 
 export type RebindKind = "reg" | "cid" | "quiet";
 
+/** Which way a route carries a session's datagrams: `first` is the peer that created the session. */
+export type Direction = "first_to_second" | "second_to_first";
+
 export interface SessionLimits {
   /** Idle time after which a session and all its state are removed. */
   timeoutMs: number;
@@ -124,9 +127,10 @@ export interface SessionSink {
   forward(to: Endpoint, data: Uint8Array): void;
   /**
    * Datagrams from `peer.endpoint` now go to `to.endpoint`. `to.proven` tells whether the
-   * destination proved it receives there (unproven destinations get a bound on unanswered bytes).
+   * destination proved it receives there (unproven destinations get a bound on unanswered bytes);
+   * `direction` says which of the session's two directions this route carries.
    */
-  route(peer: Peer, to: Peer): void;
+  route(peer: Peer, to: Peer, direction: Direction): void;
   unroute(peer: Peer): void;
   /** Ask `to` to prove it receives there: a RETRY with a cookie for `sessionId`. */
   challenge(to: Endpoint, sessionId: string): void;
@@ -134,6 +138,8 @@ export interface SessionSink {
 }
 
 export type SessionEvent =
+  /** A REG was acknowledged (new member, keepalive or REG rebind); comes with or after the other events of that REG. */
+  | { kind: "registered"; session: string; peer: Endpoint }
   | { kind: "created"; session: string; peer: Endpoint }
   | { kind: "paired"; session: string; peers: [Endpoint, Endpoint]; held: number }
   | { kind: "rebound"; session: string; via: RebindKind; from: Endpoint; to: Endpoint }

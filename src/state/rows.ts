@@ -5,7 +5,7 @@
  * created. Pure: no I/O, no logger.
  */
 import { isIP } from "node:net";
-import { VIRTUAL_ADDRESS_PREFIX } from "../fleet/plane.ts";
+import { VIRTUAL_ADDRESS_PREFIX } from "../fleet/bridge.ts";
 import { type Endpoint, hostOf, parseHostPort, sameEndpoint } from "../net/address.ts";
 import { RefusalCode } from "../protocol/errors.ts";
 import { parseReg } from "../protocol/reg.ts";

@@ -161,7 +161,7 @@ describe.each(planesUnderTest())("malformed rows restored in-process, socket and
       const options = { redisUrl: "redis://127.0.0.1:1", advertise, advertiseEndpoint: { address: "127.0.0.1", port: 9 }, secret: fleet.secret, prefix: "t", heartbeatMs: 200, replayWindowMs: 30_000 };
       member = prepareFleet(plane, options, config.maxDatagramSize, logger);
     }
-    const relay = new Relay({ config, plane: member?.plane ?? plane, logger });
+    const relay = new Relay({ config, plane, logger, remote: member?.bridge });
     const persister = StatePersister.open(stateFile, relay.table, logger, emptyOperationsCounters());
     await relay.start();
     stop = async () => {

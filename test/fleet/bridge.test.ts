@@ -1,5 +1,5 @@
 /**
- * The fleet plane in-process, with the directory unreachable: bridged sessions restored from a
+ * The fleet bridge in-process, with the directory unreachable: bridged sessions restored from a
  * state snapshot keep working, bridge datagrams are unwrapped for the local peer, the local peer's
  * datagrams are wrapped for the remote relay, local sessions are untouched.
  */
@@ -14,7 +14,7 @@ import { planesUnderTest, TestPeer, text, testPeers } from "../utils.ts";
 
 const SECRET = "in-process-fleet-secret-0123";
 
-describe.each(planesUnderTest())("fleet plane on the %s plane, directory unreachable", (kind) => {
+describe.each(planesUnderTest())("fleet bridge on the %s plane, directory unreachable", (kind) => {
   let relay: Relay | undefined;
   let fleet: Fleet | undefined;
   const open = testPeers();
@@ -41,7 +41,7 @@ describe.each(planesUnderTest())("fleet plane on the %s plane, directory unreach
       65_507,
       logger,
     );
-    relay = new Relay({ config, plane: fleet.plane, logger });
+    relay = new Relay({ config, plane, logger, remote: fleet.bridge });
     await relay.start();
     return { relay, fleet, remoteId: `${remote.host}:${remote.port}` };
   }

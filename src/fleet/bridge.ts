@@ -1,6 +1,7 @@
-import type { ControlHandler, DataPlane, DataPlaneCounters, InboundDatagram } from "../dataplane/types.ts";
+import type { DataPlane, InboundDatagram } from "../dataplane/types.ts";
 import type { Endpoint } from "../net/address.ts";
-import { type BridgeCodec, BridgeError, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
+import type { RemotePeers } from "../relay.ts";
+import { type BridgeCodec, type BridgeError, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
 
 /** Addresses of virtual endpoints: a remote partner appears in the session table as `fleet:<relay>` port n. */
 export const VIRTUAL_ADDRESS_PREFIX = "fleet:";
@@ -40,59 +41,44 @@ export interface BridgeCounters {
   oversize: number;
 }
 
-/** Called with an authentic bridge datagram for a session this plane has no link for. */
-export type UnlinkedBridge = (sessionId: string, from: Endpoint, payload: Uint8Array) => void;
+/** What the bridge cannot settle alone; the fleet's coordinator answers. */
+export interface BridgeEvents {
+  /** An authentic bridge datagram for a session that has no link here. */
+  unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void;
+  /** An authentic bridge datagram for a linked session came from another relay than the link's. */
+  moved(link: RemoteLink, from: Endpoint): void;
+}
 
 /**
- * A data plane around a data plane. The session table pairs a local peer with a virtual endpoint
- * standing for the remote peer; this wrapper keeps routes to virtual endpoints out of the inner
- * plane (so the local peer's datagrams take the control path), wraps what the table sends to a
- * virtual endpoint into a bridge datagram for the remote relay, and unwraps bridge datagrams
- * arriving from other relays before the table sees them. The inner plane is not changed.
+ * The relay's remote peers. The session table pairs a local peer with a virtual endpoint standing
+ * for the remote peer; the relay asks this bridge to route and send to virtual endpoints, which it
+ * does by wrapping datagrams into bridge datagrams for the remote relay, and offers it datagrams
+ * from unknown sources, so that bridge datagrams from other relays are unwrapped before the table
+ * sees them. The data plane is only used to send.
  */
-export class FleetPlane implements DataPlane {
+export class FleetBridge implements RemotePeers {
   readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, noSession: 0, oversize: 0 };
   private readonly byPort = new Map<number, RemoteLink>();
   private readonly bySession = new Map<string, RemoteLink>();
   private readonly byPeerId = new Map<number, RemoteLink>();
   private nextPort = 1;
   private active: number[] = [];
-  onUnlinked: UnlinkedBridge = () => {};
-  /** An authentic bridge datagram for a linked session came from another relay than the link's. */
-  onMoved: (link: RemoteLink, from: Endpoint) => void = () => {};
-  /** After each control batch was handled, with the REG senders in it. */
-  afterBatch: (batch: InboundDatagram[]) => void = () => {};
 
   constructor(
-    readonly inner: DataPlane,
+    private readonly plane: DataPlane,
     private readonly codec: BridgeCodec,
     private readonly maxDatagramSize: number,
+    private readonly events: BridgeEvents,
   ) {}
 
-  get kind() {
-    return this.inner.kind;
-  }
-  get local(): Endpoint {
-    return this.inner.local;
+  isRemote(endpoint: Endpoint): boolean {
+    return isVirtual(endpoint);
   }
 
-  start(onControl: ControlHandler): Promise<void> {
-    return this.inner.start((batch) => {
-      let rest = batch;
-      for (let i = 0; i < batch.length; i++) {
-        const d = batch[i]!;
-        if (d.routeId === -1 && d.data[0] === 0 && isBridgeDatagram(d.data)) {
-          rest = batch.filter((x) => !(x.routeId === -1 && x.data[0] === 0 && isBridgeDatagram(x.data)));
-          for (let j = i; j < batch.length; j++) {
-            const b = batch[j]!;
-            if (b.routeId === -1 && b.data[0] === 0 && isBridgeDatagram(b.data)) this.receiveBridge(b);
-          }
-          break;
-        }
-      }
-      if (rest.length > 0) onControl(rest);
-      this.afterBatch(rest);
-    });
+  receive(d: InboundDatagram): boolean {
+    if (d.data[0] !== 0 || !isBridgeDatagram(d.data)) return false;
+    this.receiveBridge(d);
+    return true;
   }
 
   /**
@@ -132,66 +118,45 @@ export class FleetPlane implements DataPlane {
   }
 
   send(data: Uint8Array, to: Endpoint): void {
-    if (!to.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) return this.inner.send(data, to);
     const link = this.byPort.get(to.port);
     if (!link) return;
     if (data.length + bridgeOverhead(link.sessionId.length) > this.maxDatagramSize) {
       this.bridge.oversize++;
       return;
     }
-    this.inner.send(this.codec.encode(link.sessionId, data), link.target);
+    this.plane.send(this.codec.encode(link.sessionId, data), link.target);
     link.packetsOut++;
     this.bridge.sent++;
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
-    if (from.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) {
-      const link = this.byPort.get(from.port);
-      if (!link) return;
-      if (link.peerId !== id) this.byPeerId.delete(link.peerId);
-      link.peerId = id;
-      link.deliverTo = to;
-      this.byPeerId.set(id, link);
-      return;
-    }
-    // A local peer whose partner is remote: no route, so its datagrams reach the control plane.
-    if (to.address.startsWith(VIRTUAL_ADDRESS_PREFIX)) return this.inner.deleteRoute(id);
-    this.inner.setRoute(id, from, to, observeBudget, unansweredLimit);
+  route(peerId: number, from: Endpoint, to: Endpoint): void {
+    const link = this.byPort.get(from.port);
+    if (!link) return;
+    if (link.peerId !== peerId) this.byPeerId.delete(link.peerId);
+    link.peerId = peerId;
+    link.deliverTo = to;
+    this.byPeerId.set(peerId, link);
   }
 
-  deleteRoute(id: number): void {
-    const link = this.byPeerId.get(id);
-    if (link) {
-      link.deliverTo = undefined;
-      return;
-    }
-    this.inner.deleteRoute(id);
+  unroute(peerId: number): void {
+    const link = this.byPeerId.get(peerId);
+    if (link) link.deliverTo = undefined;
   }
 
   drainActivity(): number[] {
-    const ids = this.inner.drainActivity();
-    if (this.active.length === 0) return ids;
-    for (const id of this.active) {
+    const ids = this.active;
+    if (ids.length === 0) return ids;
+    for (const id of ids) {
       const link = this.byPeerId.get(id);
       if (link) link.active = false;
     }
-    const all = ids.concat(this.active);
     this.active = [];
-    return all;
+    return ids;
   }
 
-  routeCounters(id: number): { packets: number; bytes: number } | undefined {
-    const link = this.byPeerId.get(id);
-    if (link) return { packets: link.packetsIn, bytes: link.bytesIn };
-    return this.inner.routeCounters(id);
-  }
-
-  counters(): DataPlaneCounters {
-    return this.inner.counters();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
+  routeCounters(peerId: number): { packets: number; bytes: number } | undefined {
+    const link = this.byPeerId.get(peerId);
+    return link && { packets: link.packetsIn, bytes: link.bytesIn };
   }
 
   private receiveBridge(d: InboundDatagram): void {
@@ -203,17 +168,17 @@ export class FleetPlane implements DataPlane {
     const link = this.bySession.get(decoded.sessionId);
     if (!link || !link.deliverTo) {
       this.bridge.noSession++;
-      this.onUnlinked(decoded.sessionId, { address: d.address, port: d.port }, decoded.payload);
+      this.events.unlinked(decoded.sessionId, { address: d.address, port: d.port }, decoded.payload);
       return;
     }
-    if (d.port !== link.target.port || d.address !== link.target.address) this.onMoved(link, { address: d.address, port: d.port });
+    if (d.port !== link.target.port || d.address !== link.target.address) this.events.moved(link, { address: d.address, port: d.port });
     this.deliver(link, decoded.payload);
   }
 
   /** Sends a payload that came over the bridge to the link's local peer. */
   deliver(link: RemoteLink, payload: Uint8Array): void {
     if (!link.deliverTo) return;
-    this.inner.send(payload, link.deliverTo);
+    this.plane.send(payload, link.deliverTo);
     link.packetsIn++;
     link.bytesIn += payload.length;
     this.bridge.delivered++;
@@ -224,4 +189,3 @@ export class FleetPlane implements DataPlane {
   }
 }
 
-export { BridgeError };
