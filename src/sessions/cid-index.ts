@@ -1,4 +1,4 @@
-import { readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
+import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { partnerOf } from "./peer.ts";
 import { hostOf } from "../net/address.ts";
 import { NO_CIDS, type Peer, type Session } from "./types.ts";
@@ -28,7 +28,7 @@ export class CidIndex {
   /** The peer on `host` that this packet's DCID says sent it, if any. */
   claimant(data: Uint8Array, host: string): Peer | undefined {
     if (data.length === 0) return undefined;
-    if (data[0]! & 0x80) {
+    if (isLongHeader(data)) {
       const ids = readLongHeaderIds(data);
       const peer = ids && this.senders.get(ids.dcid);
       return peer && hostOf(peer.endpoint.address) === host ? peer : undefined;

@@ -2,6 +2,7 @@ import type { Endpoint } from "../net/address.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import { ACK, RETRY_LENGTH, refusalReply } from "../protocol/replies.ts";
 import { hostOf } from "../net/address.ts";
+import { isLongHeader } from "../protocol/quic.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
@@ -353,7 +354,7 @@ export class SessionTable implements TableView {
   }
 
   private learn(peer: Peer, data: Uint8Array): void {
-    if (data.length === 0 || (data[0]! & 0x80) === 0) return;
+    if (!isLongHeader(data)) return;
     this.cids.learn(peer, partnerOf(peer), data, this.limits.maxCidsPerSession);
   }
 
