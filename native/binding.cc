@@ -7,6 +7,10 @@
 
 namespace qr {
 
+// Raised whenever what JS sees of the addon changes; ABI_VERSION in src/dataplane/native-addon.ts
+// must match it, or the addon is reported stale. 3: every call after close() is defined.
+constexpr int kAbiVersion = 3;
+
 // new GsoSocket(host); .local(); .send(bytes, segmentSize, address, port); .close()
 class GsoSocket : public Napi::ObjectWrap<GsoSocket> {
  public:
@@ -65,7 +69,7 @@ class GsoSocket : public Napi::ObjectWrap<GsoSocket> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeRelay", NativeRelay::Define(env));
   exports.Set("GsoSocket", GsoSocket::Define(env));
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   return exports;
 }
 

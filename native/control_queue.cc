@@ -1,6 +1,6 @@
 #include "control_queue.h"
 
-#include <cstring>
+#include "wire_checks.h"
 
 namespace qr {
 
@@ -13,13 +13,13 @@ constexpr size_t kRegReserveBytes = 256 * 1024;
 
 }  // namespace
 
-bool ControlQueue::push(const ControlBatch& batch) {
-  uint64_t taken = 0;
+ControlPush ControlQueue::push(const ControlBatch& batch) {
+  size_t taken = 0;
   bool wake = false;
   {
     std::lock_guard<std::mutex> guard(mu_);
     for (const ControlMeta& m : batch.meta) {
-      bool reg = m.length >= 4 && std::memcmp(batch.data.data() + m.offset, "REG:", 4) == 0;
+      bool reg = isReg(batch.data.data() + m.offset, m.length);
       size_t maxDatagrams = maxDatagrams_ + (reg ? kRegReserveDatagrams : 0);
       size_t maxBytes = maxBytes_ + (reg ? kRegReserveBytes : 0);
       if (pending_.meta.size() >= maxDatagrams || pending_.data.size() + m.length > maxBytes) continue;
@@ -31,9 +31,7 @@ bool ControlQueue::push(const ControlBatch& batch) {
       wake = true;
     }
   }
-  accepted_.fetch_add(taken, std::memory_order_relaxed);
-  if (taken < batch.meta.size()) drops_.fetch_add(batch.meta.size() - taken, std::memory_order_relaxed);
-  return wake;
+  return ControlPush{taken, wake};
 }
 
 bool ControlQueue::take(ControlBatch* out) {

@@ -2,10 +2,11 @@
 // thread takes everything at once. At most one wake-up is outstanding: a thread asks for a
 // notification only when the queue turns non-empty while JS is idle, and JS goes idle only
 // when it finds the queue empty (the credit). When the queue is full, datagrams are dropped
-// and counted instead of blocking forwarding (a reserve stays open for REG datagrams).
+// instead of blocking forwarding (a reserve stays open for REG datagrams); the pushing thread
+// counts what was taken and what was dropped.
 #pragma once
 
-#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -37,18 +38,21 @@ struct ControlBatch {
   }
 };
 
+// What a push did: how many of the batch's datagrams were queued (the rest were dropped), and
+// whether the caller must wake the JS thread.
+struct ControlPush {
+  size_t taken;
+  bool wake;
+};
+
 class ControlQueue {
  public:
   ControlQueue(size_t maxDatagrams, size_t maxBytes) : maxDatagrams_(maxDatagrams), maxBytes_(maxBytes) {}
 
-  // Returns true when the caller must wake the JS thread.
-  bool push(const ControlBatch& batch);
+  ControlPush push(const ControlBatch& batch);
   // JS thread: moves the pending datagrams into `out` (cleared first). Returns false and goes
   // idle (returns the credit) when nothing is pending.
   bool take(ControlBatch* out);
-
-  uint64_t accepted() const { return accepted_.load(std::memory_order_relaxed); }
-  uint64_t drops() const { return drops_.load(std::memory_order_relaxed); }
 
  private:
   std::mutex mu_;
@@ -56,8 +60,6 @@ class ControlQueue {
   bool notified_ = false;
   const size_t maxDatagrams_;
   const size_t maxBytes_;
-  std::atomic<uint64_t> accepted_{0};
-  std::atomic<uint64_t> drops_{0};
 };
 
 }  // namespace qr

@@ -129,23 +129,10 @@ size_t Forwarder::send(const OutDatagram* items, size_t count) {
   return sent;
 }
 
-ForwarderTotals Forwarder::totals() const {
-  ForwarderTotals t;
-  for (const auto& w : workers_) {
-    const WorkerCounters& c = w->counters();
-    t.forwardedPackets += c.forwardedPackets.load(std::memory_order_relaxed);
-    t.forwardedBytes += c.forwardedBytes.load(std::memory_order_relaxed);
-    t.oversize += c.oversize.load(std::memory_order_relaxed);
-    t.sendErrors += c.sendErrors.load(std::memory_order_relaxed);
-    t.receiveErrors += c.receiveErrors.load(std::memory_order_relaxed);
-    t.groBuffers += c.groBuffers.load(std::memory_order_relaxed);
-    t.gsoSends += c.gsoSends.load(std::memory_order_relaxed);
-    t.gsoFallbacks += c.gsoFallbacks.load(std::memory_order_relaxed);
-    t.unansweredDrops += c.unansweredDrops.load(std::memory_order_relaxed);
-  }
+NativeCounts Forwarder::totals() const {
+  NativeCounts t;
+  for (const auto& w : workers_) t += w->counters();
   t.sendErrors += controlSendErrors_.load(std::memory_order_relaxed);
-  t.controlPackets = control_.accepted();
-  t.controlQueueDrops = control_.drops();
   return t;
 }
 

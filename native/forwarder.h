@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control_queue.h"
+#include "counters.h"
 #include "route_table.h"
 #include "sys_error.h"
 #include "udp_socket.h"
@@ -27,20 +28,6 @@ struct ForwarderConfig {
   bool gro = true;
   size_t controlQueueDatagrams = 8192;
   size_t controlQueueBytes = 8u << 20;
-};
-
-struct ForwarderTotals {
-  uint64_t forwardedPackets = 0;
-  uint64_t forwardedBytes = 0;
-  uint64_t controlPackets = 0;
-  uint64_t oversize = 0;
-  uint64_t controlQueueDrops = 0;
-  uint64_t sendErrors = 0;
-  uint64_t receiveErrors = 0;
-  uint64_t groBuffers = 0;
-  uint64_t gsoSends = 0;
-  uint64_t gsoFallbacks = 0;
-  uint64_t unansweredDrops = 0;
 };
 
 struct OutDatagram {
@@ -72,10 +59,11 @@ class Forwarder {
   RouteTable& routes() { return routes_; }
   ControlQueue& control() { return control_; }
 
-  // Sends from the first socket without blocking, in order. Returns how many left.
+  // Sends from the first socket without blocking, in order. Returns how many were sent.
   size_t send(const OutDatagram* items, size_t count);
   void countSendError() { controlSendErrors_.fetch_add(1, std::memory_order_relaxed); }
-  ForwarderTotals totals() const;
+  // The threads' counts summed, plus the JS thread's send errors.
+  NativeCounts totals() const;
 
  private:
   void closeSockets();

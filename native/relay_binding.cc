@@ -68,6 +68,9 @@ void NativeRelay::shutdown() {
   hasWake_ = false;
 }
 
+// After close() the threads are joined and every call that would change something (takeControl,
+// sendBatch, setRoute, deleteRoute, drainActivity) does nothing and returns its empty value, so
+// the reads (local, info, routeCounters, counters) report the relay as it was at close.
 Napi::Value NativeRelay::Local(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -86,7 +89,7 @@ Napi::Value NativeRelay::Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// Returns null (and returns the credit) when nothing is pending; otherwise
+// Returns null (and returns the credit) when nothing is pending or after close(); otherwise
 // { data: ArrayBuffer, meta: Float64Array [offset, length, routeId, observed, port] x n, addresses: string[] }.
 Napi::Value NativeRelay::TakeControl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -119,9 +122,10 @@ Napi::Value NativeRelay::TakeControl(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]) -> number sent
+// sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]) -> number sent (0 after close())
 Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (closed_) return Napi::Number::New(env, 0);
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray()) {
     throwType(env, "sendBatch(datagrams, addresses, ports): three arrays required");
     return env.Undefined();
@@ -160,9 +164,10 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(forwarder_->send(out.data(), out.size())));
 }
 
-// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit)
+// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit); a no-op after close()
 Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (closed_) return env.Undefined();
   double id = 0, fromPort = 0, toPort = 0, budget = 0, limit = 0;
   std::string from, to;
   if (info.Length() < 7) {
@@ -192,8 +197,10 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// deleteRoute(id) -> whether a route was removed (false after close())
 Napi::Value NativeRelay::DeleteRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (closed_) return Napi::Boolean::New(env, false);
   double id = 0;
   if (info.Length() < 1 || !readInt(env, info[0], "id", -9007199254740991.0, 9007199254740991.0, &id)) {
     return env.Undefined();
@@ -201,14 +208,17 @@ Napi::Value NativeRelay::DeleteRoute(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, forwarder_->routes().remove(static_cast<int64_t>(id)));
 }
 
+// drainActivity() -> ids of routes that forwarded since the last call ([] after close())
 Napi::Value NativeRelay::DrainActivity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (closed_) return Napi::Array::New(env, 0);
   std::vector<int64_t> ids = forwarder_->routes().drainActivity();
   Napi::Array out = Napi::Array::New(env, ids.size());
   for (size_t i = 0; i < ids.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(ids[i]));
   return out;
 }
 
+// routeCounters(id) -> { packets, bytes }, or undefined for an unknown id
 Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -224,21 +234,14 @@ Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// counters() -> every counter of native/counters.h by name
 Napi::Value NativeRelay::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ForwarderTotals t = forwarder_->totals();
+  NativeCounts t = forwarder_->totals();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("forwardedPackets", static_cast<double>(t.forwardedPackets));
-  out.Set("forwardedBytes", static_cast<double>(t.forwardedBytes));
-  out.Set("controlPackets", static_cast<double>(t.controlPackets));
-  out.Set("oversize", static_cast<double>(t.oversize));
-  out.Set("controlQueueDrops", static_cast<double>(t.controlQueueDrops));
-  out.Set("sendErrors", static_cast<double>(t.sendErrors));
-  out.Set("unansweredDrops", static_cast<double>(t.unansweredDrops));
-  out.Set("receiveErrors", static_cast<double>(t.receiveErrors));
-  out.Set("groBuffers", static_cast<double>(t.groBuffers));
-  out.Set("gsoSends", static_cast<double>(t.gsoSends));
-  out.Set("gsoFallbacks", static_cast<double>(t.gsoFallbacks));
+#define QUIC_RELAY_SET_COUNTER(name) out.Set(#name, static_cast<double>(t.name));
+  QUIC_RELAY_NATIVE_COUNTERS(QUIC_RELAY_SET_COUNTER)
+#undef QUIC_RELAY_SET_COUNTER
   return out;
 }
 

@@ -58,16 +58,15 @@ void RouteTable::eraseLocked(uint32_t slot) {
   byId_.erase(route.id, slot);
   route.live = false;
   free_.push_back(slot);
-  live_--;
 }
 
 void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget,
                      uint64_t unansweredLimit) {
   WriteGuard guard(&lock_);
   uint32_t sameSource = bySource_.find(from);
-  if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
+  if (sameSource != BySource::kNone && at(sameSource).id != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
-  if (sameId != kNoSlot) eraseLocked(sameId);
+  if (sameId != ById::kNone) eraseLocked(sameId);
   // The route back from `to` to `from`, if any (found before this route is indexed, so a route
   // to its own source is not its own reverse; its old reverse was the route just replaced).
   Route* back = nullptr;
@@ -75,7 +74,7 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   if (keyFromSockaddr(reinterpret_cast<const sockaddr*>(&to.ss), &toKey)) {
     uint32_t backSlot = bySource_.find(toKey);
     PeerKey backTo;
-    if (backSlot != kNoSlot && keyFromSockaddr(reinterpret_cast<const sockaddr*>(&at(backSlot).to.ss), &backTo) &&
+    if (backSlot != BySource::kNone && keyFromSockaddr(reinterpret_cast<const sockaddr*>(&at(backSlot).to.ss), &backTo) &&
         backTo == from) {
       back = &at(backSlot);
     }
@@ -100,25 +99,14 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   }
   bySource_.insert(from, slot);
   byId_.insert(id, slot);
-  live_++;
 }
 
 bool RouteTable::remove(int64_t id) {
   WriteGuard guard(&lock_);
   uint32_t slot = byId_.find(id);
-  if (slot == kNoSlot) return false;
+  if (slot == ById::kNone) return false;
   eraseLocked(slot);
   return true;
-}
-
-void RouteTable::clear() {
-  WriteGuard guard(&lock_);
-  bySource_.clear();
-  byId_.clear();
-  chunks_.clear();
-  free_.clear();
-  highWater_ = 0;
-  live_ = 0;
 }
 
 std::vector<int64_t> RouteTable::drainActivity() {
@@ -134,15 +122,10 @@ std::vector<int64_t> RouteTable::drainActivity() {
 bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes) {
   ReadGuard guard(&lock_);
   uint32_t slot = byId_.find(id);
-  if (slot == kNoSlot) return false;
+  if (slot == ById::kNone) return false;
   *packets = at(slot).packets.load(std::memory_order_relaxed);
   *bytes = at(slot).bytes.load(std::memory_order_relaxed);
   return true;
-}
-
-size_t RouteTable::size() {
-  ReadGuard guard(&lock_);
-  return live_;
 }
 
 }  // namespace qr

@@ -79,24 +79,21 @@ class RouteTable {
   // (and an unanswered count of 0). `unansweredLimit` 0 means no limit.
   void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit);
   bool remove(int64_t id);
-  void clear();
 
   // Forwarding threads: hold the read lock around a batch of findLocked() calls.
   void readLock() { pthread_rwlock_rdlock(&lock_); }
   void readUnlock() { pthread_rwlock_unlock(&lock_); }
   Route* findLocked(const PeerKey& from) const {
     uint32_t slot = bySource_.find(from);
-    return slot == kNoSlot ? nullptr : &at(slot);
+    return slot == BySource::kNone ? nullptr : &at(slot);
   }
 
   std::vector<int64_t> drainActivity();
   bool counters(int64_t id, uint64_t* packets, uint64_t* bytes);
-  size_t size();
 
  private:
   // Routes live in fixed chunks that never move, so a Route* stays valid under the read lock.
   static constexpr uint32_t kChunkBits = 10;
-  static constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 
   struct SourceOf {
     const RouteTable* table;
@@ -114,6 +111,8 @@ class RouteTable {
       return z ^ (z >> 31);
     }
   };
+  using BySource = SlotIndex<PeerKey, PeerKeyHash, SourceOf>;
+  using ById = SlotIndex<int64_t, IdHash, IdOf>;
 
   Route& at(uint32_t slot) const { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
   uint32_t allocate();
@@ -123,9 +122,8 @@ class RouteTable {
   std::vector<std::unique_ptr<Route[]>> chunks_;
   std::vector<uint32_t> free_;
   uint32_t highWater_ = 0;
-  size_t live_ = 0;
-  SlotIndex<PeerKey, PeerKeyHash, SourceOf> bySource_;
-  SlotIndex<int64_t, IdHash, IdOf> byId_;
+  BySource bySource_;
+  ById byId_;
 };
 
 }  // namespace qr

@@ -49,12 +49,6 @@ class SlotIndex {
     }
   }
 
-  void clear() {
-    buckets_.assign(kInitial, Bucket{kEmpty, 0});
-    live_ = 0;
-    tombs_ = 0;
-  }
-
  private:
   struct Bucket {
     uint32_t slot;

@@ -10,7 +10,6 @@ struct SysError {
   std::string syscall;      // e.g. "bind"
   std::string message;
 
-  bool failed() const { return code != 0 || !message.empty(); }
   static SysError fromErrno(int code, const char* syscall);
   static SysError invalid(const std::string& message);
 };

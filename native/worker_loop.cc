@@ -7,26 +7,15 @@
 #include <cstring>
 
 #include "udp_offload.h"
+#include "wire_checks.h"
 
 namespace qr {
 
 namespace {
 
-inline bool startsWithReg(const uint8_t* data, uint32_t length) {
-  return length >= 4 && data[0] == 'R' && data[1] == 'E' && data[2] == 'G' && data[3] == ':';
-}
-
-// Mirrors mayBeRelayLine in src/protocol/replies.ts (the definition): 4..32 bytes (RELAY_LINE_MAX),
-// last byte '\n', first byte 'A', 'E' or 'R' -- possibly ACK/ERR/RETRY from a relay, so handed up.
-// The length test comes first: a datagram over 32 bytes costs one comparison.
-inline bool mayBeRelayLine(const uint8_t* data, uint32_t length) {
-  if (length < 4 || length > 32 || data[length - 1] != '\n') return false;
-  return data[0] == 'A' || data[0] == 'E' || data[0] == 'R';
-}
-
 // What a routed datagram needs: the control plane (REG or possible relay line), or forwarding.
 inline bool forControlPlane(const uint8_t* data, uint32_t length) {
-  return startsWithReg(data, length) || mayBeRelayLine(data, length);
+  return isReg(data, length) || mayBeRelayLine(data, length);
 }
 
 // Errors that mean "this kernel/device cannot segment": stop trying GSO altogether.
@@ -84,7 +73,8 @@ void ForwardingWorker::run() {
       continue;
     }
     if (received < 0 && errno == EINTR) continue;
-    counters_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    local_.receiveErrors++;
+    publish();
     if (received < 0 && (errno == EBADF || errno == ENOTSOCK)) return;
   }
 }
@@ -133,8 +123,16 @@ void ForwardingWorker::processBatch(int received) {
   }
   shared_.routes->readUnlock();
   flushSends();
-  if (!staging_.meta.empty() && shared_.control->push(staging_)) shared_.wake();
+  bool wake = false;
+  if (!staging_.meta.empty()) {
+    ControlPush pushed = shared_.control->push(staging_);
+    local_.controlPackets += pushed.taken;
+    local_.controlQueueDrops += staging_.meta.size() - pushed.taken;
+    wake = pushed.wake;
+  }
+  // Published before the wake-up: the control plane, once woken, sees these counts.
   publish();
+  if (wake) shared_.wake();
 }
 
 void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length) {
@@ -159,7 +157,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   route->count(1, length);
   local_.forwardedPackets++;
   local_.forwardedBytes += length;
-  if (length > 0 && (data[0] & 0x80) != 0 && route->takeObservation()) {
+  if (isLongHeader(data, length) && route->takeObservation()) {
     staging_.add(key, route->id, true, data, length);
   }
 }
@@ -198,7 +196,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
   for (uint32_t off = 0; off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
-    if ((data[off] & 0x80) != 0 && route->takeObservation()) staging_.add(key, route->id, true, data + off, part);
+    if (isLongHeader(data + off, part) && route->takeObservation()) staging_.add(key, route->id, true, data + off, part);
   }
 }
 
@@ -268,15 +266,6 @@ void ForwardingWorker::sendSplit(const struct msghdr& msg, uint16_t segment) {
   }
 }
 
-void ForwardingWorker::publish() {
-  counters_.forwardedPackets.store(local_.forwardedPackets, std::memory_order_relaxed);
-  counters_.forwardedBytes.store(local_.forwardedBytes, std::memory_order_relaxed);
-  counters_.oversize.store(local_.oversize, std::memory_order_relaxed);
-  counters_.sendErrors.store(local_.sendErrors, std::memory_order_relaxed);
-  counters_.groBuffers.store(local_.groBuffers, std::memory_order_relaxed);
-  counters_.gsoSends.store(local_.gsoSends, std::memory_order_relaxed);
-  counters_.gsoFallbacks.store(local_.gsoFallbacks, std::memory_order_relaxed);
-  counters_.unansweredDrops.store(local_.unansweredDrops, std::memory_order_relaxed);
-}
+void ForwardingWorker::publish() { published_.publish(local_); }
 
 }  // namespace qr

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "control_queue.h"
+#include "counters.h"
 #include "route_table.h"
 
 namespace qr {
@@ -24,18 +25,6 @@ struct WorkerShared {
   uint32_t maxDatagramSize = 0;
   std::atomic<bool>* stopping = nullptr;  // set before the sockets are shut down
   std::atomic<bool>* gsoSendOk = nullptr;  // cleared when the kernel refuses UDP_SEGMENT
-};
-
-struct WorkerCounters {
-  std::atomic<uint64_t> forwardedPackets{0};
-  std::atomic<uint64_t> forwardedBytes{0};
-  std::atomic<uint64_t> oversize{0};
-  std::atomic<uint64_t> sendErrors{0};
-  std::atomic<uint64_t> receiveErrors{0};
-  std::atomic<uint64_t> groBuffers{0};    // coalesced buffers received
-  std::atomic<uint64_t> gsoSends{0};      // coalesced buffers forwarded with UDP_SEGMENT
-  std::atomic<uint64_t> gsoFallbacks{0};  // coalesced buffers split because a GSO send failed
-  std::atomic<uint64_t> unansweredDrops{0};  // datagrams over their route's unanswered limit
 };
 
 class ForwardingWorker {
@@ -50,20 +39,10 @@ class ForwardingWorker {
 
   // Runs until `stopping` is set and the socket shut down.
   void run();
-  const WorkerCounters& counters() const { return counters_; }
+  // This thread's counts as of its last batch; safe from any thread.
+  NativeCounts counters() const { return published_.load(); }
 
  private:
-  struct Local {
-    uint64_t forwardedPackets = 0;
-    uint64_t forwardedBytes = 0;
-    uint64_t oversize = 0;
-    uint64_t sendErrors = 0;
-    uint64_t groBuffers = 0;
-    uint64_t gsoSends = 0;
-    uint64_t gsoFallbacks = 0;
-    uint64_t unansweredDrops = 0;
-  };
-
   void processBatch(int received);
   void handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length);
   void handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length, uint32_t segment);
@@ -94,8 +73,8 @@ class ForwardingWorker {
   int sendCount_ = 0;
 
   ControlBatch staging_;
-  Local local_;
-  WorkerCounters counters_;
+  NativeCounts local_;  // written by this thread only, published once per batch
+  PublishedCounts published_;
 };
 
 }  // namespace qr

@@ -1,10 +1,11 @@
 /**
- * Loading the optional native addon (build/Release/quic_relay_native.node, built by
- * `bun run build:native`). The `require` is static so `bun build --compile` embeds the file;
+ * The optional native addon (build/Release/quic_relay_native.node, built by `bun run build:native`):
+ * its shapes, and the one loader. The `require` is static so `bun build --compile` embeds the file;
  * at run time the compiled binary writes it to $TMPDIR and loads it, and any failure there
  * (unwritable TMPDIR, missing build, other OS) becomes a reason string instead of a crash.
+ * QUIC_RELAY_NO_NATIVE=1 turns it off.
  */
-import type { DataPlaneCounters } from "./types.ts";
+import { DATA_PLANE_COUNTERS } from "./types.ts";
 
 export interface NativeRelayOptions {
   host: string;
@@ -22,17 +23,26 @@ export interface NativeControlBatch {
   addresses: string[];
 }
 
-/** DataPlaneCounters (including `unansweredDrops`) plus the native-only ones. */
-export interface NativeRelayCounters extends DataPlaneCounters {
-  receiveErrors: number;
+/** The addon's counters, by name: native/counters.h lists the same ones, in this order. */
+export const NATIVE_COUNTERS = [
+  ...DATA_PLANE_COUNTERS,
+  /** Failed recvmmsg calls. */
+  "receiveErrors",
   /** Coalesced (UDP_GRO) buffers received. */
-  groBuffers: number;
+  "groBuffers",
   /** Coalesced buffers forwarded with UDP_SEGMENT. */
-  gsoSends: number;
+  "gsoSends",
   /** Coalesced buffers split because the kernel refused UDP_SEGMENT. */
-  gsoFallbacks: number;
-}
+  "gsoFallbacks",
+] as const;
 
+export type NativeRelayCounters = Record<(typeof NATIVE_COUNTERS)[number], number>;
+
+/**
+ * The addon's NativeRelay. After close() every call is still defined: the ones that would change
+ * something do nothing (takeControl null, sendBatch 0, setRoute nothing, deleteRoute false,
+ * drainActivity []), and the reads (local, info, routeCounters, counters) answer as at close.
+ */
 export interface NativeRelayHandle {
   local(): { address: string; port: number; family: "IPv4" | "IPv6" };
   info(): { workers: number; gro: boolean; gso: boolean };
@@ -70,11 +80,19 @@ export interface NativeAddon {
 
 export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
 
-const ABI_VERSION = 2;
-let cached: NativeAddonLoad | undefined;
+/** Must equal kAbiVersion in native/binding.cc; a different addon is reported stale. */
+const ABI_VERSION = 3;
+let loaded: NativeAddonLoad | undefined;
+
+/** Loads the addon once per process; later calls return the same answer. */
+export function loadNativeAddon(): NativeAddonLoad {
+  // The environment switch is read every time so tests can flip it.
+  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
+  loaded ??= load();
+  return loaded;
+}
 
 function load(): NativeAddonLoad {
-  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
   if (process.platform !== "linux") return { ok: false, reason: `native plane needs Linux (this is ${process.platform})` };
   let addon: NativeAddon;
   try {
@@ -92,12 +110,4 @@ function load(): NativeAddonLoad {
     return { ok: false, reason: `addon is stale (abi ${addon?.abiVersion}, want ${ABI_VERSION}); rebuild it` };
   }
   return { ok: true, addon };
-}
-
-/** Loads the addon once per process; later calls return the same answer. */
-export function loadNativeAddon(): NativeAddonLoad {
-  // The environment switch is read every time so tests can flip it.
-  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
-  cached ??= load();
-  return cached;
 }

@@ -8,6 +8,7 @@ import { availableParallelism } from "node:os";
 
 import { loadNativeAddon, type NativeRelayCounters, type NativeRelayHandle } from "./native-addon.ts";
 import {
+  DATA_PLANE_COUNTERS,
   emptyCounters,
   unansweredLimitOf,
   type ControlHandler,
@@ -148,17 +149,12 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
       return relay === undefined ? undefined : relay.routeCounters(id);
     },
     counters(): DataPlaneCounters {
-      if (relay === undefined) return emptyCounters();
+      const out = emptyCounters();
+      if (relay === undefined) return out;
       const c = relay.counters();
-      return {
-        forwardedPackets: c.forwardedPackets,
-        forwardedBytes: c.forwardedBytes,
-        controlPackets: c.controlPackets,
-        oversize: c.oversize,
-        controlQueueDrops: c.controlQueueDrops,
-        sendErrors: c.sendErrors + rejectedSends,
-        unansweredDrops: c.unansweredDrops,
-      };
+      for (const name of DATA_PLANE_COUNTERS) out[name] = c[name];
+      out.sendErrors += rejectedSends;
+      return out;
     },
     nativeCounters(): NativeRelayCounters {
       const c = requireStarted("nativeCounters").counters();

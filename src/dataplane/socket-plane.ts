@@ -2,6 +2,7 @@ import type { udp } from "bun";
 import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram } from "./types.ts";
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
+import { isLongHeader } from "../protocol/quic.ts";
 import { isReg } from "../protocol/reg.ts";
 import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
@@ -102,7 +103,7 @@ export class TsDataPlane implements DataPlane {
           route.active = true;
           this.active.push(route.id);
         }
-        if (route.observe > 0 && (data[0]! & 0x80) !== 0) {
+        if (route.observe > 0 && isLongHeader(data)) {
           route.observe--;
           this.control.push({ data, address, port, routeId: route.id, observed: true });
         }

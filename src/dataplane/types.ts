@@ -8,7 +8,7 @@
  *   `\n`, first byte `A`, `E` or `R`), is sent unchanged to the route's destination from the relay
  *   socket, without entering the control plane.
  * - Such a datagram is additionally copied up to the control plane (`observed: true`) while the
- *   route's observe budget lasts and the datagram looks like a QUIC long header (first byte & 0x80);
+ *   route's observe budget lasts and the datagram is a QUIC long header (`isLongHeader`, src/protocol/quic.ts);
  *   the budget decrements per copy. This is how the control plane learns connection IDs.
  * - Everything else (no route, or a REG or possible relay line from a routed source) goes up to the
  *   control plane with `routeId -1` or the matching route id (`observed: false`), in arrival order,
@@ -40,21 +40,24 @@ export interface InboundDatagram {
   observed: boolean;
 }
 
-export interface DataPlaneCounters {
+/** What every data plane counts, listed once; the native addon's list (NATIVE_COUNTERS) starts with these. */
+export const DATA_PLANE_COUNTERS = [
   /** Datagrams forwarded by routes without entering the control plane. */
-  forwardedPackets: number;
-  forwardedBytes: number;
+  "forwardedPackets",
+  "forwardedBytes",
   /** Datagrams handed up to the control plane. */
-  controlPackets: number;
+  "controlPackets",
   /** Datagrams dropped for exceeding maxDatagramSize. */
-  oversize: number;
+  "oversize",
   /** Datagrams dropped because the control queue was full (flow control). */
-  controlQueueDrops: number;
+  "controlQueueDrops",
   /** Send failures (e.g. ENOBUFS, unreachable). */
-  sendErrors: number;
+  "sendErrors",
   /** Datagrams dropped because their route's unanswered limit would have been passed. */
-  unansweredDrops: number;
-}
+  "unansweredDrops",
+] as const;
+
+export type DataPlaneCounters = Record<(typeof DATA_PLANE_COUNTERS)[number], number>;
 
 export interface DataPlaneOptions {
   host: string;
@@ -99,14 +102,5 @@ export function unansweredLimitOf(value: number): number {
 }
 
 export function emptyCounters(): DataPlaneCounters {
-  return {
-    forwardedPackets: 0,
-    forwardedBytes: 0,
-    controlPackets: 0,
-    oversize: 0,
-    controlQueueDrops: 0,
-    sendErrors: 0,
-    unansweredDrops: 0,
-  };
+  return Object.fromEntries(DATA_PLANE_COUNTERS.map((name) => [name, 0])) as DataPlaneCounters;
 }
-

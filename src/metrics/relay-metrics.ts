@@ -101,7 +101,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   const drops: [Labels, number][] = [
     [{ reason: DropReason.UnknownSource }, stats.drops[DropReason.UnknownSource] ?? 0],
     [{ reason: DropReason.SilentRefusal }, stats.drops[DropReason.SilentRefusal] ?? 0],
-    [{ reason: DropReason.Oversize }, (stats.drops[DropReason.Oversize] ?? 0) + planeCounters.oversize],
+    [{ reason: "oversize" }, planeCounters.oversize],
     [{ reason: "control-queue-full" }, planeCounters.controlQueueDrops],
     [{ reason: DropReason.EarlyOverflow }, stats.drops[DropReason.EarlyOverflow] ?? 0],
     [{ reason: DropReason.EarlyExpired }, stats.drops[DropReason.EarlyExpired] ?? 0],

@@ -32,8 +32,6 @@ export const DropReason = {
   EarlyOverflow: "early-overflow",
   /** Held early datagram that aged out or was discarded with its session. */
   EarlyExpired: "early-expired",
-  /** Larger than the configured maximum datagram size. */
-  Oversize: "oversize",
   /** Refusal whose reply would exceed the request: dropped silently instead. */
   SilentRefusal: "silent-refusal",
   /** Held early datagram pushed out so a host under its fair share could hold one. */

@@ -18,7 +18,7 @@ export function isLongHeader(data: Uint8Array): boolean {
 
 /** Connection IDs of a long-header packet as hex, or undefined when malformed. Never throws. */
 export function readLongHeaderIds(data: Uint8Array): LongHeaderIds | undefined {
-  if (data.length < 7 || (data[0]! & 0x80) === 0) return undefined;
+  if (data.length < 7 || !isLongHeader(data)) return undefined;
   const dcidLength = data[5]!;
   if (dcidLength > MAX_CID_LENGTH) return undefined;
   const scidLengthAt = 6 + dcidLength;
@@ -33,7 +33,7 @@ export function readLongHeaderIds(data: Uint8Array): LongHeaderIds | undefined {
 
 /** The first `length` bytes after a short header's first byte, as hex, or undefined. */
 export function shortHeaderDcid(data: Uint8Array, length: number): string | undefined {
-  if (length <= 0 || data.length < 1 + length || (data[0]! & 0x80) !== 0) return undefined;
+  if (length <= 0 || data.length < 1 + length || isLongHeader(data)) return undefined;
   return toHex(data, 1, length);
 }
 

@@ -63,7 +63,7 @@ export function parseErr(data: Uint8Array): string | undefined {
 /**
  * Cheap filter the data planes apply before forwarding: a short datagram ending in `\n` that
  * starts like `ACK`, `ERR` or `RETRY` may be a relay speaking the relay protocol, and is handed to
- * the control plane instead (native/worker_loop.cc applies the same test). QUIC packets pass:
+ * the control plane instead (native/wire_checks.h applies the same test). QUIC packets pass:
  * of the few QUIC packets of 32 bytes or less, about 2 in 10,000 have these first and last bytes,
  * and those still reach the partner through the control plane.
  */
