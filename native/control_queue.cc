@@ -26,6 +26,7 @@ ControlPush ControlQueue::push(const ControlBatch& batch) {
       pending_.add(m.from, m.routeId, m.observed, batch.data.data() + m.offset, m.length);
       taken++;
     }
+    handedUp_ += taken;
     if (taken > 0 && !notified_) {
       notified_ = true;
       wake = true;

@@ -3,11 +3,12 @@
 // notification only when the queue turns non-empty while JS is idle, and JS goes idle only
 // when it finds the queue empty (the credit). When the queue is full, datagrams are dropped
 // instead of blocking forwarding (a reserve stays open for REG datagrams); the pushing thread
-// counts what was taken and what was dropped.
+// counts what was dropped, the queue what it holds for the control plane (`handedUp`).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -54,9 +55,37 @@ class ControlQueue {
   // idle (returns the credit) when nothing is pending.
   bool take(ControlBatch* out);
 
+  // JS thread: `keep(meta, bytes)` sees every pending datagram in order and may change its meta;
+  // those it returns false for are withdrawn (the data plane dealt with them) and no longer
+  // count as handed up.
+  template <typename Keep>
+  void rewrite(Keep&& keep) {
+    std::lock_guard<std::mutex> guard(mu_);
+    size_t kept = 0;
+    uint32_t end = 0;
+    for (ControlMeta& m : pending_.meta) {
+      uint8_t* bytes = pending_.data.data() + m.offset;
+      if (!keep(m, static_cast<const uint8_t*>(bytes))) continue;
+      if (m.offset != end) std::memmove(pending_.data.data() + end, bytes, m.length);
+      m.offset = end;
+      end += m.length;
+      pending_.meta[kept++] = m;
+    }
+    handedUp_ -= pending_.meta.size() - kept;
+    pending_.meta.resize(kept);
+    pending_.data.resize(end);
+  }
+
+  // Datagrams queued for the control plane since the start, less those withdrawn.
+  uint64_t handedUp() {
+    std::lock_guard<std::mutex> guard(mu_);
+    return handedUp_;
+  }
+
  private:
   std::mutex mu_;
   ControlBatch pending_;
+  uint64_t handedUp_ = 0;
   bool notified_ = false;
   const size_t maxDatagrams_;
   const size_t maxBytes_;

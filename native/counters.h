@@ -12,7 +12,7 @@
 #define QUIC_RELAY_NATIVE_COUNTERS(X)                                                    \
   X(forwardedPackets)  /* forwarded by a route without entering the control plane */   \
   X(forwardedBytes)                                                                     \
-  X(controlPackets)    /* handed up to the control plane (taken by the control queue) */ \
+  X(controlPackets)    /* handed up to the control plane (counted by the control queue) */ \
   X(oversize)          /* dropped for exceeding maxDatagramSize */                       \
   X(controlQueueDrops) /* dropped because the control queue was full */                  \
   X(sendErrors)        /* failed sends (plus the JS thread's, added by the forwarder) */ \

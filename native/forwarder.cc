@@ -9,6 +9,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "wire_checks.h"
+
 namespace qr {
 
 Forwarder::Forwarder(const ForwarderConfig& config, std::function<void()> wake)
@@ -129,9 +131,44 @@ size_t Forwarder::send(const OutDatagram* items, size_t count) {
   return sent;
 }
 
-NativeCounts Forwarder::totals() const {
+void Forwarder::finishHandovers() {
+  if (stopped_) return;
+  routes_.finishHandovers([this](RouteTable& table) {
+    handoverBytes_.clear();
+    handoverForwards_.clear();
+    handoverSends_.clear();
+    control_.rewrite([&](ControlMeta& m, const uint8_t* bytes) {
+      if (m.observed || forControlPlane(bytes, m.length)) return true;
+      Route* route = table.findLocked(m.from);
+      if (route == nullptr || !route->inHandover) return true;
+      if (!route->admit(m.length)) {
+        handoverCounts_.unansweredDrops++;
+        return false;
+      }
+      handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
+      handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
+      route->count(1, m.length);
+      handoverCounts_.forwardedPackets++;
+      handoverCounts_.forwardedBytes += m.length;
+      if (!route->wantsCopy(bytes, m.length)) return false;
+      m.routeId = route->id;
+      m.observed = true;
+      return true;
+    });
+    for (const QueuedForward& f : handoverForwards_) {
+      handoverSends_.push_back(OutDatagram{handoverBytes_.data() + f.offset, f.length, f.to});
+    }
+    // Sent before the routes leave hand-over (the write lock is still held): these are older
+    // than anything the forwarding threads will send for the same sources.
+    send(handoverSends_.data(), handoverSends_.size());
+  });
+}
+
+NativeCounts Forwarder::totals() {
   NativeCounts t;
   for (const auto& w : workers_) t += w->counters();
+  t += handoverCounts_;
+  t.controlPackets = control_.handedUp();
   t.sendErrors += controlSendErrors_.load(std::memory_order_relaxed);
   return t;
 }

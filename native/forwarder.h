@@ -62,8 +62,13 @@ class Forwarder {
   // Sends from the first socket without blocking, in order. Returns how many were sent.
   size_t send(const OutDatagram* items, size_t count);
   void countSendError() { controlSendErrors_.fetch_add(1, std::memory_order_relaxed); }
-  // The threads' counts summed, plus the JS thread's send errors.
-  NativeCounts totals() const;
+  // JS thread: ends the hand-over of every route set since the last call. What waits in the
+  // control queue from their sources (datagrams that arrived before the route, or during its
+  // hand-over) is forwarded by the route, in arrival order, exactly as the route would have
+  // forwarded it (unanswered limit, observed copies); then the routes forward by themselves.
+  void finishHandovers();
+  // The threads' counts summed, plus the control queue's and the JS thread's.
+  NativeCounts totals();
 
  private:
   void closeSockets();
@@ -78,6 +83,16 @@ class Forwarder {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> gsoSendOk_{true};
   std::atomic<uint64_t> controlSendErrors_{0};
+  // JS thread only: what finishHandovers() forwarded or dropped, and its reused buffers.
+  struct QueuedForward {
+    size_t offset;
+    uint32_t length;
+    SockAddr to;
+  };
+  NativeCounts handoverCounts_;
+  std::vector<uint8_t> handoverBytes_;
+  std::vector<QueuedForward> handoverForwards_;
+  std::vector<OutDatagram> handoverSends_;
   bool started_ = false;
   bool stopped_ = false;
   int family_ = 0;

@@ -1,6 +1,7 @@
 #include "relay_binding.h"
 
 #include "napi_util.h"
+#include "wire_checks.h"
 
 namespace qr {
 
@@ -12,6 +13,7 @@ Napi::Function NativeRelay::Define(Napi::Env env) {
                          InstanceMethod("takeControl", &NativeRelay::TakeControl),
                          InstanceMethod("sendBatch", &NativeRelay::SendBatch),
                          InstanceMethod("setRoute", &NativeRelay::SetRoute),
+                         InstanceMethod("finishHandovers", &NativeRelay::FinishHandovers),
                          InstanceMethod("deleteRoute", &NativeRelay::DeleteRoute),
                          InstanceMethod("drainActivity", &NativeRelay::DrainActivity),
                          InstanceMethod("routeCounters", &NativeRelay::RouteCounters),
@@ -164,14 +166,16 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(forwarder_->send(out.data(), out.size())));
 }
 
-// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit); a no-op after close()
+// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover]]);
+// a no-op after close(). cidLength 0..20 (default 0); with deferHandover the route's hand-over
+// lasts until finishHandovers(), otherwise it ends before setRoute returns.
 Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return env.Undefined();
-  double id = 0, fromPort = 0, toPort = 0, budget = 0, limit = 0;
+  double id = 0, fromPort = 0, toPort = 0, budget = 0, limit = 0, cidLength = 0;
   std::string from, to;
   if (info.Length() < 7) {
-    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit)");
+    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover]])");
     return env.Undefined();
   }
   if (!readInt(env, info[0], "id", 0, 9007199254740991.0, &id) || !readString(env, info[1], "fromAddress", &from) ||
@@ -180,6 +184,17 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
       !readInt(env, info[5], "observeBudget", 0, 1e9, &budget) ||
       !readInt(env, info[6], "unansweredLimit", 0, 9007199254740991.0, &limit)) {
     return env.Undefined();
+  }
+  if (info.Length() > 7 && !info[7].IsUndefined() && !readInt(env, info[7], "cidLength", 0, kMaxCidLength, &cidLength)) {
+    return env.Undefined();
+  }
+  bool deferHandover = false;
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    if (!info[8].IsBoolean()) {
+      throwType(env, "deferHandover must be a boolean");
+      return env.Undefined();
+    }
+    deferHandover = info[8].As<Napi::Boolean>().Value();
   }
   SockAddr fromAddr, toAddr;
   PeerKey key;
@@ -193,8 +208,15 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget),
-                           static_cast<uint64_t>(limit));
+                           static_cast<uint64_t>(limit), static_cast<uint8_t>(cidLength));
+  if (!deferHandover) forwarder_->finishHandovers();
   return env.Undefined();
+}
+
+// finishHandovers(): ends the hand-over of every route set since the last call (see Forwarder).
+Napi::Value NativeRelay::FinishHandovers(const Napi::CallbackInfo& info) {
+  if (!closed_) forwarder_->finishHandovers();
+  return info.Env().Undefined();
 }
 
 // deleteRoute(id) -> whether a route was removed (false after close())
@@ -218,7 +240,7 @@ Napi::Value NativeRelay::DrainActivity(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// routeCounters(id) -> { packets, bytes }, or undefined for an unknown id
+// routeCounters(id) -> { packets, bytes, observeLeft }, or undefined for an unknown id
 Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -226,11 +248,13 @@ Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   uint64_t packets = 0, bytes = 0;
+  int64_t observeLeft = 0;
   int64_t id = static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue());
-  if (!forwarder_->routes().counters(id, &packets, &bytes)) return env.Undefined();
+  if (!forwarder_->routes().counters(id, &packets, &bytes, &observeLeft)) return env.Undefined();
   Napi::Object out = Napi::Object::New(env);
   out.Set("packets", static_cast<double>(packets));
   out.Set("bytes", static_cast<double>(bytes));
+  out.Set("observeLeft", static_cast<double>(observeLeft > 0 ? observeLeft : 0));
   return out;
 }
 

@@ -22,6 +22,7 @@ class NativeRelay : public Napi::ObjectWrap<NativeRelay> {
   Napi::Value TakeControl(const Napi::CallbackInfo& info);
   Napi::Value SendBatch(const Napi::CallbackInfo& info);
   Napi::Value SetRoute(const Napi::CallbackInfo& info);
+  Napi::Value FinishHandovers(const Napi::CallbackInfo& info);
   Napi::Value DeleteRoute(const Napi::CallbackInfo& info);
   Napi::Value DrainActivity(const Napi::CallbackInfo& info);
   Napi::Value RouteCounters(const Napi::CallbackInfo& info);

@@ -61,7 +61,7 @@ void RouteTable::eraseLocked(uint32_t slot) {
 }
 
 void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget,
-                     uint64_t unansweredLimit) {
+                     uint64_t unansweredLimit, uint8_t cidLength) {
   WriteGuard guard(&lock_);
   uint32_t sameSource = bySource_.find(from);
   if (sameSource != BySource::kNone && at(sameSource).id != id) eraseLocked(sameSource);
@@ -91,6 +91,11 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   route.active.store(false, std::memory_order_relaxed);
   route.unanswered.store(0, std::memory_order_relaxed);
   route.unansweredLimit = unansweredLimit;
+  route.cidLength = cidLength;
+  for (std::atomic<uint64_t>& word : route.cid) word.store(0, std::memory_order_relaxed);
+  route.inHandover = true;
+  handovers_.push_back(slot);
+  handoversPending_ = true;
   route.reverse = back;
   route.reverseLimited = back != nullptr && back->unansweredLimit != 0;
   if (back != nullptr) {
@@ -119,12 +124,13 @@ std::vector<int64_t> RouteTable::drainActivity() {
   return ids;
 }
 
-bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes) {
+bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft) {
   ReadGuard guard(&lock_);
   uint32_t slot = byId_.find(id);
   if (slot == ById::kNone) return false;
   *packets = at(slot).packets.load(std::memory_order_relaxed);
   *bytes = at(slot).bytes.load(std::memory_order_relaxed);
+  *observeLeft = at(slot).observeBudget.load(std::memory_order_relaxed);
   return true;
 }
 

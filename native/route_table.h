@@ -3,23 +3,30 @@
 // per-route counters are relaxed atomics so readers never write shared structure.
 // Two routes that point at each other (A: X -> S, B: S -> X) are linked as each other's
 // reverse, so that a datagram from S (looked up as B) answers A's unanswered-bytes limit.
+// A new route starts in hand-over: its datagrams queue behind those of its source that are
+// still on their way through the control plane, and finishHandovers() forwards them in order.
 #pragma once
 
 #include <pthread.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "net_addr.h"
 #include "slot_index.h"
+#include "wire_checks.h"
 
 namespace qr {
 
 struct Route {
   int64_t id = -1;
   PeerKey from{};
+  // Length of the destination connection ID in the source's short headers; 0: not watched.
+  // (Set under the write lock; here it fills the padding after `from`.)
+  uint8_t cidLength = 0;
   SockAddr to{};
   bool live = false;
   std::atomic<bool> active{false};
@@ -27,12 +34,20 @@ struct Route {
   // `reverseLimited` says it has an unanswered limit, so that the per-packet test without
   // limits reads only this route's own cache line.
   bool reverseLimited = false;
+  // Set under the write lock: while true the route forwards nothing itself; its datagrams go to
+  // the control queue, where finishHandovers() forwards them (see RouteTable).
+  bool inHandover = false;
   std::atomic<int64_t> observeBudget{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> unanswered{0};  // bytes forwarded since `to` last sent (only with a limit)
   uint64_t unansweredLimit = 0;         // 0: no limit
   Route* reverse = nullptr;             // chunks never move: valid while both routes are live
+  // The last short-header DCID forwarded: its bytes zero-padded to 23, then a 1 in byte 23 (which
+  // no DCID reaches), as three words; all zero: none seen yet. Relaxed atomics: several threads
+  // may compare and store it; a torn store costs at most one extra copy.
+  std::atomic<uint64_t> cid[3] = {};
+  static_assert(kMaxCidLength < 23, "a DCID must leave byte 23 of cid free");
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
@@ -42,6 +57,33 @@ struct Route {
     }
     return false;
   }
+
+  // Whether a datagram this route forwards is also copied up for observation, while the budget
+  // lasts: a long header, or a short header whose DCID differs from the last one seen (which it
+  // then becomes). Once the budget is spent no copy can follow, so the DCID is no longer tracked.
+  bool wantsCopy(const uint8_t* data, uint32_t length) {
+    if (isLongHeader(data, length)) return takeObservation();
+    if (!hasShortHeaderDcid(data, length, cidLength) || observeBudget.load(std::memory_order_relaxed) <= 0) return false;
+    return cidChanged(data + 1) && takeObservation();
+  }
+
+  // Compares the DCID at `dcid` (cidLength bytes) word by word with the stored one; stores it if it differs.
+  bool cidChanged(const uint8_t* dcid) {
+    uint8_t bytes[24] = {};
+    std::memcpy(bytes, dcid, cidLength);
+    bytes[23] = 1;
+    uint64_t words[3];
+    std::memcpy(words, bytes, sizeof words);
+    if (cid[0].load(std::memory_order_relaxed) == words[0] && cid[1].load(std::memory_order_relaxed) == words[1] &&
+        cid[2].load(std::memory_order_relaxed) == words[2]) {
+      return false;
+    }
+    for (int i = 0; i < 3; i++) cid[i].store(words[i], std::memory_order_relaxed);
+    return true;
+  }
+
+  // Whether `length` more bytes may go to `to` under the unanswered limit (and charges them).
+  bool admit(uint64_t length) { return unansweredLimit == 0 || chargeUnanswered(length); }
 
   // A datagram from this route's source answers the reverse route: its count starts again.
   // Per packet, so a plain load first; only a non-zero count is written.
@@ -76,9 +118,26 @@ class RouteTable {
   RouteTable& operator=(const RouteTable&) = delete;
 
   // Replaces any route with the same id or the same source; a replacement starts with fresh counters
-  // (and an unanswered count of 0). `unansweredLimit` 0 means no limit.
-  void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit);
+  // (an unanswered count of 0, no DCID seen). `unansweredLimit` 0 means no limit; `cidLength`
+  // 0..kMaxCidLength (0: short headers not watched). The route starts in hand-over.
+  void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit,
+           uint8_t cidLength);
   bool remove(int64_t id);
+
+  // Ends every hand-over: under the write lock (no forwarding thread is inside a batch, and every
+  // batch has pushed what it staged), `forwardQueued(*this)` forwards what waits in the control
+  // queue for routes in hand-over; then those routes forward by themselves. Nothing to do (no
+  // lock taken) when no route is in hand-over.
+  template <typename ForwardQueued>
+  void finishHandovers(ForwardQueued&& forwardQueued) {
+    if (!handoversPending_) return;
+    pthread_rwlock_wrlock(&lock_);
+    forwardQueued(*this);
+    for (uint32_t slot : handovers_) at(slot).inHandover = false;
+    handovers_.clear();
+    handoversPending_ = false;
+    pthread_rwlock_unlock(&lock_);
+  }
 
   // Forwarding threads: hold the read lock around a batch of findLocked() calls.
   void readLock() { pthread_rwlock_rdlock(&lock_); }
@@ -89,7 +148,7 @@ class RouteTable {
   }
 
   std::vector<int64_t> drainActivity();
-  bool counters(int64_t id, uint64_t* packets, uint64_t* bytes);
+  bool counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft);
 
  private:
   // Routes live in fixed chunks that never move, so a Route* stays valid under the read lock.
@@ -124,6 +183,11 @@ class RouteTable {
   uint32_t highWater_ = 0;
   BySource bySource_;
   ById byId_;
+  // Slots of routes set since the last finishHandovers() (some may have been removed or reused
+  // since: clearing the flag of a slot that is not in hand-over changes nothing). Only the JS
+  // thread sets routes and finishes hand-overs.
+  std::vector<uint32_t> handovers_;
+  bool handoversPending_ = false;
 };
 
 }  // namespace qr

@@ -19,7 +19,22 @@ inline bool mayBeRelayLine(const uint8_t* data, uint32_t length) {
   return data[0] == 'A' || data[0] == 'E' || data[0] == 'R';
 }
 
+// What a routed datagram needs: the control plane (REG or possible relay line), or forwarding;
+// the same test as the TS plane's receive() in src/dataplane/socket-plane.ts.
+inline bool forControlPlane(const uint8_t* data, uint32_t length) {
+  return isReg(data, length) || mayBeRelayLine(data, length);
+}
+
 // isLongHeader in src/protocol/quic.ts: a QUIC long header (first bit set).
 inline bool isLongHeader(const uint8_t* data, uint32_t length) { return length > 0 && (data[0] & 0x80) != 0; }
+
+// MAX_CID_LENGTH in src/protocol/quic.ts: the longest connection ID QUIC v1 allows.
+constexpr uint32_t kMaxCidLength = 20;
+
+// shortHeaderDcid in src/protocol/quic.ts is defined: a short header (first bit clear) long
+// enough to carry a destination connection ID of `cidLength` (> 0) bytes at [1, 1 + cidLength).
+inline bool hasShortHeaderDcid(const uint8_t* data, uint32_t length, uint32_t cidLength) {
+  return cidLength > 0 && length >= 1 + cidLength && (data[0] & 0x80) == 0;
+}
 
 }  // namespace qr

@@ -13,11 +13,6 @@ namespace qr {
 
 namespace {
 
-// What a routed datagram needs: the control plane (REG or possible relay line), or forwarding.
-inline bool forControlPlane(const uint8_t* data, uint32_t length) {
-  return isReg(data, length) || mayBeRelayLine(data, length);
-}
-
 // Errors that mean "this kernel/device cannot segment": stop trying GSO altogether.
 inline bool gsoUnsupported(int err) { return err == EIO || err == EOPNOTSUPP || err == ENOPROTOOPT; }
 
@@ -121,15 +116,16 @@ void ForwardingWorker::processBatch(int received) {
       handleSingle(key, cachedRoute, data, length);
     }
   }
-  shared_.routes->readUnlock();
-  flushSends();
+  // Pushed before the read lock is released: once a route change holds the write lock, every
+  // datagram staged under the old state is in the queue, where finishHandovers() can see it.
   bool wake = false;
   if (!staging_.meta.empty()) {
     ControlPush pushed = shared_.control->push(staging_);
-    local_.controlPackets += pushed.taken;
     local_.controlQueueDrops += staging_.meta.size() - pushed.taken;
     wake = pushed.wake;
   }
+  shared_.routes->readUnlock();
+  flushSends();
   // Published before the wake-up: the control plane, once woken, sees these counts.
   publish();
   if (wake) shared_.wake();
@@ -145,11 +141,12 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     return;
   }
   route->answerReverse();
-  if (forControlPlane(data, length)) {
+  // A route in hand-over queues its datagrams behind the source's older ones (finishHandovers).
+  if (route->inHandover || forControlPlane(data, length)) {
     staging_.add(key, route->id, false, data, length);
     return;
   }
-  if (route->unansweredLimit != 0 && !route->chargeUnanswered(length)) {
+  if (!route->admit(length)) {
     local_.unansweredDrops++;
     return;
   }
@@ -157,15 +154,13 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   route->count(1, length);
   local_.forwardedPackets++;
   local_.forwardedBytes += length;
-  if (isLongHeader(data, length) && route->takeObservation()) {
-    staging_.add(key, route->id, true, data, length);
-  }
+  if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
 }
 
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
                                        uint32_t segment) {
   local_.groBuffers++;
-  bool whole = route != nullptr && segment <= shared_.maxDatagramSize &&
+  bool whole = route != nullptr && !route->inHandover && segment <= shared_.maxDatagramSize &&
                shared_.gsoSendOk->load(std::memory_order_relaxed);
   for (uint32_t off = 0; whole && off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
@@ -181,7 +176,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
   uint32_t segments = (length + segment - 1) / segment;
   route->answerReverse();
   // Forwarded whole, so charged whole: all of the buffer's datagrams leave, or none.
-  if (route->unansweredLimit != 0 && !route->chargeUnanswered(length)) {
+  if (!route->admit(length)) {
     local_.unansweredDrops += segments;
     return;
   }
@@ -193,10 +188,11 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
   route->count(segments, length);
   local_.forwardedPackets += segments;
   local_.forwardedBytes += length;
+  // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
   for (uint32_t off = 0; off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
-    if (isLongHeader(data + off, part) && route->takeObservation()) staging_.add(key, route->id, true, data + off, part);
+    if (route->wantsCopy(data + off, part)) staging_.add(key, route->id, true, data + off, part);
   }
 }
 

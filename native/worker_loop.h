@@ -1,8 +1,8 @@
 // The hot loop of one forwarding thread: recvmmsg a batch, forward datagrams of known routes
 // with one sendmmsg (coalesced GRO buffers stay coalesced and leave with UDP_SEGMENT), stage
-// the rest (no route, REG, possible relay lines) for the control plane and push them with one
-// lock. Routes with an unanswered limit drop what would pass it. No allocation per packet and
-// one route-table read lock per batch.
+// the rest (no route, REG, possible relay lines, routes in hand-over) for the control plane and
+// push them with one lock. Routes with an unanswered limit drop what would pass it. No allocation
+// per packet and one route-table read lock per batch.
 #pragma once
 
 #include <sys/socket.h>

@@ -5,7 +5,7 @@
  * (unwritable TMPDIR, missing build, other OS) becomes a reason string instead of a crash.
  * QUIC_RELAY_NO_NATIVE=1 turns it off.
  */
-import { DATA_PLANE_COUNTERS } from "./types.ts";
+import { DATA_PLANE_COUNTERS, type RouteCounters } from "./types.ts";
 
 export interface NativeRelayOptions {
   host: string;
@@ -40,8 +40,8 @@ export type NativeRelayCounters = Record<(typeof NATIVE_COUNTERS)[number], numbe
 
 /**
  * The addon's NativeRelay. After close() every call is still defined: the ones that would change
- * something do nothing (takeControl null, sendBatch 0, setRoute nothing, deleteRoute false,
- * drainActivity []), and the reads (local, info, routeCounters, counters) answer as at close.
+ * something do nothing (takeControl null, sendBatch 0, setRoute and finishHandovers nothing,
+ * deleteRoute false, drainActivity []), and the reads (local, info, routeCounters, counters) answer as at close.
  */
 export interface NativeRelayHandle {
   local(): { address: string; port: number; family: "IPv4" | "IPv6" };
@@ -57,10 +57,15 @@ export interface NativeRelayHandle {
     toPort: number,
     budget: number,
     unansweredLimit: number,
+    cidLength?: number,
+    /** True: the route's hand-over lasts until finishHandovers(); otherwise it ends before setRoute returns. */
+    deferHandover?: boolean,
   ): void;
+  /** Ends the hand-over of every route set since the last call: what waits for them in the control queue is forwarded. */
+  finishHandovers(): void;
   deleteRoute(id: number): boolean;
   drainActivity(): number[];
-  routeCounters(id: number): { packets: number; bytes: number } | undefined;
+  routeCounters(id: number): RouteCounters | undefined;
   counters(): NativeRelayCounters;
   close(): void;
 }
@@ -81,7 +86,7 @@ export interface NativeAddon {
 export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
 
 /** Must equal kAbiVersion in native/binding.cc; a different addon is reported stale. */
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
 let loaded: NativeAddonLoad | undefined;
 
 /** Loads the addon once per process; later calls return the same answer. */

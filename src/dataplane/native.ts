@@ -3,6 +3,8 @@
  * its own threads; this file adapts it to the DataPlane contract. Control datagrams arrive
  * under credit-based flow control: the addon wakes JS once, JS takes one batch per event-loop
  * turn (setImmediate), and the addon only wakes JS again after a take finds nothing pending.
+ * A route set while a batch is handled stays in hand-over until the batch's sends have left
+ * (see `pump`), so its source's datagrams leave in the order they came.
  */
 import { availableParallelism } from "node:os";
 
@@ -18,6 +20,7 @@ import {
   type InboundDatagram,
 } from "./types.ts";
 import type { Endpoint } from "../net/address.ts";
+import { cidLengthOf } from "./observe.ts";
 import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
 
 /** One forwarding thread per core, leaving one core for the JS control plane; at least 1, at most 8. */
@@ -46,6 +49,9 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   let sendAddresses: string[] = [];
   let sendPorts: number[] = [];
   let flushQueued = false;
+  /** Inside onControl: routes set now end their hand-over after the batch (finishHandovers). */
+  let handlingBatch = false;
+  let handoversPending = false;
   /** Datagrams the addon refused outright (wrong types); network failures are counted natively. */
   let rejectedSends = 0;
 
@@ -84,12 +90,21 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         observed: meta[at + 3] === 1,
       };
     }
+    handlingBatch = true;
     try {
       onControl(datagrams);
     } catch {
       // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
+    } finally {
+      handlingBatch = false;
     }
+    // The batch's sends first (among them what the control plane forwarded for a new route's
+    // source), then what waited for the new routes, then the routes forward by themselves.
     flushSends();
+    if (handoversPending) {
+      handoversPending = false;
+      relay.finishHandovers();
+    }
     if (!closed) setImmediate(pump);
   };
 
@@ -130,12 +145,14 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         queueMicrotask(flushSends);
       }
     },
-    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
+    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
       const r = requireStarted("setRoute");
       // Datagrams queued before the route (ACK, held early data) leave before any forwarded one.
       flushSends();
       const budget = Math.max(0, Math.floor(observeBudget));
-      r.setRoute(id, from.address, from.port, to.address, to.port, budget, unansweredLimitOf(unansweredLimit));
+      const limit = unansweredLimitOf(unansweredLimit);
+      r.setRoute(id, from.address, from.port, to.address, to.port, budget, limit, cidLengthOf(cidLength), handlingBatch);
+      if (handlingBatch) handoversPending = true;
     },
     deleteRoute(id: number): void {
       const r = requireStarted("deleteRoute");

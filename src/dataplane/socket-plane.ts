@@ -1,8 +1,8 @@
 import type { udp } from "bun";
 import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
-import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram } from "./types.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters } from "./types.ts";
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
-import { isLongHeader } from "../protocol/quic.ts";
+import { dcidWatchFor, takesCopy, type DcidWatch } from "./observe.ts";
 import { isReg } from "../protocol/reg.ts";
 import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
@@ -12,6 +12,8 @@ interface Route {
   from: Endpoint;
   to: Endpoint;
   observe: number;
+  /** The last short-header DCID forwarded, when setRoute gave a cidLength. */
+  dcid: DcidWatch | undefined;
   packets: number;
   bytes: number;
   active: boolean;
@@ -87,24 +89,7 @@ export class TsDataPlane implements DataPlane {
       const reverse = route?.reverse;
       if (reverse !== undefined && reverse.unanswered !== 0) reverse.unanswered = 0;
       if (route !== undefined && !isReg(data) && !mayBeRelayLine(data)) {
-        if (route.limit > 0) {
-          if (route.unanswered + data.length > route.limit) {
-            this.stats.unansweredDrops++;
-            return;
-          }
-          route.unanswered += data.length;
-        }
-        this.pending.push(data, route.to.port, route.to.address);
-        route.packets++;
-        route.bytes += data.length;
-        this.stats.forwardedPackets++;
-        this.stats.forwardedBytes += data.length;
-        if (!route.active) {
-          route.active = true;
-          this.active.push(route.id);
-        }
-        if (route.observe > 0 && isLongHeader(data)) {
-          route.observe--;
+        if (this.forward(route, data) && takesCopy(route, data)) {
           this.control.push({ data, address, port, routeId: route.id, observed: true });
         }
       } else {
@@ -120,13 +105,51 @@ export class TsDataPlane implements DataPlane {
     }
   }
 
+  /** Queues `data` along `route` unless its unanswered limit would be passed; false when dropped. */
+  private forward(route: Route, data: Uint8Array): boolean {
+    if (route.limit > 0) {
+      if (route.unanswered + data.length > route.limit) {
+        this.stats.unansweredDrops++;
+        return false;
+      }
+      route.unanswered += data.length;
+    }
+    this.pending.push(data, route.to.port, route.to.address);
+    route.packets++;
+    route.bytes += data.length;
+    this.stats.forwardedPackets++;
+    this.stats.forwardedBytes += data.length;
+    if (!route.active) {
+      route.active = true;
+      this.active.push(route.id);
+    }
+    return true;
+  }
+
+  /**
+   * The hand-over: datagrams from the new route's source that wait to go up (received before the
+   * route, outside a control batch) are forwarded by the route instead, ahead of later ones. Inside
+   * a batch nothing waits: the batch was taken whole and no datagram arrives while it is handled.
+   */
+  private handOver(route: Route): void {
+    if (this.control.length === 0) return;
+    const { address, port } = route.from;
+    const kept: InboundDatagram[] = [];
+    for (const d of this.control) {
+      if (d.observed || d.port !== port || d.address !== address || isReg(d.data) || mayBeRelayLine(d.data)) kept.push(d);
+      else if (this.forward(route, d.data) && takesCopy(route, d.data)) kept.push({ ...d, routeId: route.id, observed: true });
+    }
+    this.control = kept;
+  }
+
   send(data: Uint8Array, to: Endpoint): void {
     if (this.closed) return;
     this.pending.push(data, to.port, to.address);
     this.scheduleFlush();
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
+    const dcid = dcidWatchFor(cidLength);
     this.deleteRoute(id);
     const existing = this.routeFrom(from.address, from.port);
     if (existing) this.deleteRoute(existing.id);
@@ -134,7 +157,8 @@ export class TsDataPlane implements DataPlane {
       id,
       from,
       to,
-      observe: observeBudget,
+      observe: Math.max(0, Math.floor(observeBudget)),
+      dcid,
       packets: 0,
       bytes: 0,
       active: false,
@@ -153,6 +177,7 @@ export class TsDataPlane implements DataPlane {
     else if (entry instanceof Map) entry.set(from.port, route);
     else this.routes.set(from.address, new Map([[entry.from.port, entry], [from.port, route]]));
     this.routesById[id] = route;
+    this.handOver(route);
   }
 
   deleteRoute(id: number): void {
@@ -186,9 +211,9 @@ export class TsDataPlane implements DataPlane {
     return ids;
   }
 
-  routeCounters(id: number): { packets: number; bytes: number } | undefined {
+  routeCounters(id: number): RouteCounters | undefined {
     const route = this.routesById[id];
-    return route && { packets: route.packets, bytes: route.bytes };
+    return route && { packets: route.packets, bytes: route.bytes, observeLeft: Math.max(0, route.observe) };
   }
 
   counters(): DataPlaneCounters {

@@ -8,8 +8,14 @@
  *   `\n`, first byte `A`, `E` or `R`), is sent unchanged to the route's destination from the relay
  *   socket, without entering the control plane.
  * - Such a datagram is additionally copied up to the control plane (`observed: true`) while the
- *   route's observe budget lasts and the datagram is a QUIC long header (`isLongHeader`, src/protocol/quic.ts);
- *   the budget decrements per copy. This is how the control plane learns connection IDs.
+ *   route's observe budget lasts and the datagram is a QUIC long header (`isLongHeader`, src/protocol/quic.ts),
+ *   or a short header whose destination connection ID changed: with a route `cidLength` L > 0, a
+ *   short header (first bit clear) of at least 1 + L bytes carries the DCID in bytes [1, 1 + L); the
+ *   route keeps the last one it forwarded (none after setRoute) and a different one (or the first)
+ *   is copied. A coalesced (GRO) buffer is watched per segment. The budget decrements per copy and
+ *   `routeCounters().observeLeft` reports what is left: while it is above 0 (and no control datagram
+ *   was dropped, `controlQueueDrops`) the control plane has seen every DCID change. This is how the
+ *   control plane learns connection IDs.
  * - Everything else (no route, or a REG or possible relay line from a routed source) goes up to the
  *   control plane with `routeId -1` or the matching route id (`observed: false`), in arrival order,
  *   in batches. The control plane drops exact relay lines and forwards the rest itself.
@@ -24,6 +30,15 @@
  * - A datagram longer than `maxDatagramSize` is dropped and counted (`oversize`), never delivered;
  *   it does not count as an answer either.
  * - `send()` queues a datagram to any address; queued datagrams leave in the order they were queued.
+ * - Route changes and sends keep their order: what the control plane sent before a setRoute or
+ *   deleteRoute leaves before the change takes effect, and the change takes effect before
+ *   anything the control plane sends after it.
+ * - A source keeps its order across setRoute (the hand-over): its datagrams that reached the plane
+ *   before the route but are not yet with the control plane are forwarded by the new route (as it
+ *   would forward them: limit, copies) instead of going up, ahead of everything later. The native
+ *   plane, whose threads run beside the control plane, also holds back what a route set during a
+ *   control batch would forward until the batch is handled and its sends have left; the control
+ *   plane forwards the batch's own datagrams from that source itself, so they come first.
  */
 
 import type { Endpoint } from "../net/address.ts";
@@ -59,6 +74,14 @@ export const DATA_PLANE_COUNTERS = [
 
 export type DataPlaneCounters = Record<(typeof DATA_PLANE_COUNTERS)[number], number>;
 
+export interface RouteCounters {
+  /** Datagrams and bytes the route forwarded since it was set. */
+  packets: number;
+  bytes: number;
+  /** Copies the route may still hand up for observation. */
+  observeLeft: number;
+}
+
 export interface DataPlaneOptions {
   host: string;
   port: number;
@@ -83,14 +106,15 @@ export interface DataPlane {
   send(data: Uint8Array, to: Endpoint): void;
   /**
    * Forward datagrams from `from` to `to`. Replaces any route with the same id or the same source.
-   * `unansweredLimit` > 0 bounds the bytes forwarded to `to` since `to` last sent (see above).
+   * `unansweredLimit` > 0 bounds the bytes forwarded to `to` since `to` last sent; `cidLength`
+   * (0..20, 0: unknown) is the DCID length of `from`'s short headers, watched for changes (see above).
    */
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number): void;
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number, cidLength?: number): void;
   deleteRoute(id: number): void;
   /** Ids of routes that forwarded at least one datagram since the previous call. */
   drainActivity(): number[];
-  /** Per-route totals, or undefined for an unknown id. */
-  routeCounters(id: number): { packets: number; bytes: number } | undefined;
+  /** Per-route totals and the observe budget left, or undefined for an unknown id. */
+  routeCounters(id: number): RouteCounters | undefined;
   counters(): DataPlaneCounters;
   /** Idempotent. After it resolves no control batch is delivered and the socket is closed. */
   close(): Promise<void>;

@@ -47,7 +47,7 @@ describe.each(planes)("%s plane: unanswered limit", (kind: DataPlaneKind) => {
     const { plane, control, x, s, burst } = await pair();
     await burst(4, 3, 1); // 900 bytes pass, the 4th would make 1200
     await burst(1, 3, 2);
-    expect(plane.routeCounters(1)).toEqual({ packets: 3, bytes: 900 });
+    expect(plane.routeCounters(1)).toEqual({ packets: 3, bytes: 900, observeLeft: 0 });
 
     s.send("REG:again\n", plane.local.port); // handed up (route 2), and an answer
     await eventually(() => control.length >= 1);
@@ -62,7 +62,7 @@ describe.each(planes)("%s plane: unanswered limit", (kind: DataPlaneKind) => {
     await eventually(() => control.length >= 2);
     await burst(4, 12, 5);
     expect(control.map((d) => text(d.data))).toEqual(["REG:again\n", "ACK\n"]);
-    expect(plane.routeCounters(1)).toEqual({ packets: 12, bytes: 3600 });
+    expect(plane.routeCounters(1)).toEqual({ packets: 12, bytes: 3600, observeLeft: 0 });
   });
 
   it("never drops with limit 0", async () => {

@@ -1,11 +1,14 @@
 /**
  * An in-memory data plane: the DataPlane contract without sockets, for control-plane tests that
  * must be deterministic (a fake clock drives the relay; `receive` plays a datagram arriving).
- * Routes forward by themselves, REGs and relay-protocol lines go up, long headers are copied up
- * while a route's observe budget lasts; `sent` records everything the relay put on the wire.
+ * Routes forward by themselves, REGs and relay-protocol lines go up, long headers and short
+ * headers with a new DCID are copied up while a route's observe budget lasts; `sent` records
+ * everything the relay put on the wire. Datagrams go up one at a time as they arrive, so nothing
+ * waits for the control plane when a route changes and a hand-over has nothing to forward.
  * The real planes are tested against the same contract in test/dataplane.
  */
-import type { ControlHandler, DataPlane, DataPlaneCounters, InboundDatagram } from "../../src/dataplane/types.ts";
+import { dcidWatchFor, takesCopy, type DcidWatch } from "../../src/dataplane/observe.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, InboundDatagram, RouteCounters } from "../../src/dataplane/types.ts";
 import { emptyCounters } from "../../src/dataplane/types.ts";
 import { type Endpoint, endpointKey } from "../../src/net/address.ts";
 import { isReg } from "../../src/protocol/reg.ts";
@@ -16,6 +19,7 @@ interface Route {
   from: Endpoint;
   to: Endpoint;
   observe: number;
+  dcid: DcidWatch | undefined;
   limit: number;
   unanswered: number;
   packets: number;
@@ -67,8 +71,7 @@ export class MemoryPlane implements DataPlane {
     this.counts.forwardedPackets++;
     this.counts.forwardedBytes += bytes.length;
     this.sent.push({ to: route.to, data: bytes, routed: true });
-    if (route.observe > 0 && (bytes[0]! & 0x80) !== 0) {
-      route.observe--;
+    if (takesCopy(route, bytes)) {
       this.counts.controlPackets++;
       this.onControl([up(true)]);
     }
@@ -91,12 +94,14 @@ export class MemoryPlane implements DataPlane {
     this.sent.push({ to, data, routed: false });
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
+    const dcid = dcidWatchFor(cidLength);
     this.deleteRoute(id);
     const key = endpointKey(from.address, from.port);
     const old = this.routes.get(key);
     if (old) this.deleteRoute(old.id);
-    const route: Route = { id, from, to, observe: observeBudget, limit: unansweredLimit, unanswered: 0, packets: 0, bytes: 0 };
+    const observe = Math.max(0, Math.floor(observeBudget));
+    const route: Route = { id, from, to, observe, dcid, limit: unansweredLimit, unanswered: 0, packets: 0, bytes: 0 };
     this.routes.set(key, route);
     this.byId.set(id, route);
   }
@@ -114,9 +119,9 @@ export class MemoryPlane implements DataPlane {
     return ids;
   }
 
-  routeCounters(id: number): { packets: number; bytes: number } | undefined {
+  routeCounters(id: number): RouteCounters | undefined {
     const r = this.byId.get(id);
-    return r && { packets: r.packets, bytes: r.bytes };
+    return r && { packets: r.packets, bytes: r.bytes, observeLeft: r.observe };
   }
 
   counters(): DataPlaneCounters {
