@@ -14,8 +14,12 @@ import { TokenBucket } from "./security/token-bucket.ts";
 import type { Clock, Direction, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
 import { systemClock } from "./sessions/types.ts";
 
-/** Long-header packets per route copied to the control plane to learn QUIC connection IDs. */
-const OBSERVE_BUDGET = 16;
+/**
+ * Datagrams per route copied to the control plane to learn QUIC connection IDs: long headers, and
+ * short headers whose destination ID differs from the route's previous one. A handshake takes a
+ * few, a connection's ID changes a few more; a route that used them all up confirms no new ID.
+ */
+const OBSERVE_BUDGET = 64;
 
 /**
  * REGs without a valid cookie answered per second (RETRY, or a refusal) in verified mode, across
@@ -75,6 +79,9 @@ export class Relay {
   private readonly remote: RemotePeers | undefined;
   private readonly listeners: RelayEventsListener[] = [];
   private pendingEvents: SessionEvent[] = [];
+  /** Control datagrams the plane dropped (queue full), and when the count last grew. */
+  private controlDrops = 0;
+  private controlLossAt = Number.NEGATIVE_INFINITY;
   private readonly logger: Logger;
   private readonly logLimits = new Map<SessionEvent["kind"], LogRateLimit>();
   /** Lifecycle log lines held back by the per-kind rate limit, since start. */
@@ -100,7 +107,8 @@ export class Relay {
     const sink: SessionSink = {
       reply: (to, data) => this.send(data, to),
       forward: (to, data) => this.send(data, to),
-      route: (peer, to, direction) => this.route(peer, to, direction),
+      route: (peer, to, direction, cidLength) => this.route(peer, to, direction, cidLength),
+      observing: (peer, since) => this.observing(peer, since),
       unroute: (peer: Peer) => {
         this.ledger.unrouting(peer.id);
         if (remote?.isRemote(peer.endpoint)) remote.unroute(peer.id);
@@ -139,6 +147,11 @@ export class Relay {
 
   sweep(): void {
     try {
+      const drops = this.plane.counters().controlQueueDrops;
+      if (drops !== this.controlDrops) {
+        this.controlDrops = drops;
+        this.controlLossAt = this.clock.now();
+      }
       this.table.activity(this.drainActivity());
       this.table.expire();
     } catch (error) {
@@ -189,14 +202,26 @@ export class Relay {
   }
 
   /** Datagrams from `peer` now go to `to`; routes from or to peers on other relays are not data-plane routes. */
-  private route(peer: Peer, to: Peer, direction: Direction): void {
+  private route(peer: Peer, to: Peer, direction: Direction, cidLength: number): void {
     this.ledger.routing(peer.id, direction);
     const remote = this.remote;
     if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint);
     // A local peer whose partner is on another relay has no data-plane route: its datagrams come
     // up to the table, which forwards them through the bridge.
     if (remote?.isRemote(to.endpoint)) return this.plane.deleteRoute(peer.id);
-    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes);
+    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes, cidLength);
+  }
+
+  /**
+   * Whether the table saw every connection-ID change in `peer`'s datagrams since `since`: its
+   * route's observation budget lasts, and no control datagram was lost since (checked at each
+   * sweep). A peer without a data-plane route sends everything through the table.
+   */
+  private observing(peer: Peer, since: number): boolean {
+    if (this.remote?.isRemote(peer.endpoint)) return false;
+    const route = this.plane.routeCounters(peer.id);
+    if (!route) return true;
+    return route.observeLeft > 0 && this.controlLossAt < since;
   }
 
   private drainActivity(): number[] {
@@ -304,6 +329,12 @@ export class Relay {
           idle_s: Math.round(event.idleMs / 1000),
           peers: event.peers,
           sessions: this.table.sessionCount,
+        });
+      case "cid-dispute":
+        return log.warn("connection-ID dispute: two addresses claimed one peer with different IDs (one is forged); ID moves suspended", {
+          session: event.session,
+          kept: formatEndpoint(event.kept),
+          refused: formatEndpoint(event.refused),
         });
       case "relay-pair":
         return log.warn("session removed: both peers speak the relay protocol (forged REGs pairing two relays)", {

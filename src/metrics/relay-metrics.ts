@@ -110,6 +110,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ reason: DropReason.RelayAddress }, stats.drops[DropReason.RelayAddress] ?? 0],
     [{ reason: DropReason.RelayPair }, stats.drops[DropReason.RelayPair] ?? 0],
     [{ reason: DropReason.RetryBudget }, stats.drops[DropReason.RetryBudget] ?? 0],
+    [{ reason: DropReason.CidDisputed }, stats.drops[DropReason.CidDisputed] ?? 0],
     [{ reason: "unanswered" }, planeCounters.unansweredDrops],
   ];
   w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
@@ -177,7 +178,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   return w.toString();
 }
 
-const LOGGED_EVENTS = ["created", "paired", "rebound", "moved", "refused", "expired", "relay-pair"] as const satisfies readonly SessionEvent["kind"][];
+const LOGGED_EVENTS = ["created", "paired", "rebound", "moved", "refused", "expired", "relay-pair", "cid-dispute"] as const satisfies readonly SessionEvent["kind"][];
 
 function dataplaneLabels(plane: DataPlane): Labels {
   const labels: Labels = { kind: plane.kind };

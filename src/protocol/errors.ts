@@ -42,6 +42,8 @@ export const DropReason = {
   RelayAddress: "relay-address",
   /** A pairing of two addresses that both speak the relay protocol (a forwarding loop): refused or undone. */
   RelayPair: "relay-pair",
+  /** A datagram claiming, by connection ID, a peer whose connection-ID moves are suspended after a dispute. */
+  CidDisputed: "cid-disputed",
   /** REG from an address with no valid cookie while a RETRY could not be sent (global RETRY budget spent). */
   RetryBudget: "retry-budget",
 } as const;

@@ -1,44 +1,80 @@
 import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
-import { partnerOf } from "./peer.ts";
 import { hostOf } from "../net/address.ts";
 import { NO_CIDS, type Peer, type Session } from "./types.ts";
 
+/** Ambiguous IDs remembered, so that neither claimant gets one back. */
+const MAX_AMBIGUOUS = 4096;
+
+/** A packet's destination connection ID matched a confirmed ID of `peer`. */
+export interface Claim {
+  peer: Peer;
+  cid: string;
+}
+
 /**
- * QUIC connection IDs seen in clear in long headers, mapped to the peer that sends packets
- * carrying that destination CID. A packet from an unknown address whose DCID is known, from the
- * same host as that peer, is evidence that the peer's NAT binding moved.
- * A CID seen in two sessions is ambiguous and forgotten: ambiguous evidence is no evidence.
+ * Confirmed QUIC connection IDs (docs/protocol.md, "Connection-ID evidence"), mapped to the peer
+ * whose packets carry them. A packet from an unknown address whose DCID is confirmed for a peer on
+ * the same host is evidence that the peer's NAT binding moved. An ID confirmed in two sessions is
+ * ambiguous and forgotten: ambiguous evidence is no evidence.
  */
 export class CidIndex {
   private readonly senders = new Map<string, Peer>();
-  /** How many indexed CIDs have each length; short headers do not carry the DCID length. */
+  /** How many indexed IDs have each length (hex characters); short headers do not carry it. */
   private readonly lengths = new Map<number, number>();
+  /** IDs claimed by two peers: never indexed again (the oldest are forgotten past a bound). */
+  private readonly ambiguous = new Set<string>();
 
   get size(): number {
     return this.senders.size;
   }
 
-  learn(peer: Peer, partner: Peer | undefined, data: Uint8Array, maxPerSession: number): void {
-    const ids = readLongHeaderIds(data);
-    if (!ids) return;
-    this.add(ids.dcid, peer, maxPerSession);
-    if (partner) this.add(ids.scid, partner, maxPerSession);
-  }
-
-  /** The peer on `host` that this packet's DCID says sent it, if any. */
-  claimant(data: Uint8Array, host: string): Peer | undefined {
+  /** The peer on `host` whose confirmed ID this packet carries, if any. */
+  claimant(data: Uint8Array, host: string): Claim | undefined {
     if (data.length === 0) return undefined;
     if (isLongHeader(data)) {
       const ids = readLongHeaderIds(data);
-      const peer = ids && this.senders.get(ids.dcid);
-      return peer && hostOf(peer.endpoint.address) === host ? peer : undefined;
+      return ids && this.match(ids.dcid, host);
     }
     for (const length of this.lengths.keys()) {
       const dcid = shortHeaderDcid(data, length / 2);
-      const peer = dcid === undefined ? undefined : this.senders.get(dcid);
-      if (peer && hostOf(peer.endpoint.address) === host) return peer;
+      const claim = dcid === undefined ? undefined : this.match(dcid, host);
+      if (claim) return claim;
     }
     return undefined;
+  }
+
+  /** Indexes `cid` for `peer`; false when it is ambiguous or the session's share is used up. */
+  add(cid: string, peer: Peer, maxPerSession: number): boolean {
+    const known = this.senders.get(cid);
+    if (known === peer) return true;
+    if (known || this.ambiguous.has(cid)) {
+      if (known) this.remove(cid, known);
+      this.ban(cid);
+      return false;
+    }
+    const session = peer.session;
+    if (session.cids.length >= maxPerSession) return false;
+    this.senders.set(cid, peer);
+    this.lengths.set(cid.length, (this.lengths.get(cid.length) ?? 0) + 1);
+    if (session.cids === NO_CIDS) session.cids = [];
+    session.cids.push(cid);
+    return true;
+  }
+
+  /** Never indexes `cid` again (it was claimed twice, or lost a dispute); forgets it now. */
+  ban(cid: string): void {
+    const peer = this.senders.get(cid);
+    if (peer) this.remove(cid, peer);
+    this.ambiguous.add(cid);
+    if (this.ambiguous.size > MAX_AMBIGUOUS) this.ambiguous.delete(this.ambiguous.values().next().value!);
+  }
+
+  /** Forgets `cid` if it is indexed for `peer`. */
+  remove(cid: string, peer: Peer): void {
+    if (this.senders.get(cid) !== peer) return;
+    this.delete(cid);
+    const session = peer.session;
+    session.cids = session.cids.filter((c) => c !== cid);
   }
 
   forgetSession(session: Session): void {
@@ -49,21 +85,9 @@ export class CidIndex {
     session.cids = NO_CIDS;
   }
 
-  private add(cid: string, peer: Peer, maxPerSession: number): void {
-    // Short CIDs (0-3 bytes) are too easy to collide with to count as evidence.
-    if (cid.length < 8) return;
-    const known = this.senders.get(cid);
-    if (known === peer) return;
-    if (known) {
-      this.delete(cid);
-      return;
-    }
-    const session = peer.session;
-    if (session.cids.length >= maxPerSession || !partnerOf(peer)) return;
-    this.senders.set(cid, peer);
-    this.lengths.set(cid.length, (this.lengths.get(cid.length) ?? 0) + 1);
-    if (session.cids === NO_CIDS) session.cids = [];
-    session.cids.push(cid);
+  private match(cid: string, host: string): Claim | undefined {
+    const peer = this.senders.get(cid);
+    return peer && hostOf(peer.endpoint.address) === host ? { peer, cid } : undefined;
   }
 
   private delete(cid: string): void {

@@ -1,8 +1,9 @@
-import type { Endpoint } from "../net/address.ts";
+import { type Endpoint, sameEndpoint } from "../net/address.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import { ACK, RETRY_LENGTH, refusalReply } from "../protocol/replies.ts";
 import { hostOf } from "../net/address.ts";
-import { isLongHeader } from "../protocol/quic.ts";
+import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
+import { confirmedAt, MAX_CONFIRMED_PER_PEER, meetsRule, MIN_EVIDENCE_CID_BYTES, newPeerCids, noteAnswer, noteDcid, type PeerCids } from "./cid-evidence.ts";
 import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
@@ -42,6 +43,8 @@ export class SessionTable implements TableView {
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
   private readonly speakers = new RelaySpeakers();
+  /** When activity() last ran: the routes it reports carried traffic after this. */
+  private lastActivityAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly clock: Clock,
@@ -166,11 +169,16 @@ export class SessionTable implements TableView {
     const second = this.addPeer(session, endpoint, now, proven);
     this.touchSession(session, now);
     this.stats.sessionsPaired++;
+    // ACK, then what the first peer sent early, then the routes: nothing the first peer sends
+    // after this can overtake its held datagrams, and clients read the first reply as the answer.
     acknowledge?.();
-    this.routeBoth(first);
     const held = this.held.take(session, now);
-    for (const d of held) this.sink.forward(second.endpoint, d);
+    for (const d of held) {
+      this.watch(first, d, now);
+      this.sink.forward(second.endpoint, d);
+    }
     this.stats.heldDelivered += held.length;
+    this.routeBoth(first);
     this.sink.event({ kind: "paired", session: session.id, peers: [first.endpoint, second.endpoint], held: held.length });
   }
 
@@ -219,9 +227,13 @@ export class SessionTable implements TableView {
       this.touchPeer(peer, now);
       const partner = partnerOf(peer);
       if (partner) {
-        this.learn(peer, data);
+        // No data-plane route (the partner is on another relay): the table sees every datagram.
+        this.watch(peer, data, now);
+        this.heard(peer, now);
+        if (partner.cids) noteAnswer(partner.cids, now);
         this.sink.forward(partner.endpoint, data);
       } else {
+        this.watch(peer, data, now);
         this.held.hold(peer.session, data, now);
       }
       return;
@@ -229,8 +241,8 @@ export class SessionTable implements TableView {
     // Both rebind rules need a peer on the sender's host: junk from anywhere else costs one lookup.
     if (!this.peers.hasAddress(from.address)) return this.drop(DropReason.UnknownSource);
     const host = hostOf(from.address);
-    const claimed = this.cids.claimant(data, host);
-    if (claimed && partnerOf(claimed)) return this.follow(claimed, from, "cid", data, now);
+    const claim = this.cids.claimant(data, host);
+    if (claim && partnerOf(claim.peer)) return this.claimed(claim.peer, claim.cid, from, data, now);
     const quiet = this.quietSoleCandidate(host, now);
     if (quiet) return this.follow(quiet, from, "quiet", data, now);
     this.drop(DropReason.UnknownSource);
@@ -250,22 +262,66 @@ export class SessionTable implements TableView {
 
   private follow(peer: Peer, to: Endpoint, via: RebindKind, data: Uint8Array, now: number): void {
     this.rebind(peer, to, via, now);
-    this.learn(peer, data);
+    this.watch(peer, data, now);
+    this.sink.forward(partnerOf(peer)!.endpoint, data);
+  }
+
+  /**
+   * A datagram from a new address of `peer`'s host carries `cid`, confirmed for `peer`. Followed
+   * on this first packet, unless the peer is in a dispute, or the datagram comes from the address
+   * the peer just left on other evidence (then one of the two addresses is forged: a dispute).
+   */
+  private claimed(peer: Peer, cid: string, from: Endpoint, data: Uint8Array, now: number): void {
+    const c = peer.cids!;
+    if (c.left && sameEndpoint(c.left, from) && now - c.leftAt < this.limits.cidReturnMs) {
+      // Late from the old port with the ID that moved the peer: its own datagram, reordered. Not
+      // delivered (the address is no member any more), and no dispute.
+      if (cid === c.movedBy) return this.drop(DropReason.UnknownSource);
+      return this.dispute(peer, cid, from, data, now);
+    }
+    if (c.disputedUntil > now) return this.drop(DropReason.CidDisputed);
+    this.follow(peer, from, "cid", data, now);
+  }
+
+  /**
+   * The peer moved to its current address on `c.movedBy`, and its previous address now sends
+   * another confirmed ID of the peer. A NAT does not hand a port back, so one of the two is
+   * forged: the ID confirmed first keeps the peer, the other ID is forgotten, and the peer is not
+   * moved on connection-ID evidence for cidDisputeMs.
+   */
+  private dispute(peer: Peer, cid: string, from: Endpoint, data: Uint8Array, now: number): void {
+    const c = peer.cids!;
+    const current = peer.endpoint;
+    const movedBy = c.movedBy!;
+    const backWins = confirmedAt(c, cid) < confirmedAt(c, movedBy);
+    this.unconfirm(peer, backWins ? movedBy : cid);
+    c.left = undefined;
+    c.movedBy = undefined;
+    c.disputedUntil = now + this.limits.cidDisputeMs;
+    this.sink.event({ kind: "cid-dispute", session: peer.session.id, kept: backWins ? from : current, refused: backWins ? current : from });
+    if (!backWins) return this.drop(DropReason.CidDisputed);
+    this.rebind(peer, from, "cid", now);
     this.sink.forward(partnerOf(peer)!.endpoint, data);
   }
 
   /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
   observed(peerId: number, data: Uint8Array): void {
     const peer = this.peers.byRoute(peerId);
-    if (peer) this.learn(peer, data);
+    if (peer) this.watch(peer, data, this.clock.now());
   }
 
   /** Routes that carried traffic since the last call. */
   activity(peerIds: Iterable<number>): void {
     const now = this.clock.now();
+    const since = this.lastActivityAt;
+    this.lastActivityAt = now;
     for (const id of peerIds) {
       const peer = this.peers.byRoute(id);
-      if (peer) this.touchPeer(peer, now);
+      if (!peer) continue;
+      this.touchPeer(peer, now);
+      this.heard(peer, since);
+      const partner = partnerOf(peer);
+      if (partner?.cids) noteAnswer(partner.cids, now);
     }
   }
 
@@ -342,7 +398,8 @@ export class SessionTable implements TableView {
 
   /** Datagrams from `peer` go to `to`; the direction is read from the session's order of peers. */
   private route(peer: Peer, to: Peer): void {
-    this.sink.route(peer, to, peer.session.peers[0] === peer ? "first_to_second" : "second_to_first");
+    const direction = peer.session.peers[0] === peer ? "first_to_second" : "second_to_first";
+    this.sink.route(peer, to, direction, Math.max(0, to.cids?.ownLength ?? 0));
   }
 
   /** Routes both ways between a peer and its partner, if it has one. */
@@ -353,9 +410,47 @@ export class SessionTable implements TableView {
     this.route(partner, peer);
   }
 
-  private learn(peer: Peer, data: Uint8Array): void {
-    if (!isLongHeader(data)) return;
-    this.cids.learn(peer, partnerOf(peer), data, this.limits.maxCidsPerSession);
+  /**
+   * A QUIC-looking datagram from `peer`. A long header tells the length of the IDs the peer issued
+   * (first one only); a short header carries one of the partner's IDs, of the partner's length.
+   */
+  private watch(peer: Peer, data: Uint8Array, now: number): void {
+    if (data.length === 0) return;
+    if (isLongHeader(data)) {
+      const ids = readLongHeaderIds(data);
+      if (!ids || (peer.cids && peer.cids.ownLength >= 0)) return;
+      const c = (peer.cids ??= newPeerCids());
+      c.ownLength = ids.scid.length / 2;
+      // The partner's route now knows which bytes of its short headers to watch.
+      const partner = partnerOf(peer);
+      if (partner && c.ownLength > 0) this.route(partner, peer);
+      return;
+    }
+    const length = partnerOf(peer)?.cids?.ownLength ?? 0;
+    if (length < MIN_EVIDENCE_CID_BYTES) return;
+    const dcid = shortHeaderDcid(data, length);
+    if (dcid !== undefined) noteDcid((peer.cids ??= newPeerCids()), dcid, now);
+  }
+
+  /** `peer` was heard sending at or after `from`: its current ID may now meet the rule. */
+  private heard(peer: Peer, from: number): void {
+    const c = peer.cids;
+    if (!c || !meetsRule(c, from, this.limits.cidAnswerMs)) return;
+    if (!this.sink.observing(peer, c.since)) return;
+    this.confirm(peer, c, c.current!);
+  }
+
+  private confirm(peer: Peer, c: PeerCids, cid: string): void {
+    if (!this.cids.add(cid, peer, this.limits.maxCidsPerSession)) return;
+    c.confirmed.push({ cid, at: this.clock.now() });
+    if (c.confirmed.length > MAX_CONFIRMED_PER_PEER) this.cids.remove(c.confirmed.shift()!.cid, peer);
+  }
+
+  /** The ID lost a dispute: forgotten, and never confirmed again. */
+  private unconfirm(peer: Peer, cid: string): void {
+    const c = peer.cids!;
+    c.confirmed = c.confirmed.filter((e) => e.cid !== cid);
+    this.cids.ban(cid);
   }
 
   private addPeer(session: Session, endpoint: Endpoint, now: number, proven: boolean): Peer {
@@ -365,6 +460,7 @@ export class SessionTable implements TableView {
       endpoint,
       lastSeen: now,
       proven,
+      cids: undefined,
     };
     session.peers.push(peer);
     this.indexPeer(peer);
@@ -381,6 +477,13 @@ export class SessionTable implements TableView {
     this.unindexPeer(peer);
     peer.endpoint = to;
     peer.proven = via === "reg" ? proven : via === "cid" ? peer.proven : false;
+    const c = peer.cids;
+    if (c) {
+      // A move on connection-ID evidence remembers where from, for a dispute; any other forgets.
+      c.left = via === "cid" ? from : undefined;
+      c.leftAt = now;
+      c.movedBy = via === "cid" ? c.current : undefined;
+    }
     this.indexPeer(peer);
     this.touchPeer(peer, now);
     this.routeBoth(peer);

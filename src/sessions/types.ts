@@ -1,5 +1,6 @@
 import type { Endpoint } from "../net/address.ts";
 import type { DropReason, RefusalCode } from "../protocol/errors.ts";
+import type { PeerCids } from "./cid-evidence.ts";
 
 export interface Clock {
   /** Milliseconds, monotonic enough for timeouts. */
@@ -24,6 +25,8 @@ export interface Peer {
    * mode, the peer moved there on connection-ID evidence from a proven address).
    */
   proven: boolean;
+  /** Its QUIC connection IDs, once it sent a QUIC-looking packet the table saw. */
+  cids: PeerCids | undefined;
 }
 
 export interface Session {
@@ -34,7 +37,7 @@ export interface Session {
   /** Datagrams the first peer sent before the second registered. */
   held: HeldDatagram[];
   heldBytes: number;
-  /** Connection IDs learned for this session (keys in the table's CID index). */
+  /** Confirmed connection IDs of this session's peers (keys in the table's CID index). */
   cids: string[];
 }
 
@@ -61,8 +64,17 @@ export interface SessionLimits {
   heldMaxTotalBytes: number;
   /** Early datagram bytes held for the sessions of one source host (IPv4 address or IPv6 /64). */
   heldMaxHostBytes: number;
-  /** Connection IDs remembered per session. */
+  /** Confirmed connection IDs remembered per session. */
   maxCidsPerSession: number;
+  /**
+   * A peer's destination connection ID counts as evidence once the partner answered and the peer
+   * kept sending with that ID for this long after the answer (docs/protocol.md).
+   */
+  cidAnswerMs: number;
+  /** A packet from the address a peer left on connection-ID evidence, this soon after, is a dispute. */
+  cidReturnMs: number;
+  /** After a dispute, the peer is not moved on connection-ID evidence for this long. */
+  cidDisputeMs: number;
   /**
    * Bare data from a new port of a host follows the only peer on that host once that peer has
    * been silent this long; a negative value turns the rule off.
@@ -88,6 +100,9 @@ export const defaultSessionLimits: SessionLimits = {
   heldMaxTotalBytes: 32 * 1024 * 1024,
   heldMaxHostBytes: 1024 * 1024,
   maxCidsPerSession: 8,
+  cidAnswerMs: 500,
+  cidReturnMs: 60_000,
+  cidDisputeMs: 120_000,
   rebindQuietMs: 1000,
   requireProof: false,
   memberHoldMs: 30_000,
@@ -128,9 +143,16 @@ export interface SessionSink {
   /**
    * Datagrams from `peer.endpoint` now go to `to.endpoint`. `to.proven` tells whether the
    * destination proved it receives there (unproven destinations get a bound on unanswered bytes);
-   * `direction` says which of the session's two directions this route carries.
+   * `direction` says which of the session's two directions this route carries; `cidLength` is
+   * the length of the connection IDs `to` issued (0: unknown), which `peer`'s short headers carry
+   * and whose changes the data plane reports.
    */
-  route(peer: Peer, to: Peer, direction: Direction): void;
+  route(peer: Peer, to: Peer, direction: Direction, cidLength: number): void;
+  /**
+   * Whether every change of the destination connection ID in `peer`'s datagrams since `since` was
+   * reported (the data plane's observation budget for its route lasts, no control datagram lost).
+   */
+  observing(peer: Peer, since: number): boolean;
   unroute(peer: Peer): void;
   /** Ask `to` to prove it receives there: a RETRY with a cookie for `sessionId`. */
   challenge(to: Endpoint, sessionId: string): void;
@@ -146,7 +168,9 @@ export type SessionEvent =
   | { kind: "moved"; from: string; to: string; peer: Endpoint }
   | { kind: "refused"; session: string | undefined; code: RefusalCode; peer: Endpoint }
   | { kind: "expired"; session: string; idleMs: number; peers: number }
-  | { kind: "relay-pair"; session: string; peers: Endpoint[] };
+  | { kind: "relay-pair"; session: string; peers: Endpoint[] }
+  /** Two addresses of one host claimed a peer with different confirmed connection IDs. */
+  | { kind: "cid-dispute"; session: string; kept: Endpoint; refused: Endpoint };
 
 export interface SessionStats {
   sessionsCreated: number;

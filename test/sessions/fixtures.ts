@@ -15,7 +15,7 @@ export class FakeClock implements Clock {
 export type Effect =
   | { kind: "reply"; to: string; data: string }
   | { kind: "forward"; to: string; data: string }
-  | { kind: "route"; from: string; to: string; peer: number; proven: boolean }
+  | { kind: "route"; from: string; to: string; peer: number; proven: boolean; cidLength: number }
   | { kind: "unroute"; peer: number }
   | { kind: "challenge"; to: string; session: string };
 
@@ -24,15 +24,20 @@ export class RecordingSink implements SessionSink {
   effects: Effect[] = [];
   events: SessionEvent[] = [];
   routes = new Map<number, { from: string; to: string }>();
+  /** What `observing` answers: false plays a data plane that lost a change report. */
+  watching = true;
   reply(to: Endpoint, data: Uint8Array): void {
     this.effects.push({ kind: "reply", to: ep(to), data: new TextDecoder().decode(data) });
   }
   forward(to: Endpoint, data: Uint8Array): void {
     this.effects.push({ kind: "forward", to: ep(to), data: new TextDecoder().decode(data) });
   }
-  route(peer: Peer, to: Peer): void {
+  route(peer: Peer, to: Peer, _direction: string, cidLength: number): void {
     this.routes.set(peer.id, { from: ep(peer.endpoint), to: ep(to.endpoint) });
-    this.effects.push({ kind: "route", from: ep(peer.endpoint), to: ep(to.endpoint), peer: peer.id, proven: to.proven });
+    this.effects.push({ kind: "route", from: ep(peer.endpoint), to: ep(to.endpoint), peer: peer.id, proven: to.proven, cidLength });
+  }
+  observing(): boolean {
+    return this.watching;
   }
   challenge(to: Endpoint, session: string): void {
     this.effects.push({ kind: "challenge", to: ep(to), session });

@@ -71,6 +71,9 @@ class CheckingSink implements SessionSink {
   unroute(peer: Peer) {
     this.routes.delete(peer.id);
   }
+  observing() {
+    return true;
+  }
   challenge(to: Endpoint) {
     this.challenges.push(keyOf(to));
   }

@@ -66,7 +66,7 @@ describe("return routability (verified mode)", () => {
     reg(SESSION, A, "valid");
     // The route changes before the ACK goes out: whatever the partner sends next meets the new route.
     expect(sink.take()).toEqual([
-      { kind: "route", from: B, to: A, peer: 2, proven: true },
+      { kind: "route", from: B, to: A, peer: 2, proven: true, cidLength: 0 },
       { kind: "reply", to: A, data: "ACK\n" },
     ]);
   });
