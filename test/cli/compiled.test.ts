@@ -18,12 +18,10 @@ const binary = join(work, "quic-relay");
 let buildError: string | undefined;
 
 async function waitForMain(): Promise<boolean> {
-  const deadline = Date.now() + 60_000;
-  while (!existsSync(MAIN)) {
-    if (Date.now() > deadline) return false;
-    await Bun.sleep(500);
-  }
-  return true;
+  return until(() => existsSync(MAIN), 60_000, "src/cli/main.ts").then(
+    () => true,
+    () => false,
+  );
 }
 
 beforeAll(async () => {

@@ -36,9 +36,10 @@ describe("relay process lifecycle", () => {
     const relay = spawn(["--host", "127.0.0.1", "--port", String(port), "--state-file", join(tempDir(), "s.db")]);
     await relay.waitFor("listening");
     await peers(port);
-    const { code, ms } = await relay.signal(signal);
+    // Exit code 0, not the relay's own forced exit (1, "shutdown took too long"): within the bound.
+    const { code } = await relay.signal(signal);
     expect(code).toBe(0);
-    expect(ms).toBeLessThan(5000);
+    expect(relay.output()).not.toContain("shutdown took too long");
     expect(relay.output()).toContain(`received ${signal}, stopping sessions=1`);
     expect(relay.output()).toContain("state saved");
     expect(relay.output()).toContain("INFO  stopped");
@@ -62,13 +63,13 @@ describe("relay process lifecycle", () => {
     const c = await TestPeer.open("127.0.0.4");
     cleanup.push(() => c.close());
     expect(await register(c, port, "after-reload")).toBe("ACK\n");
-    await Bun.sleep(200);
-    expect(relay.count("session created")).toBe(1);
 
     // A broken file is refused and the running configuration stays.
     writeFileSync(config, `port = = broken`);
     relay.proc.kill("SIGHUP");
     await relay.waitFor("reload failed; keeping the running configuration");
+    // That line comes after anything logged for C's session: at warn, nothing was.
+    expect(relay.count("session created")).toBe(1);
     await roundTrip(a, b, port, "still paired after a failed reload");
     expect((await relay.signal("SIGTERM")).code).toBe(0);
   });

@@ -4,6 +4,7 @@ import { RegistrationRefusedError, RelayUnreachableError } from "../../src/clien
 import { registerOnce } from "../../src/client/register-once.ts";
 import { MAX_RETRIES_PER_ATTEMPT, PLACEHOLDER_COOKIE } from "../../src/client/registration.ts";
 import { RelayTunnel, type TunnelMode } from "../../src/client/tunnel.ts";
+import { eventually } from "../utils.ts";
 import { FakeRelay, type FakeRelayOptions } from "./fake-relay.ts";
 
 const quiet = { info() {}, warn() {}, debug() {} };
@@ -41,13 +42,7 @@ function tunnel(relay: FakeRelay, mode: TunnelMode, session = "s1", registration
   return t;
 }
 
-async function until(check: () => boolean, ms = 3000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > end) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}
+const until = (check: () => boolean, ms = 5000) => eventually(check, ms, 5);
 
 /** A relay, a server behind a forward-side tunnel and a client app behind a listen-side one, started. */
 async function tunnelPair(options: FakeRelayOptions, session: string) {
@@ -228,11 +223,12 @@ describe("RelayTunnel resilience", () => {
     await clientSide.start();
     const app = await endpoint();
     const listen = clientSide.appAddress;
-    for (let i = 0; i < 5; i++) {
-      app.socket.send(new TextEncoder().encode(`to-nowhere-${i}`), listen.port, listen.host);
-      await Bun.sleep(20);
-    }
-    await until(() => serverSide.stats.socketErrors > 0, 3000);
+    // Resent until the ICMP error for one of them has come back to the forward side's app socket.
+    let sent = 0;
+    await eventually(() => {
+      app.socket.send(new TextEncoder().encode(`to-nowhere-${sent++}`), listen.port, listen.host);
+      return serverSide.stats.socketErrors > 0;
+    }, 5000, 20);
     // The tunnel is still alive: a new server on the same port gets traffic again.
     const reborn: { data: string }[] = [];
     const socket = await Bun.udpSocket({

@@ -43,6 +43,15 @@ export async function until(check: () => boolean, timeoutMs = 5000, what = "cond
   }
 }
 
+/**
+ * Lets the event loop run `turns` times: callbacks already queued (a wake-up from a forwarding
+ * thread, a pending setImmediate) have run when it resolves. For checking that nothing more
+ * happens after a close, without a fixed wait.
+ */
+export async function eventLoopTurns(turns = 10): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 export async function udpPeer(host: string): Promise<TestPeer> {
   const received: Received[] = [];
   const socket = await Bun.udpSocket({

@@ -54,6 +54,8 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
       const session = `late-${plane}-${process.pid}`;
       const client = startQuicClient(topo, procs, { relayPort: port, session, timeoutMs: 40_000 });
       const connecting = await client.waitEvent("connecting", 15_000);
+      // The scenario, in real time (real processes): the partner comes after the client's first
+      // Initial timer has run out. An input, not a wait for something to happen.
       await Bun.sleep(1200);
       const server = startQuicServer(topo, procs, work(), 1 * MB, { relayPort: port, session });
       const registered = await server.waitEvent("registered", 15_000);
@@ -61,10 +63,10 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
       expect(handshake.event).toBe("handshake");
       const late = registered.t - connecting.t;
       const afterPartner = handshake.t - registered.t;
+      // How soon the handshake follows (the held Initial, not the next retransmit ~1-2 s later) is
+      // a figure for the bench, printed here; the test checks the relay held it and handed it over.
       console.log(`[e2e] ${plane} late partner: server registered ${late} ms after the client's first Initial; handshake done ${afterPartner} ms after that (client saw ${handshake.ms} ms)`);
-      expect(late).toBeGreaterThan(1000);
-      // Without held datagrams the client's next Initial retransmit (PTO backoff) would come ~1-2 s later.
-      expect(afterPartner).toBeLessThan(500);
+      await relay!.waitOutput(new RegExp(`session paired session=${session} .*held=[1-9]`), 5000);
       const end = await client.waitEvent(END_EVENTS, 30_000);
       expect(end.sha256).toBe(server.event("listening")!.sha256);
       client.kill();
@@ -118,13 +120,14 @@ describe.skipIf(reason !== undefined)("e2e direct mode: @matrixai/quic peers beh
     const session = `pinned-late-${process.pid}`;
     const client = startQuicClient(topo, procs, { relayPort: port, session, timeoutMs: 40_000 });
     const connecting = await client.waitEvent("connecting", 15_000);
-    await Bun.sleep(1200);
+    await Bun.sleep(1200); // the same scenario input as above
     const server = startQuicServer(topo, procs, work(), 1 * MB, { relayPort: port, session });
     const registered = await server.waitEvent("registered", 15_000);
     const handshake = await client.waitEvent(["handshake", "connect-error", "timeout"], 30_000);
     const afterPartner = handshake.t - registered.t;
     console.log(`[e2e] negative control (no holding): server registered ${registered.t - connecting.t} ms after the client's first Initial; handshake ${handshake.event} ${afterPartner} ms after that`);
-    expect(afterPartner).toBeGreaterThan(500);
+    // The client's early Initial was dropped: the handshake had to wait for a retransmit.
+    expect(fwd.event("dropped-unknown")).toBeDefined();
     client.kill();
     server.kill();
     fwd.kill();

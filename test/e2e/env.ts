@@ -58,9 +58,11 @@ export function workDir(): WorkDir {
  * Start the relay on the public address. Returns undefined when the requested plane does not
  * start (e.g. native addon not built), so callers can skip that plane with a message.
  */
-export async function startRelay(topo: Topology, procs: ProcSet, plane: "ts" | "native", port = RELAY_PORT): Promise<Proc | undefined> {
-  const relay = procs.spawn(`relay-${plane}`, topo.exec("pub", [
+/** The relay in the public namespace; `flags` are added to its command line (e.g. `--auth-secret`). */
+export async function startRelay(topo: Topology, procs: ProcSet, plane: "ts" | "native", port = RELAY_PORT, flags: string[] = []): Promise<Proc | undefined> {
+  const relay = procs.spawn(`relay-${plane}:${port}`, topo.exec("pub", [
     "bun", MAIN, "--host", ADDR.relay, "--port", String(port), "--dataplane", plane, "--session-timeout-secs", "60", "--log-level", process.env.E2E_RELAY_LOG_LEVEL ?? "info",
+    ...flags,
   ]));
   const started = await Promise.race([
     relay.waitOutput(/listening on udp/, 15_000).then(() => true, () => false),

@@ -2,7 +2,7 @@
 import { expect } from "bun:test";
 import { join } from "node:path";
 import { PEERS } from "./env.ts";
-import type { ProcSet } from "./procs.ts";
+import { type ProcSet, waitFor } from "./procs.ts";
 import { ADDR, type Topology } from "./topology.ts";
 
 /** One socket behind each NAT asks two public echo servers how it is seen; the ports must differ. */
@@ -10,7 +10,7 @@ export async function assertSymmetricNats(topo: Topology, procs: ProcSet): Promi
   const echo = procs.spawn("udp-echo", topo.exec("pub", ["node", join(PEERS, "udp-echo.mjs"), ADDR.relay, "7001", ADDR.relayAlt, "7002"]));
   try {
     await echo.waitEvent("listening", 10_000);
-    while (echo.events.filter((e) => e.event === "listening").length < 2) await Bun.sleep(20);
+    await waitFor(() => echo.events.filter((e) => e.event === "listening").length >= 2, 10_000, () => echo.tail());
     for (const [node, wan] of [["a", ADDR.natAWan], ["b", ADDR.natBWan]] as const) {
       const ask = procs.spawn(`udp-ask ${node}`, topo.exec(node, ["node", join(PEERS, "udp-ask.mjs"), ADDR.relay, "7001", ADDR.relayAlt, "7002"]));
       const seen = (await ask.waitEvent("seen", 10_000)) as unknown as { localPort: number; seen: Record<string, string> };

@@ -147,7 +147,7 @@ export function sweepStaleNamespaces(): void {
   const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout ?? "";
   for (const line of list.split("\n")) {
     const name = line.split(" ")[0] ?? "";
-    const m = name.match(/^qr[dt](\d+)-(pub|na|nb|a|b)$/);
+    const m = name.match(/^qr[a-z](\d+)-(pub|na|nb|a|b)$/);
     if (!m) continue;
     const pid = Number(m[1]);
     let alive = true;

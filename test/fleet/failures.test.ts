@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from "bun:test";
-import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { eventually, planesUnderTest, TestPeer, testPeers } from "../utils.ts";
+import { type FleetRelay, type FleetRelayStats, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+
+/** The relay's full session-table stats (the harness's type names only a few). */
+const tableOf = async (relay: FleetRelay) => (await relay.stats()).table as FleetRelayStats["table"] & { heldAccepted: number };
 
 if (!REDIS_SERVER) console.warn("fleet failure tests skipped: redis-server is not installed (apt-get install -y redis-server)");
 const suite = REDIS_SERVER ? describe : describe.skip;
@@ -39,13 +42,7 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     p.b.send(`${label}<`, p.rb.port, p.rb.host);
     expect(new TextDecoder().decode((await p.a.next(timeoutMs)).data)).toBe(`${label}<`);
   };
-  const until = async (check: () => Promise<boolean>, timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error("condition not met in time");
-      await Bun.sleep(100);
-    }
-  };
+  const until = (check: () => Promise<boolean>, timeoutMs: number) => eventually(check, timeoutMs, 100);
 
   it("a relay killed mid-session breaks only its own sessions; its entries expire; a peer can move", async () => {
     const [r1, r2, r3] = (await start(["127.0.0.21", "127.0.0.22", "127.0.0.23"])) as [FleetRelay, FleetRelay, FleetRelay];
@@ -58,24 +55,30 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     await r1.kill();
     await roundTrip(s23, "23 after");
     await roundTrip(s22, "22 after");
+    // r2 sends it over the bridge to the dead r1 (counted): nothing is left that could deliver it to A.
+    const bridged = (await r2.stats()).fleet!.bridge.sent;
     s12.b.send("into the void", r2.port, r2.host);
-    expect(await s12.a.silence(300)).toEqual([]);
+    await until(async () => (await r2.stats()).fleet!.bridge.sent > bridged, 5000);
+    expect(s12.a.inbox).toEqual([]);
 
     // Health goes with 3 missed heartbeats; entries only r1 held expire with the session timeout.
     await until(async () => Number(await redis!.command("EXISTS", [`quic-relay:relay:${r1.advertise}`])) === 0, 4000);
     // Meanwhile s23 stays busy (data only, no REG): the relays keep its entry alive; s12's
     // surviving peer sends keepalive REGs as clients do.
     let n = 0;
+    let keepalives = 0;
     await until(async () => {
       await roundTrip(s23, `23 busy ${n++}`);
       s12.b.send(`REG:${s12.session}\n`, r2.port, r2.host);
+      keepalives++;
       return Number(await redis!.command("EXISTS", [`quic-relay:session:${s11.session}`])) === 0;
     }, 8000);
     expect(n).toBeGreaterThan(5);
     expect(Number(await redis!.command("EXISTS", [`quic-relay:session:${s23.session}`]))).toBe(1);
 
-    await Bun.sleep(100);
-    expect(s12.b.inbox.splice(0).every((r) => new TextDecoder().decode(r.data) === "ACK\n")).toBe(true);
+    // One ACK per keepalive, and nothing else.
+    await until(async () => s12.b.inbox.length >= keepalives, 5000);
+    expect(s12.b.inbox.splice(0).map((r) => new TextDecoder().decode(r.data))).toEqual(Array(keepalives).fill("ACK\n"));
     // The peer that was on r1 registers again on r3 (DNS moved it): the session follows it there.
     expect(await register(s12.a, r3, s12.session)).toBe("ACK\n");
     await roundTrip({ ...s12, ra: r3 }, "12 moved");
@@ -94,8 +97,11 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     await roundTrip(local, "local during");
     // A session split across relays registers fine but waits: nobody can tell the relays about each other.
     const split = await pair(r1, r2, ["127.0.0.6", "127.0.0.7"]);
+    const held = (await tableOf(r1)).heldAccepted;
     split.a.send("held", r1.port, r1.host);
-    expect(await split.b.silence(500)).toEqual([]);
+    // r1 holds it (counted): it went nowhere yet.
+    await until(async () => (await tableOf(r1)).heldAccepted === held + 1, 5000);
+    expect(split.b.inbox).toEqual([]);
     const down = await r1.stats();
     expect(down.fleet!.directory.errors).toBeGreaterThan(0);
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { planesUnderTest, TestPeer, testPeers } from "../utils.ts";
-import { FLEET_SECRET, type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { eventually, planesUnderTest, TestPeer, testPeers } from "../utils.ts";
+import { FLEET_SECRET, type FleetRelay, type FleetRelayStats, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
 import { Forger } from "../support/forge.ts";
 
@@ -10,6 +10,9 @@ if (!REDIS_SERVER) console.warn("fleet tests skipped: redis-server is not instal
 const suite = REDIS_SERVER ? describe : describe.skip;
 
 const RELAY_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
+
+/** The relay's full session-table stats (the harness's type names only a few). */
+const tableOf = async (relay: FleetRelay) => (await relay.stats()).table as FleetRelayStats["table"] & { heldAccepted: number };
 
 suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane) => {
   let redis: TestRedis;
@@ -74,9 +77,10 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     const b = await open("127.0.0.5");
     const session = crypto.randomUUID();
     expect(await register(a, r2, session)).toBe("ACK\n");
+    const held = (await tableOf(r2)).heldAccepted;
     send(a, r2, "early-1");
     send(a, r2, "early-2");
-    await Bun.sleep(100);
+    await eventually(async () => (await tableOf(r2)).heldAccepted === held + 2);
     expect(await register(b, r3, session)).toBe("ACK\n");
     expect(new TextDecoder().decode((await b.next(3000)).data)).toBe("early-1");
     expect(new TextDecoder().decode((await b.next(3000)).data)).toBe("early-2");
@@ -91,7 +95,11 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     await roundTrip(local.a, r3, local.b, r3, "local");
     await roundTrip(x.a, r1, x.b, r3, "x");
     await roundTrip(y.a, r2, y.b, r1, "y");
-    for (const p of [local.a, local.b, x.a, x.b, y.a, y.b]) expect(await p.silence(100)).toEqual([]);
+    // Markers along each session's own path: a datagram that crossed over would arrive before them.
+    await roundTrip(local.a, r3, local.b, r3, "local marker");
+    await roundTrip(x.a, r1, x.b, r3, "x marker");
+    await roundTrip(y.a, r2, y.b, r1, "y marker");
+    for (const p of [local.a, local.b, x.a, x.b, y.a, y.b]) expect(p.inbox).toEqual([]);
   });
 
   it("does not forward a third party's REG for a bridged session, nor strangers' data", async () => {
@@ -100,10 +108,15 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     await roundTrip(a, r1, b, r2, "pre");
     const intruder = await open("127.0.0.9");
     expect(await register(intruder, r3, session)).toBe("ACK\n"); // a lone peer on a third relay
+    const [held, dropped] = [(await tableOf(r3)).heldAccepted, (await tableOf(r1)).drops["unknown-source"] ?? 0];
     send(intruder, r3, "hello?");
     send(intruder, r1, "junk");
-    expect(await a.silence(300)).toEqual([]);
-    expect(await b.silence(0)).toEqual([]);
+    // Held where it came in, and dropped as a stranger's: both handled before the markers below,
+    // which would arrive after anything either relay had sent on to A or B.
+    await eventually(async () => (await tableOf(r3)).heldAccepted === held + 1);
+    await eventually(async () => ((await tableOf(r1)).drops["unknown-source"] ?? 0) === dropped + 1);
+    expect(a.inbox).toEqual([]);
+    expect(b.inbox).toEqual([]);
     await roundTrip(a, r1, b, r2, "post");
   });
 
@@ -118,7 +131,13 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     const tampered = new BridgeCodec(FLEET_SECRET).encode(session, new TextEncoder().encode("tampered"));
     tampered[tampered.length - 20]! ^= 1;
     for (const d of [wrongSecret, stale, tampered]) send(attacker, r2, d);
-    expect(await b.silence(300)).toEqual([]);
+    const rejected = (r: Record<string, number>, reason: string) => (r[reason] ?? 0) - (before[reason] ?? 0);
+    // Rejected (counted) on arrival: nothing of them went on to B.
+    await eventually(async () => {
+      const now = (await r2.stats()).fleet!.bridge.rejected;
+      return rejected(now, "bad-tag") + rejected(now, "stale") >= 3;
+    });
+    expect(b.inbox).toEqual([]);
     const after = (await r2.stats()).fleet!.bridge.rejected;
     expect((after["bad-tag"] ?? 0) - (before["bad-tag"] ?? 0)).toBe(2);
     expect((after.stale ?? 0) - (before.stale ?? 0)).toBe(1);
@@ -129,14 +148,21 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     const forge = forger as Forger;
     const before = await r1.stats();
     const session = crypto.randomUUID();
-    // Poll: r1 learns the member set on its next heartbeat.
-    let stats = before;
-    for (let i = 0; i < 100 && (stats.table.drops["relay-address"] ?? 0) === (before.table.drops["relay-address"] ?? 0); i++) {
-      forge.send(`REG:${session}\n`, { address: r2.host, port: r2.port }, { address: r1.host, port: r1.port });
-      await Bun.sleep(50);
-      stats = await r1.stats();
-    }
-    expect((stats.table.drops["relay-address"] ?? 0) - (before.table.drops["relay-address"] ?? 0)).toBeGreaterThan(0);
+    const fromR2 = { address: r2.host, port: r2.port };
+    const toR1 = { address: r1.host, port: r1.port };
+    const relayAddressDrops = async () => (await r1.stats()).table.drops["relay-address"] ?? 0;
+    // r1 learns the member set on a heartbeat; until then a REG from r2's address is registered
+    // like any other. Probe (in a session of the probe's own) until r1 drops one.
+    const probe = `probe-${crypto.randomUUID()}`;
+    const initial = await relayAddressDrops();
+    await eventually(async () => {
+      forge.send(`REG:${probe}\n`, fromR2, toR1);
+      return (await relayAddressDrops()) > initial;
+    }, 10_000, 50);
+    // Now the REG under test; A's REG below arrives after it, on the same socket.
+    const known = await relayAddressDrops();
+    forge.send(`REG:${session}\n`, fromR2, toR1);
+    await eventually(async () => (await relayAddressDrops()) > known);
     const a = await open("127.0.0.2");
     expect(await register(a, r1, session)).toBe("ACK\n"); // a lone peer: nothing paired it with r2
     expect((await r1.stats()).table.sessionsPaired).toBe(before.table.sessionsPaired);

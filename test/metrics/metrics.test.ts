@@ -76,7 +76,7 @@ describe.each(planesUnderTest())("metrics and health endpoint (%s plane)", (plan
     expect(await register(c, port, "early")).toBe("ACK\n");
     c.send("early-1", port);
     c.send("early-2", port);
-    await Bun.sleep(100);
+    await eventually(async () => (await scrape()).get("quic_relay_early_datagrams_held_total") === 2);
     expect(await register(d, port, "early")).toBe("ACK\n");
     await eventually(() => d.inbox.length === 2);
 
@@ -89,12 +89,7 @@ describe.each(planesUnderTest())("metrics and health endpoint (%s plane)", (plan
     expect(await register(moved, port, session)).toBe("ACK\n");
 
     let m = new Map<string, number>();
-    const deadline = Date.now() + 3000;
-    do {
-      m = await scrape();
-      if (m.get('quic_relay_drops_total{reason="unknown-source"}') === 1) break;
-      await Bun.sleep(50);
-    } while (Date.now() < deadline);
+    await eventually(async () => (m = await scrape()).get('quic_relay_drops_total{reason="unknown-source"}') === 1);
 
     expect(m.get('quic_relay_sessions_active{state="paired"}')).toBe(2);
     expect(m.get('quic_relay_sessions_active{state="waiting"}')).toBe(0);

@@ -4,8 +4,8 @@ import { mintToken } from "../../src/security/token.ts";
 import { eventually, longHeader, startRelay, type TestPeer, type TestRelay } from "../utils.ts";
 
 export const SECRET = new TextEncoder().encode("security-test-secret-0123456789");
-export const CLIENT_CID = [1, 2, 3, 4, 5, 6, 7, 8];
-export const SERVER_CID = [9, 9, 9, 9, 8, 8, 8, 8];
+export { CLIENT_CID, quicHandshake, SERVER_CID } from "../utils.ts";
+import { CLIENT_CID, SERVER_CID } from "../utils.ts";
 
 export const OPEN_LIMITS: RegPolicyOptions = { secrets: [], maxSessions: 100_000, maxSessionsPerHost: 1000, regRate: 0, regBurst: 1 };
 
@@ -27,15 +27,6 @@ export function fieldFor(session: string, auth: boolean, ttlSecs = 60): string {
 /** The REG datagram for `session` as a client's first REG (no cookie). */
 export function regFor(session: string, auth: boolean, ttlSecs = 60): string {
   return `REG:${fieldFor(session, auth, ttlSecs)}\n`;
-}
-
-/** A QUIC-like handshake through a paired session so the relay learns both connection IDs. */
-export async function quicHandshake(relay: TestRelay, a: TestPeer, b: TestPeer): Promise<void> {
-  a.send(longHeader([7, 7, 7, 7, 7, 7, 7, 7], CLIENT_CID), relay.port);
-  await b.next();
-  b.send(longHeader(CLIENT_CID, SERVER_CID), relay.port);
-  await a.next();
-  await eventually(() => relay.relay.table.indexSizes().cids! >= 2);
 }
 
 /** Sends numbered short-header datagrams both ways until stopped; counts what arrives. */
