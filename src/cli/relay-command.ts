@@ -41,7 +41,7 @@ export const relayArgs = {
 
 type ParsedArgs = { [K in keyof typeof relayArgs]?: string | boolean };
 
-/** Config-file keys defined outside src/config.ts. */
+/** Config-file keys defined outside src/config/config.ts. */
 const EXTRA_FILE_KEYS = [...Object.keys(securityArgs), ...Object.keys(fleetArgs)];
 
 function rawFlags(args: ParsedArgs): RawRelayFlags {

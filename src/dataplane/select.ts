@@ -1,7 +1,7 @@
 import { DataPlaneUnavailableError } from "./errors.ts";
 import { loadNativeAddon } from "./native-addon.ts";
 import { createNativePlane } from "./native.ts";
-import { createTsPlane } from "./socket-plane.ts";
+import { createSocketPlane } from "./socket-plane.ts";
 import type { DataPlane, DataPlaneKind, DataPlaneOptions } from "./types.ts";
 
 export type DataPlaneChoice = "auto" | DataPlaneKind;
@@ -20,9 +20,9 @@ export interface SelectedPlane {
 
 /** `native` without the addon is an error; `auto` prefers native and says why it could not. */
 export function createDataPlane(choice: DataPlaneChoice, opts: DataPlaneOptions): SelectedPlane {
-  if (choice === "ts") return { plane: createTsPlane(opts) };
+  if (choice === "ts") return { plane: createSocketPlane(opts) };
   const native = loadNativeAddon();
   if (native.ok) return { plane: createNativePlane(opts) };
   if (choice === "native") throw new DataPlaneUnavailableError("native", native.reason);
-  return { plane: createTsPlane(opts), fallbackReason: native.reason };
+  return { plane: createSocketPlane(opts), fallbackReason: native.reason };
 }

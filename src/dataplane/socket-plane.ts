@@ -36,7 +36,7 @@ const MAX_PENDING_SENDS = 16_384;
  * allocating, sends are batched with sendMany once per event-loop turn, control datagrams are
  * handed up in one batch per turn.
  */
-export class TsDataPlane implements DataPlane {
+export class SocketPlane implements DataPlane {
   readonly kind = "ts" as const;
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
@@ -285,6 +285,6 @@ export class TsDataPlane implements DataPlane {
   }
 }
 
-export function createTsPlane(opts: DataPlaneOptions): DataPlane {
-  return new TsDataPlane(opts);
+export function createSocketPlane(opts: DataPlaneOptions): DataPlane {
+  return new SocketPlane(opts);
 }
