@@ -5,13 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "bun:test";
 
-import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
-import { createNativePlane } from "../../src/dataplane/native.ts";
 import { createDataPlane } from "../../src/dataplane/select.ts";
 import type { DataPlane, DataPlaneKind, InboundDatagram } from "../../src/dataplane/types.ts";
 import { MemoryPlane } from "../support/memory-plane.ts";
 import { bytes, eventually, longHeader, planesUnderTest, shortHeader, testPeers, text, type TestPeer } from "../utils.ts";
-import { planeOptions, startRecording } from "./native-helpers.ts";
+import { groPlane, planeOptions, startRecording } from "./native-helpers.ts";
 
 const planes = planesUnderTest();
 const at = (p: TestPeer) => ({ address: p.host, port: p.port });
@@ -130,15 +128,8 @@ describe.skipIf(!planes.includes("native"))("native plane: DCID changes with GRO
   });
 
   it("watches a coalesced buffer segment by segment, and forwards it whole", async () => {
-    const loaded = loadNativeAddon();
-    if (!loaded.ok) throw new Error(loaded.reason);
-    const plane = createNativePlane(planeOptions({ gro: true }));
-    cleanup.push(() => plane.close());
-    const control = await startRecording(plane);
-    const sender = new loaded.addon.GsoSocket("127.0.0.2");
-    cleanup.push(() => sender.close());
+    const { plane, control, sender, from } = await groPlane(cleanup);
     const b = await open("127.0.0.3");
-    const from = { address: "127.0.0.2", port: sender.local().port };
     plane.setRoute(1, from, at(b), 16, 0, 8);
     const SEGMENT = 100;
     const dcids = [X, X, Y, Y, Y, X, Z, Z];

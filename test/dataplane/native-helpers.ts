@@ -4,6 +4,7 @@ import type { udp } from "bun";
 import { describe } from "bun:test";
 
 import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
+import { createNativePlane } from "../../src/dataplane/native.ts";
 import { setSocketBuffers } from "../../src/dataplane/socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneOptions, InboundDatagram } from "../../src/dataplane/types.ts";
 
@@ -97,6 +98,21 @@ export async function startRecording(plane: DataPlane, extra?: ControlHandler): 
     extra?.(batch);
   });
   return control;
+}
+
+/**
+ * A native plane with GRO on, its control batches recorded, and a GSO sender on 127.0.0.2 that
+ * sends coalesced buffers to it; both are closed through `cleanup`.
+ */
+export async function groPlane(cleanup: (() => unknown)[]) {
+  const loaded = loadNativeAddon();
+  if (!loaded.ok) throw new Error(loaded.reason);
+  const plane = createNativePlane(planeOptions({ gro: true }));
+  cleanup.push(() => plane.close());
+  const control = await startRecording(plane);
+  const sender = new loaded.addon.GsoSocket("127.0.0.2");
+  cleanup.push(() => sender.close());
+  return { plane, control, sender, from: { address: "127.0.0.2", port: sender.local().port } };
 }
 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);

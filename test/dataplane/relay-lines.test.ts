@@ -5,12 +5,10 @@
  */
 import { afterEach, describe, expect, it } from "bun:test";
 
-import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
-import { createNativePlane } from "../../src/dataplane/native.ts";
 import { createDataPlane } from "../../src/dataplane/select.ts";
 import type { DataPlane, DataPlaneKind } from "../../src/dataplane/types.ts";
 import { bytes, eventually, planesUnderTest, testPeers, text, type TestPeer } from "../utils.ts";
-import { planeOptions, startRecording } from "./native-helpers.ts";
+import { groPlane, planeOptions, startRecording } from "./native-helpers.ts";
 
 const planes = planesUnderTest();
 const at = (p: TestPeer) => ({ address: p.host, port: p.port });
@@ -80,15 +78,9 @@ describe.skipIf(!planes.includes("native"))("native plane: relay lines inside a 
   });
 
   it("splits the buffer: the lines go up with the route id, the other segments are forwarded in order", async () => {
-    const loaded = loadNativeAddon();
-    if (!loaded.ok) throw new Error(loaded.reason);
-    const plane = createNativePlane(planeOptions({ gro: true }));
-    cleanup.push(() => plane.close());
-    const control = await startRecording(plane);
-    const sender = new loaded.addon.GsoSocket("127.0.0.2");
-    cleanup.push(() => sender.close());
+    const { plane, control, sender, from } = await groPlane(cleanup);
     const receiver = await open("127.0.0.3");
-    plane.setRoute(1, { address: "127.0.0.2", port: sender.local().port }, at(receiver), 0);
+    plane.setRoute(1, from, at(receiver), 0);
     // Segments of 22 bytes; the last one may be shorter.
     const parts = ["a".repeat(22), "ERR full".padEnd(21, " ") + "\n", "c".repeat(22), "ACK\n"];
     sender.send(Buffer.concat(parts.map(bytes)), 22, "127.0.0.1", plane.local.port);

@@ -5,12 +5,10 @@
  */
 import { afterEach, describe, expect, it } from "bun:test";
 
-import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
-import { createNativePlane } from "../../src/dataplane/native.ts";
 import { createDataPlane } from "../../src/dataplane/select.ts";
 import type { DataPlane, DataPlaneKind } from "../../src/dataplane/types.ts";
 import { bytes, eventually, planesUnderTest, testPeers, text, type TestPeer } from "../utils.ts";
-import { planeOptions, startRecording } from "./native-helpers.ts";
+import { groPlane, planeOptions, startRecording } from "./native-helpers.ts";
 
 const planes = planesUnderTest();
 const at = (p: TestPeer) => ({ address: p.host, port: p.port });
@@ -106,15 +104,8 @@ describe.skipIf(!planes.includes("native"))("native plane: unanswered limit with
   });
 
   it("charges a coalesced buffer whole: it leaves whole or is dropped whole", async () => {
-    const loaded = loadNativeAddon();
-    if (!loaded.ok) throw new Error(loaded.reason);
-    const plane = createNativePlane(planeOptions({ gro: true }));
-    cleanup.push(() => plane.close());
-    await startRecording(plane);
-    const sender = new loaded.addon.GsoSocket("127.0.0.2");
-    cleanup.push(() => sender.close());
+    const { plane, sender, from: x } = await groPlane(cleanup);
     const s = await open("127.0.0.3");
-    const x = { address: "127.0.0.2", port: sender.local().port };
     plane.setRoute(1, x, at(s), 0, 3000);
     plane.setRoute(2, at(s), x, 0);
     const segments = (n: number, fill: number) => new Uint8Array(1000 * n).fill(fill);

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, describe, expect, it } from "bun:test";
 import { Forger } from "../support/forge.ts";
 import { FakeClock } from "../sessions/fixtures.ts";
-import { eventually, longHeader, planesUnderTest, register, shortHeader, startRelay, type TestPeer, type TestRelay, testPeers } from "../utils.ts";
+import { CLIENT_CID, eventually, longHeader, planesUnderTest, register, SERVER_CID, shortHeader, startRelay, type TestRelay, testPeers } from "../utils.ts";
 
 /**
  * Connection-ID evidence against forged sources, on both real data planes, in verified mode with
@@ -17,8 +17,6 @@ afterAll(() => {
 
 const A_HOST = "127.0.0.2";
 const B_HOST = "127.0.0.3";
-const CLIENT_CID = [1, 2, 3, 4, 5, 6, 7, 8];
-const SERVER_CID = [9, 9, 9, 9, 8, 8, 8, 8];
 /** An ID the client issued and the server switched to: it never appears in a long header. */
 const ISSUED_CID = [6, 6, 6, 6, 5, 5, 5, 5];
 const PLANTED = [0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee];

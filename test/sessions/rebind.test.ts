@@ -1,13 +1,10 @@
 import { describe, expect, it } from "bun:test";
-import { longHeader, shortHeader } from "../utils.ts";
+import { CLIENT_CID, longHeader, SERVER_CID, shortHeader } from "../utils.ts";
 import { at, setup } from "./fixtures.ts";
 
 const A = "10.0.0.1:1000";
 const A2 = "10.0.0.1:1001";
 const B = "10.0.0.2:2000";
-
-const CLIENT_CID = [1, 2, 3, 4, 5, 6, 7, 8];
-const SERVER_CID = [9, 9, 9, 9, 8, 8, 8, 8];
 
 const ORIGINAL_DCID = [0x77, 0x77, 0x77, 0x77, 0x77, 0x77, 0x77, 0x77];
 /** A client-issued ID the server switches to after the handshake: it only ever travels encrypted. */
