@@ -122,15 +122,7 @@ export class TestPeer {
     return before;
   }
 
-  /**
-   * A fixed wait, then what arrived. Kept only for test/fleet/bridge.test.ts (not converted yet):
-   * prefer `takeUntil` with a marker, or waiting on a relay counter, which prove the unwanted
-   * datagram had its chance to arrive.
-   */
-  async silence(ms = 200): Promise<Received[]> {
-    await Bun.sleep(ms);
-    return this.inbox.splice(0);
-  }
+
 
   close(): void {
     this.socket.close();
