@@ -7,6 +7,9 @@ import { CookieMinter } from "./protocol/cookie.ts";
 import { isReg, parseReg } from "./protocol/reg.ts";
 import { encodeRetry, isRelayLine } from "./protocol/replies.ts";
 import { formatEndpoint } from "./net/address.ts";
+import type { StunResponder } from "./discovery/responder.ts";
+import { mayBeBindingRequest } from "./protocol/stun.ts";
+import { partnerOf } from "./sessions/peer.ts";
 import { SessionTable } from "./sessions/table.ts";
 import { DropReason, RefusalCode } from "./protocol/errors.ts";
 import { OwnAddresses } from "./net/own-addresses.ts";
@@ -65,6 +68,8 @@ export interface RelayOptions {
   isRelayAddress?: (from: Endpoint) => boolean;
   /** Peers on other relays (the fleet's bridge); none means every peer is local. */
   remote?: RemotePeers;
+  /** Answers STUN Binding requests from anyone but a paired peer; none means STUN is off. */
+  stun?: StunResponder;
 }
 
 /**
@@ -237,6 +242,7 @@ export class Relay {
     if (levelEnabled(this.logger, "debug")) this.logger.debug("datagram", { from: formatEndpoint(from), bytes: d.data.length, route: d.routeId });
     if (!isReg(d.data)) {
       if (isRelayLine(d.data)) return this.table.relayLine(from);
+      if (this.opts.stun && mayBeBindingRequest(d.data) && this.answerStun(this.opts.stun, d.data, from)) return;
       return this.table.datagram(from, d.data);
     }
     const reg = parseReg(d.data);
@@ -264,6 +270,21 @@ export class Relay {
       return this.table.refuseReg(RefusalCode.Rate, sessionId, from, d.data);
     }
     this.table.register(sessionId, from, d.data, proof);
+  }
+
+  /**
+   * A STUN Binding request is answered unless it is a paired peer's: then it is that session's
+   * traffic (peers may run their own checks through the relay) and is forwarded like any other
+   * datagram. False when the datagram is not STUN after all.
+   */
+  private answerStun(stun: StunResponder, data: Uint8Array, from: Endpoint): boolean {
+    const peer = this.table.peerAt(from);
+    if (peer && partnerOf(peer)) return false;
+    const outcome = stun.handle(data, from, this.clock.now());
+    if (outcome.kind === "not-stun") return false;
+    // Never to itself: a forged request from the relay's own address would come back as junk.
+    if (outcome.kind === "answer" && !this.own.has(from)) this.plane.send(outcome.data, from);
+    return true;
   }
 
   private proofOf(cookie: string | undefined, from: Endpoint, sessionId: string, now: number): RegProof {

@@ -35,6 +35,11 @@ export const relayArgs = {
     type: "string",
     description: `Bytes forwarded to a peer that has not proved its address since it last sent anything (default ${DEFAULTS.maxUnansweredBytes}; 0 = no bound)`,
   },
+  stun: { type: "string", description: "on | off: answer STUN Binding requests on the relay port (default on; docs/protocol.md)" },
+  "stun-alt-listen": {
+    type: "string",
+    description: "host:port of a second socket answering STUN only, so `probe` can tell the NAT's mapping behaviour (default off)",
+  },
   ...securityArgs,
   ...fleetArgs,
 } as const;
@@ -63,6 +68,8 @@ function rawFlags(args: ParsedArgs): RawRelayFlags {
     rebindQuietSecs: args["rebind-quiet-secs"],
     verifySource: args["verify-source"],
     maxUnansweredBytes: args["max-unanswered-bytes"],
+    stun: args.stun,
+    stunAltListen: args["stun-alt-listen"],
   };
 }
 

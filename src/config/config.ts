@@ -43,6 +43,13 @@ export interface RelayConfig {
    * from it, beyond which forwarding to it pauses; 0 for no bound.
    */
   maxUnansweredBytes: number;
+  /** Answer STUN Binding requests on the relay's port (address discovery; docs/protocol.md). */
+  stun: boolean;
+  /**
+   * `host:port` of a second socket that answers STUN only, so clients can compare the mapping their
+   * NAT gives toward two relay addresses (RFC 5780's OTHER-ADDRESS); off when undefined.
+   */
+  stunAltListen: string | undefined;
 }
 
 export const DEFAULTS: RelayConfig = {
@@ -63,6 +70,8 @@ export const DEFAULTS: RelayConfig = {
   rebindQuietSecs: "auto",
   verifySource: false,
   maxUnansweredBytes: 1024 * 1024,
+  stun: true,
+  stunAltListen: undefined,
 };
 
 /** Raw values as the CLI parsed them (strings, booleans), keyed like RelayConfig. */
@@ -91,6 +100,8 @@ export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser
   rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : v === "auto" ? "auto" : number(n, v, 0, 3600)) },
   verifySource: { flag: "verify-source", parse: (n, v) => boolean(n, v) },
   maxUnansweredBytes: { flag: "max-unanswered-bytes", parse: (n, v) => integer(n, v, 0, 1 << 30) },
+  stun: { flag: "stun", parse: (n, v) => onOff(n, v) },
+  stunAltListen: { flag: "stun-alt-listen", parse: (n, v) => hostPort(n, v) },
 };
 
 /** `QUIC_RELAY_SESSION_TIMEOUT_SECS` for `session-timeout-secs`. */
@@ -192,6 +203,16 @@ function boolean(name: string, value: unknown): boolean {
   if (value === true || value === "true" || value === "1") return true;
   if (value === false || value === "false" || value === "0") return false;
   throw new ConfigError(`${name} must be true or false, got '${String(value)}'`, flagOf(name));
+}
+
+function onOff(name: string, value: unknown): boolean {
+  if (value === "on") return true;
+  if (value === "off") return false;
+  try {
+    return boolean(name, value);
+  } catch {
+    throw new ConfigError(`${name} must be on or off, got '${String(value)}'`, flagOf(name));
+  }
 }
 
 function hostPort(name: string, value: unknown): string {

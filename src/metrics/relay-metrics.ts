@@ -4,6 +4,7 @@ import type { FleetStats } from "../fleet/coordinator.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
 import type { SessionEvent } from "../sessions/types.ts";
+import type { StunCounters } from "../discovery/responder.ts";
 import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
 import { ExpositionWriter, type Labels } from "./exposition.ts";
 
@@ -33,6 +34,8 @@ export interface RelayMetricsSource {
   fleet?: FleetStats;
   /** State-file rows skipped at restore, by reason, when a state file is in use. */
   stateRowsSkipped?: Partial<Record<string, number>>;
+  /** STUN Binding requests by outcome, when STUN is on. */
+  stun?: StunCounters;
 }
 
 interface NativeDetails {
@@ -140,6 +143,21 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     w.single("quic_relay_fleet_bridged_sessions", "gauge", "Sessions bridged to another relay right now", src.fleet.bridgedNow);
     w.single("quic_relay_fleet_bridged_total", "counter", "Sessions bridged to another relay since start", src.fleet.bridgedTotal);
     w.single("quic_relay_fleet_announced_sessions", "gauge", "Sessions this relay has entered in the directory", src.fleet.announced);
+  }
+  if (src.stun) {
+    const s = src.stun;
+    w.family("quic_relay_stun_requests_total", "counter", "STUN Binding requests from non-peers, by outcome (paired peers' STUN is forwarded, not counted here)", [
+      [{ outcome: "answered" }, s.answered],
+      [{ outcome: "unknown-attribute" }, s.unknownAttribute],
+      [{ outcome: "rate-limited" }, s.rateLimited],
+      [{ outcome: "budget" }, s.budget],
+      [{ outcome: "malformed" }, s.malformed],
+      [{ outcome: "change-refused" }, s.changeRefused],
+    ]);
+    w.family("quic_relay_stun_bytes_total", "counter", "Bytes of STUN requests received and of answers sent", [
+      [{ direction: "received" }, s.bytesIn],
+      [{ direction: "sent" }, s.bytesOut],
+    ]);
   }
   w.single("quic_relay_send_errors_total", "counter", "Datagrams the socket failed to send", planeCounters.sendErrors);
 

@@ -82,3 +82,66 @@ export function ipv6Prefix64(address: string): string | undefined {
   const prefix = groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, ""));
   return prefix.every((g) => /^[0-9a-f]{1,4}$/.test(g)) ? prefix.join(":") : undefined;
 }
+
+/**
+ * The address as network-order bytes: 4 for IPv4 (IPv4-mapped IPv6 folded to IPv4), 16 for IPv6.
+ * Undefined when it is not an IP address.
+ */
+export function ipBytes(address: string): Uint8Array | undefined {
+  const host = hostOf(address);
+  if (!host.includes(":")) return ipv4Bytes(host);
+  const zone = host.indexOf("%");
+  const text = zone >= 0 ? host.slice(0, zone) : host;
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  // An embedded IPv4 tail (`::ffff:1.2.3.4` after folding failed, `64:ff9b::1.2.3.4`) is two groups.
+  const last = tail.length > 0 ? tail : head;
+  let v4: Uint8Array | undefined;
+  if (last.length > 0 && last[last.length - 1]!.includes(".")) {
+    v4 = ipv4Bytes(last.pop()!);
+    if (!v4) return undefined;
+  }
+  const groups = head.length + tail.length + (v4 ? 2 : 0);
+  const missing = 8 - groups;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const out = new Uint8Array(16);
+  const words = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  for (let i = 0; i < words.length; i++) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(words[i]!)) return undefined;
+    const word = parseInt(words[i]!, 16);
+    out[2 * i] = word >> 8;
+    out[2 * i + 1] = word & 0xff;
+  }
+  if (v4) out.set(v4, 12);
+  return out;
+}
+
+function ipv4Bytes(text: string): Uint8Array | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return undefined;
+  return Uint8Array.from(parts.map(Number));
+}
+
+/** Text form of 4 or 16 address bytes (IPv6 compressed as usual: longest zero run as `::`). */
+export function ipFromBytes(bytes: Uint8Array): string {
+  if (bytes.length === 4) return Array.from(bytes).join(".");
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((bytes[i]! << 8) | bytes[i + 1]!);
+  let bestAt = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLength) [bestAt, bestLength] = [i, j - i];
+    i = j;
+  }
+  const hex = words.map((w) => w.toString(16));
+  if (bestAt < 0) return hex.join(":");
+  return `${hex.slice(0, bestAt).join(":")}::${hex.slice(bestAt + bestLength).join(":")}`;
+}

@@ -12,6 +12,10 @@ import type { FleetOptions } from "../fleet/options.ts";
 import type { SecurityOptions } from "../security/options.ts";
 import { createRegPolicy } from "../security/policy.ts";
 import { ReloadablePolicy } from "./reloadable-policy.ts";
+import { SECURITY_DEFAULTS } from "../security/options.ts";
+import { StunResponder } from "../discovery/responder.ts";
+import { type StunAltListener, startStunAltListener } from "../discovery/alt-listener.ts";
+import { systemClock } from "../sessions/types.ts";
 import { StatePersister } from "../state/persister.ts";
 import { StateFileError } from "../state/store.ts";
 
@@ -42,6 +46,8 @@ export class RelayService {
   private persister: StatePersister | undefined;
   private metrics: MetricsServer | undefined;
   private fleet: Fleet | undefined;
+  private stun: StunResponder | undefined;
+  private stunAlt: StunAltListener | undefined;
   private readonly policy: ReloadablePolicy | undefined;
   private securityKey: string | undefined;
   private readonly startedAtSeconds = Date.now() / 1000;
@@ -72,7 +78,11 @@ export class RelayService {
     const limits = { rebindQuietMs: rebindQuietMs(config.rebindQuietSecs, verified), requireProof: verified };
     const isRelayAddress = (from: Endpoint) => this.fleet?.isMember(from) ?? false;
     const remote = this.fleet?.bridge;
-    const relay = (this.relay = new Relay({ config, plane, logger, policy: this.policy, limits, isRelayAddress, remote }));
+    if (config.stunAltListen && !config.stun) throw new StartupError("--stun-alt-listen answers STUN: it needs --stun on");
+    // STUN answers spend the REG rate per source: a forged source gets no more than its REGs would.
+    const rates = this.options.security ?? { regRate: SECURITY_DEFAULTS.regRate, regBurst: SECURITY_DEFAULTS.regBurst };
+    const stun = (this.stun = config.stun ? new StunResponder({ rate: rates.regRate, burst: rates.regBurst }) : undefined);
+    const relay = (this.relay = new Relay({ config, plane, logger, policy: this.policy, limits, isRelayAddress, remote, stun }));
     if (config.stateFile) {
       try {
         this.persister = StatePersister.open(config.stateFile, relay.table, logger, this.operations);
@@ -86,6 +96,15 @@ export class RelayService {
     } catch (error) {
       await this.shutdown();
       throw new StartupError(`cannot listen on udp ${config.host} port ${config.port}: ${(error as Error).message}`);
+    }
+    if (stun && config.stunAltListen) {
+      try {
+        this.stunAlt = await startStunAltListener(config.stunAltListen, stun, systemClock);
+      } catch (error) {
+        await this.shutdown();
+        throw error;
+      }
+      stun.other = this.stunAlt.local;
     }
     // Synchronously after start: no control batch is handled before the saved routes are back.
     this.persister?.restore({ socket: relay.local, fleet: this.fleet !== undefined });
@@ -112,8 +131,9 @@ export class RelayService {
     this.phase = "running";
     logger.info(
       `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s` +
-        ` verify-source=${verified ? (config.verifySource ? "on" : "on (REG tokens)") : "off"}`,
+        ` verify-source=${verified ? (config.verifySource ? "on" : "on (REG tokens)") : "off"} stun=${config.stun ? "on" : "off"}`,
     );
+    if (this.stunAlt) logger.info(`STUN also on udp ${formatEndpoint(this.stunAlt.local)} (second discovery address)`);
     if (this.metrics) logger.info(`metrics on ${this.metrics.url}/metrics (health: /healthz, /readyz)`);
     if (this.persister) logger.info("state file in use", { file: config.stateFile, save_every_s: config.stateSaveIntervalSecs });
     if (this.options.security) logger.info("REG policy", describeSecurity(this.options.security));
@@ -149,6 +169,7 @@ export class RelayService {
       authFailures: this.policy?.authFailures(),
       fleet: this.fleet?.stats(),
       stateRowsSkipped: this.persister?.malformedRows,
+      stun: this.stun?.counters,
       startedAtSeconds: this.startedAtSeconds,
     });
   }
@@ -205,6 +226,8 @@ export class RelayService {
     const ran = this.phase !== "starting";
     this.phase = "stopping";
     await this.fleet?.stop().catch((error) => this.logger.error("leaving the fleet failed", { error: String(error) }));
+    this.stunAlt?.close();
+    this.stunAlt = undefined;
     await this.relay?.stop().catch((error) => this.logger.error("closing the data plane failed", { error: String(error) }));
     this.persister?.close(ran);
     this.persister = undefined;

@@ -62,13 +62,13 @@ describe("quic-relay probe and return-routability proof", () => {
   ])("reports whether the relay %s, in JSON and in one word of text", async (_name, options, verified, word) => {
     const fake = await FakeRelay.start(options);
     try {
-      const json = await probe("--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0", "--json");
+      const json = await probe("--no-discovery", "--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0", "--json");
       expect(json.code).toBe(0);
       const result = JSON.parse(json.stdout);
       expect(result.verified).toBe(verified);
       expect(result.received).toBe(5);
       expect(fake.retries.length).toBe(verified ? 2 : 0);
-      const plain = await probe("--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0");
+      const plain = await probe("--no-discovery", "--relay", `127.0.0.1:${fake.port}`, "--count", "5", "--interval-ms", "0");
       expect(plain.code).toBe(0);
       expect(plain.stdout).toMatch(new RegExp(`registration [\\d.]+ ms \\(first socket\\), [\\d.]+ ms \\(second socket\\); ${word}\\n`));
     } finally {
