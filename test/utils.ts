@@ -7,6 +7,8 @@ import type { DataPlaneKind } from "../src/dataplane/types.ts";
 import { createLogger } from "../src/log.ts";
 import { Relay } from "../src/relay.ts";
 import type { Clock, RegPolicy, SessionLimits } from "../src/sessions/types.ts";
+import { StunResponder, type StunResponderOptions } from "../src/discovery/responder.ts";
+import { SECURITY_DEFAULTS } from "../src/security/options.ts";
 
 /** Planes every forwarding suite runs on. In CI (`CI=true`) both must be available. */
 export function planesUnderTest(): DataPlaneKind[] {
@@ -21,6 +23,8 @@ export interface TestRelay {
   relay: Relay;
   port: number;
   host: string;
+  /** The STUN responder (config.stun, on by default as in the relay), for its counters. */
+  stun: StunResponder | undefined;
   stop(): Promise<void>;
 }
 
@@ -30,13 +34,14 @@ export interface TestRelay {
  */
 export async function startRelay(
   plane: DataPlaneKind,
-  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy; clock?: Clock } = {},
+  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy; clock?: Clock; stun?: Partial<StunResponderOptions> } = {},
 ): Promise<TestRelay> {
   const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", workers: 1, ...options.config };
   const { plane: dataPlane } = createDataPlane(plane, dataPlaneOptions(config));
-  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy, clock: options.clock });
+  const stun = config.stun ? new StunResponder({ rate: SECURITY_DEFAULTS.regRate, burst: SECURITY_DEFAULTS.regBurst, ...options.stun }) : undefined;
+  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy, clock: options.clock, stun });
   await relay.start();
-  return { relay, port: relay.local.port, host: config.host, stop: () => relay.stop() };
+  return { relay, port: relay.local.port, host: config.host, stun, stop: () => relay.stop() };
 }
 
 export interface Received {

@@ -11,7 +11,12 @@
  *
  * RelayRegistration speaks the whole REG exchange: retries with backoff, keepalives, RETRY cookies
  * (kept and echoed), the ERR short placeholder. registerOnce is the hand-over, RelayTunnel the tunnel.
+ *
+ * Before that, `discover({ relay })` says how the relay sees this host (public address) and whether
+ * its NAT lets hole punching work (`directPossible`), for apps that try a direct path first.
  */
+export { discover, type DiscoveryOptions, type DiscoveryResult } from "./discovery.ts";
+export { classifyMapping, type MappingBehaviour, type MappingObservation, type MappingVerdict } from "./nat-mapping.ts";
 export { classifyRelayDatagram, type RelayReply } from "./control.ts";
 export { ClientConfigError, RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
 export { type FirstRegistration, registerOnce, registrationUntilAck } from "./register-once.ts";
