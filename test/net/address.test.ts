@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { formatEndpoint, hostOf, ipv6Prefix64, parseHostPort, sameEndpoint, sameHost, sourceGroup } from "../../src/net/address.ts";
+import { formatEndpoint, hostOf, ipBytes, ipFromBytes, ipv6Prefix64, parseHostPort, sameEndpoint, sameHost, sourceGroup } from "../../src/net/address.ts";
 
 describe("parseHostPort", () => {
   it("parses host:port forms", () => {
@@ -46,5 +46,28 @@ describe("sourceGroup", () => {
     expect(ipv6Prefix64("1:2:3:4:5:6:7:8")).toBe("1:2:3:4");
     expect(ipv6Prefix64("1::2::3")).toBeUndefined();
     expect(ipv6Prefix64("1:2:3")).toBeUndefined();
+  });
+});
+
+describe("ipBytes and ipFromBytes", () => {
+  const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString("hex") : undefined);
+
+  it.each([
+    ["192.0.2.1", "c0000201", "192.0.2.1"],
+    ["::ffff:192.0.2.1", "c0000201", "192.0.2.1"],
+    ["::1", "00000000000000000000000000000001", "::1"],
+    ["::", "00000000000000000000000000000000", "::"],
+    ["2001:db8:1234:5678:11:2233:4455:6677", "20010db8123456780011223344556677", "2001:db8:1234:5678:11:2233:4455:6677"],
+    ["2001:DB8::1", "20010db8000000000000000000000001", "2001:db8::1"],
+    ["fe80::1%eth0", "fe800000000000000000000000000001", "fe80::1"],
+    ["64:ff9b::192.0.2.1", "0064ff9b0000000000000000c0000201", "64:ff9b::c000:201"],
+    ["2001:db8:0:0:1:0:0:1", "20010db8000000000001000000000001", "2001:db8::1:0:0:1"],
+  ])("%p -> %p -> %p", (text, bytes, back) => {
+    expect(hex(ipBytes(text))).toBe(bytes);
+    expect(ipFromBytes(ipBytes(text)!)).toBe(back);
+  });
+
+  it.each(["", "bad", "1.2.3", "1.2.3.256", "1:2:3:4:5:6:7:8:9", "1::2::3", "12345::", "::g"])("refuses %p", (text) => {
+    expect(ipBytes(text)).toBeUndefined();
   });
 });
