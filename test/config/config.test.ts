@@ -65,6 +65,16 @@ describe("config precedence: flags > QUIC_RELAY_* env > file > defaults", () => 
     expect(() => resolveRelayConfig({ rebindQuietSecs: "never" }, {})).toThrow("--rebind-quiet-secs must be a number");
   });
 
+  it("reads --stun as on or off (default on) and --stun-alt-listen as host:port (default off)", () => {
+    expect(resolveRelayConfig({}, {})).toMatchObject({ stun: true, stunAltListen: undefined });
+    expect(resolveRelayConfig({ stun: "off" }, {}).stun).toBe(false);
+    expect(resolveRelayConfig({}, { QUIC_RELAY_STUN: "on" }).stun).toBe(true);
+    expect(resolveRelayConfig({}, {}, loadConfigFile(file(`stun = false`))).stun).toBe(false);
+    expect(resolveRelayConfig({}, {}, loadConfigFile(file(`stun = "off"\nstun-alt-listen = "[::]:3479"`)))).toMatchObject({ stun: false, stunAltListen: "[::]:3479" });
+    expect(() => resolveRelayConfig({ stun: "maybe" }, {})).toThrow("--stun must be on or off, got 'maybe'");
+    expect(() => resolveRelayConfig({ stunAltListen: "3479" }, {})).toThrow("--stun-alt-listen must be host:port");
+  });
+
   it("names env variables after the flag", () => {
     expect(envName("session-timeout-secs")).toBe("QUIC_RELAY_SESSION_TIMEOUT_SECS");
     expect(resolveRelayConfig({}, { QUIC_RELAY_STATE_FILE: "/var/lib/quic-relay/state.db" }).stateFile).toBe("/var/lib/quic-relay/state.db");
