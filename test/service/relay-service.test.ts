@@ -85,3 +85,28 @@ describe("relay service settings reach the relay", () => {
     await notFollowed(reloaded.service, third, reloaded.port, reloaded.b);
   });
 });
+
+describe("relay service: STUN settings", () => {
+  const base: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, dataplane: "ts", logLevel: "error" };
+
+  it("--stun-alt-listen with --stun off is a startup error that names both, and binds nothing", async () => {
+    const service = new RelayService({ ...base, stun: false, stunAltListen: "127.0.0.1:0" });
+    await expect(service.start()).rejects.toThrow("--stun-alt-listen answers STUN: it needs --stun on");
+    expect(service.local).toBeUndefined();
+  });
+
+  it("an alt address that cannot be bound is a startup error naming it, and the relay's socket is closed again", async () => {
+    const taken = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const service = new RelayService({ ...base, stunAltListen: `127.0.0.1:${taken.port}` });
+      await expect(service.start()).rejects.toThrow(`cannot listen on udp 127.0.0.1:${taken.port} for --stun-alt-listen`);
+      // The relay port it had bound is free again: another socket can take it.
+      const port = service.local?.port;
+      expect(port).toBeGreaterThan(0);
+      const again = await Bun.udpSocket({ hostname: "127.0.0.1", port: port! });
+      again.close();
+    } finally {
+      taken.close();
+    }
+  });
+});
