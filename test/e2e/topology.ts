@@ -8,6 +8,9 @@
  *
  * Both NATs masquerade with fully random ports (symmetric-like: every new flow gets a fresh
  * random public port), and "pub" has no route to the private ranges, so nothing bypasses them.
+ * A suite may build either NAT port-preserving instead (plain masquerade: Linux keeps the source
+ * port while it is free, so one socket shows one public address to every destination, which is
+ * endpoint-independent mapping); see `natMapping`.
  * TEST-NET ranges only; names carry a per-run prefix so parallel runs cannot collide.
  */
 import { spawnSync } from "node:child_process";
@@ -25,6 +28,12 @@ export const ADDR = {
 
 export type Node = "pub" | "natA" | "natB" | "a" | "b";
 
+/**
+ * How a NAT picks public ports. "symmetric": fully random per flow (the default, what every suite
+ * relies on). "port-preserving": plain masquerade, the private source port kept when free.
+ */
+export type NatMapping = "symmetric" | "port-preserving";
+
 export class TopologyError extends Error {
   override name = "TopologyError";
 }
@@ -39,9 +48,25 @@ export function run(cmd: string[], input?: string): string {
 export class Topology {
   readonly ns: Record<Node, string>;
   private created: string[] = [];
+  private readonly mappings: Record<"natA" | "natB", NatMapping> = { natA: "symmetric", natB: "symmetric" };
 
   constructor(readonly prefix = `qre2e${process.pid}`) {
     this.ns = { pub: `${prefix}-pub`, natA: `${prefix}-na`, natB: `${prefix}-nb`, a: `${prefix}-a`, b: `${prefix}-b` };
+  }
+
+  /**
+   * Sets how `nat` maps (symmetric unless set), before build(). Throws once the namespaces exist:
+   * the rule is made at build time.
+   */
+  natMapping(nat: "natA" | "natB", mapping: NatMapping): this {
+    if (this.created.length > 0) throw new TopologyError(`${nat}: the NAT mapping is chosen before build()`);
+    this.mappings[nat] = mapping;
+    return this;
+  }
+
+  /** How `nat` is (or will be) built. */
+  mappingOf(nat: "natA" | "natB"): NatMapping {
+    return this.mappings[nat];
   }
 
   /** Argument vector that runs `cmd` inside a node's namespace. */
@@ -77,7 +102,7 @@ export class Topology {
     run(["ip", "-n", this.ns[node], ...args.split(" ")]);
   }
 
-  private router(nat: Node, peer: Node, bridgePort: string, wan: string, lan: string, peerAddr: string, useIptables: boolean): void {
+  private router(nat: "natA" | "natB", peer: Node, bridgePort: string, wan: string, lan: string, peerAddr: string, useIptables: boolean): void {
     this.ip(nat, `link add wan type veth peer name ${bridgePort} netns ${this.ns.pub}`);
     this.ip("pub", `link set ${bridgePort} master br0`);
     this.ip("pub", `link set ${bridgePort} up`);
@@ -90,14 +115,15 @@ export class Topology {
     this.ip(peer, "link set eth0 up");
     this.ip(peer, `route add default via ${lan}`);
     this.sh(nat, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    const random = this.mappings[nat] === "symmetric";
     if (useIptables) {
-      this.sh(nat, ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE", "--random-fully"]);
+      this.sh(nat, ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE", ...(random ? ["--random-fully"] : [])]);
     } else {
       this.sh(nat, ["nft", "-f", "-"], [
         "table ip nat {",
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
-        '    oifname "wan" masquerade fully-random',
+        `    oifname "wan" masquerade${random ? " fully-random" : ""}`,
         "  }",
         "}",
       ].join("\n"));
