@@ -280,10 +280,11 @@ export class Relay {
   private answerStun(stun: StunResponder, data: Uint8Array, from: Endpoint): boolean {
     const peer = this.table.peerAt(from);
     if (peer && partnerOf(peer)) return false;
+    // Never to itself: a request forged from the relay's own address goes on as junk (unknown source).
+    if (this.own.has(from)) return false;
     const outcome = stun.handle(data, from, this.clock.now());
     if (outcome.kind === "not-stun") return false;
-    // Never to itself: a forged request from the relay's own address would come back as junk.
-    if (outcome.kind === "answer" && !this.own.has(from)) this.plane.send(outcome.data, from);
+    if (outcome.kind === "answer") this.plane.send(outcome.data, from);
     return true;
   }
 
