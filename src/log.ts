@@ -13,8 +13,7 @@ export function createLogger(level: LogLevel, format: "pretty" | "json" = "prett
           {
             log(entry: LogObject) {
               const [message, ...rest] = entry.args;
-              const line = { time: entry.date.toISOString(), level: entry.type, msg: String(message), ...Object.assign({}, ...rest.filter(isRecord)) };
-              process.stderr.write(JSON.stringify(line) + "\n");
+              process.stderr.write(jsonLogLine(entry.type, String(message), Object.assign({}, ...rest.filter(isRecord)), entry.date) + "\n");
             },
           },
         ]
@@ -31,6 +30,38 @@ export function createLogger(level: LogLevel, format: "pretty" | "json" = "prett
 
 export function levelEnabled(logger: Logger, level: LogLevel): boolean {
   return logger.level >= CONSOLA_LEVEL[level];
+}
+
+/** A line of the json format, without the newline: `time`, `level`, `msg`, then the line's fields. */
+export function jsonLogLine(level: string, message: string, fields: Record<string, unknown> = {}, date = new Date()): string {
+  return JSON.stringify({ time: date.toISOString(), level, msg: message, ...fields });
+}
+
+/** Colour for a stream: only a terminal, and neither NO_COLOR (set, not empty: no-color.org) nor TERM=dumb. */
+export function colorEnabled(stream: { isTTY?: boolean }, env: Record<string, string | undefined>): boolean {
+  return stream.isTTY === true && !env.NO_COLOR && env.TERM !== "dumb";
+}
+
+export interface FatalError {
+  message: string;
+  exitCode: number;
+  /** Where to look next, e.g. `run 'quic-relay --help' for usage`; for mistakes in how the relay was started. */
+  hint?: string;
+  /** For an unexpected exception: written as a field in the json format only. */
+  stack?: string;
+}
+
+/**
+ * The text that reports a fatal error before the process exits (newline included). In the json
+ * format, one line like every log line, at level error, with `exit_code` and `hint` as fields, so
+ * a log pipeline parses it too. Otherwise `quic-relay: <message>`, and the hint on a second line.
+ */
+export function formatFatal(error: FatalError, format: "pretty" | "json", color: boolean): string {
+  if (format === "json") {
+    return jsonLogLine("error", error.message, { exit_code: error.exitCode, ...(error.hint ? { hint: error.hint } : {}), ...(error.stack ? { stack: error.stack } : {}) }) + "\n";
+  }
+  const paint = (code: string, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
+  return `${paint("1;31", "quic-relay:")} ${error.message}\n${error.hint ? `${paint("2", error.hint)}\n` : ""}`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { type FileValues, SETTINGS } from "./config.ts";
+import { repeatedFlag } from "../security/options.ts";
+import { envName, type FileValues, LOG_FORMATS, nearestName, SETTINGS } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 
 /** Keys a config file may hold: every relay flag except `--config` itself, same spelling. */
@@ -53,28 +54,26 @@ export function configPath(flag: string | boolean | undefined, env: Record<strin
 /** A known key a few edits away from `key` (snake_case for kebab-case, small typos). */
 function suggestion(key: string, known: Set<string>): string | undefined {
   const kebab = key.replaceAll("_", "-").toLowerCase();
-  if (known.has(kebab)) return kebab;
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of known) {
-    const d = distance(kebab, candidate);
-    if (d < bestDistance) [best, bestDistance] = [candidate, d];
-  }
-  return best;
+  return known.has(kebab) ? kebab : nearestName(kebab, known);
 }
 
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
+/**
+ * The log format that flags, QUIC_RELAY_LOG_FORMAT or the config file ask for (first that sets it,
+ * as for every setting), found without validating anything else: so a fatal error can be written
+ * in that format even when the configuration is what failed. Anything unreadable counts as pretty.
+ */
+export function declaredLogFormat(rawArgs: readonly string[], env: Record<string, string | undefined>): (typeof LOG_FORMATS)[number] {
+  const format = (value: unknown) => (value === "json" ? "json" : "pretty");
+  const flag = repeatedFlag(rawArgs, "log-format");
+  if (flag.length > 0) return format(flag.at(-1));
+  const fromEnv = env[envName("log-format")];
+  if (fromEnv) return format(fromEnv);
+  try {
+    const path = configPath(repeatedFlag(rawArgs, "config").at(-1), env);
+    return path === undefined ? "pretty" : format((Bun.TOML.parse(readFileSync(path, "utf8")) as FileValues)["log-format"]);
+  } catch {
+    return "pretty";
   }
-  return row[b.length]!;
 }
 
 function firstLine(error: unknown): string {

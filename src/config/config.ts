@@ -1,3 +1,4 @@
+import { NO_NATIVE_ENV } from "../dataplane/native-addon.ts";
 import type { DataPlaneChoice } from "../dataplane/select.ts";
 import type { DataPlaneOptions } from "../dataplane/types.ts";
 import { DATA_PLANE_CHOICES } from "../dataplane/select.ts";
@@ -27,6 +28,8 @@ export interface RelayConfig {
   stateSaveIntervalSecs: number;
   /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
   shutdownTimeoutSecs: number;
+  /** Seconds a SIGTERM/SIGINT stop first drains (readyz 503, sessions keep forwarding); 0 for none. */
+  drainSecs: number;
   /**
    * Rebind rule 3 (bare data from a new port after silence): seconds of silence, -1 for off, or
    * auto: 1 s without authentication, off with it (the rule needs no credential, so with tokens on
@@ -67,6 +70,7 @@ export const DEFAULTS: RelayConfig = {
   stateFile: undefined,
   stateSaveIntervalSecs: 10,
   shutdownTimeoutSecs: 5,
+  drainSecs: 0,
   rebindQuietSecs: "auto",
   verifySource: false,
   maxUnansweredBytes: 1024 * 1024,
@@ -97,6 +101,7 @@ export const SETTINGS: { [K in keyof RelayConfig]: { flag: string; parse: Parser
   stateFile: { flag: "state-file", parse: (n, v) => nonEmpty(n, v) },
   stateSaveIntervalSecs: { flag: "state-save-interval-secs", parse: (n, v) => number(n, v, 0.05, 86_400) },
   shutdownTimeoutSecs: { flag: "shutdown-timeout-secs", parse: (n, v) => number(n, v, 0.1, 600) },
+  drainSecs: { flag: "drain-secs", parse: (n, v) => number(n, v, 0, 3600) },
   rebindQuietSecs: { flag: "rebind-quiet-secs", parse: (n, v) => (v === "off" || v === false ? -1 : v === "auto" ? "auto" : number(n, v, 0, 3600)) },
   verifySource: { flag: "verify-source", parse: (n, v) => boolean(n, v) },
   maxUnansweredBytes: { flag: "max-unanswered-bytes", parse: (n, v) => integer(n, v, 0, 1 << 30) },
@@ -135,7 +140,7 @@ export function resolveRelayConfig(
 
 /**
  * `--log-level` wins, then QUIC_RELAY_LOG_LEVEL, LOG_LEVEL, RUST_LOG (as users of the original set
- * it), then the config file, then info.
+ * it; only when it says something about the relay), then the config file, then info.
  */
 export function resolveLogLevel(
   flag: string | boolean | undefined,
@@ -146,24 +151,122 @@ export function resolveLogLevel(
   if (flag !== undefined) return parse("--log-level", flag) as LogLevel;
   if (env.QUIC_RELAY_LOG_LEVEL) return parse("QUIC_RELAY_LOG_LEVEL", env.QUIC_RELAY_LOG_LEVEL) as LogLevel;
   if (env.LOG_LEVEL) return parse("LOG_LEVEL", env.LOG_LEVEL) as LogLevel;
-  if (env.RUST_LOG) return fromRustLog(env.RUST_LOG);
+  const fromRust = env.RUST_LOG ? fromRustLog(env.RUST_LOG) : undefined;
+  if (fromRust) return fromRust;
   const fromFile = file?.values["log-level"];
   if (fromFile !== undefined) return parse(`'log-level' in ${file!.path}`, fromFile) as LogLevel;
   return "info";
 }
 
+/** The original relay's crate: its log target. `quic-relay` is taken as the same name, as Cargo does. */
+const RUST_CRATE = "quic_relay";
+/** env_logger's level words, quietest first; `off` stands in for "nothing" at index 0. */
+const RUST_LEVELS = ["off", ...LOG_LEVELS] as const;
+
 /**
- * RUST_LOG is a list of `level` or `target=level` directives (`info`, `quic_relay=debug,warn`).
- * Take the most verbose level named; unknown words fall back to info rather than failing startup.
+ * The relay's level from RUST_LOG, read as env_logger reads it: comma-separated directives, each
+ * `level` (every target), `target=level`, or a bare `target` (all its levels). A target matches
+ * when the relay's target (`quic_relay`) starts with it; the longest match wins, and of two equal
+ * ones the later. Directives for modules inside the relay (`quic_relay::x=debug`) widen the level,
+ * since the relay cannot filter by module. `off` is taken as `error`: the relay has no quieter
+ * level. Undefined when no directive concerns the relay (`other_crate=debug`): env_logger would
+ * then log nothing of it, not even errors, which no operator asked for; the next source decides.
+ * A word that is neither a level nor the relay's target, a bad level after `=`, and a `/filter`
+ * are ConfigErrors, as with LOG_LEVEL.
  */
-export function fromRustLog(value: string): LogLevel {
-  let best = -1;
-  for (const directive of value.split(",")) {
-    const level = directive.split("=").pop()!.trim().toLowerCase();
-    const index = (LOG_LEVELS as readonly string[]).indexOf(level === "off" ? "error" : level);
-    if (index > best) best = index;
+export function fromRustLog(value: string): LogLevel | undefined {
+  const invalid = () =>
+    new ConfigError(`RUST_LOG must be a level (${RUST_LEVELS.join(", ")}) or target=level directives such as quic_relay=debug,warn, got '${value}'`, "log-level");
+  if (value.includes("/")) throw new ConfigError(`RUST_LOG message filters ('/...') are not supported, got '${value}'`, "log-level");
+  const levelOf = (word: string): number | undefined => {
+    const index = (RUST_LEVELS as readonly string[]).indexOf(word.trim().toLowerCase());
+    return index < 0 ? undefined : index;
+  };
+  const TRACE = RUST_LEVELS.length - 1;
+  let root: { length: number; level: number } | undefined;
+  const inside: number[] = [];
+  for (const directive of value.split(",").map((d) => d.trim())) {
+    if (directive === "") continue;
+    const parts = directive.split("=");
+    if (parts.length > 2) throw invalid();
+    let target: string;
+    let level: number | undefined;
+    if (parts.length === 1) {
+      level = levelOf(directive);
+      target = level === undefined ? directive : "";
+      level ??= TRACE;
+    } else {
+      target = parts[0]!.trim();
+      level = parts[1]!.trim() === "" ? TRACE : levelOf(parts[1]!);
+      if (level === undefined) throw invalid();
+    }
+    target = target.replaceAll("-", "_");
+    // A level alone is the target "", which every target starts with: the global directive.
+    const onRoot = RUST_CRATE.startsWith(target);
+    const onModule = target.startsWith(`${RUST_CRATE}::`);
+    // env_logger takes any other lone word for a target; here a misspelt level must not pass as one.
+    if (parts.length === 1 && !onRoot && !onModule) throw invalid();
+    if (onRoot && (!root || target.length >= root.length)) root = { length: target.length, level };
+    else if (onModule) inside.push(level);
   }
-  return best < 0 ? "info" : LOG_LEVELS[best]!;
+  const levels = [...(root ? [root.level] : []), ...inside];
+  if (levels.length === 0) return undefined;
+  return LOG_LEVELS[Math.max(0, Math.max(...levels) - 1)]!;
+}
+
+/** QUIC_RELAY_* variables that are read, but are not relay settings: they draw no warning. */
+const OTHER_VARIABLES = [
+  "QUIC_RELAY_CONFIG",
+  NO_NATIVE_ENV,
+  // The original's client side (quic-portal's hosting/.env), often set where the relay runs.
+  "QUIC_RELAY_IP",
+  "QUIC_RELAY_ONLY",
+];
+
+/**
+ * One warning per QUIC_RELAY_* variable that nothing reads, with the nearest known name when one
+ * is close: a misspelt variable would otherwise leave its setting at the default without a word.
+ * `knownFlags` are flags defined elsewhere (security, fleet) whose variables are read, and
+ * `knownVariables` other names read as they are (QUIC_RELAY_FLEET_REDIS_PASSWORD).
+ */
+export function unknownEnvWarnings(
+  env: Record<string, string | undefined>,
+  knownFlags: readonly string[] = [],
+  knownVariables: readonly string[] = [],
+): string[] {
+  const known = new Set([...Object.values(SETTINGS).map((s) => envName(s.flag)), ...knownFlags.map(envName), ...OTHER_VARIABLES, ...knownVariables]);
+  const warnings: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith("QUIC_RELAY_") || env[name] === undefined || known.has(name)) continue;
+    const hint = nearestName(name.toUpperCase().replaceAll("-", "_"), known);
+    warnings.push(`${name} is not a setting${hint ? ` (did you mean ${hint}?)` : ""}`);
+  }
+  return warnings;
+}
+
+/** The candidate at most `maxEdits` edits from `name` (the nearest, the first of equals), if any. */
+export function nearestName(name: string, candidates: Iterable<string>, maxEdits = 2): string | undefined {
+  let best: string | undefined;
+  let bestDistance = maxEdits + 1;
+  for (const candidate of candidates) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
 }
 
 /** The source name as it appears in messages: `--port` or `QUIC_RELAY_PORT` or `'port' in FILE`. */

@@ -2,10 +2,14 @@
  * The optional native addon (build/Release/quic_relay_native.node, built by `bun run build:native`):
  * its shapes, and the one loader. The `require` is static so `bun build --compile` embeds the file;
  * at run time the compiled binary writes it to $TMPDIR and loads it, and any failure there
- * (unwritable TMPDIR, missing build, other OS) becomes a reason string instead of a crash.
- * QUIC_RELAY_NO_NATIVE=1 turns it off.
+ * (unwritable or noexec TMPDIR, missing build, other OS) becomes a reason string instead of a
+ * crash, with the fix that fits how the relay runs. QUIC_RELAY_NO_NATIVE=1 turns it off.
  */
+import { tmpdir } from "node:os";
 import { DATA_PLANE_COUNTERS, type RouteCounters } from "./types.ts";
+
+/** Set to 1, the addon is not loaded: the TS plane runs, by the operator's choice. */
+export const NO_NATIVE_ENV = "QUIC_RELAY_NO_NATIVE";
 
 export interface NativeRelayOptions {
   host: string;
@@ -67,6 +71,8 @@ export interface NativeRelayHandle {
   drainActivity(): number[];
   routeCounters(id: number): RouteCounters | undefined;
   counters(): NativeRelayCounters;
+  /** The smallest SO_RCVBUF / SO_SNDBUF over the addon's sockets, as getsockopt reports them. */
+  socketBuffers(): { receive: number; send: number } | undefined;
   close(): void;
 }
 
@@ -83,36 +89,54 @@ export interface NativeAddon {
   abiVersion: number;
 }
 
-export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string };
+/** `disabled`: turned off with QUIC_RELAY_NO_NATIVE, not a failure. */
+export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string; disabled?: boolean };
 
 /** Must equal kAbiVersion in native/binding.cc; a different addon is reported stale. */
-const ABI_VERSION = 4;
+const ABI_VERSION = 5;
 let loaded: NativeAddonLoad | undefined;
 
 /** Loads the addon once per process; later calls return the same answer. */
 export function loadNativeAddon(): NativeAddonLoad {
   // The environment switch is read every time so tests can flip it.
-  if (process.env.QUIC_RELAY_NO_NATIVE === "1") return { ok: false, reason: "disabled by QUIC_RELAY_NO_NATIVE" };
+  if (process.env[NO_NATIVE_ENV] === "1") return { ok: false, reason: `disabled by ${NO_NATIVE_ENV}`, disabled: true };
   loaded ??= load();
   return loaded;
 }
 
 function load(): NativeAddonLoad {
   if (process.platform !== "linux") return { ok: false, reason: `native plane needs Linux (this is ${process.platform})` };
+  const how = { compiled: runningCompiled(), tmpdir: tmpdir() };
   let addon: NativeAddon;
   try {
     addon = require("../../build/Release/quic_relay_native.node") as NativeAddon;
   } catch (error) {
-    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0];
-    // Inside a compiled binary the addon lives in Bun's embedded filesystem and must be
-    // written to $TMPDIR before it can be loaded.
-    if (message.includes("$bunfs")) {
-      return { ok: false, reason: `embedded addon could not be written to TMPDIR or loaded (${message})` };
-    }
-    return { ok: false, reason: `addon not loadable (${message}); run \`bun run build:native\`` };
+    return { ok: false, reason: loadFailureReason((error instanceof Error ? error.message : String(error)).split("\n")[0]!, how) };
   }
   if (addon?.abiVersion !== ABI_VERSION || typeof addon.NativeRelay !== "function") {
-    return { ok: false, reason: `addon is stale (abi ${addon?.abiVersion}, want ${ABI_VERSION}); rebuild it` };
+    const stale = `addon is stale (abi ${addon?.abiVersion}, want ${ABI_VERSION})`;
+    return { ok: false, reason: how.compiled ? `the binary's ${stale}; rebuild the binary after \`bun run build:native\`` : `${stale}; run \`bun run build:native\`` };
   }
   return { ok: true, addon };
+}
+
+/** True inside a `bun build --compile` executable, whose modules live in Bun's embedded /$bunfs/ filesystem. */
+export function runningCompiled(): boolean {
+  return import.meta.path.startsWith("/$bunfs/") || Bun.main.startsWith("/$bunfs/");
+}
+
+/**
+ * Why the addon did not load, with advice for how the relay runs: from a checkout the addon is
+ * built with `bun run build:native`; a compiled binary carries it (if it was built first) and must
+ * unpack it to TMPDIR, which has to be writable and allow executables (no `noexec` mount).
+ */
+export function loadFailureReason(message: string, how: { compiled: boolean; tmpdir: string }): string {
+  if (!how.compiled) return `addon not loadable (${message}); run \`bun run build:native\``;
+  if (/Cannot (require|find) module/.test(message)) {
+    return `this binary was built without the native addon (${message}); build it with \`bun run build:native\` before \`bun run build\``;
+  }
+  return (
+    `the binary's embedded addon could not be unpacked to TMPDIR (${how.tmpdir}) and loaded (${message}); ` +
+    "set TMPDIR to a writable directory that allows executables (not mounted noexec)"
+  );
 }

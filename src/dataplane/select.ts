@@ -1,5 +1,5 @@
 import { DataPlaneUnavailableError } from "./errors.ts";
-import { loadNativeAddon } from "./native-addon.ts";
+import { loadNativeAddon, NO_NATIVE_ENV } from "./native-addon.ts";
 import { createNativePlane } from "./native.ts";
 import { createSocketPlane } from "./socket-plane.ts";
 import type { DataPlane, DataPlaneKind, DataPlaneOptions } from "./types.ts";
@@ -16,6 +16,11 @@ export interface SelectedPlane {
   plane: DataPlane;
   /** Why `auto` fell back to the TS plane, if it did. */
   fallbackReason?: string;
+  /**
+   * The fallback is what the operator asked for (QUIC_RELAY_NO_NATIVE=1): worth an info line,
+   * not a warning. Otherwise the relay runs slower than it could, and the reason says how to fix it.
+   */
+  fallbackExpected?: boolean;
 }
 
 /** `native` without the addon is an error; `auto` prefers native and says why it could not. */
@@ -24,5 +29,7 @@ export function createDataPlane(choice: DataPlaneChoice, opts: DataPlaneOptions)
   const native = loadNativeAddon();
   if (native.ok) return { plane: createNativePlane(opts) };
   if (choice === "native") throw new DataPlaneUnavailableError("native", native.reason);
-  return { plane: createSocketPlane(opts), fallbackReason: native.reason };
+  if (native.disabled) return { plane: createSocketPlane(opts), fallbackReason: native.reason, fallbackExpected: true };
+  const silence = `or set ${NO_NATIVE_ENV}=1 (or --dataplane ts) to run the TS plane without this warning`;
+  return { plane: createSocketPlane(opts), fallbackReason: `${native.reason}; ${silence}`, fallbackExpected: false };
 }

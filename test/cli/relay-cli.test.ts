@@ -101,16 +101,20 @@ describe("quic-relay command line", () => {
     [["--dataplane", "gpu"], "--dataplane must be one of"],
     [["--log-level", "loud"], "--log-level must be one of"],
     [["--bogus"], "unknown flag '--bogus'"],
-  ])("rejects %j with a one-line error, usage and a non-zero exit", async (args, message) => {
+  ])("rejects %j with a one-line error, a hint and exit code 2", async (args, message) => {
     const relay = spawnRelay(["--host", "127.0.0.1", ...args]);
     running.push(relay.proc);
     expect(await relay.proc.exited).toBe(2);
     await relay.done;
     // `bun run` echoes the script line first; the relay's own output follows.
-    const first = relay.output().split("\n").find((l) => !l.startsWith("$ "))!;
-    expect(first).toStartWith("quic-relay: ");
-    expect(first).toContain(message);
-    expect(relay.output()).toContain("USAGE");
+    const lines = relay.output().split("\n").filter((l) => l !== "" && !l.startsWith("$ "));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toStartWith("quic-relay: ");
+    expect(lines[0]).toContain(message);
+    expect(lines[1]).toBe("run 'quic-relay --help' for usage");
+    // Piped: no colour codes, and no usage text.
+    expect(relay.output()).not.toContain("\x1b");
+    expect(relay.output()).not.toContain("USAGE");
   });
 
   it("exits 1 with one line when the port is taken", async () => {
@@ -151,6 +155,7 @@ describe("quic-relay command line", () => {
   it.each([
     [{ RUST_LOG: "debug" }],
     [{ RUST_LOG: "quic_relay=debug,warn" }],
+    [{ RUST_LOG: "quic-relay=debug" }],
     [{ LOG_LEVEL: "debug" }],
   ])("honours %j for debug logs", async (env) => {
     const port = await freePort();
