@@ -164,6 +164,17 @@ void Forwarder::finishHandovers() {
   });
 }
 
+bool Forwarder::socketBuffers(int* receive, int* send) const {
+  if (sockets_.empty()) return false;
+  *receive = sockets_[0].receiveBuffer;
+  *send = sockets_[0].sendBuffer;
+  for (const UdpSocket& s : sockets_) {
+    if (s.receiveBuffer < *receive) *receive = s.receiveBuffer;
+    if (s.sendBuffer < *send) *send = s.sendBuffer;
+  }
+  return true;
+}
+
 NativeCounts Forwarder::totals() {
   NativeCounts t;
   for (const auto& w : workers_) t += w->counters();

@@ -55,6 +55,9 @@ class Forwarder {
   int workers() const { return static_cast<int>(sockets_.size()); }
   bool groEnabled() const { return groEnabled_; }
   bool gsoSendOk() const { return gsoSendOk_.load(std::memory_order_relaxed); }
+  // The smallest SO_RCVBUF / SO_SNDBUF over the sockets, as getsockopt reported them at open
+  // (still answered after stop()); false before start() opened any socket.
+  bool socketBuffers(int* receive, int* send) const;
 
   RouteTable& routes() { return routes_; }
   ControlQueue& control() { return control_; }

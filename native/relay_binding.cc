@@ -18,6 +18,7 @@ Napi::Function NativeRelay::Define(Napi::Env env) {
                          InstanceMethod("drainActivity", &NativeRelay::DrainActivity),
                          InstanceMethod("routeCounters", &NativeRelay::RouteCounters),
                          InstanceMethod("counters", &NativeRelay::Counters),
+                         InstanceMethod("socketBuffers", &NativeRelay::SocketBuffers),
                          InstanceMethod("close", &NativeRelay::Close),
                      });
 }
@@ -266,6 +267,19 @@ Napi::Value NativeRelay::Counters(const Napi::CallbackInfo& info) {
 #define QUIC_RELAY_SET_COUNTER(name) out.Set(#name, static_cast<double>(t.name));
   QUIC_RELAY_NATIVE_COUNTERS(QUIC_RELAY_SET_COUNTER)
 #undef QUIC_RELAY_SET_COUNTER
+  return out;
+}
+
+// socketBuffers() -> { receive, send }: the smallest SO_RCVBUF / SO_SNDBUF over the sockets as
+// getsockopt reported them after the request (Linux: double the usable size; halved in
+// src/dataplane/socket-buffers.ts), or undefined if a value could not be read. Answers after close().
+Napi::Value NativeRelay::SocketBuffers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int receive = 0, send = 0;
+  if (!forwarder_ || !forwarder_->socketBuffers(&receive, &send) || receive <= 0 || send <= 0) return env.Undefined();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("receive", receive);
+  out.Set("send", send);
   return out;
 }
 

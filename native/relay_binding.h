@@ -27,6 +27,7 @@ class NativeRelay : public Napi::ObjectWrap<NativeRelay> {
   Napi::Value DrainActivity(const Napi::CallbackInfo& info);
   Napi::Value RouteCounters(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value SocketBuffers(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   void shutdown();
 

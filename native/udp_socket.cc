@@ -64,6 +64,15 @@ void setSocketBuffers(int fd, int bytes) {
   }
 }
 
+void readSocketBuffers(int fd, int* receive, int* send) {
+  int value = 0;
+  socklen_t length = sizeof value;
+  *receive = getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, &length) == 0 ? value : 0;
+  value = 0;
+  length = sizeof value;
+  *send = getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, &length) == 0 ? value : 0;
+}
+
 bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) {
   SockAddr bindAddr;
   if (!resolveBindAddress(opts.host, opts.port, &bindAddr, err)) return false;
@@ -86,6 +95,8 @@ bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) 
     return false;
   }
   setSocketBuffers(fd, opts.bufferBytes);
+  // The kernel may grant less than asked (net.core.rmem_max without CAP_NET_ADMIN), silently.
+  readSocketBuffers(fd, &out->receiveBuffer, &out->sendBuffer);
   if (bind(fd, reinterpret_cast<sockaddr*>(&bindAddr.ss), bindAddr.len) != 0) {
     *err = SysError::fromErrno(errno, "bind");
     close(fd);

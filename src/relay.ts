@@ -91,6 +91,13 @@ export class Relay {
   private readonly logLimits = new Map<SessionEvent["kind"], LogRateLimit>();
   /** Lifecycle log lines held back by the per-kind rate limit, since start. */
   readonly logSuppressed: Partial<Record<SessionEvent["kind"], number>> = {};
+  /**
+   * Datagrams (and their bytes) the control plane forwarded itself, through the session table's
+   * sink: held early datagrams, a session's first datagrams before its routes take over, datagrams
+   * of peers without a data-plane route, the datagram that moved a peer. The data plane's route
+   * counters never see these.
+   */
+  readonly controlForwarded = { datagrams: 0, bytes: 0 };
   /** Cookies that did not check out, by reason. */
   readonly cookieFailures = { malformed: 0, expired: 0, "bad-mac": 0 };
   private readonly cookies = new CookieMinter();
@@ -111,7 +118,11 @@ export class Relay {
     this.ledger = new DirectionLedger((id) => remote?.routeCounters(id) ?? this.plane.routeCounters(id));
     const sink: SessionSink = {
       reply: (to, data) => this.send(data, to),
-      forward: (to, data) => this.send(data, to),
+      forward: (to, data) => {
+        this.controlForwarded.datagrams++;
+        this.controlForwarded.bytes += data.length;
+        this.send(data, to);
+      },
       route: (peer, to, direction, cidLength) => this.route(peer, to, direction, cidLength),
       observing: (peer, since) => this.observing(peer, since),
       unroute: (peer: Peer) => {

@@ -18,7 +18,9 @@ import {
   type DataPlaneCounters,
   type DataPlaneOptions,
   type InboundDatagram,
+  type SocketBufferSizes,
 } from "./types.ts";
+import { usableBufferBytes } from "./socket-buffers.ts";
 import type { Endpoint } from "../net/address.ts";
 import { cidLengthOf } from "./observe.ts";
 import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
@@ -34,6 +36,7 @@ export interface NativePlane extends DataPlane {
   nativeCounters(): NativeRelayCounters;
   /** Threads actually started and whether GRO/GSO are active. */
   nativeInfo(): { workers: number; gro: boolean; gso: boolean };
+  socketBuffers(): SocketBufferSizes | undefined;
 }
 
 export function createNativePlane(opts: DataPlaneOptions): NativePlane {
@@ -179,6 +182,11 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
     },
     nativeInfo() {
       return requireStarted("nativeInfo").info();
+    },
+    socketBuffers(): SocketBufferSizes | undefined {
+      const reported = relay?.socketBuffers();
+      if (!reported) return undefined;
+      return { asked: opts.socketBufferBytes, receive: usableBufferBytes(reported.receive), send: usableBufferBytes(reported.send) };
     },
     async close(): Promise<void> {
       if (closed) return;

@@ -1,6 +1,6 @@
 import type { udp } from "bun";
-import { ignoreIcmpErrors, setSocketBuffers } from "./socket-buffers.ts";
-import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters } from "./types.ts";
+import { type GrantedBuffers, ignoreIcmpErrors, readSocketBuffers, setSocketBuffers } from "./socket-buffers.ts";
+import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters, SocketBufferSizes } from "./types.ts";
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
 import { dcidWatchFor, takesCopy, type DcidWatch } from "./observe.ts";
 import { isReg } from "../protocol/reg.ts";
@@ -52,6 +52,8 @@ export class SocketPlane implements DataPlane {
   private waitingForDrain = false;
   private closed = false;
   private onControl: ControlHandler = () => {};
+  /** Read back once after the request: nothing changes them later. */
+  private granted: GrantedBuffers | undefined;
 
   constructor(private readonly opts: DataPlaneOptions) {}
 
@@ -74,6 +76,7 @@ export class SocketPlane implements DataPlane {
       },
     });
     setSocketBuffers(this.socket, this.opts.socketBufferBytes);
+    this.granted = readSocketBuffers(this.socket);
     ignoreIcmpErrors(this.socket);
     this.local = { address: this.socket.hostname, port: this.socket.port };
   }
@@ -218,6 +221,10 @@ export class SocketPlane implements DataPlane {
 
   counters(): DataPlaneCounters {
     return { ...this.stats };
+  }
+
+  socketBuffers(): SocketBufferSizes | undefined {
+    return this.granted && { asked: this.opts.socketBufferBytes, ...this.granted };
   }
 
   async close(): Promise<void> {

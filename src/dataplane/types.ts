@@ -96,6 +96,19 @@ export interface DataPlaneOptions {
 
 export type ControlHandler = (batch: InboundDatagram[]) => void;
 
+/**
+ * The socket buffers the relay asked for (`socketBufferBytes`) and what the kernel granted, read
+ * back with getsockopt after the request. All three in the units of `--socket-buffer-bytes`: on
+ * Linux the granted figures are half of what getsockopt reports, since the kernel doubles a
+ * request for its bookkeeping (src/dataplane/socket-buffers.ts, usableBufferBytes). The kernel
+ * silently grants less than asked without CAP_NET_ADMIN when net.core.rmem_max / wmem_max is lower.
+ */
+export interface SocketBufferSizes {
+  asked: number;
+  receive: number;
+  send: number;
+}
+
 export interface DataPlane {
   readonly kind: DataPlaneKind;
   /** Bound local address (after start). */
@@ -116,6 +129,11 @@ export interface DataPlane {
   /** Per-route totals and the observe budget left, or undefined for an unknown id. */
   routeCounters(id: number): RouteCounters | undefined;
   counters(): DataPlaneCounters;
+  /**
+   * Socket buffers asked for and granted, once started (the smallest over the native plane's
+   * sockets); undefined when they cannot be read. Optional: planes without sockets have none.
+   */
+  socketBuffers(): SocketBufferSizes | undefined;
   /** Idempotent. After it resolves no control batch is delivered and the socket is closed. */
   close(): Promise<void>;
 }

@@ -4,6 +4,14 @@ export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
 export type Labels = Record<string, string>;
 export type MetricType = "counter" | "gauge";
 
+/** A histogram as counted: `counts` per bucket (not cumulative), one more than `bounds` (the last is above every bound). */
+export interface HistogramSnapshot {
+  bounds: readonly number[];
+  counts: readonly number[];
+  sum: number;
+  count: number;
+}
+
 /** Builds one exposition document: each family once, with HELP and TYPE before its samples. */
 export class ExpositionWriter {
   private readonly lines: string[] = [];
@@ -14,14 +22,32 @@ export class ExpositionWriter {
   }
 
   family(name: string, type: MetricType, help: string, samples: Iterable<[Labels, number]>): this {
-    this.lines.push(`# HELP ${name} ${help.replaceAll("\\", "\\\\").replaceAll("\n", "\\n")}`);
-    this.lines.push(`# TYPE ${name} ${type}`);
+    this.header(name, type, help);
     for (const [labels, value] of samples) this.lines.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+    return this;
+  }
+
+  /** A histogram family without labels: cumulative `_bucket{le}` samples ending at `+Inf`, then `_sum` and `_count`. */
+  histogram(name: string, help: string, h: HistogramSnapshot): this {
+    this.header(name, "histogram", help);
+    let cumulative = 0;
+    h.bounds.forEach((bound, i) => {
+      cumulative += h.counts[i] ?? 0;
+      this.lines.push(`${name}_bucket${formatLabels({ le: formatValue(bound) })} ${cumulative}`);
+    });
+    this.lines.push(`${name}_bucket${formatLabels({ le: "+Inf" })} ${h.count}`);
+    this.lines.push(`${name}_sum ${formatValue(h.sum)}`);
+    this.lines.push(`${name}_count ${h.count}`);
     return this;
   }
 
   toString(): string {
     return this.lines.join("\n") + "\n";
+  }
+
+  private header(name: string, type: MetricType | "histogram", help: string): void {
+    this.lines.push(`# HELP ${name} ${help.replaceAll("\\", "\\\\").replaceAll("\n", "\\n")}`);
+    this.lines.push(`# TYPE ${name} ${type}`);
   }
 }
 

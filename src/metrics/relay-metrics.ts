@@ -1,12 +1,14 @@
-import pkg from "../../package.json" with { type: "json" };
-import type { DataPlane } from "../dataplane/types.ts";
+import { VERSION } from "../version.ts";
+import type { DataPlane, SocketBufferSizes } from "../dataplane/types.ts";
 import type { FleetStats } from "../fleet/coordinator.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
 import type { SessionEvent } from "../sessions/types.ts";
 import type { StunCounters } from "../discovery/responder.ts";
 import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
+import type { EventLoopLagSnapshot } from "./event-loop-lag.ts";
 import { ExpositionWriter, type Labels } from "./exposition.ts";
+import { writeProcessMetrics } from "./process-metrics.ts";
 
 /** Counters kept outside the relay (state saving, config reloads). */
 export interface OperationsCounters {
@@ -36,6 +38,8 @@ export interface RelayMetricsSource {
   stateRowsSkipped?: Partial<Record<string, number>>;
   /** STUN Binding requests by outcome, when STUN is on. */
   stun?: StunCounters;
+  /** Event-loop lag, when a monitor runs (an EventLoopLagMonitor, started with the relay). */
+  eventLoop?: { snapshot(): EventLoopLagSnapshot };
 }
 
 interface NativeDetails {
@@ -56,7 +60,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
   const w = new ExpositionWriter();
 
   w.family("quic_relay_build_info", "gauge", "Version of the relay and of the Bun runtime", [
-    [{ version: pkg.version, bun: Bun.version }, 1],
+    [{ version: VERSION, bun: Bun.version }, 1],
   ]);
   w.family("quic_relay_dataplane_info", "gauge", "Data plane in use", [[dataplaneLabels(plane), 1]]);
   w.single("quic_relay_start_time_seconds", "gauge", "Unix time the relay started", src.startedAtSeconds);
@@ -94,6 +98,13 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ path: "control" }, planeCounters.controlPackets],
   ]);
   w.single("quic_relay_dataplane_forwarded_bytes_total", "counter", "Bytes the data plane forwarded (all routes)", planeCounters.forwardedBytes);
+  w.single(
+    "quic_relay_control_forwarded_datagrams_total",
+    "counter",
+    "Datagrams the control plane forwarded itself, not a data-plane route (held early datagrams, first datagrams before the routes, peers without a route)",
+    relay.controlForwarded.datagrams,
+  );
+  w.single("quic_relay_control_forwarded_bytes_total", "counter", "Bytes the control plane forwarded itself", relay.controlForwarded.bytes);
 
   w.family(
     "quic_relay_refusals_total",
@@ -163,12 +174,8 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
 
   w.single("quic_relay_early_datagrams_held_total", "counter", "Early datagrams held for a partner that had not registered yet", stats.heldAccepted);
   w.single("quic_relay_early_datagrams_delivered_total", "counter", "Held early datagrams delivered after pairing", stats.heldDelivered);
-  w.family("quic_relay_early_datagrams_dropped_total", "counter", "Early datagrams dropped, by reason", [
-    [{ reason: "overflow" }, stats.drops[DropReason.EarlyOverflow] ?? 0],
-    [{ reason: "expired" }, stats.drops[DropReason.EarlyExpired] ?? 0],
-    [{ reason: "evicted" }, stats.drops[DropReason.EarlyEvicted] ?? 0],
-  ]);
-  w.single("quic_relay_early_bytes_held", "gauge", "Bytes of early datagrams held right now", table.indexSizes().heldBytes ?? 0);
+  // Early datagrams dropped are counted once, in quic_relay_drops_total{reason="early-*"}.
+  w.single("quic_relay_early_held_bytes", "gauge", "Bytes of early datagrams held right now", table.indexSizes().heldBytes ?? 0);
 
   w.single("quic_relay_internal_errors_total", "counter", "Errors raised while handling a datagram (bugs)", relay.internalErrors);
   w.family("quic_relay_state_saves_total", "counter", "Session table saves to the state file, by result", [
@@ -189,14 +196,43 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ result: "error" }, ops.reloads.error],
   ]);
 
-  const memory = process.memoryUsage();
-  w.single("process_resident_memory_bytes", "gauge", "Resident set size", memory.rss);
-  w.single("process_heap_bytes", "gauge", "JavaScript heap in use", memory.heapUsed);
-  w.single("process_start_time_seconds", "gauge", "Unix time the process started", src.startedAtSeconds);
+  const buffers = socketBuffersOf(plane);
+  if (buffers) {
+    w.single("quic_relay_socket_buffer_requested_bytes", "gauge", "Socket receive and send buffer size asked for (--socket-buffer-bytes)", buffers.asked);
+    w.family(
+      "quic_relay_socket_buffer_bytes",
+      "gauge",
+      "Socket buffer the kernel granted, by direction, in the units of --socket-buffer-bytes (half of what getsockopt reports on Linux)",
+      [
+        [{ direction: "receive" }, buffers.receive],
+        [{ direction: "send" }, buffers.send],
+      ],
+    );
+  }
+  if (src.eventLoop) {
+    const lag = src.eventLoop.snapshot();
+    w.single(
+      "quic_relay_event_loop_lag_max_seconds",
+      "gauge",
+      `Largest event-loop lag in the last ${lag.windowSeconds} s (how late a timer of the JS thread fired)`,
+      lag.maxSeconds,
+    );
+    w.histogram("quic_relay_event_loop_lag_seconds", "Event-loop lag samples: how late a periodic timer of the JS thread fired", lag.histogram);
+  }
+
+  writeProcessMetrics(w, src.startedAtSeconds);
   return w.toString();
 }
 
 const LOGGED_EVENTS = ["created", "paired", "rebound", "moved", "refused", "expired", "relay-pair", "cid-dispute"] as const satisfies readonly SessionEvent["kind"][];
+
+function socketBuffersOf(plane: DataPlane): SocketBufferSizes | undefined {
+  try {
+    return plane.socketBuffers?.();
+  } catch {
+    return undefined;
+  }
+}
 
 function dataplaneLabels(plane: DataPlane): Labels {
   const labels: Labels = { kind: plane.kind };

@@ -6,8 +6,10 @@ import { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 export interface HealthSource {
   /** Process alive and the relay socket open. */
   healthy(): boolean;
-  /** Started, state restored, not shutting down: worth sending peers to. */
+  /** Started, state restored, not draining nor shutting down: worth sending peers to. */
   ready(): boolean;
+  /** One word for the body of a 503 from /readyz (`draining`, `stopping`); `unavailable` without it. */
+  phase?(): string;
   /** The exposition text. */
   metrics(): string;
 }
@@ -20,7 +22,9 @@ export interface MetricsServer {
 
 /**
  * The HTTP side port: `/metrics` (Prometheus text), `/healthz` and `/readyz` (200 or 503 with a
- * one-word body). Anything else is 404. Off unless `--metrics-listen` is set.
+ * one-word body: `ok`, or why not). Anything else is 404. Off unless `--metrics-listen` is set.
+ * Answers come from the event loop: whatever runs long in the process (a state save) must yield to
+ * it, which the state persister does.
  */
 export function startMetricsServer(listen: string, source: HealthSource): MetricsServer {
   const parsed = parseHostPort(listen);
@@ -39,7 +43,7 @@ export function startMetricsServer(listen: string, source: HealthSource): Metric
           case "/healthz":
             return status(source.healthy());
           case "/readyz":
-            return status(source.ready());
+            return source.ready() ? status(true) : status(false, source.phase?.());
           default:
             return new Response("not found\n", { status: 404 });
         }
@@ -62,6 +66,6 @@ export function startMetricsServer(listen: string, source: HealthSource): Metric
   };
 }
 
-function status(ok: boolean): Response {
-  return new Response(ok ? "ok\n" : "unavailable\n", { status: ok ? 200 : 503, headers: { "content-type": "text/plain" } });
+function status(ok: boolean, why = "unavailable"): Response {
+  return new Response(ok ? "ok\n" : `${why}\n`, { status: ok ? 200 : 503, headers: { "content-type": "text/plain" } });
 }

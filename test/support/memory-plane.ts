@@ -124,6 +124,11 @@ export class MemoryPlane implements DataPlane {
     return r && { packets: r.packets, bytes: r.bytes, observeLeft: r.observe };
   }
 
+  /** No kernel socket: no buffers to report. */
+  socketBuffers(): undefined {
+    return undefined;
+  }
+
   counters(): DataPlaneCounters {
     return { ...this.counts };
   }
