@@ -31,6 +31,8 @@ export const probeCommand = defineCommand({
     const log = consola.withTag("probe");
     try {
       log.level = clientLogLevel(args["log-level"]);
+      // Progress while it waits goes to stderr (stdout carries the result only), at the same level.
+      const progress = consola.create({ stdout: process.stderr, stderr: process.stderr, level: log.level }).withTag("probe");
       const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
       const also = await Promise.all(
         (args.also ?? "")
@@ -43,7 +45,7 @@ export const probeCommand = defineCommand({
         discovery = await discover({
           relay,
           also,
-          onAttempt: args.json ? undefined : (to, attempt, tries) => log.info(`asking ${formatHostPort(to)} how this host is seen (STUN, try ${attempt}/${tries})`),
+          onAttempt: args.json ? undefined : (to, attempt, tries) => progress.info(`asking ${formatHostPort(to)} how this host is seen (STUN, try ${attempt}/${tries})`),
         });
       }
       if (args["discover-only"]) {
@@ -57,7 +59,13 @@ export const probeCommand = defineCommand({
       if (size < 8 || size > 65_000) throw new ClientConfigError("--size must be 8..65000", "size");
       const result = await runProbe({
         relay,
+        // The form the relay recognises as a probe's session (isProbeSessionId): it expires after
+        // 10 s of silence instead of the session timeout, so the probe leaves nothing behind.
         sessionId: `probe-${crypto.randomUUID()}`,
+        onRegAttempt: args.json
+          ? undefined
+          : (socket, attempt, tries) =>
+              progress.info(`registering ${socket === 1 ? "the first" : "the second"} socket with ${formatHostPort(relay)} (REG, try ${attempt}/${tries})`),
         count,
         size,
         intervalMs: nonNegativeInteger(args["interval-ms"], "interval-ms"),

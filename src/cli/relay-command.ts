@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { configPath, loadConfigFile } from "../config/config-file.ts";
-import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig } from "../config/config.ts";
-import { fleetArgs, type FleetOptions, type RawFleetFlags, resolveFleetOptions } from "../fleet/options.ts";
+import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig, unknownEnvWarnings } from "../config/config.ts";
+import { fleetArgs, type FleetOptions, type RawFleetFlags, REDIS_PASSWORD_ENV, resolveFleetOptions } from "../fleet/options.ts";
 import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
 import { type SecretFileInfo, secretFileWarning } from "../security/secret-file.ts";
@@ -22,7 +22,14 @@ export const relayArgs = {
   "metrics-listen": { type: "string", description: "host:port for HTTP /metrics, /healthz, /readyz (default off)" },
   "state-file": { type: "string", description: "SQLite file to save sessions to and restore them from across restarts (default off)" },
   "state-save-interval-secs": { type: "string", description: `Seconds between state saves (default ${DEFAULTS.stateSaveIntervalSecs})` },
-  "shutdown-timeout-secs": { type: "string", description: `Longest a SIGTERM shutdown may take (default ${DEFAULTS.shutdownTimeoutSecs})` },
+  "shutdown-timeout-secs": {
+    type: "string",
+    description: `Longest the stop after a SIGTERM (and after the drain) may take: save, close (default ${DEFAULTS.shutdownTimeoutSecs})`,
+  },
+  "drain-secs": {
+    type: "string",
+    description: `On SIGTERM/SIGINT, first answer /readyz 503 and keep forwarding for this long, or until no session is left (default ${DEFAULTS.drainSecs}: stop at once)`,
+  },
   "rebind-quiet-secs": {
     type: "string",
     description: "Seconds of silence after which bare data from a new port of a peer's IP follows it; off, or auto (default: 1 s, off in verified mode; docs/protocol.md rule 3)",
@@ -65,6 +72,7 @@ function rawFlags(args: ParsedArgs): RawRelayFlags {
     stateFile: args["state-file"],
     stateSaveIntervalSecs: args["state-save-interval-secs"],
     shutdownTimeoutSecs: args["shutdown-timeout-secs"],
+    drainSecs: args["drain-secs"],
     rebindQuietSecs: args["rebind-quiet-secs"],
     verifySource: args["verify-source"],
     maxUnansweredBytes: args["max-unanswered-bytes"],
@@ -105,9 +113,10 @@ export const relayCommand = defineCommand({
     const service = new RelayService(config, { security, fleet });
     const logger = service.logger;
     warnAboutSecretFiles(logger, [...security.secretFiles, ...(fleet?.secretFiles ?? [])]);
+    for (const warning of unknownEnvWarnings(process.env, EXTRA_FILE_KEYS, [REDIS_PASSWORD_ENV])) logger.warn(warning);
     // Handlers go in before the relay says it is listening: a signal sent the moment that line
-    // appears must not meet the default action (which kills the process). Signals that arrive
-    // while it starts are handled once it has.
+    // appears must not meet the default action (which kills the process, SIGHUP included). Signals
+    // that arrive while it starts are queued and handled, in order, once it has started.
     let started = false;
     const early: (() => void)[] = [];
     const onSignal = (handle: () => void) => () => (started ? handle() : early.push(handle));
@@ -115,23 +124,45 @@ export const relayCommand = defineCommand({
     process.on("SIGTERM", onSignal(() => stop("SIGTERM")));
     process.on("SIGHUP", onSignal(() => reload()));
 
-    let stopping = false;
+    // running -> (draining ->) stopping. The drain and the shutdown settings are read when the
+    // stop begins, so a SIGHUP can change them on a running relay.
+    let phase: "running" | "draining" | "stopping" = "running";
     const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info(`received ${signal}, stopping`, { sessions: service.sessionCount });
+      const sessions = service.sessionCount;
+      if (phase === "stopping") return logger.info(`received ${signal}, already stopping`, { sessions });
+      if (phase === "draining") {
+        logger.info(`received ${signal} during the drain, stopping now`, { sessions });
+        return service.endDrain();
+      }
+      const drainSecs = service.stopSettings.drainSecs;
+      if (drainSecs <= 0) {
+        logger.info(`received ${signal}, stopping`, { sessions });
+        return shutdown();
+      }
+      phase = "draining";
+      logger.info(`received ${signal}, draining: /readyz answers 503, sessions keep forwarding`, { sessions, drain_s: drainSecs });
+      void service.drain(drainSecs * 1000).then((reason) => {
+        logger.info(`drain over (${reason}), stopping`, { sessions: service.sessionCount });
+        shutdown();
+      });
+    };
+    // The bound covers the stop proper (fleet, socket, final save, metrics port), not the drain
+    // before it: a relay that drains 30 s and may take 5 s to stop is gone within 35 s.
+    const shutdown = () => {
+      phase = "stopping";
+      const timeoutSecs = service.stopSettings.shutdownTimeoutSecs;
       const force = setTimeout(() => {
-        logger.error("shutdown took too long, exiting anyway", { timeout_s: config.shutdownTimeoutSecs });
+        logger.error("shutdown took too long, exiting anyway", { timeout_s: timeoutSecs });
         process.exit(1);
-      }, config.shutdownTimeoutSecs * 1000);
-      service.stop().then(() => {
+      }, timeoutSecs * 1000);
+      void service.stop().then(() => {
         clearTimeout(force);
         logger.info("stopped");
         process.exit(0);
       });
     };
     const reload = () => {
-      if (stopping) return;
+      if (phase !== "running") return logger.info("received SIGHUP while stopping; not reloaded");
       try {
         const next = loadSettings(parsed, rawArgs, process.env);
         // Only the auth secrets are reloaded; the fleet's files are read again but not used until a restart.

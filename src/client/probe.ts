@@ -2,6 +2,7 @@ import type { udp } from "bun";
 import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
 import { wildcardFor } from "./endpoint.ts";
 import { type FirstRegistration, registrationUntilAck } from "./register-once.ts";
+import { encodeReg } from "../protocol/reg.ts";
 import { defaultRegistrationSettings } from "./registration.ts";
 
 export interface ProbeOptions {
@@ -15,7 +16,17 @@ export interface ProbeOptions {
   tries: number;
   /** Wait after the last send for stragglers. */
   drainMs: number;
+  /** Told about every REG attempt (not the REGs answering a RETRY within one), for progress output. */
+  onRegAttempt?: (socket: 1 | 2, attempt: number, tries: number) => void;
 }
+
+/**
+ * A REG from each registered socket this often keeps the session alive while the probe waits (for
+ * the second ACK, between slow datagrams, for stragglers): the relay expires a probe's session
+ * after 10 s of silence (src/sessions/types.ts, isProbeSessionId), so that it is gone soon after
+ * the probe.
+ */
+export const PROBE_KEEPALIVE_MS = 3000;
 
 export interface ProbeResult {
   relay: string;
@@ -71,6 +82,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   let listenerB: Listener = () => {};
   const a = await openSocket(relay, () => listenerA);
   const b = await openSocket(relay, () => listenerB);
+  let keepalive: ReturnType<typeof setInterval> | undefined;
   try {
     const settings = {
       ackTimeoutMs: options.ackTimeoutMs,
@@ -78,21 +90,39 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
       maxTries: options.tries,
       keepaliveMs: defaultRegistrationSettings.keepaliveMs, // never reached: each registration stops at its ACK
     };
-    const register = async (socket: Socket, set: (l: Listener) => void): Promise<FirstRegistration> => {
+    const registered: Socket[] = [];
+    keepalive = setInterval(() => {
+      for (const socket of registered) socket.send(encodeReg(options.sessionId), relay.port, relay.host);
+    }, PROBE_KEEPALIVE_MS);
+    const register = async (socket: Socket, which: 1 | 2, set: (l: Listener) => void): Promise<FirstRegistration> => {
+      // A REG sent while a relay datagram is being handled answers it (RETRY, ERR short) within
+      // the attempt; any other REG starts an attempt (the first, or a retry after the timeout).
+      let answering = false;
+      let attempt = 0;
       const { registration, acknowledged } = registrationUntilAck(relay, options.sessionId, settings, (datagram) => {
+        if (!answering) options.onRegAttempt?.(which, ++attempt, settings.maxTries);
         socket.send(datagram, relay.port, relay.host);
       });
-      set((data) => void registration.onRelayDatagram(data));
+      set((data) => {
+        answering = true;
+        try {
+          registration.onRelayDatagram(data);
+        } finally {
+          answering = false;
+        }
+      });
       registration.start();
       try {
-        return await acknowledged;
+        const result = await acknowledged;
+        registered.push(socket);
+        return result;
       } finally {
         registration.stop();
         set(() => {});
       }
     };
-    const regA = await register(a, (l) => (listenerA = l));
-    const regB = await register(b, (l) => (listenerB = l));
+    const regA = await register(a, 1, (l) => (listenerA = l));
+    const regB = await register(b, 2, (l) => (listenerB = l));
 
     const size = Math.max(HEADER, options.size);
     const sentAt = new Float64Array(options.count);
@@ -146,6 +176,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
       size,
     };
   } finally {
+    clearInterval(keepalive);
     a.close();
     b.close();
   }

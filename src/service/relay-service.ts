@@ -2,6 +2,9 @@ import { dataPlaneOptions, type RelayConfig, rebindQuietMs } from "../config/con
 import { createDataPlane } from "../dataplane/select.ts";
 import type { DataPlane } from "../dataplane/types.ts";
 import { createLogger, type Logger } from "../log.ts";
+import { VERSION } from "../version.ts";
+import { EventLoopLagMonitor } from "../metrics/event-loop-lag.ts";
+import { socketBufferShortfall } from "../dataplane/socket-buffers.ts";
 import { emptyOperationsCounters, type OperationsCounters, renderRelayMetrics } from "../metrics/relay-metrics.ts";
 import { type MetricsServer, startMetricsServer } from "../metrics/server.ts";
 import { StartupError } from "./errors.ts";
@@ -19,7 +22,18 @@ import { systemClock } from "../sessions/types.ts";
 import { StatePersister } from "../state/persister.ts";
 import { StateFileError } from "../state/store.ts";
 
-type Phase = "starting" | "running" | "stopping" | "stopped";
+/**
+ * starting: binding, restoring, joining the fleet, opening the metrics port (not ready).
+ * running: ready. draining: a stop was asked for with a drain; not ready, forwarding as before.
+ * stopping: closing the fleet, the socket, the state file (final save), then the metrics port.
+ */
+type Phase = "starting" | "running" | "draining" | "stopping" | "stopped";
+
+/** Why a drain ended. */
+export type DrainEnd = "time up" | "no sessions left" | "asked to stop";
+
+/** How often a drain checks whether any session is left. */
+const DRAIN_CHECK_MS = 100;
 
 /** What SIGHUP may change in a running relay. */
 export interface Reloadable {
@@ -51,6 +65,11 @@ export class RelayService {
   private readonly policy: ReloadablePolicy | undefined;
   private securityKey: string | undefined;
   private readonly startedAtSeconds = Date.now() / 1000;
+  private readonly eventLoopLag = new EventLoopLagMonitor();
+  /** The final save of the state file is under way (`/readyz` says `saving`). */
+  private finalSave = false;
+  /** Ends the drain under way, if any. */
+  private drainEnd: ((reason: DrainEnd) => void) | undefined;
 
   /** Whether REG tokens are required; they imply verified mode. */
   private authOn: boolean;
@@ -70,8 +89,8 @@ export class RelayService {
   /** Binds, restores saved sessions, serves metrics, and logs the startup line. Throws StartupError. */
   async start(): Promise<void> {
     const { config, logger } = this;
-    const { plane, fallbackReason } = createDataPlane(config.dataplane, dataPlaneOptions(config));
-    if (fallbackReason) logger.info(`native data plane not used: ${fallbackReason}`);
+    const { plane, fallbackReason, fallbackExpected } = createDataPlane(config.dataplane, dataPlaneOptions(config));
+    if (fallbackReason) logger[fallbackExpected ? "info" : "warn"](`native data plane not used: ${fallbackReason}`);
     this.plane = plane;
     if (this.options.fleet) this.fleet = prepareFleet(plane, this.options.fleet, config.maxDatagramSize, logger);
     const verified = this.verified(config);
@@ -97,6 +116,7 @@ export class RelayService {
       await this.shutdown();
       throw new StartupError(`cannot listen on udp ${config.host} port ${config.port}: ${(error as Error).message}`);
     }
+    this.eventLoopLag.start();
     if (stun && config.stunAltListen) {
       try {
         this.stunAlt = await startStunAltListener(config.stunAltListen, stun, systemClock);
@@ -118,9 +138,12 @@ export class RelayService {
     }
     if (config.metricsListen) {
       try {
+        // Alive from the moment it answers until the process ends (stopping included: a liveness
+        // probe must not kill a relay in its final save); ready only while running.
         this.metrics = startMetricsServer(config.metricsListen, {
-          healthy: () => this.phase === "running" || this.phase === "stopping",
+          healthy: () => this.phase === "running" || this.phase === "draining" || this.phase === "stopping",
           ready: () => this.phase === "running",
+          phase: () => (this.finalSave ? "saving" : this.phase),
           metrics: () => this.metricsText(),
         });
       } catch (error) {
@@ -128,15 +151,20 @@ export class RelayService {
         throw error;
       }
     }
-    this.phase = "running";
-    logger.info(
-      `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s` +
-        ` verify-source=${verified ? (config.verifySource ? "on" : "on (REG tokens)") : "off"} stun=${config.stun ? "on" : "off"}`,
-    );
+    const shortfall = socketBufferShortfall(plane.socketBuffers());
+    if (shortfall) logger.warn(shortfall);
     if (this.stunAlt) logger.info(`STUN also on udp ${formatEndpoint(this.stunAlt.local)} (second discovery address)`);
     if (this.metrics) logger.info(`metrics on ${this.metrics.url}/metrics (health: /healthz, /readyz)`);
     if (this.persister) logger.info("state file in use", { file: config.stateFile, save_every_s: config.stateSaveIntervalSecs });
     if (this.options.security) logger.info("REG policy", describeSecurity(this.options.security));
+    // Ready, and announced, last: when this line appears the socket is bound, saved sessions are
+    // back, the fleet is joined, the metrics port answers and every other start-up line is out.
+    this.phase = "running";
+    logger.info(
+      `quic-relay listening on udp ${formatEndpoint(relay.local)} dataplane=${plane.kind} session-timeout=${config.sessionTimeoutSecs}s` +
+        ` verify-source=${verified ? (config.verifySource ? "on" : "on (REG tokens)") : "off"} stun=${config.stun ? "on" : "off"}`,
+      { version: VERSION, bun: Bun.version },
+    );
   }
 
   get local() {
@@ -147,6 +175,10 @@ export class RelayService {
   }
   get metricsPort(): number | undefined {
     return this.metrics?.port;
+  }
+  /** What a stop reads when it begins (both can change with SIGHUP). */
+  get stopSettings(): { drainSecs: number; shutdownTimeoutSecs: number } {
+    return { drainSecs: this.config.drainSecs, shutdownTimeoutSecs: this.config.shutdownTimeoutSecs };
   }
 
   /** Counts for a quick look (tests, harnesses): sessions, the table's stats, the plane's and the fleet's counters. */
@@ -170,14 +202,16 @@ export class RelayService {
       fleet: this.fleet?.stats(),
       stateRowsSkipped: this.persister?.malformedRows,
       stun: this.stun?.counters,
+      eventLoop: this.eventLoopLag,
       startedAtSeconds: this.startedAtSeconds,
     });
   }
 
   /**
-   * Applies what can change without a restart: the log level, and the REG policy (secrets, rate,
-   * caps; a changed policy starts with fresh rate buckets). Returns settings that changed but need
-   * a restart. Sessions are untouched.
+   * Applies what can change without a restart: the log level, the rebind and proof rules, the drain
+   * and shutdown times (read when a stop begins), and the REG policy (secrets, rate, caps; a
+   * changed policy starts with fresh rate buckets). Returns settings that changed but need a
+   * restart. Sessions are untouched.
    */
   reload(next: Reloadable): string[] {
     if (next.security && this.policy) {
@@ -190,7 +224,7 @@ export class RelayService {
     }
     const needsRestart: string[] = [];
     for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
-      if (key === "logLevel" || key === "rebindQuietSecs" || key === "verifySource") continue;
+      if (RELOADABLE.has(key)) continue;
       if (next.config[key] !== this.config[key]) needsRestart.push(key);
     }
     if (next.config.logLevel !== this.config.logLevel) {
@@ -198,8 +232,8 @@ export class RelayService {
       this.logger.level = createLogger(next.config.logLevel).level;
     }
     if (next.security) this.authOn = next.security.secrets.length > 0;
-    const { logLevel, rebindQuietSecs, verifySource } = next.config;
-    this.config = { ...this.config, logLevel, rebindQuietSecs, verifySource };
+    const { logLevel, rebindQuietSecs, verifySource, drainSecs, shutdownTimeoutSecs } = next.config;
+    this.config = { ...this.config, logLevel, rebindQuietSecs, verifySource, drainSecs, shutdownTimeoutSecs };
     if (this.relay) {
       // The table reads its limits on every decision: the new values apply to the next datagram.
       const verified = this.verified(this.config);
@@ -214,8 +248,42 @@ export class RelayService {
     return config.verifySource || this.authOn;
   }
 
-  /** Stops receiving, saves the table, closes the metrics port. Idempotent. */
+  /**
+   * The drain before a stop: /readyz answers 503 (load balancers send new peers elsewhere) while
+   * everything else goes on as before: sessions forward, REGs are answered (a peer whose partner
+   * registered a moment ago must still be able to join it; keepalives and rebinds must not fail),
+   * state saves run, /healthz answers 200. Ends after `ms`, as soon as no session is left (nothing
+   * would be kept by waiting), or at `endDrain` / `stop`. Only a running relay drains; otherwise
+   * this resolves at once.
+   */
+  drain(ms: number): Promise<DrainEnd> {
+    if (this.phase !== "running") return Promise.resolve("asked to stop");
+    this.phase = "draining";
+    const { promise, resolve } = Promise.withResolvers<DrainEnd>();
+    const timer = setTimeout(() => end("time up"), ms);
+    const check = setInterval(() => this.sessionCount === 0 && end("no sessions left"), DRAIN_CHECK_MS);
+    const end = (reason: DrainEnd) => {
+      clearTimeout(timer);
+      clearInterval(check);
+      this.drainEnd = undefined;
+      resolve(reason);
+    };
+    this.drainEnd = end;
+    if (this.sessionCount === 0) end("no sessions left");
+    return promise;
+  }
+
+  /** Ends a drain under way now (a second SIGTERM); the caller goes on to stop. */
+  endDrain(): void {
+    this.drainEnd?.("asked to stop");
+  }
+
+  /**
+   * Stops receiving, saves the table, closes the metrics port, in that order: /healthz answers
+   * until the final save is written. Ends a drain under way. Idempotent.
+   */
   async stop(): Promise<void> {
+    this.endDrain();
     if (this.phase === "stopping" || this.phase === "stopped") return;
     this.phase = "stopping";
     await this.shutdown();
@@ -225,17 +293,24 @@ export class RelayService {
     // A relay that never ran restored nothing: saving its empty table would wipe the file.
     const ran = this.phase !== "starting";
     this.phase = "stopping";
+    this.eventLoopLag.stop();
     await this.fleet?.stop().catch((error) => this.logger.error("leaving the fleet failed", { error: String(error) }));
     this.stunAlt?.close();
     this.stunAlt = undefined;
     await this.relay?.stop().catch((error) => this.logger.error("closing the data plane failed", { error: String(error) }));
-    this.persister?.close(ran);
+    // The save pauses between chunks of rows: the metrics port, open until after it, answers meanwhile.
+    this.finalSave = this.persister !== undefined;
+    await this.persister?.close(ran);
+    this.finalSave = false;
     this.persister = undefined;
     await this.metrics?.stop().catch(() => {});
     this.metrics = undefined;
     this.phase = "stopped";
   }
 }
+
+/** Settings a SIGHUP applies at once (the REG policy's are in SecurityOptions). */
+const RELOADABLE = new Set<keyof RelayConfig>(["logLevel", "rebindQuietSecs", "verifySource", "drainSecs", "shutdownTimeoutSecs"]);
 
 /** Compares security options without keeping secrets in a readable form. */
 function securityKey(o: SecurityOptions): string {

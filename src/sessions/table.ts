@@ -10,7 +10,7 @@ import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
 import { partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
-import { defaultSessionLimits, NO_CIDS, NONE_HELD } from "./types.ts";
+import { defaultSessionLimits, isProbeSessionId, NO_CIDS, NONE_HELD } from "./types.ts";
 
 /** A session as plain data; times are milliseconds idle when exported. */
 export interface SessionSnapshot {
@@ -39,6 +39,8 @@ export class SessionTable implements TableView {
   readonly limits: SessionLimits;
   /** Sessions in order of last activity (oldest first), so expiry stops at the first live one. */
   private readonly sessions = new Map<string, Session>();
+  /** The probes' sessions among them (isProbeSessionId), in the same order: they expire sooner. */
+  private readonly probes = new Map<string, Session>();
   private readonly peers = new PeerIndex();
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
@@ -61,6 +63,10 @@ export class SessionTable implements TableView {
   }
   get sessionCount(): number {
     return this.sessions.size;
+  }
+  /** Sessions of `quic-relay probe` (short idle timeout) in the table. */
+  get probeSessionCount(): number {
+    return this.probes.size;
   }
   get peerCount(): number {
     return this.peers.size;
@@ -135,7 +141,7 @@ export class SessionTable implements TableView {
     }
     if (!session) {
       session = newSession(sessionId, now);
-      this.sessions.set(sessionId, session);
+      this.addSession(session);
       this.stats.sessionsCreated++;
       this.addPeer(session, from, now, proven);
       this.sink.event({ kind: "created", session: sessionId, peer: from });
@@ -347,13 +353,13 @@ export class SessionTable implements TableView {
       const [p0, p1] = snap.peers;
       const distinct = snap.peers.length === 1 || (snap.peers.length === 2 && (p0!.address !== p1!.address || p0!.port !== p1!.port));
       const usable =
-        snap.idleMs < this.limits.timeoutMs &&
+        snap.idleMs < this.timeoutOf(snap.id) &&
         !this.sessions.has(snap.id) &&
         distinct &&
         snap.peers.every((p) => !this.peers.at(p.address, p.port));
       if (!usable) continue;
       const session = newSession(snap.id, now - snap.idleMs);
-      this.sessions.set(snap.id, session);
+      this.addSession(session);
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
       this.routeBoth(session.peers[0]!);
       restored++;
@@ -361,20 +367,40 @@ export class SessionTable implements TableView {
     return restored;
   }
 
-  /** Remove sessions idle for the timeout and age out held datagrams. Returns the number expired. */
+  /**
+   * Remove sessions idle for the timeout (probes' sessions: for the probe timeout) and age out held
+   * datagrams. Returns the number expired.
+   */
   expire(): number {
     const now = this.clock.now();
+    // Both maps are in order of last activity: each pass stops at its first live session.
+    const expired = this.expireIdle(this.probes, this.timeoutOf(undefined), now) + this.expireIdle(this.sessions, this.limits.timeoutMs, now);
+    this.held.expire(now);
+    this.speakers.expire(now);
+    return expired;
+  }
+
+  private expireIdle(sessions: Map<string, Session>, timeoutMs: number, now: number): number {
     let expired = 0;
-    for (const session of this.sessions.values()) {
-      if (now - session.lastActivity < this.limits.timeoutMs) break;
+    for (const session of sessions.values()) {
+      if (now - session.lastActivity < timeoutMs) break;
       this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
       this.removeSession(session);
       this.stats.sessionsExpired++;
       expired++;
     }
-    this.held.expire(now);
-    this.speakers.expire(now);
     return expired;
+  }
+
+  /** The idle timeout of session `id`; of probes' sessions when `id` is undefined. */
+  private timeoutOf(id: string | undefined): number {
+    const { timeoutMs, probeTimeoutMs } = this.limits;
+    return id === undefined || isProbeSessionId(id) ? Math.min(timeoutMs, probeTimeoutMs) : timeoutMs;
+  }
+
+  private addSession(session: Session): void {
+    this.sessions.set(session.id, session);
+    if (isProbeSessionId(session.id)) this.probes.set(session.id, session);
   }
 
   private challenge(sessionId: string, from: Endpoint, raw: Uint8Array): void {
@@ -514,6 +540,7 @@ export class SessionTable implements TableView {
     this.cids.forgetSession(session);
     this.held.discard(session);
     this.sessions.delete(session.id);
+    this.probes.delete(session.id);
   }
 
   private indexPeer(peer: Peer): void {
@@ -534,6 +561,7 @@ export class SessionTable implements TableView {
     session.lastActivity = now;
     this.sessions.delete(session.id);
     this.sessions.set(session.id, session);
+    if (this.probes.size > 0 && this.probes.delete(session.id)) this.probes.set(session.id, session);
   }
 
   /** Counts and logs a refusal; answers it when `replyRoom` (the request's length) fits a reply. */

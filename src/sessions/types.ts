@@ -56,6 +56,11 @@ export type Direction = "first_to_second" | "second_to_first";
 export interface SessionLimits {
   /** Idle time after which a session and all its state are removed. */
   timeoutMs: number;
+  /**
+   * Idle time after which a probe's session (an id `isProbeSessionId` recognises) is removed, when
+   * shorter than `timeoutMs`: `quic-relay probe` leaves nothing behind for long.
+   */
+  probeTimeoutMs: number;
   /** Early datagrams held per unpaired session. */
   heldMaxCount: number;
   heldMaxBytes: number;
@@ -94,6 +99,7 @@ export interface SessionLimits {
 
 export const defaultSessionLimits: SessionLimits = {
   timeoutMs: 300_000,
+  probeTimeoutMs: 10_000,
   heldMaxCount: 8,
   heldMaxBytes: 16 * 1024,
   heldMaxAgeMs: 10_000,
@@ -107,6 +113,20 @@ export const defaultSessionLimits: SessionLimits = {
   requireProof: false,
   memberHoldMs: 30_000,
 };
+
+/**
+ * Session ids `quic-relay probe` registers: `probe-` and a random UUID in its canonical lowercase
+ * form (what crypto.randomUUID() returns). The wire protocol has no way to unregister, and a new
+ * datagram for it would need proof of the sender's address (in plain mode anyone can forge a
+ * peer's source). The id itself marks the session short-lived instead: the relay expires it after
+ * `probeTimeoutMs` of silence. Only the session of that id is affected, and knowing an id already
+ * gives its holder every power over that session, so the mark takes nothing from anyone.
+ */
+const PROBE_SESSION_ID = /^probe-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isProbeSessionId(id: string): boolean {
+  return id.length === 42 && PROBE_SESSION_ID.test(id);
+}
 
 /** What an admission check may read of the table. */
 export interface TableView {

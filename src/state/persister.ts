@@ -5,14 +5,29 @@ import type { ModeNote } from "./file-mode.ts";
 import { countOf, type ProblemCounts, type RestoreContext, RowProblem, rowRules } from "./rows.ts";
 import { StateStore, withDowntime } from "./store.ts";
 
+/** A save under way; `abort` makes it roll back at its next pause. */
+interface SaveRun {
+  abort: boolean;
+  done: Promise<boolean>;
+}
+
+export interface PersisterOptions {
+  /** Rows written between two pauses of a save (default DEFAULT_CHUNK_ROWS). */
+  chunkRows?: number;
+}
+
 /**
  * Keeps the session table in the state file: restores it once at startup, saves it every
- * interval and once more on shutdown. A failed save is logged and counted; the relay goes on.
+ * interval and once more on shutdown. A failed save is logged and counted; the relay goes on. Saves
+ * write in chunks and yield to the event loop between them: they never hold the process for long.
  */
 export class StatePersister {
   /** Rows of the file not restored because they were malformed, by problem (see rows.ts). */
   readonly malformedRows: ProblemCounts = {};
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** The save under way, if any. */
+  private current: SaveRun | undefined;
+  private closing: Promise<void> | undefined;
   private closed = false;
 
   private constructor(
@@ -20,13 +35,14 @@ export class StatePersister {
     private readonly table: SessionTable,
     private readonly logger: Logger,
     private readonly counters: OperationsCounters,
+    private readonly options: PersisterOptions,
   ) {}
 
   /** Opens the file; throws StateFileError when it cannot be opened or is not a state file. */
-  static open(path: string, table: SessionTable, logger: Logger, counters: OperationsCounters): StatePersister {
+  static open(path: string, table: SessionTable, logger: Logger, counters: OperationsCounters, options: PersisterOptions = {}): StatePersister {
     const { store, modes } = StateStore.open(path);
     for (const note of modes) logModeNote(logger, note);
-    return new StatePersister(store, table, logger, counters);
+    return new StatePersister(store, table, logger, counters, options);
   }
 
   /**
@@ -91,14 +107,33 @@ export class StatePersister {
   }
 
   startPeriodic(intervalMs: number): void {
-    this.timer = setInterval(() => this.save(), intervalMs);
+    this.timer = setInterval(() => void this.save(), intervalMs);
     this.timer.unref?.();
   }
 
-  save(): boolean {
-    if (this.closed) return false;
+  /**
+   * Saves the table as it is now. The rows are taken at once (a consistent snapshot) and written in
+   * chunks with pauses between them (StateStore.saveInChunks), so the process keeps answering its
+   * health endpoint during a save of many sessions. A save already under way is not doubled: its
+   * promise is returned. Resolves false when the save failed (logged, counted) or was abandoned.
+   */
+  save(): Promise<boolean> {
+    if (this.closed || this.closing) return Promise.resolve(false);
+    return this.current?.done ?? this.startSave();
+  }
+
+  private startSave(): Promise<boolean> {
+    const run: SaveRun = { abort: false, done: Promise.resolve(false) };
+    this.current = run;
+    run.done = this.write(run);
+    return run.done;
+  }
+
+  private async write(run: SaveRun): Promise<boolean> {
     try {
-      this.store.save(this.table.exportSessions());
+      const sessions = this.table.exportSessions();
+      const saved = await this.store.saveInChunks(sessions, Date.now(), { chunkRows: this.options.chunkRows, aborted: () => run.abort });
+      if (!saved) return false;
       this.counters.stateSaves.ok++;
       this.counters.stateLastSaveSeconds = Date.now() / 1000;
       return true;
@@ -106,14 +141,33 @@ export class StatePersister {
       this.counters.stateSaves.error++;
       this.logger.error("saving state failed", { file: this.store.path, error: (error as Error).message });
       return false;
+    } finally {
+      if (this.current === run) this.current = undefined;
     }
   }
 
-  /** The final save (unless `save` is false), then the file is closed. Idempotent. */
-  close(save = true): void {
-    if (this.closed) return;
+  /**
+   * The final save (unless `save` is false), then the file is closed. A periodic save under way is
+   * abandoned first (its rows would be older). The final save pauses between chunks like the
+   * others: the metrics port, still open, keeps answering. Idempotent.
+   */
+  close(save = true): Promise<void> {
+    this.closing ??= this.finish(save);
+    return this.closing;
+  }
+
+  private async finish(save: boolean): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    const ok = save && this.save();
+    const running = this.current;
+    if (running) {
+      running.abort = true;
+      await running.done;
+    }
+    let ok = false;
+    if (save) {
+      this.logger.info("saving state", { file: this.store.path, sessions: this.table.sessionCount });
+      ok = await this.startSave();
+    }
     this.closed = true;
     this.store.close();
     if (ok) this.logger.info("state saved", { file: this.store.path, sessions: this.table.sessionCount });

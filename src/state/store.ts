@@ -13,6 +13,23 @@ const SCHEMA = new Map([
   ["sessions", ["id", "idle_ms", "peers"]],
 ]);
 
+/** Rows written between two pauses of a chunked save: a few milliseconds of work. */
+export const DEFAULT_CHUNK_ROWS = 2000;
+
+export interface ChunkedSaveOptions {
+  /** Rows per chunk (default DEFAULT_CHUNK_ROWS). */
+  chunkRows?: number;
+  /** Awaited between chunks (default: one turn of the event loop, so I/O is served). */
+  pause?: () => Promise<void>;
+  /** Asked after each pause: true abandons the save (rolled back). */
+  aborted?: () => boolean;
+}
+
+/** A macrotask: timers and sockets get their turn before the next chunk is written. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 export class StateFileError extends Error {
   override name = "StateFileError";
 }
@@ -34,7 +51,7 @@ export interface LoadResult {
 
 /**
  * The session table on disk: one SQLite file, replaced wholesale in one transaction per save, so a
- * crash mid-save leaves the previous save intact. The file and its side files are private (0600).
+ * crash mid-save leaves the previous save intact (the transaction of a chunked save spans its pauses). The file and its side files are private (0600).
  */
 export class StateStore {
   private constructor(
@@ -98,14 +115,59 @@ export class StateStore {
     }
   }
 
+  /** Replaces the saved sessions in one go (one transaction, no pause). */
   save(sessions: readonly SessionSnapshot[], savedAtMs = Date.now()): void {
-    const insert = this.db.query("INSERT INTO sessions (id, idle_ms, peers) VALUES ($id, $idle, $peers)");
-    const setMeta = this.db.query("INSERT OR REPLACE INTO meta (key, value) VALUES ($key, $value)");
+    const insert = this.insertRow();
     this.db.transaction(() => {
       this.db.run("DELETE FROM sessions");
-      for (const s of sessions) insert.run({ id: s.id, idle: s.idleMs, peers: JSON.stringify(s.peers) });
-      setMeta.run({ key: "saved_at_ms", value: String(savedAtMs) });
+      for (const s of sessions) insert(s);
+      this.setSavedAt(savedAtMs);
     })();
+  }
+
+  /**
+   * Replaces the saved sessions like `save`, in one transaction, but writes `chunkRows` rows at a
+   * time and awaits `pause` between chunks, so the process keeps answering (its health endpoint,
+   * its timers) during a save of many sessions. The file changes only at the commit: a crash, an
+   * error or an abort in between leaves the previous save as it was (SQLite rolls the transaction
+   * back). `aborted` is asked after each pause; when it says true the transaction is rolled back
+   * and false is returned. No other use of this store may start before the promise settles.
+   */
+  async saveInChunks(sessions: readonly SessionSnapshot[], savedAtMs = Date.now(), options: ChunkedSaveOptions = {}): Promise<boolean> {
+    const chunkRows = Math.max(1, options.chunkRows ?? DEFAULT_CHUNK_ROWS);
+    const pause = options.pause ?? nextTurn;
+    const insert = this.insertRow();
+    const db = this.db;
+    db.run("BEGIN IMMEDIATE");
+    try {
+      db.run("DELETE FROM sessions");
+      for (let start = 0; start < sessions.length; start += chunkRows) {
+        if (start > 0) {
+          await pause();
+          if (options.aborted?.()) {
+            db.run("ROLLBACK");
+            return false;
+          }
+        }
+        const end = Math.min(sessions.length, start + chunkRows);
+        for (let i = start; i < end; i++) insert(sessions[i]!);
+      }
+      this.setSavedAt(savedAtMs);
+      db.run("COMMIT");
+      return true;
+    } catch (error) {
+      if (db.inTransaction) db.run("ROLLBACK");
+      throw error;
+    }
+  }
+
+  private insertRow(): (s: SessionSnapshot) => void {
+    const insert = this.db.query("INSERT INTO sessions (id, idle_ms, peers) VALUES ($id, $idle, $peers)");
+    return (s) => void insert.run({ id: s.id, idle: s.idleMs, peers: JSON.stringify(s.peers) });
+  }
+
+  private setSavedAt(savedAtMs: number): void {
+    this.db.query("INSERT OR REPLACE INTO meta (key, value) VALUES ($key, $value)").run({ key: "saved_at_ms", value: String(savedAtMs) });
   }
 
   close(): void {

@@ -1,10 +1,20 @@
+/**
+ * The relay as a process: signals, reloads, log format, settings sources, refusals at startup.
+ * Deterministic on a loaded machine: REGs and datagrams are resent until they arrive, output is
+ * polled for, and nothing waits a fixed time.
+ */
 import { afterEach, describe, expect, it } from "bun:test";
+import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mintToken } from "../../src/security/token.ts";
-import { bytes, pairedPeers, register, TestPeer, text } from "../utils.ts";
+import { StateStore } from "../../src/state/store.ts";
+import { exchange, get, pairUntilAcknowledged, registerUntilAnswered, WatchedRelay } from "../service/process-helpers.ts";
+import { TestPeer } from "../utils.ts";
 import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
+
+const MAIN = join(import.meta.dir, "../../src/cli/main.ts");
 
 describe("relay process lifecycle", () => {
   const cleanup: (() => void)[] = [];
@@ -22,13 +32,17 @@ describe("relay process lifecycle", () => {
     return relay;
   }
   async function peers(port: number) {
-    const pair = await pairedPeers(port);
+    const pair = await pairUntilAcknowledged(port);
     cleanup.push(() => (pair.a.close(), pair.b.close()));
     return pair;
   }
-  async function roundTrip(a: TestPeer, b: TestPeer, port: number, payload: string): Promise<void> {
-    a.send(bytes(payload), port);
-    expect(text((await b.next(3000)).data)).toBe(payload);
+  const roundTrip = exchange;
+  const register = registerUntilAnswered;
+  /** A relay process whose output is handed, as it grows, to `onOutput` (from the output reader itself). */
+  function watch(args: string[], onOutput: (output: string, proc: Subprocess) => void): WatchedRelay {
+    const relay = new WatchedRelay(args, onOutput);
+    cleanup.push(() => relay.kill());
+    return relay;
   }
 
   it.each(["SIGTERM", "SIGINT"] as const)("%s with live sessions: saves state, exits 0 within the shutdown bound", async (signal) => {
@@ -43,6 +57,81 @@ describe("relay process lifecycle", () => {
     expect(relay.output()).toContain(`received ${signal}, stopping sessions=1`);
     expect(relay.output()).toContain("state saved");
     expect(relay.output()).toContain("INFO  stopped");
+  });
+
+  it("when `listening` appears, saved sessions are back, /readyz answers 200 and the metrics port is open", async () => {
+    const dir = tempDir();
+    const stateFile = join(dir, "s.db");
+    const { store } = StateStore.open(stateFile);
+    store.save([{ id: "saved", idleMs: 0, peers: [{ address: "127.0.0.2", port: 5000, idleMs: 0 }] }]);
+    store.close();
+    const [port, metricsPort] = [await freeUdpPort(), await freeTcpPort()];
+    const args = ["--host", "127.0.0.1", "--port", String(port), "--state-file", stateFile, "--metrics-listen", `127.0.0.1:${metricsPort}`];
+    // Asked from the output reader the moment the line arrives, before the relay can get further.
+    let ready: Promise<string> | undefined;
+    let before = "";
+    const relay = watch(args, (output) => {
+      if (ready || !output.includes("listening")) return;
+      before = output.slice(0, output.indexOf("listening"));
+      ready = get(`http://127.0.0.1:${metricsPort}/readyz`);
+    });
+    await relay.waitFor("listening");
+    expect(await ready!).toBe("200 ok");
+    expect(before).toContain("sessions restored from state file");
+    expect(before).toMatch(/restored=1 /);
+    expect(await relay.signal("SIGTERM")).toBe(0);
+  });
+
+  describe("signals sent the moment the relay says `listening` are handled, never fatal", () => {
+    // Each round starts a relay and signals it from the output reader as soon as the line arrives.
+    // A relay that installed its handlers late, or announced itself early, dies of the signal.
+    const ROUNDS = 6;
+    const args = async () => {
+      const dir = tempDir();
+      return ["--host", "127.0.0.1", "--port", String(await freeUdpPort()), "--state-file", join(dir, "s.db"), "--metrics-listen", `127.0.0.1:${await freeTcpPort()}`];
+    };
+    /** Sends `signals` once, the moment the output contains `text`. */
+    const at = (text: string, ...signals: NodeJS.Signals[]) => {
+      let sent = false;
+      return (output: string, proc: Subprocess) => {
+        if (sent || !output.includes(text)) return;
+        sent = true;
+        for (const signal of signals) proc.kill(signal);
+      };
+    };
+
+    it.each(["SIGTERM", "SIGINT"] as const)("%s: a clean stop, exit 0", async (signal) => {
+      for (let round = 0; round < ROUNDS; round++) {
+        const relay = watch(await args(), at("listening", signal));
+        const code = await relay.exited();
+        expect({ round, code, signal: relay.proc.signalCode }).toEqual({ round, code: 0, signal: null });
+        expect(relay.output()).toContain(`received ${signal}, stopping`);
+        expect(relay.output()).toContain("INFO  stopped");
+      }
+    }, 120_000);
+
+    it("SIGHUP: reloaded, and the relay lives on and answers", async () => {
+      for (let round = 0; round < ROUNDS; round++) {
+        const list = await args();
+        const port = Number(list[3]);
+        const relay = watch(list, at("listening", "SIGHUP"));
+        await relay.waitFor("received SIGHUP, configuration reloaded");
+        const peer = await TestPeer.open("127.0.0.2");
+        cleanup.push(() => peer.close());
+        expect(await register(peer, port, `after-sighup-${round}`)).toBe("ACK\n");
+        expect(relay.proc.exitCode).toBeNull();
+        expect(await relay.signal("SIGTERM")).toBe(0);
+      }
+    }, 120_000);
+
+    it("SIGHUP and SIGTERM together: reloaded, then a clean stop", async () => {
+      for (let round = 0; round < ROUNDS; round++) {
+        const relay = watch(await args(), at("listening", "SIGHUP", "SIGTERM"));
+        const code = await relay.exited();
+        expect({ round, code, signal: relay.proc.signalCode }).toEqual({ round, code: 0, signal: null });
+        expect(relay.output()).toContain("received SIGTERM, stopping");
+      }
+    }, 120_000);
   });
 
   it("SIGHUP reloads the log level from the config file without dropping sessions", async () => {
@@ -118,7 +207,7 @@ describe("relay process lifecycle", () => {
       expect(typeof line.msg).toBe("string");
     }
     const listening = lines.find((l) => String(l.msg).includes("listening"))!;
-    expect(String(listening.msg)).toMatch(new RegExp(`^quic-relay listening on udp 127\\.0\\.0\\.1:${port} dataplane=(ts|native) session-timeout=7s verify-source=off$`));
+    expect(String(listening.msg)).toMatch(new RegExp(`^quic-relay listening on udp 127\\.0\\.0\\.1:${port} dataplane=(ts|native) session-timeout=7s verify-source=off stun=on( |$)`));
     const paired = lines.find((l) => l.msg === "session paired")!;
     expect(paired.paired).toBe(1);
   });

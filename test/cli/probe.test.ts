@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { startRelay, TestPeer, type TestRelay } from "../utils.ts";
+import { eventually, startRelay, TestPeer, type TestRelay } from "../utils.ts";
 import { FakeRelay } from "../client/fake-relay.ts";
+import { metric, registerUntilAnswered, WatchedRelay } from "../service/process-helpers.ts";
+import { freeTcpPort, freeUdpPort } from "./relay-process.ts";
 
 const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
 
@@ -75,4 +77,62 @@ describe("quic-relay probe and return-routability proof", () => {
       fake.close();
     }
   });
+});
+
+describe("quic-relay probe: progress while it waits", () => {
+  it("prints one line per REG attempt on stderr, in text mode only", async () => {
+    const silent = await TestPeer.open();
+    try {
+      const relay = `127.0.0.1:${silent.port}`;
+      const text = await probe("--no-discovery", "--relay", relay, "--tries", "3", "--ack-timeout-ms", "50");
+      expect(text.code).toBe(1);
+      const lines = text.stderr.split("\n").filter((l) => l.includes("registering"));
+      expect(lines).toHaveLength(3);
+      for (const [i, line] of lines.entries()) expect(line).toContain(`registering the first socket with ${relay} (REG, try ${i + 1}/3)`);
+      expect(text.stdout).not.toContain("registering");
+      expect(text.stderr).toContain("did not answer 3 REG attempts");
+
+      const json = await probe("--no-discovery", "--relay", relay, "--tries", "2", "--ack-timeout-ms", "50", "--json");
+      expect(json.code).toBe(1);
+      expect(json.stderr).not.toContain("registering");
+    } finally {
+      silent.socket.close();
+    }
+  });
+
+  it("names both sockets' attempts when the relay answers; stdout keeps the summary only", async () => {
+    const { code, stdout, stderr } = await probe("--no-discovery", "--relay", `127.0.0.1:${relay.port}`, "--count", "3", "--interval-ms", "0");
+    expect(code).toBe(0);
+    expect(stderr).toContain(`registering the first socket with 127.0.0.1:${relay.port} (REG, try 1/3)`);
+    expect(stderr).toContain(`registering the second socket with 127.0.0.1:${relay.port} (REG, try 1/3)`);
+    expect(stdout).not.toContain("registering");
+    expect(stdout).toMatch(/3 sent, 3 returned, 0% loss/);
+  });
+});
+
+describe("quic-relay probe leaves no session behind", () => {
+  it("its session is gone from a real relay soon after it exits; other sessions keep the session timeout", async () => {
+    const port = await freeUdpPort();
+    const metrics = `http://127.0.0.1:${await freeTcpPort()}`;
+    const relay = new WatchedRelay(["--host", "127.0.0.1", "--port", String(port), "--metrics-listen", metrics.slice(7)]);
+    const app = await TestPeer.open("127.0.0.5");
+    try {
+      await relay.waitFor("listening");
+      expect(await registerUntilAnswered(app, port, "an-app-session")).toBe("ACK\n");
+      const { code, stdout } = await probe("--no-discovery", "--relay", `127.0.0.1:${port}`, "--count", "5", "--interval-ms", "0", "--drain-ms", "500");
+      expect(code).toBe(0);
+      const id = /session (probe-[0-9a-f-]{36})/.exec(stdout)?.[1];
+      expect(id).toBeDefined();
+      // Polled, not timed: the relay expires it after 10 s of silence (300 s for other sessions).
+      await eventually(() => relay.output().includes(`session expired session=${id}`), 60_000, 100);
+      expect(await metric(metrics, 'quic_relay_sessions_active{state="paired"}')).toBe(0);
+      expect(await metric(metrics, 'quic_relay_sessions_active{state="waiting"}')).toBe(1);
+      expect(await metric(metrics, "quic_relay_sessions_expired_total")).toBe(1);
+      expect(relay.output()).not.toContain("session expired session=an-app-session");
+      expect(await relay.signal("SIGTERM")).toBe(0);
+    } finally {
+      app.close();
+      relay.kill();
+    }
+  }, 90_000);
 });
