@@ -6,6 +6,7 @@ import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
 import { type SecretFileInfo, secretFileWarning } from "../security/secret-file.ts";
 import { RelayService } from "../service/relay-service.ts";
+import { formatHostPort } from "../net/address.ts";
 
 export const relayArgs = {
   config: { type: "string", description: "TOML config file; keys are these flags' names (default: QUIC_RELAY_CONFIG)" },
@@ -46,6 +47,10 @@ export const relayArgs = {
   "stun-alt-listen": {
     type: "string",
     description: "host:port of a second socket answering STUN only, so `probe` can tell the NAT's mapping behaviour (default off)",
+  },
+  "check-config": {
+    type: "boolean",
+    description: "Validate flags, QUIC_RELAY_* variables and the config file, print the result and exit (0 when valid, 2 otherwise); binds nothing",
   },
   ...securityArgs,
   ...fleetArgs,
@@ -96,6 +101,14 @@ function loadSettings(args: ParsedArgs, rawArgs: readonly string[], env: Record<
   return { config, security, fleet: resolveFleetOptions(args as RawFleetFlags, env, file) };
 }
 
+/** What --check-config prints for a valid configuration: where it came from and what it starts. */
+function describeChecked(config: RelayConfig, file: string | undefined): string {
+  return (
+    `config ok${file ? ` (${file})` : ""}: udp ${formatHostPort({ host: config.host, port: config.port })} dataplane=${config.dataplane} session-timeout=${config.sessionTimeoutSecs}s` +
+    ` stun=${config.stun ? "on" : "off"} metrics=${config.metricsListen ?? "off"} state-file=${config.stateFile ?? "off"} log=${config.logLevel}/${config.logFormat}`
+  );
+}
+
 /** One WARN line per secret file that group or others can access; the relay runs on regardless. */
 function warnAboutSecretFiles(logger: Logger, files: readonly SecretFileInfo[]): void {
   for (const file of files) {
@@ -114,6 +127,10 @@ export const relayCommand = defineCommand({
     const logger = service.logger;
     warnAboutSecretFiles(logger, [...security.secretFiles, ...(fleet?.secretFiles ?? [])]);
     for (const warning of unknownEnvWarnings(process.env, EXTRA_FILE_KEYS, [REDIS_PASSWORD_ENV])) logger.warn(warning);
+    if (parsed["check-config"]) {
+      process.stdout.write(`${describeChecked(config, configPath(parsed.config, process.env))}\n`);
+      return;
+    }
     // Handlers go in before the relay says it is listening: a signal sent the moment that line
     // appears must not meet the default action (which kills the process, SIGHUP included). Signals
     // that arrive while it starts are queued and handled, in order, once it has started.

@@ -117,6 +117,24 @@ describe("quic-relay command line", () => {
     expect(relay.output()).not.toContain("USAGE");
   });
 
+  it("--check-config validates without binding: the port stays free, a bad value exits 2 naming it", async () => {
+    const holder = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    // The port is taken: a relay would exit 1; the check binds nothing and says what it would start.
+    const ok = spawnRelay(["--host", "127.0.0.1", "--port", String(holder.port), "--stun", "off", "--check-config"]);
+    running.push(ok.proc);
+    const stdout = await new Response(ok.proc.stdout).text();
+    expect(await ok.proc.exited).toBe(0);
+    await ok.done;
+    expect(stdout).toStartWith(`config ok: udp 127.0.0.1:${holder.port} dataplane=auto session-timeout=300s stun=off`);
+    expect(ok.output()).not.toContain("listening");
+    holder.close();
+    const bad = spawnRelay(["--session-timeout-secs", "soon", "--check-config"]);
+    running.push(bad.proc);
+    expect(await bad.proc.exited).toBe(2);
+    await bad.done;
+    expect(bad.output()).toContain("--session-timeout-secs must be a number");
+  });
+
   it("exits 1 with one line when the port is taken", async () => {
     const holder = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     const relay = spawnRelay(["--host", "127.0.0.1", "--port", String(holder.port), "--dataplane", "ts"]);
