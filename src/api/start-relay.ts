@@ -10,8 +10,11 @@ import { hostOf, parseHostPort } from "../net/address.ts";
 import { resolveSecurityOptions, securityArgs } from "../security/options.ts";
 import { RelayService } from "../service/relay-service.ts";
 
+/** Settings that only shape how the command stops on SIGTERM: an app calls stop() itself. */
+const SIGNAL_SETTINGS = ["shutdownTimeoutSecs", "drainSecs"] as const;
+
 /** Settings of the relay command that an embedded relay takes, by their RelayConfig names. */
-type EmbeddedSettings = Omit<RelayConfig, "shutdownTimeoutSecs" | "rebindQuietSecs">;
+type EmbeddedSettings = Omit<RelayConfig, (typeof SIGNAL_SETTINGS)[number] | "rebindQuietSecs">;
 
 /**
  * What `startRelay` accepts: every key is optional and defaults as the command's flag does
@@ -96,7 +99,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<RelayHandl
  */
 function resolveOptions(options: RelayOptions) {
   const flagOf = new Map<string, string>([
-    ...(Object.entries(SETTINGS) as [string, { flag: string }][]).filter(([key]) => key !== "shutdownTimeoutSecs").map(([key, s]) => [key, s.flag] as [string, string]),
+    ...(Object.entries(SETTINGS) as [string, { flag: string }][])
+      .filter(([key]) => !(SIGNAL_SETTINGS as readonly string[]).includes(key))
+      .map(([key, s]) => [key, s.flag] as [string, string]),
     ...Object.entries(SECURITY_KEYS),
   ]);
   const values: Record<string, unknown> = {};
@@ -115,7 +120,7 @@ function resolveOptions(options: RelayOptions) {
   try {
     const config = resolveRelayConfig({}, {}, file);
     const security = resolveSecurityOptions({}, {}, file);
-    return { config: { ...config, shutdownTimeoutSecs: DEFAULTS.shutdownTimeoutSecs }, security };
+    return { config: { ...config, shutdownTimeoutSecs: DEFAULTS.shutdownTimeoutSecs, drainSecs: DEFAULTS.drainSecs }, security };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // Name the option as the app spells it: `options.sessionTimeoutSecs`, not the file key.
