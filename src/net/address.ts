@@ -68,19 +68,11 @@ export function sourceGroup(address: string): string {
 
 /** First four groups of an IPv6 address, expanded (`2001:db8::1` -> `2001:db8:0:0`). */
 export function ipv6Prefix64(address: string): string | undefined {
-  const zone = address.indexOf("%");
-  const text = zone >= 0 ? address.slice(0, zone) : address;
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const head = halves[0] ? halves[0].split(":") : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
-  // An embedded IPv4 tail counts as two groups.
-  const tailGroups = tail.length > 0 && tail[tail.length - 1]!.includes(".") ? tail.length + 1 : tail.length;
-  const missing = 8 - head.length - tailGroups;
-  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
-  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
-  const prefix = groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, ""));
-  return prefix.every((g) => /^[0-9a-f]{1,4}$/.test(g)) ? prefix.join(":") : undefined;
+  const bytes = ipBytes(address);
+  if (!bytes || bytes.length !== 16) return undefined;
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return groups.join(":");
 }
 
 /**

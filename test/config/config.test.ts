@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { configPath, loadConfigFile } from "../../src/config/config-file.ts";
 import { DEFAULTS, envName, resolveRelayConfig, rebindQuietMs } from "../../src/config/config.ts";
-import { ConfigError } from "../../src/config/errors.ts";
+import { configError } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -15,15 +15,6 @@ function file(toml: string): string {
   return path;
 }
 
-function configError(f: () => unknown): ConfigError {
-  try {
-    f();
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("no ConfigError thrown");
-}
 
 describe("config precedence: flags > QUIC_RELAY_* env > file > defaults", () => {
   const path = file(`port = 1000\nsession-timeout-secs = 60\nlog-level = "debug"\nmetrics-listen = "127.0.0.1:9464"\ngro = false\n`);

@@ -7,6 +7,7 @@ import { envName, fromRustLog, nearestName, resolveRelayConfig, SETTINGS, unknow
 import { ConfigError } from "../../src/config/errors.ts";
 import { fleetArgs, REDIS_PASSWORD_ENV } from "../../src/fleet/options.ts";
 import { securityArgs } from "../../src/security/options.ts";
+import { configError } from "./helpers.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const dir = mkdtempSync(join(tmpdir(), "quic-relay-env-"));
@@ -94,15 +95,6 @@ describe("nearestName", () => {
   });
 });
 
-function configError(f: () => unknown): ConfigError {
-  try {
-    f();
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("no ConfigError thrown");
-}
 
 describe("RUST_LOG, as env_logger reads it", () => {
   it.each([
