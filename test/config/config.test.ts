@@ -1,19 +1,10 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { configPath, loadConfigFile } from "../../src/config/config-file.ts";
 import { DEFAULTS, envName, resolveRelayConfig, rebindQuietMs } from "../../src/config/config.ts";
-import { configError } from "./helpers.ts";
+import { configError, tomlFiles } from "./helpers.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "quic-relay-config-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
-function file(toml: string): string {
-  const path = join(dir, `c${n++}.toml`);
-  writeFileSync(path, toml);
-  return path;
-}
+const { dir, write: file } = tomlFiles("quic-relay-config-");
 
 
 describe("config precedence: flags > QUIC_RELAY_* env > file > defaults", () => {

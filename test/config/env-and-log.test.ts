@@ -1,23 +1,15 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { declaredLogFormat, loadConfigFile } from "../../src/config/config-file.ts";
 import { envName, fromRustLog, nearestName, resolveRelayConfig, SETTINGS, unknownEnvWarnings } from "../../src/config/config.ts";
 import { ConfigError } from "../../src/config/errors.ts";
 import { fleetArgs, REDIS_PASSWORD_ENV } from "../../src/fleet/options.ts";
 import { securityArgs } from "../../src/security/options.ts";
-import { configError } from "./helpers.ts";
+import { configError, tomlFiles } from "./helpers.ts";
 
 const ROOT = join(import.meta.dir, "../..");
-const dir = mkdtempSync(join(tmpdir(), "quic-relay-env-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
-function file(toml: string): string {
-  const path = join(dir, `c${n++}.toml`);
-  writeFileSync(path, toml);
-  return path;
-}
+const { dir, write: file } = tomlFiles("quic-relay-env-");
 
 /** What the relay command passes: the flags defined outside config.ts, and the env-only password. */
 const EXTRA_FLAGS = [...Object.keys(securityArgs), ...Object.keys(fleetArgs)];
