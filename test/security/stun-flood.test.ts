@@ -4,7 +4,7 @@
  * answer is a small multiple of its request. Checked on both data planes with the responder's
  * counters, never with timing; the forged-source cases need a raw socket (root).
  */
-import { afterAll, afterEach, describe, expect, it } from "bun:test";
+import { afterAll, describe, expect, it } from "bun:test";
 import { DropReason } from "../../src/protocol/errors.ts";
 import { encodeBindingRequest } from "../../src/protocol/stun.ts";
 import { Forger } from "../support/forge.ts";
@@ -12,7 +12,7 @@ import { Pairs } from "../support/flood-peers.ts";
 import { createRegPolicy } from "../../src/security/policy.ts";
 import { FakeClock } from "../sessions/fixtures.ts";
 import { OPEN_LIMITS } from "./helpers.ts";
-import { eventually, planesUnderTest, startRelay, type TestPeer, type TestRelay, testPeers } from "../utils.ts";
+import { eventually, planesUnderTest, relayHarness, type TestPeer, type TestRelay } from "../utils.ts";
 
 const forger = Forger.open();
 if (typeof forger === "string") console.log(`forged-source STUN floods skipped: ${forger}`);
@@ -55,16 +55,7 @@ async function afterOwnReg(peer: TestPeer, relayPort: number) {
 }
 
 describe.each(planesUnderTest())("STUN flood from one source (%s plane)", (plane) => {
-  const open = testPeers();
-  const relays: TestRelay[] = [];
-  afterEach(async () => {
-    for (const r of relays.splice(0)) await r.stop();
-  });
-  const start = async (options: Parameters<typeof startRelay>[1]) => {
-    const relay = await startRelay(plane, options);
-    relays.push(relay);
-    return relay;
-  };
+  const { start, open } = relayHarness(plane);
 
   it("answers exactly the burst, then what the rate refills, and counts every other request as rate-limited", async () => {
     const clock = new FakeClock();
@@ -170,16 +161,7 @@ describe.each(planesUnderTest())("STUN flood from one source (%s plane)", (plane
 
 describe.skipIf(typeof forger === "string").each(planesUnderTest())("forged-source STUN (%s plane)", (plane) => {
   const forge = forger as Forger;
-  const open = testPeers();
-  const relays: TestRelay[] = [];
-  afterEach(async () => {
-    for (const r of relays.splice(0)) await r.stop();
-  });
-  const start = async (options: Parameters<typeof startRelay>[1]) => {
-    const relay = await startRelay(plane, options);
-    relays.push(relay);
-    return relay;
-  };
+  const { start, open } = relayHarness(plane);
 
   it("requests forged from a victim's address reflect at most the per-source burst onto it", async () => {
     const clock = new FakeClock();
