@@ -42,7 +42,7 @@ describe.each(planesUnderTest())("probe discovery against a relay process (%s pl
   async function relayProcess(args: string[]): Promise<{ relay: RelayProcess; port: number; alt?: number; metrics: number }> {
     const relay = RelayProcess.spawn(["--host", "127.0.0.1", "--port", "0", "--dataplane", plane, "--metrics-listen", "127.0.0.1:0", ...args]);
     running.push(relay);
-    await relay.waitFor("metrics on http://");
+    await relay.waitFor("quic-relay listening");
     const out = relay.output();
     const port = Number(/listening on udp 127\.0\.0\.1:(\d+)/.exec(out)![1]);
     const alt = /STUN also on udp 127\.0\.0\.1:(\d+)/.exec(out)?.[1];

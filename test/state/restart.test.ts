@@ -92,7 +92,7 @@ describe.each(planesUnderTest())("sessions survive a relay restart (%s plane)", 
     const args = ["--host", "127.0.0.1", "--port", String(port), "--dataplane", plane, "--workers", "1", "--state-file", stateFile];
     const first = RelayProcess.spawn([...args, "--state-save-interval-secs", "0.2", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
     cleanup.push(() => first.kill());
-    await first.waitFor("metrics on");
+    await first.waitFor("quic-relay listening");
     const { a, b } = await pairedPeers(port);
     cleanup.push(() => (a.close(), b.close()));
     // A periodic save that began after the pairing (this scrape) holds the paired session.
@@ -126,7 +126,7 @@ describe.each(planesUnderTest())("sessions survive a relay restart (%s plane)", 
     await Bun.sleep(1200);
     const second = RelayProcess.spawn([...args, "--session-timeout-secs", "1", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
     cleanup.push(() => second.kill());
-    await second.waitFor("metrics on");
+    await second.waitFor("quic-relay listening");
     expect(second.output()).toMatch(/restored=0 skipped=1/);
     // No route was restored: A's datagram reaches the control plane and is dropped there.
     a.send("stale", port);
