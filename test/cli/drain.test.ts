@@ -11,9 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SessionSnapshot } from "../../src/sessions/table.ts";
 import { StateStore } from "../../src/state/store.ts";
-import { exchange, get, HealthPoller, pairUntilAcknowledged, registerUntilAnswered, WatchedRelay } from "../service/process-helpers.ts";
+import { exchange, get, HealthPoller, pairUntilAcknowledged, registerUntilAnswered } from "../service/process-helpers.ts";
 import { eventually, TestPeer } from "../utils.ts";
-import { freeTcpPort, freeUdpPort } from "./relay-process.ts";
+import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
 
 describe("relay process: drain on SIGTERM/SIGINT", () => {
   const cleanup: (() => unknown)[] = [];
@@ -28,7 +28,7 @@ describe("relay process: drain on SIGTERM/SIGINT", () => {
     const port = await freeUdpPort();
     const metrics = `http://127.0.0.1:${await freeTcpPort()}`;
     const args = ["--host", "127.0.0.1", "--port", String(port), "--state-file", stateFile, "--metrics-listen", metrics.slice(7), ...extra];
-    const proc = new WatchedRelay(args);
+    const proc = RelayProcess.spawn(args);
     cleanup.push(() => proc.kill());
     await proc.waitFor("listening");
     return { proc, port, metrics, stateFile };
@@ -162,7 +162,7 @@ describe("relay process: the health port during the final save of many sessions"
     const metrics = `http://127.0.0.1:${await freeTcpPort()}`;
     // The TypeScript plane restores 100 000 paired sessions' routes quickly; the save is the same on both.
     const args = ["--host", "127.0.0.1", "--port", String(port), "--dataplane", "ts", "--state-file", stateFile, "--metrics-listen", metrics.slice(7)];
-    const proc = new WatchedRelay(args);
+    const proc = RelayProcess.spawn(args);
     cleanup.push(() => proc.kill());
     await proc.waitFor("listening", 60_000);
     expect(proc.output()).toContain(`restored=${SESSIONS} `);

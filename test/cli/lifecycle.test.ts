@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mintToken } from "../../src/security/token.ts";
 import { StateStore } from "../../src/state/store.ts";
-import { exchange, get, pairUntilAcknowledged, registerUntilAnswered, WatchedRelay } from "../service/process-helpers.ts";
+import { exchange, get, pairUntilAcknowledged, registerUntilAnswered } from "../service/process-helpers.ts";
 import { TestPeer } from "../utils.ts";
 import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
 
@@ -39,8 +39,8 @@ describe("relay process lifecycle", () => {
   const roundTrip = exchange;
   const register = registerUntilAnswered;
   /** A relay process whose output is handed, as it grows, to `onOutput` (from the output reader itself). */
-  function watch(args: string[], onOutput: (output: string, proc: Subprocess) => void): WatchedRelay {
-    const relay = new WatchedRelay(args, onOutput);
+  function watch(args: string[], onOutput: (output: string, proc: Subprocess) => void): RelayProcess {
+    const relay = RelayProcess.spawn(args, {}, onOutput);
     cleanup.push(() => relay.kill());
     return relay;
   }
@@ -79,7 +79,7 @@ describe("relay process lifecycle", () => {
     expect(await ready!).toBe("200 ok");
     expect(before).toContain("sessions restored from state file");
     expect(before).toMatch(/restored=1 /);
-    expect(await relay.signal("SIGTERM")).toBe(0);
+    expect((await relay.signal("SIGTERM")).code).toBe(0);
   });
 
   describe("signals sent the moment the relay says `listening` are handled, never fatal", () => {
@@ -120,7 +120,7 @@ describe("relay process lifecycle", () => {
         cleanup.push(() => peer.close());
         expect(await register(peer, port, `after-sighup-${round}`)).toBe("ACK\n");
         expect(relay.proc.exitCode).toBeNull();
-        expect(await relay.signal("SIGTERM")).toBe(0);
+        expect((await relay.signal("SIGTERM")).code).toBe(0);
       }
     }, 120_000);
 

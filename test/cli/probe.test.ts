@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { eventually, startRelay, TestPeer, type TestRelay } from "../utils.ts";
 import { FakeRelay } from "../client/fake-relay.ts";
-import { metric, registerUntilAnswered, WatchedRelay } from "../service/process-helpers.ts";
-import { freeTcpPort, freeUdpPort } from "./relay-process.ts";
+import { metric, registerUntilAnswered } from "../service/process-helpers.ts";
+import { freeTcpPort, freeUdpPort, RelayProcess } from "./relay-process.ts";
 
 const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
 
@@ -114,7 +114,7 @@ describe("quic-relay probe leaves no session behind", () => {
   it("its session is gone from a real relay soon after it exits; other sessions keep the session timeout", async () => {
     const port = await freeUdpPort();
     const metrics = `http://127.0.0.1:${await freeTcpPort()}`;
-    const relay = new WatchedRelay(["--host", "127.0.0.1", "--port", String(port), "--metrics-listen", metrics.slice(7)]);
+    const relay = RelayProcess.spawn(["--host", "127.0.0.1", "--port", String(port), "--metrics-listen", metrics.slice(7)]);
     const app = await TestPeer.open("127.0.0.5");
     try {
       await relay.waitFor("listening");
@@ -129,7 +129,7 @@ describe("quic-relay probe leaves no session behind", () => {
       expect(await metric(metrics, 'quic_relay_sessions_active{state="waiting"}')).toBe(1);
       expect(await metric(metrics, "quic_relay_sessions_expired_total")).toBe(1);
       expect(relay.output()).not.toContain("session expired session=an-app-session");
-      expect(await relay.signal("SIGTERM")).toBe(0);
+      expect((await relay.signal("SIGTERM")).code).toBe(0);
     } finally {
       app.close();
       relay.kill();

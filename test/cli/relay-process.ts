@@ -19,26 +19,35 @@ export async function freeTcpPort(): Promise<number> {
 
 /**
  * The relay as its own process (`bun src/cli/main.ts`, not `bun run`, so signals reach the relay
- * itself), with stderr collected.
+ * itself), with stderr collected. `onOutput` sees the stderr collected so far each time more
+ * arrives, from the reader itself, so a test can act (send a signal, ask the metrics port) the
+ * moment a line appears.
  */
 export class RelayProcess {
   private stderr = "";
   private readonly reader: Promise<void>;
 
-  private constructor(readonly proc: Subprocess<"ignore", "pipe", "pipe">) {
+  private constructor(
+    readonly proc: Subprocess<"ignore", "pipe", "pipe">,
+    onOutput: (output: string, proc: Subprocess) => void,
+  ) {
     this.reader = (async () => {
-      for await (const chunk of proc.stderr) this.stderr += new TextDecoder().decode(chunk);
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stderr) {
+        this.stderr += decoder.decode(chunk, { stream: true });
+        onOutput(this.stderr, proc);
+      }
     })();
   }
 
-  static spawn(args: string[], env: Record<string, string> = {}): RelayProcess {
+  static spawn(args: string[], env: Record<string, string> = {}, onOutput: (output: string, proc: Subprocess) => void = () => {}): RelayProcess {
     const proc = Bun.spawn(["bun", MAIN, ...args], {
       env: { ...process.env, ...env },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
     });
-    return new RelayProcess(proc);
+    return new RelayProcess(proc, onOutput);
   }
 
   output(): string {
@@ -49,14 +58,17 @@ export class RelayProcess {
     return this.stderr.split("\n").filter((l) => l !== "");
   }
 
-  /** Waits until stderr contains `text` (or throws after `ms`). */
-  async waitFor(text: string, ms = 10_000): Promise<void> {
+  /** Waits until stderr contains `text` (throws after `ms`, or when the process ended without it). */
+  async waitFor(text: string, ms = 20_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (!this.stderr.includes(text)) {
-      if (Date.now() > deadline || this.proc.exitCode !== null) {
-        throw new Error(`relay output never contained '${text}' (exit ${this.proc.exitCode}):\n${this.stderr}`);
+      if (Date.now() > deadline || this.proc.exitCode !== null || this.proc.signalCode !== null) {
+        // The process may have ended with the line still in the pipe: read what is left first.
+        await Promise.race([this.reader, Bun.sleep(100)]);
+        if (this.stderr.includes(text)) return;
+        throw new Error(`relay output never contained '${text}' (exit ${this.proc.exitCode}, signal ${this.proc.signalCode}):\n${this.stderr}`);
       }
-      await Bun.sleep(20);
+      await Bun.sleep(10);
     }
   }
 
@@ -65,22 +77,20 @@ export class RelayProcess {
     return this.stderr.split(text).length - 1;
   }
 
-  /** Sends `signal` and returns the exit code and how long the exit took. */
-  async signal(signal: NodeJS.Signals): Promise<{ code: number | null; ms: number }> {
-    const start = Date.now();
+  /** Sends `signal`; the exit code once the process ended and its output is read. */
+  async signal(signal: NodeJS.Signals): Promise<{ code: number | null }> {
     this.proc.kill(signal);
-    const code = await this.proc.exited;
-    await this.reader;
-    return { code, ms: Date.now() - start };
+    return { code: await this.exited() };
   }
 
-  async exited(): Promise<number> {
-    const code = await this.proc.exited;
+  /** Exit code (null: ended by a signal, see proc.signalCode) once the process ended and its output is read. */
+  async exited(): Promise<number | null> {
+    await this.proc.exited;
     await this.reader;
-    return code;
+    return this.proc.exitCode;
   }
 
   kill(): void {
-    if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL");
   }
 }

@@ -4,7 +4,6 @@
  * keeps asking the health endpoints until told to stop. No fixed waits: everything is retried
  * until it happens, within a generous deadline.
  */
-import type { Subprocess } from "bun";
 import { TestPeer, text } from "../utils.ts";
 
 /** `REG:<session>` resent every `everyMs` until the relay answers; a RETRY is answered. Returns the answer. */
@@ -109,59 +108,3 @@ export class HealthPoller {
   }
 }
 
-const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
-
-/**
- * The relay as its own process (`bun src/cli/main.ts`), like test/cli/relay-process.ts, with one
- * addition: `onOutput` sees the stderr collected so far each time more arrives, from the reader
- * itself, so a test can act (send a signal, ask the metrics port) the moment a line appears.
- */
-export class WatchedRelay {
-  private stderr = "";
-  private readonly reader: Promise<void>;
-  readonly proc: Subprocess<"ignore", "pipe", "pipe">;
-
-  constructor(args: string[], onOutput: (output: string, proc: Subprocess) => void = () => {}, env: Record<string, string> = {}) {
-    const proc = (this.proc = Bun.spawn(["bun", MAIN, ...args], { env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
-    this.reader = (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of proc.stderr) {
-        this.stderr += decoder.decode(chunk, { stream: true });
-        onOutput(this.stderr, proc);
-      }
-    })();
-  }
-
-  output(): string {
-    return this.stderr;
-  }
-
-  /** Waits until stderr contains `text` (throws after `ms`, or when the process ended without it). */
-  async waitFor(text: string, ms = 20_000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.stderr.includes(text)) {
-      if (Date.now() > deadline || this.proc.exitCode !== null || this.proc.signalCode !== null) {
-        await Promise.race([this.reader, Bun.sleep(100)]);
-        if (this.stderr.includes(text)) return;
-        throw new Error(`relay output never contained '${text}' (exit ${this.proc.exitCode}, signal ${this.proc.signalCode}):\n${this.stderr}`);
-      }
-      await Bun.sleep(10);
-    }
-  }
-
-  /** Exit code (null: ended by a signal, see proc.signalCode) once the process ended and its output is read. */
-  async exited(): Promise<number | null> {
-    await this.proc.exited;
-    await this.reader;
-    return this.proc.exitCode;
-  }
-
-  async signal(signal: NodeJS.Signals): Promise<number | null> {
-    this.proc.kill(signal);
-    return this.exited();
-  }
-
-  kill(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL");
-  }
-}
