@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
-// X(name): every counter, in the order JS sees them. The first seven are DataPlaneCounters
+// X(name): every counter, in the order JS sees them. The first nine are DataPlaneCounters
 // (src/dataplane/types.ts), the rest are native only.
 #define QUIC_RELAY_NATIVE_COUNTERS(X)                                                    \
   X(forwardedPackets)  /* forwarded by a route without entering the control plane */   \
@@ -17,6 +17,8 @@
   X(controlQueueDrops) /* dropped because the control queue was full */                  \
   X(sendErrors)        /* failed sends (plus the JS thread's, added by the forwarder) */ \
   X(unansweredDrops)   /* dropped over their route's unanswered limit */                 \
+  X(secondToFirstPackets) /* the part of forwardedPackets carried by second-to-first routes */ \
+  X(secondToFirstBytes)                                                                 \
   X(receiveErrors)     /* failed recvmmsg calls */                                       \
   X(groBuffers)        /* coalesced (UDP_GRO) buffers received */                        \
   X(gsoSends)          /* coalesced buffers forwarded with UDP_SEGMENT */                \
@@ -29,6 +31,17 @@ struct NativeCounts {
 #define QUIC_RELAY_PLAIN_FIELD(name) uint64_t name = 0;
   QUIC_RELAY_NATIVE_COUNTERS(QUIC_RELAY_PLAIN_FIELD)
 #undef QUIC_RELAY_PLAIN_FIELD
+
+  // Datagrams a route forwarded: the totals, and the second-to-first share (the other direction's
+  // is the difference), so the per-direction totals are read in O(1), never summed over routes.
+  void forwarded(bool secondToFirst, uint64_t datagrams, uint64_t length) {
+    forwardedPackets += datagrams;
+    forwardedBytes += length;
+    if (secondToFirst) {
+      secondToFirstPackets += datagrams;
+      secondToFirstBytes += length;
+    }
+  }
 
   NativeCounts& operator+=(const NativeCounts& o) {
 #define QUIC_RELAY_ADD_FIELD(name) name += o.name;

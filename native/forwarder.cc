@@ -148,8 +148,7 @@ void Forwarder::finishHandovers() {
       handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
       handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
       route->count(1, m.length);
-      handoverCounts_.forwardedPackets++;
-      handoverCounts_.forwardedBytes += m.length;
+      handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
       m.routeId = route->id;
       m.observed = true;

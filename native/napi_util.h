@@ -42,6 +42,14 @@ inline bool readInt(Napi::Env env, const Napi::Value& value, const char* what, d
   return true;
 }
 
+// Reads info[index] as a boolean when it is given (not undefined); throws a TypeError naming `what` otherwise.
+inline bool readOptionalBool(Napi::Env env, const Napi::CallbackInfo& info, size_t index, const char* what, bool* out) {
+  if (info.Length() <= index || info[index].IsUndefined()) return true;
+  if (!info[index].IsBoolean()) return throwType(env, std::string(what) + " must be a boolean");
+  *out = info[index].As<Napi::Boolean>().Value();
+  return true;
+}
+
 inline bool readString(Napi::Env env, const Napi::Value& value, const char* what, std::string* out) {
   if (!value.IsString()) return throwType(env, std::string(what) + " must be a string");
   *out = value.As<Napi::String>().Utf8Value();

@@ -167,16 +167,17 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(forwarder_->send(out.data(), out.size())));
 }
 
-// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover]]);
+// setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover[, secondToFirst]]]);
 // a no-op after close(). cidLength 0..20 (default 0); with deferHandover the route's hand-over
-// lasts until finishHandovers(), otherwise it ends before setRoute returns.
+// lasts until finishHandovers(), otherwise it ends before setRoute returns; secondToFirst (default
+// false) counts what the route forwards in the secondToFirst counters too.
 Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return env.Undefined();
   double id = 0, fromPort = 0, toPort = 0, budget = 0, limit = 0, cidLength = 0;
   std::string from, to;
   if (info.Length() < 7) {
-    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover]])");
+    throwType(env, "setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover[, secondToFirst]]])");
     return env.Undefined();
   }
   if (!readInt(env, info[0], "id", 0, 9007199254740991.0, &id) || !readString(env, info[1], "fromAddress", &from) ||
@@ -190,12 +191,10 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   bool deferHandover = false;
-  if (info.Length() > 8 && !info[8].IsUndefined()) {
-    if (!info[8].IsBoolean()) {
-      throwType(env, "deferHandover must be a boolean");
-      return env.Undefined();
-    }
-    deferHandover = info[8].As<Napi::Boolean>().Value();
+  bool secondToFirst = false;
+  if (!readOptionalBool(env, info, 8, "deferHandover", &deferHandover) ||
+      !readOptionalBool(env, info, 9, "secondToFirst", &secondToFirst)) {
+    return env.Undefined();
   }
   SockAddr fromAddr, toAddr;
   PeerKey key;
@@ -209,7 +208,7 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget),
-                           static_cast<uint64_t>(limit), static_cast<uint8_t>(cidLength));
+                           static_cast<uint64_t>(limit), static_cast<uint8_t>(cidLength), secondToFirst);
   if (!deferHandover) forwarder_->finishHandovers();
   return env.Undefined();
 }

@@ -61,7 +61,7 @@ void RouteTable::eraseLocked(uint32_t slot) {
 }
 
 void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget,
-                     uint64_t unansweredLimit, uint8_t cidLength) {
+                     uint64_t unansweredLimit, uint8_t cidLength, bool secondToFirst) {
   WriteGuard guard(&lock_);
   uint32_t sameSource = bySource_.find(from);
   if (sameSource != BySource::kNone && at(sameSource).id != id) eraseLocked(sameSource);
@@ -92,6 +92,7 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   route.unanswered.store(0, std::memory_order_relaxed);
   route.unansweredLimit = unansweredLimit;
   route.cidLength = cidLength;
+  route.secondToFirst = secondToFirst;
   for (std::atomic<uint64_t>& word : route.cid) word.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);

@@ -37,6 +37,9 @@ struct Route {
   // Set under the write lock: while true the route forwards nothing itself; its datagrams go to
   // the control queue, where finishHandovers() forwards them (see RouteTable).
   bool inHandover = false;
+  // Set under the write lock: the route carries its session's second-to-first direction (what
+  // it forwards is also counted in the secondToFirst counters).
+  bool secondToFirst = false;
   std::atomic<int64_t> observeBudget{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
@@ -119,9 +122,10 @@ class RouteTable {
 
   // Replaces any route with the same id or the same source; a replacement starts with fresh counters
   // (an unanswered count of 0, no DCID seen). `unansweredLimit` 0 means no limit; `cidLength`
-  // 0..kMaxCidLength (0: short headers not watched). The route starts in hand-over.
+  // 0..kMaxCidLength (0: short headers not watched); `secondToFirst`: which direction's counters
+  // its datagrams go to. The route starts in hand-over.
   void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit,
-           uint8_t cidLength);
+           uint8_t cidLength, bool secondToFirst);
   bool remove(int64_t id);
 
   // Ends every hand-over: under the write lock (no forwarding thread is inside a batch, and every

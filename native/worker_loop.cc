@@ -152,8 +152,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   }
   addSend(route->to, data, length, 0);
   route->count(1, length);
-  local_.forwardedPackets++;
-  local_.forwardedBytes += length;
+  local_.forwarded(route->secondToFirst, 1, length);
   if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
 }
 
@@ -186,8 +185,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     addSend(route->to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
   route->count(segments, length);
-  local_.forwardedPackets += segments;
-  local_.forwardedBytes += length;
+  local_.forwarded(route->secondToFirst, segments, length);
   // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
   for (uint32_t off = 0; off < length; off += segment) {

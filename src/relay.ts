@@ -1,6 +1,6 @@
 import type { RelayConfig } from "./config/config.ts";
 import type { DataPlane, InboundDatagram } from "./dataplane/types.ts";
-import { DirectionLedger, type Totals } from "./metrics/direction-ledger.ts";
+import { addDirections, planeDirections, type Totals } from "./metrics/directions.ts";
 import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
 import { CookieMinter } from "./protocol/cookie.ts";
@@ -34,6 +34,12 @@ const UNPROVEN_REPLY_RATE = 20_000;
 const LOG_LINES_PER_SECOND = 20;
 
 /**
+ * Sessions one expiry pass removes at most: each costs a few microseconds (indexes, two route
+ * deletions, an event), so a pass stays within a few milliseconds even when a million expire.
+ */
+const EXPIRE_PASS_SESSIONS = 1000;
+
+/**
  * Peers that registered on another relay and stand in this relay's table as virtual endpoints
  * (the fleet's bridge). The relay routes and sends to them through this, never through the
  * data plane, and offers it every datagram from an unknown source first.
@@ -41,8 +47,8 @@ const LOG_LINES_PER_SECOND = 20;
 export interface RemotePeers {
   /** Whether `endpoint` stands for a peer on another relay. */
   isRemote(endpoint: Endpoint): boolean;
-  /** Datagrams from the remote peer `peerId` (at the virtual `from`) are delivered to `to`. */
-  route(peerId: number, from: Endpoint, to: Endpoint): void;
+  /** Datagrams from the remote peer `peerId` (at the virtual `from`) are delivered to `to`, carrying `direction`. */
+  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction): void;
   unroute(peerId: number): void;
   /** Sends a datagram to a remote peer (through its relay). */
   send(data: Uint8Array, to: Endpoint): void;
@@ -50,8 +56,8 @@ export interface RemotePeers {
   receive(datagram: InboundDatagram): boolean;
   /** Ids of remote peers whose datagrams were delivered since the last call. */
   drainActivity(): number[];
-  /** What a remote peer's route delivered since it was installed; undefined for other ids. */
-  routeCounters(peerId: number): Totals | undefined;
+  /** What remote peers' routes delivered, by direction, since start. */
+  forwarded(): Record<Direction, Totals>;
 }
 
 /** What one handled batch (or one expiry pass) changed, in order. */
@@ -79,8 +85,6 @@ export interface RelayOptions {
 export class Relay {
   readonly table: SessionTable;
   readonly plane: DataPlane;
-  /** Forwarding totals per direction, banked at every route change. */
-  readonly ledger: DirectionLedger;
   private readonly remote: RemotePeers | undefined;
   private readonly listeners: RelayEventsListener[] = [];
   private pendingEvents: SessionEvent[] = [];
@@ -104,6 +108,8 @@ export class Relay {
   private readonly unprovenReplies = new TokenBucket(UNPROVEN_REPLY_RATE, UNPROVEN_REPLY_RATE);
   private readonly own = new OwnAddresses();
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The follow-up expiry pass, while one is scheduled. */
+  private morePending: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private readonly policy: RegPolicy;
   private readonly clock: Clock;
@@ -115,7 +121,6 @@ export class Relay {
     this.policy = opts.policy ?? {};
     this.clock = opts.clock ?? systemClock;
     const remote = (this.remote = opts.remote);
-    this.ledger = new DirectionLedger((id) => remote?.routeCounters(id) ?? this.plane.routeCounters(id));
     const sink: SessionSink = {
       reply: (to, data) => this.send(data, to),
       forward: (to, data) => {
@@ -126,7 +131,6 @@ export class Relay {
       route: (peer, to, direction, cidLength) => this.route(peer, to, direction, cidLength),
       observing: (peer, since) => this.observing(peer, since),
       unroute: (peer: Peer) => {
-        this.ledger.unrouting(peer.id);
         if (remote?.isRemote(peer.endpoint)) remote.unroute(peer.id);
         else this.plane.deleteRoute(peer.id);
       },
@@ -156,6 +160,12 @@ export class Relay {
     return this.plane.local;
   }
 
+  /** Datagrams and bytes forwarded by routes (the data plane's and the fleet bridge's), per direction, since start. */
+  forwardedByDirection(): Record<Direction, Totals> {
+    const local = planeDirections(this.plane.counters());
+    return this.remote ? addDirections(local, this.remote.forwarded()) : local;
+  }
+
   /** Called once after each handled batch and each expiry pass that changed something, with what changed. */
   onEvents(listener: RelayEventsListener): void {
     this.listeners.push(listener);
@@ -169,17 +179,36 @@ export class Relay {
         this.controlLossAt = this.clock.now();
       }
       this.table.activity(this.drainActivity());
-      this.table.expire();
+      this.expire();
     } catch (error) {
       this.internal(error);
     }
     this.publishEvents();
   }
 
+  /**
+   * One bounded expiry pass; while passes come back full, the next one runs as soon as pending
+   * I/O was served (a macrotask), so a mass expiry is spread out instead of stalling the thread.
+   */
+  private expire(): void {
+    if (this.table.expire(EXPIRE_PASS_SESSIONS) < EXPIRE_PASS_SESSIONS || this.morePending) return;
+    this.morePending = setTimeout(() => {
+      this.morePending = undefined;
+      if (this.stopped) return;
+      try {
+        this.expire();
+      } catch (error) {
+        this.internal(error);
+      }
+      this.publishEvents();
+    }, 0);
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.morePending) clearTimeout(this.morePending);
     await this.plane.close();
   }
 
@@ -219,13 +248,12 @@ export class Relay {
 
   /** Datagrams from `peer` now go to `to`; routes from or to peers on other relays are not data-plane routes. */
   private route(peer: Peer, to: Peer, direction: Direction, cidLength: number): void {
-    this.ledger.routing(peer.id, direction);
     const remote = this.remote;
-    if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint);
+    if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint, direction);
     // A local peer whose partner is on another relay has no data-plane route: its datagrams come
     // up to the table, which forwards them through the bridge.
     if (remote?.isRemote(to.endpoint)) return this.plane.deleteRoute(peer.id);
-    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes, cidLength);
+    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes, cidLength, direction);
   }
 
   /**

@@ -64,6 +64,8 @@ export interface NativeRelayHandle {
     cidLength?: number,
     /** True: the route's hand-over lasts until finishHandovers(); otherwise it ends before setRoute returns. */
     deferHandover?: boolean,
+    /** True: what the route forwards also counts in the secondToFirst counters. */
+    secondToFirst?: boolean,
   ): void;
   /** Ends the hand-over of every route set since the last call: what waits for them in the control queue is forwarded. */
   finishHandovers(): void;
@@ -93,7 +95,7 @@ export interface NativeAddon {
 export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string; disabled?: boolean };
 
 /** Must equal kAbiVersion in native/binding.cc; a different addon is reported stale. */
-const ABI_VERSION = 5;
+const ABI_VERSION = 6;
 let loaded: NativeAddonLoad | undefined;
 
 /** Loads the addon once per process; later calls return the same answer. */

@@ -22,6 +22,7 @@ import {
 } from "./types.ts";
 import { usableBufferBytes } from "./socket-buffers.ts";
 import type { Endpoint } from "../net/address.ts";
+import type { Direction } from "../sessions/types.ts";
 import { cidLengthOf } from "./observe.ts";
 import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
 
@@ -148,13 +149,13 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         queueMicrotask(flushSends);
       }
     },
-    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
+    setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0, direction: Direction = "first_to_second"): void {
       const r = requireStarted("setRoute");
       // Datagrams queued before the route (ACK, held early data) leave before any forwarded one.
       flushSends();
       const budget = Math.max(0, Math.floor(observeBudget));
       const limit = unansweredLimitOf(unansweredLimit);
-      r.setRoute(id, from.address, from.port, to.address, to.port, budget, limit, cidLengthOf(cidLength), handlingBatch);
+      r.setRoute(id, from.address, from.port, to.address, to.port, budget, limit, cidLengthOf(cidLength), handlingBatch, direction === "second_to_first");
       if (handlingBatch) handoversPending = true;
     },
     deleteRoute(id: number): void {

@@ -1,3 +1,4 @@
+import type { Direction } from "../sessions/types.ts";
 import type { udp } from "bun";
 import { type GrantedBuffers, ignoreIcmpErrors, readSocketBuffers, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters, SocketBufferSizes } from "./types.ts";
@@ -23,6 +24,8 @@ interface Route {
   unanswered: number;
   /** The route back, from `to` to `from`, when there is one: a datagram from `from` answers it. */
   reverse: Route | undefined;
+  /** Carries the second-to-first direction: what it forwards also counts in those counters. */
+  secondToFirst: boolean;
 }
 
 /** Queued datagrams (sends or control) that trigger a flush without waiting for setImmediate. */
@@ -122,6 +125,10 @@ export class SocketPlane implements DataPlane {
     route.bytes += data.length;
     this.stats.forwardedPackets++;
     this.stats.forwardedBytes += data.length;
+    if (route.secondToFirst) {
+      this.stats.secondToFirstPackets++;
+      this.stats.secondToFirstBytes += data.length;
+    }
     if (!route.active) {
       route.active = true;
       this.active.push(route.id);
@@ -151,7 +158,7 @@ export class SocketPlane implements DataPlane {
     this.scheduleFlush();
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0, direction: Direction = "first_to_second"): void {
     const dcid = dcidWatchFor(cidLength);
     this.deleteRoute(id);
     const existing = this.routeFrom(from.address, from.port);
@@ -168,6 +175,7 @@ export class SocketPlane implements DataPlane {
       limit: unansweredLimitOf(unansweredLimit),
       unanswered: 0,
       reverse: undefined,
+      secondToFirst: direction === "second_to_first",
     };
     // Pair with the route from `to` back to `from`, if any (its old partner was the route just replaced).
     const back = this.routeFrom(to.address, to.port);

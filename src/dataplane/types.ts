@@ -42,6 +42,7 @@
  */
 
 import type { Endpoint } from "../net/address.ts";
+import type { Direction } from "../sessions/types.ts";
 
 export type DataPlaneKind = "ts" | "native";
 
@@ -70,6 +71,12 @@ export const DATA_PLANE_COUNTERS = [
   "sendErrors",
   /** Datagrams dropped because their route's unanswered limit would have been passed. */
   "unansweredDrops",
+  /**
+   * The part of forwardedPackets / forwardedBytes carried by routes set with the direction
+   * `second_to_first` (the rest is first_to_second): per-direction totals without a walk of the routes.
+   */
+  "secondToFirstPackets",
+  "secondToFirstBytes",
 ] as const;
 
 export type DataPlaneCounters = Record<(typeof DATA_PLANE_COUNTERS)[number], number>;
@@ -120,9 +127,10 @@ export interface DataPlane {
   /**
    * Forward datagrams from `from` to `to`. Replaces any route with the same id or the same source.
    * `unansweredLimit` > 0 bounds the bytes forwarded to `to` since `to` last sent; `cidLength`
-   * (0..20, 0: unknown) is the DCID length of `from`'s short headers, watched for changes (see above).
+   * (0..20, 0: unknown) is the DCID length of `from`'s short headers, watched for changes (see above);
+   * `direction` (default first_to_second) says which per-direction counters its datagrams go to.
    */
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number, cidLength?: number): void;
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number, cidLength?: number, direction?: Direction): void;
   deleteRoute(id: number): void;
   /** Ids of routes that forwarded at least one datagram since the previous call. */
   drainActivity(): number[];

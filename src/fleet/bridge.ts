@@ -1,6 +1,8 @@
 import type { DataPlane, InboundDatagram } from "../dataplane/types.ts";
 import type { Endpoint } from "../net/address.ts";
+import type { Totals } from "../metrics/directions.ts";
 import type { RemotePeers } from "../relay.ts";
+import type { Direction } from "../sessions/types.ts";
 import { type BridgeCodec, type BridgeError, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
 
 /** Addresses of virtual endpoints: a remote partner appears in the session table as `fleet:<relay>` port n. */
@@ -23,8 +25,8 @@ export interface RemoteLink {
   peerId: number;
   /** The local peer that datagrams from the remote side are delivered to. */
   deliverTo: Endpoint | undefined;
-  packetsIn: number;
-  bytesIn: number;
+  /** Which of the session's directions the deliveries carry (the virtual peer's route). */
+  direction: Direction;
   packetsOut: number;
   active: boolean;
 }
@@ -63,6 +65,8 @@ export class FleetBridge implements RemotePeers {
   private readonly byPeerId = new Map<number, RemoteLink>();
   private nextPort = 1;
   private active: number[] = [];
+  /** Datagrams and bytes delivered from remote peers, by the direction of their routes. */
+  private readonly delivered: Record<Direction, Totals> = { first_to_second: { packets: 0, bytes: 0 }, second_to_first: { packets: 0, bytes: 0 } };
 
   constructor(
     private readonly plane: DataPlane,
@@ -94,8 +98,7 @@ export class FleetBridge implements RemotePeers {
       virtual: { address: `${VIRTUAL_ADDRESS_PREFIX}${relay}`, port },
       peerId: -1,
       deliverTo: undefined,
-      packetsIn: 0,
-      bytesIn: 0,
+      direction: "first_to_second",
       packetsOut: 0,
       active: false,
     };
@@ -129,12 +132,13 @@ export class FleetBridge implements RemotePeers {
     this.bridge.sent++;
   }
 
-  route(peerId: number, from: Endpoint, to: Endpoint): void {
+  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction): void {
     const link = this.byPort.get(from.port);
     if (!link) return;
     if (link.peerId !== peerId) this.byPeerId.delete(link.peerId);
     link.peerId = peerId;
     link.deliverTo = to;
+    link.direction = direction;
     this.byPeerId.set(peerId, link);
   }
 
@@ -154,9 +158,8 @@ export class FleetBridge implements RemotePeers {
     return ids;
   }
 
-  routeCounters(peerId: number): { packets: number; bytes: number } | undefined {
-    const link = this.byPeerId.get(peerId);
-    return link && { packets: link.packetsIn, bytes: link.bytesIn };
+  forwarded(): Record<Direction, Totals> {
+    return { first_to_second: { ...this.delivered.first_to_second }, second_to_first: { ...this.delivered.second_to_first } };
   }
 
   private receiveBridge(d: InboundDatagram): void {
@@ -179,8 +182,9 @@ export class FleetBridge implements RemotePeers {
   deliver(link: RemoteLink, payload: Uint8Array): void {
     if (!link.deliverTo) return;
     this.plane.send(payload, link.deliverTo);
-    link.packetsIn++;
-    link.bytesIn += payload.length;
+    const totals = this.delivered[link.direction];
+    totals.packets++;
+    totals.bytes += payload.length;
     this.bridge.delivered++;
     if (!link.active && link.peerId >= 0) {
       link.active = true;

@@ -7,6 +7,7 @@ import type { Session, SessionEvent } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
 import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
+import { directionOf } from "../sessions/peer.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -94,9 +95,7 @@ export class FleetCoordinator {
    */
   private adoptRestored(): void {
     const table = this.relay.table;
-    for (const snapshot of table.exportSessions()) {
-      const session = table.session(snapshot.id);
-      if (!session) continue;
+    for (const session of table.allSessions()) {
       for (const peer of session.peers) {
         if (!isVirtual(peer.endpoint) || this.bridge.link(session.id)) continue;
         const relay = peer.endpoint.address.slice(VIRTUAL_ADDRESS_PREFIX.length);
@@ -104,7 +103,7 @@ export class FleetCoordinator {
         if (!target) continue;
         this.bridge.createLink(session.id, relay, target, peer.endpoint.port);
         const partner = session.peers.find((p) => p !== peer);
-        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint);
+        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer));
         this.announced.set(session.id, { localPeers: countLocal(session), at: 0 });
       }
     }

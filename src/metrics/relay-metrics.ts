@@ -5,7 +5,7 @@ import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
 import type { SessionEvent } from "../sessions/types.ts";
 import type { StunCounters } from "../discovery/responder.ts";
-import { DIRECTIONS, type DirectionLedger } from "./direction-ledger.ts";
+import { DIRECTIONS } from "./directions.ts";
 import type { EventLoopLagSnapshot } from "./event-loop-lag.ts";
 import { ExpositionWriter, type Labels } from "./exposition.ts";
 import { writeProcessMetrics } from "./process-metrics.ts";
@@ -27,7 +27,6 @@ export interface RelayMetricsSource {
   relay: Relay;
   /** The plane as created (for its own counters and native details). */
   plane: DataPlane;
-  ledger: DirectionLedger;
   operations: OperationsCounters;
   startedAtSeconds: number;
   /** Token failures by reason, when authentication is configured. */
@@ -51,12 +50,12 @@ interface NativeDetails {
  * forwarding path is touched. Label values come from fixed sets (reasons, kinds, directions).
  */
 export function renderRelayMetrics(src: RelayMetricsSource): string {
-  const { relay, plane, ledger, operations: ops } = src;
+  const { relay, plane, operations: ops } = src;
   const table = relay.table;
   const stats = table.stats;
   const planeCounters = plane.counters();
   const paired = table.pairedCount;
-  const directions = ledger.totals();
+  const directions = relay.forwardedByDirection();
   const w = new ExpositionWriter();
 
   w.family("quic_relay_build_info", "gauge", "Version of the relay and of the Bun runtime", [

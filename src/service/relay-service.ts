@@ -196,7 +196,6 @@ export class RelayService {
     return renderRelayMetrics({
       relay: this.relay,
       plane: this.plane,
-      ledger: this.relay.ledger,
       operations: this.operations,
       authFailures: this.policy?.authFailures(),
       fleet: this.fleet?.stats(),

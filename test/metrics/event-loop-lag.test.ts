@@ -129,7 +129,6 @@ describe("event-loop lag in the relay's metrics (real timers)", () => {
     const text = renderRelayMetrics({
       relay: relay!.relay,
       plane: relay!.relay.plane,
-      ledger: relay!.relay.ledger,
       operations: emptyOperationsCounters(),
       startedAtSeconds: 0,
       eventLoop: monitor,

@@ -22,7 +22,6 @@ function scrape(relay: TestRelay): Map<string, number> {
   const text = renderRelayMetrics({
     relay: relay.relay,
     plane: relay.relay.plane,
-    ledger: relay.relay.ledger,
     operations: emptyOperationsCounters(),
     startedAtSeconds: 0,
   });

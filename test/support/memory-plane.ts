@@ -13,6 +13,7 @@ import { emptyCounters } from "../../src/dataplane/types.ts";
 import { type Endpoint, endpointKey } from "../../src/net/address.ts";
 import { isReg } from "../../src/protocol/reg.ts";
 import { mayBeRelayLine } from "../../src/protocol/replies.ts";
+import type { Direction } from "../../src/sessions/types.ts";
 
 interface Route {
   id: number;
@@ -24,6 +25,7 @@ interface Route {
   unanswered: number;
   packets: number;
   bytes: number;
+  secondToFirst: boolean;
 }
 
 export interface Sent {
@@ -70,6 +72,10 @@ export class MemoryPlane implements DataPlane {
     this.active.add(route.id);
     this.counts.forwardedPackets++;
     this.counts.forwardedBytes += bytes.length;
+    if (route.secondToFirst) {
+      this.counts.secondToFirstPackets++;
+      this.counts.secondToFirstBytes += bytes.length;
+    }
     this.sent.push({ to: route.to, data: bytes, routed: true });
     if (takesCopy(route, bytes)) {
       this.counts.controlPackets++;
@@ -94,14 +100,14 @@ export class MemoryPlane implements DataPlane {
     this.sent.push({ to, data, routed: false });
   }
 
-  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0): void {
+  setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0, direction: Direction = "first_to_second"): void {
     const dcid = dcidWatchFor(cidLength);
     this.deleteRoute(id);
     const key = endpointKey(from.address, from.port);
     const old = this.routes.get(key);
     if (old) this.deleteRoute(old.id);
     const observe = Math.max(0, Math.floor(observeBudget));
-    const route: Route = { id, from, to, observe, dcid, limit: unansweredLimit, unanswered: 0, packets: 0, bytes: 0 };
+    const route: Route = { id, from, to, observe, dcid, limit: unansweredLimit, unanswered: 0, packets: 0, bytes: 0, secondToFirst: direction === "second_to_first" };
     this.routes.set(key, route);
     this.byId.set(id, route);
   }
