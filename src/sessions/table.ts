@@ -8,7 +8,7 @@ import { CidIndex } from "./cid-index.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
-import { partnerOf } from "./peer.ts";
+import { directionOf, partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
 import { defaultSessionLimits, isProbeSessionId, NO_CIDS, NONE_HELD } from "./types.ts";
 
@@ -47,6 +47,10 @@ export class SessionTable implements TableView {
   private readonly speakers = new RelaySpeakers();
   /** When activity() last ran: the routes it reports carried traffic after this. */
   private lastActivityAt = Number.NEGATIVE_INFINITY;
+  /** Sessions with both peers, kept as they change: read per scrape, never counted by a walk. */
+  private paired = 0;
+  /** Ids whose saved form may differ from what was last handed out by takeChanged(). */
+  private changed = new Set<string>();
 
   constructor(
     private readonly clock: Clock,
@@ -72,9 +76,7 @@ export class SessionTable implements TableView {
     return this.peers.size;
   }
   get pairedCount(): number {
-    let n = 0;
-    for (const s of this.sessions.values()) if (s.peers.length === 2) n++;
-    return n;
+    return this.paired;
   }
   /** Sizes of every index, for leak checks. */
   indexSizes(): Record<string, number> {
@@ -89,6 +91,10 @@ export class SessionTable implements TableView {
   }
   session(id: string): Session | undefined {
     return this.sessions.get(id);
+  }
+  /** Every session, oldest activity first; the table must not change while this is iterated. */
+  allSessions(): IterableIterator<Session> {
+    return this.sessions.values();
   }
   peerAt(from: Endpoint): Peer | undefined {
     return this.peers.at(from.address, from.port);
@@ -331,14 +337,33 @@ export class SessionTable implements TableView {
     }
   }
 
-  /** Live sessions as plain data (oldest activity first), for saving across a restart. */
+  /** Live sessions as plain data (oldest activity first). */
   exportSessions(): SessionSnapshot[] {
     const now = this.clock.now();
-    return [...this.sessions.values()].map((s) => ({
-      id: s.id,
-      idleMs: now - s.lastActivity,
-      peers: s.peers.map((p) => ({ address: p.endpoint.address, port: p.endpoint.port, idleMs: now - p.lastSeen, proven: p.proven })),
-    }));
+    return [...this.sessions.values()].map((s) => snapshotOf(s, now));
+  }
+
+  /** Session `id` as plain data, or undefined when there is no such session (any more). */
+  snapshot(id: string): SessionSnapshot | undefined {
+    const session = this.sessions.get(id);
+    return session && snapshotOf(session, this.clock.now());
+  }
+
+  /**
+   * Ids of the sessions whose snapshot may have changed since the previous call: created, active,
+   * peers joined, moved, proved or left, removed (snapshot() then says undefined). The set is
+   * handed over whole (O(1)) and the table starts a new one, so a save writes only what changed.
+   * Sessions put back by restoreSessions are not in it.
+   */
+  takeChanged(): Set<string> {
+    const out = this.changed;
+    this.changed = new Set();
+    return out;
+  }
+
+  /** Puts ids back into the changed set (a save that did not complete must write them next time). */
+  markChanged(ids: Iterable<string>): void {
+    for (const id of ids) this.changed.add(id);
   }
 
   /**
@@ -362,28 +387,33 @@ export class SessionTable implements TableView {
       this.addSession(session);
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
       this.routeBoth(session.peers[0]!);
+      // Restored as saved: nothing to write back.
+      this.changed.delete(snap.id);
       restored++;
     }
     return restored;
   }
 
   /**
-   * Remove sessions idle for the timeout (probes' sessions: for the probe timeout) and age out held
-   * datagrams. Returns the number expired.
+   * Remove sessions idle for the timeout (probes' sessions: for the probe timeout), at most
+   * `budget` of them, and age out held datagrams. Returns the number expired: when it equals
+   * `budget` there may be more, and the caller runs another pass after serving I/O, so a mass
+   * expiry never holds the thread for long. Cost: what expires, not what stays.
    */
-  expire(): number {
+  expire(budget = Number.POSITIVE_INFINITY): number {
     const now = this.clock.now();
     // Both maps are in order of last activity: each pass stops at its first live session.
-    const expired = this.expireIdle(this.probes, this.timeoutOf(undefined), now) + this.expireIdle(this.sessions, this.limits.timeoutMs, now);
+    let expired = this.expireIdle(this.probes, this.timeoutOf(undefined), now, budget);
+    expired += this.expireIdle(this.sessions, this.limits.timeoutMs, now, budget - expired);
     this.held.expire(now);
     this.speakers.expire(now);
     return expired;
   }
 
-  private expireIdle(sessions: Map<string, Session>, timeoutMs: number, now: number): number {
+  private expireIdle(sessions: Map<string, Session>, timeoutMs: number, now: number, budget: number): number {
     let expired = 0;
     for (const session of sessions.values()) {
-      if (now - session.lastActivity < timeoutMs) break;
+      if (expired >= budget || now - session.lastActivity < timeoutMs) break;
       this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
       this.removeSession(session);
       this.stats.sessionsExpired++;
@@ -399,6 +429,7 @@ export class SessionTable implements TableView {
   }
 
   private addSession(session: Session): void {
+    this.changed.add(session.id);
     this.sessions.set(session.id, session);
     if (isProbeSessionId(session.id)) this.probes.set(session.id, session);
   }
@@ -418,14 +449,14 @@ export class SessionTable implements TableView {
   /** The peer proved its current address: routes towards it lose their bound on unanswered bytes. */
   private prove(peer: Peer): void {
     peer.proven = true;
+    this.changed.add(peer.session.id);
     const partner = partnerOf(peer);
     if (partner) this.route(partner, peer);
   }
 
   /** Datagrams from `peer` go to `to`; the direction is read from the session's order of peers. */
   private route(peer: Peer, to: Peer): void {
-    const direction = peer.session.peers[0] === peer ? "first_to_second" : "second_to_first";
-    this.sink.route(peer, to, direction, Math.max(0, to.cids?.ownLength ?? 0));
+    this.sink.route(peer, to, directionOf(peer), Math.max(0, to.cids?.ownLength ?? 0));
   }
 
   /** Routes both ways between a peer and its partner, if it has one. */
@@ -489,6 +520,8 @@ export class SessionTable implements TableView {
       cids: undefined,
     };
     session.peers.push(peer);
+    if (session.peers.length === 2) this.paired++;
+    this.changed.add(session.id);
     this.indexPeer(peer);
     return peer;
   }
@@ -524,6 +557,8 @@ export class SessionTable implements TableView {
     this.sink.unroute(peer);
     this.peers.releaseId(peer.id);
     if (partner) this.sink.unroute(partner);
+    if (session.peers.length === 2) this.paired--;
+    this.changed.add(session.id);
     session.peers = session.peers.filter((p) => p !== peer);
     this.cids.forgetSession(session);
     if (session.peers.length === 0) this.removeSession(session);
@@ -531,6 +566,8 @@ export class SessionTable implements TableView {
   }
 
   private removeSession(session: Session): void {
+    if (session.peers.length === 2) this.paired--;
+    this.changed.add(session.id);
     for (const peer of session.peers) {
       this.unindexPeer(peer);
       this.sink.unroute(peer);
@@ -559,6 +596,7 @@ export class SessionTable implements TableView {
   /** Moves the session to the back of the activity order. */
   private touchSession(session: Session, now: number): void {
     session.lastActivity = now;
+    this.changed.add(session.id);
     this.sessions.delete(session.id);
     this.sessions.set(session.id, session);
     if (this.probes.size > 0 && this.probes.delete(session.id)) this.probes.set(session.id, session);
@@ -576,6 +614,14 @@ export class SessionTable implements TableView {
   private drop(reason: DropReason): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+function snapshotOf(s: Session, now: number): SessionSnapshot {
+  return {
+    id: s.id,
+    idleMs: now - s.lastActivity,
+    peers: s.peers.map((p) => ({ address: p.endpoint.address, port: p.endpoint.port, idleMs: now - p.lastSeen, proven: p.proven })),
+  };
 }
 
 function newSession(id: string, now: number): Session {
