@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 
 namespace qr {
@@ -21,14 +22,31 @@ struct PeerKey {
   }
 };
 
+// A 64-bit finalizer: every input bit reaches every output bit (the route index takes its
+// bucket from the low bits and a tag from the high ones).
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Chosen once per process, so that which addresses collide cannot be worked out from outside:
+// sources are the attacker's to choose (and to forge), and colliding keys would make every
+// lookup of the route table a long probe.
+inline const uint64_t kPeerKeySeed = [] {
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ device();
+}();
+
+// Every byte of the address and the port counts: an IPv4 address (v4-mapped) lives in the last
+// four bytes, and peers behind one NAT differ in few of them.
 struct PeerKeyHash {
   size_t operator()(const PeerKey& k) const noexcept {
     uint64_t a;
     uint64_t b;
     std::memcpy(&a, k.addr, 8);
     std::memcpy(&b, k.addr + 8, 8);
-    uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ ((b + k.port) * 0xC2B2AE3D27D4EB4Full);
-    return static_cast<size_t>(h ^ (h >> 31));
+    return static_cast<size_t>(mix64(mix64(a ^ kPeerKeySeed) ^ b ^ (static_cast<uint64_t>(k.port) << 1)));
   }
 };
 
