@@ -147,7 +147,7 @@ void Forwarder::finishHandovers() {
       }
       handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
       handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
-      route->count(1, m.length);
+      if (route->count(1, m.length, table.epoch())) handoverActive_.push_back(route->id);
       handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
       m.routeId = route->id;
@@ -160,6 +160,7 @@ void Forwarder::finishHandovers() {
     // Sent before the routes leave hand-over (the write lock is still held): these are older
     // than anything the forwarding threads will send for the same sources.
     send(handoverSends_.data(), handoverSends_.size());
+    if (!handoverActive_.empty()) table.logActive(handoverActive_);
   });
 }
 

@@ -96,6 +96,7 @@ class Forwarder {
   std::vector<uint8_t> handoverBytes_;
   std::vector<QueuedForward> handoverForwards_;
   std::vector<OutDatagram> handoverSends_;
+  std::vector<int64_t> handoverActive_;
   bool started_ = false;
   bool stopped_ = false;
   int family_ = 0;

@@ -168,9 +168,10 @@ Napi::Value NativeRelay::SendBatch(const Napi::CallbackInfo& info) {
 }
 
 // setRoute(id, fromAddress, fromPort, toAddress, toPort, observeBudget, unansweredLimit[, cidLength[, deferHandover[, secondToFirst]]]);
-// a no-op after close(). cidLength 0..20 (default 0); with deferHandover the route's hand-over
-// lasts until finishHandovers(), otherwise it ends before setRoute returns; secondToFirst (default
-// false) counts what the route forwards in the secondToFirst counters too.
+// a no-op after close(). cidLength 0..20 (default 0). With deferHandover the route is queued and
+// goes in at the next finishHandovers(), together with every change queued before it, in
+// hand-over until then; otherwise it is set and its hand-over ends before setRoute returns.
+// secondToFirst (default false) counts what the route forwards in the secondToFirst counters too.
 Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return env.Undefined();
@@ -196,20 +197,28 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
       !readOptionalBool(env, info, 9, "secondToFirst", &secondToFirst)) {
     return env.Undefined();
   }
-  SockAddr fromAddr, toAddr;
-  PeerKey key;
+  RouteChange change;
+  SockAddr fromAddr;
   int family = forwarder_->family();
-  if (!parseEndpoint(from.c_str(), static_cast<uint16_t>(fromPort), family, &fromAddr, &key)) {
+  if (!parseEndpoint(from.c_str(), static_cast<uint16_t>(fromPort), family, &fromAddr, &change.from)) {
     throwType(env, "setRoute: fromAddress is not an address this socket can receive from: " + from);
     return env.Undefined();
   }
-  if (!parseEndpoint(to.c_str(), static_cast<uint16_t>(toPort), family, &toAddr, nullptr)) {
+  if (!parseEndpoint(to.c_str(), static_cast<uint16_t>(toPort), family, &change.to, nullptr)) {
     throwType(env, "setRoute: toAddress is not an address this socket can send to: " + to);
     return env.Undefined();
   }
-  forwarder_->routes().set(static_cast<int64_t>(id), key, toAddr, static_cast<int64_t>(budget),
-                           static_cast<uint64_t>(limit), static_cast<uint8_t>(cidLength), secondToFirst);
-  if (!deferHandover) forwarder_->finishHandovers();
+  change.id = static_cast<int64_t>(id);
+  change.observeBudget = static_cast<int64_t>(budget);
+  change.unansweredLimit = static_cast<uint64_t>(limit);
+  change.cidLength = static_cast<uint8_t>(cidLength);
+  change.secondToFirst = secondToFirst;
+  if (deferHandover) {
+    forwarder_->routes().queue(change);
+  } else {
+    forwarder_->routes().set(change);
+    forwarder_->finishHandovers();
+  }
   return env.Undefined();
 }
 
@@ -219,13 +228,23 @@ Napi::Value NativeRelay::FinishHandovers(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// deleteRoute(id) -> whether a route was removed (false after close())
+// deleteRoute(id[, deferred]) -> whether a route was removed (false after close(), and when
+// deferred: the removal is queued for the next finishHandovers(), in order with queued setRoutes)
 Napi::Value NativeRelay::DeleteRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return Napi::Boolean::New(env, false);
   double id = 0;
-  if (info.Length() < 1 || !readInt(env, info[0], "id", -9007199254740991.0, 9007199254740991.0, &id)) {
+  bool deferred = false;
+  if (info.Length() < 1 || !readInt(env, info[0], "id", -9007199254740991.0, 9007199254740991.0, &id) ||
+      !readOptionalBool(env, info, 1, "deferred", &deferred)) {
     return env.Undefined();
+  }
+  if (deferred) {
+    RouteChange change;
+    change.remove = true;
+    change.id = static_cast<int64_t>(id);
+    forwarder_->routes().queue(change);
+    return Napi::Boolean::New(env, false);
   }
   return Napi::Boolean::New(env, forwarder_->routes().remove(static_cast<int64_t>(id)));
 }

@@ -60,9 +60,16 @@ void RouteTable::eraseLocked(uint32_t slot) {
   free_.push_back(slot);
 }
 
-void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget,
-                     uint64_t unansweredLimit, uint8_t cidLength, bool secondToFirst) {
+void RouteTable::set(const RouteChange& change) {
   WriteGuard guard(&lock_);
+  setLocked(change);
+}
+
+void RouteTable::setLocked(const RouteChange& change) {
+  const int64_t id = change.id;
+  const PeerKey& from = change.from;
+  const SockAddr& to = change.to;
+  const uint64_t unansweredLimit = change.unansweredLimit;
   uint32_t sameSource = bySource_.find(from);
   if (sameSource != BySource::kNone && at(sameSource).id != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
@@ -85,14 +92,14 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
   route.from = from;
   route.to = to;
   route.live = true;
-  route.observeBudget.store(observeBudget, std::memory_order_relaxed);
+  route.observeBudget.store(change.observeBudget, std::memory_order_relaxed);
   route.packets.store(0, std::memory_order_relaxed);
   route.bytes.store(0, std::memory_order_relaxed);
-  route.active.store(false, std::memory_order_relaxed);
+  route.activeEpoch.store(0, std::memory_order_relaxed);
   route.unanswered.store(0, std::memory_order_relaxed);
   route.unansweredLimit = unansweredLimit;
-  route.cidLength = cidLength;
-  route.secondToFirst = secondToFirst;
+  route.cidLength = change.cidLength;
+  route.secondToFirst = change.secondToFirst;
   for (std::atomic<uint64_t>& word : route.cid) word.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);
@@ -109,6 +116,10 @@ void RouteTable::set(int64_t id, const PeerKey& from, const SockAddr& to, int64_
 
 bool RouteTable::remove(int64_t id) {
   WriteGuard guard(&lock_);
+  return removeLocked(id);
+}
+
+bool RouteTable::removeLocked(int64_t id) {
   uint32_t slot = byId_.find(id);
   if (slot == ById::kNone) return false;
   eraseLocked(slot);
@@ -116,11 +127,21 @@ bool RouteTable::remove(int64_t id) {
 }
 
 std::vector<int64_t> RouteTable::drainActivity() {
+  std::vector<int64_t> logged;
+  {
+    std::lock_guard<std::mutex> guard(activityMutex_);
+    logged.swap(activityLog_);
+    // 0 means "never active": skipped when the count wraps.
+    if (epoch_.fetch_add(1, std::memory_order_relaxed) + 1 == 0) epoch_.store(1, std::memory_order_relaxed);
+  }
   std::vector<int64_t> ids;
+  ids.reserve(logged.size());
   ReadGuard guard(&lock_);
-  for (uint32_t slot = 0; slot < highWater_; slot++) {
-    Route& route = at(slot);
-    if (route.live && route.active.exchange(false, std::memory_order_relaxed)) ids.push_back(route.id);
+  // A logged id whose route was deleted is left out; one now set again under the same id is
+  // reported only if that route itself forwarded (a new route starts at epoch 0).
+  for (int64_t id : logged) {
+    uint32_t slot = byId_.find(id);
+    if (slot != ById::kNone && at(slot).activeEpoch.load(std::memory_order_relaxed) != 0) ids.push_back(id);
   }
   return ids;
 }

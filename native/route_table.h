@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "net_addr.h"
@@ -29,7 +30,9 @@ struct Route {
   uint8_t cidLength = 0;
   SockAddr to{};
   bool live = false;
-  std::atomic<bool> active{false};
+  // The activity epoch in which the route last forwarded (0: never since it was set); see
+  // RouteTable::drainActivity.
+  std::atomic<uint32_t> activeEpoch{0};
   // Set under the write lock: `reverse` is the route from `to` back to `from` (or null), and
   // `reverseLimited` says it has an unanswered limit, so that the per-packet test without
   // limits reads only this route's own cache line.
@@ -106,11 +109,27 @@ struct Route {
     return true;
   }
 
-  void count(uint64_t datagrams, uint64_t length) {
+  // Counts what the route forwarded; true when this is its first datagram of activity epoch
+  // `epoch`: the caller then logs the route's id (RouteTable::logActive).
+  bool count(uint64_t datagrams, uint64_t length, uint32_t epoch) {
     packets.fetch_add(datagrams, std::memory_order_relaxed);
     bytes.fetch_add(length, std::memory_order_relaxed);
-    if (!active.load(std::memory_order_relaxed)) active.store(true, std::memory_order_relaxed);
+    if (activeEpoch.load(std::memory_order_relaxed) == epoch) return false;
+    activeEpoch.store(epoch, std::memory_order_relaxed);
+    return true;
   }
+};
+
+// A route change queued by the JS thread, applied by finishHandovers() with the others.
+struct RouteChange {
+  bool remove = false;
+  int64_t id = -1;
+  PeerKey from{};
+  SockAddr to{};
+  int64_t observeBudget = 0;
+  uint64_t unansweredLimit = 0;
+  uint8_t cidLength = 0;
+  bool secondToFirst = false;
 };
 
 class RouteTable {
@@ -124,9 +143,12 @@ class RouteTable {
   // (an unanswered count of 0, no DCID seen). `unansweredLimit` 0 means no limit; `cidLength`
   // 0..kMaxCidLength (0: short headers not watched); `secondToFirst`: which direction's counters
   // its datagrams go to. The route starts in hand-over.
-  void set(int64_t id, const PeerKey& from, const SockAddr& to, int64_t observeBudget, uint64_t unansweredLimit,
-           uint8_t cidLength, bool secondToFirst);
+  void set(const RouteChange& change);
   bool remove(int64_t id);
+  // JS thread: the change waits for the next finishHandovers(), which applies every queued change
+  // in order under one write lock. A control batch's changes cost one lock, not one per route:
+  // the forwarding threads (which may share the JS thread's core) are waited for once.
+  void queue(const RouteChange& change) { queued_.push_back(change); }
 
   // Ends every hand-over: under the write lock (no forwarding thread is inside a batch, and every
   // batch has pushed what it staged), `forwardQueued(*this)` forwards what waits in the control
@@ -134,8 +156,10 @@ class RouteTable {
   // lock taken) when no route is in hand-over.
   template <typename ForwardQueued>
   void finishHandovers(ForwardQueued&& forwardQueued) {
-    if (!handoversPending_) return;
+    if (!handoversPending_ && queued_.empty()) return;
     pthread_rwlock_wrlock(&lock_);
+    for (const RouteChange& change : queued_) applyLocked(change);
+    queued_.clear();
     forwardQueued(*this);
     for (uint32_t slot : handovers_) at(slot).inHandover = false;
     handovers_.clear();
@@ -151,6 +175,16 @@ class RouteTable {
     return slot == BySource::kNone ? nullptr : &at(slot);
   }
 
+  // Forwarding threads: the current activity epoch, read once per batch and given to Route::count.
+  uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+  // Appends the ids of routes that became active (Route::count said true), and clears `ids`.
+  void logActive(std::vector<int64_t>& ids) {
+    std::lock_guard<std::mutex> guard(activityMutex_);
+    activityLog_.insert(activityLog_.end(), ids.begin(), ids.end());
+    ids.clear();
+  }
+  // Ids of the live routes logged active since the last call, and a new epoch begins. Costs what
+  // was active, never a walk of every route. A route active in both epochs may appear twice.
   std::vector<int64_t> drainActivity();
   bool counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft);
 
@@ -180,6 +214,12 @@ class RouteTable {
   Route& at(uint32_t slot) const { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
   uint32_t allocate();
   void eraseLocked(uint32_t slot);
+  void setLocked(const RouteChange& change);
+  bool removeLocked(int64_t id);
+  void applyLocked(const RouteChange& change) {
+    if (change.remove) removeLocked(change.id);
+    else setLocked(change);
+  }
 
   pthread_rwlock_t lock_;
   std::vector<std::unique_ptr<Route[]>> chunks_;
@@ -192,6 +232,11 @@ class RouteTable {
   // thread sets routes and finishes hand-overs.
   std::vector<uint32_t> handovers_;
   bool handoversPending_ = false;
+  // JS thread only: changes waiting for finishHandovers().
+  std::vector<RouteChange> queued_;
+  std::atomic<uint32_t> epoch_{1};
+  std::mutex activityMutex_;
+  std::vector<int64_t> activityLog_;  // under activityMutex_
 };
 
 }  // namespace qr

@@ -93,6 +93,7 @@ void ForwardingWorker::processBatch(int received) {
   PeerKey cachedKey{};
   bool haveCached = false;
   shared_.routes->readLock();
+  epoch_ = shared_.routes->epoch();
   for (int i = 0; i < received; i++) {
     const struct msghdr& h = receiveMsgs_[i].msg_hdr;
     const uint8_t* data = static_cast<const uint8_t*>(receiveIov_[i].iov_base);
@@ -125,6 +126,7 @@ void ForwardingWorker::processBatch(int received) {
     wake = pushed.wake;
   }
   shared_.routes->readUnlock();
+  if (!becameActive_.empty()) shared_.routes->logActive(becameActive_);
   flushSends();
   // Published before the wake-up: the control plane, once woken, sees these counts.
   publish();
@@ -151,7 +153,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     return;
   }
   addSend(route->to, data, length, 0);
-  route->count(1, length);
+  if (route->count(1, length, epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, 1, length);
   if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
 }
@@ -184,7 +186,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     uint32_t part = length - off < chunk ? length - off : chunk;
     addSend(route->to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
-  route->count(segments, length);
+  if (route->count(segments, length, epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, segments, length);
   // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;

@@ -73,6 +73,8 @@ class ForwardingWorker {
   int sendCount_ = 0;
 
   ControlBatch staging_;
+  uint32_t epoch_ = 0;                 // the route table's activity epoch, read once per batch
+  std::vector<int64_t> becameActive_;  // ids of routes this batch made active, logged after it
   NativeCounts local_;  // written by this thread only, published once per batch
   PublishedCounts published_;
 };

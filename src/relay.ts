@@ -179,7 +179,7 @@ export class Relay {
         this.controlLossAt = this.clock.now();
       }
       this.table.activity(this.drainActivity());
-      this.expire();
+      this.plane.batchRouteChanges(() => this.expire());
     } catch (error) {
       this.internal(error);
     }
@@ -196,7 +196,7 @@ export class Relay {
       this.morePending = undefined;
       if (this.stopped) return;
       try {
-        this.expire();
+        this.plane.batchRouteChanges(() => this.expire());
       } catch (error) {
         this.internal(error);
       }

@@ -62,14 +62,15 @@ export interface NativeRelayHandle {
     budget: number,
     unansweredLimit: number,
     cidLength?: number,
-    /** True: the route's hand-over lasts until finishHandovers(); otherwise it ends before setRoute returns. */
+    /** True: the route is queued and goes in at finishHandovers() (in hand-over until then); otherwise it is set and its hand-over ends before setRoute returns. */
     deferHandover?: boolean,
     /** True: what the route forwards also counts in the secondToFirst counters. */
     secondToFirst?: boolean,
   ): void;
-  /** Ends the hand-over of every route set since the last call: what waits for them in the control queue is forwarded. */
+  /** Applies the queued route changes, then ends the hand-over of every route set since the last call: what waits for them in the control queue is forwarded. */
   finishHandovers(): void;
-  deleteRoute(id: number): boolean;
+  /** `deferred`: queued for the next finishHandovers() (then false is returned). */
+  deleteRoute(id: number, deferred?: boolean): boolean;
   drainActivity(): number[];
   routeCounters(id: number): RouteCounters | undefined;
   counters(): NativeRelayCounters;

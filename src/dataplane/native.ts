@@ -53,8 +53,12 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   let sendAddresses: string[] = [];
   let sendPorts: number[] = [];
   let flushQueued = false;
-  /** Inside onControl: routes set now end their hand-over after the batch (finishHandovers). */
-  let handlingBatch = false;
+  /**
+   * Inside onControl or batchRouteChanges: route changes are queued in the addon and go in
+   * together at the end (finishHandovers: one write lock for them all, the forwarding threads
+   * waited for once), after the sends of the batch; new routes stay in hand-over until then.
+   */
+  let deferring = false;
   let handoversPending = false;
   /** Datagrams the addon refused outright (wrong types); network failures are counted natively. */
   let rejectedSends = 0;
@@ -94,22 +98,32 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         observed: meta[at + 3] === 1,
       };
     }
-    handlingBatch = true;
-    try {
-      onControl(datagrams);
-    } catch {
-      // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
-    } finally {
-      handlingBatch = false;
-    }
-    // The batch's sends first (among them what the control plane forwarded for a new route's
-    // source), then what waited for the new routes, then the routes forward by themselves.
-    flushSends();
-    if (handoversPending) {
-      handoversPending = false;
-      relay.finishHandovers();
-    }
+    deferRouteChanges(() => {
+      try {
+        onControl!(datagrams);
+      } catch {
+        // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
+      }
+    });
     if (!closed) setImmediate(pump);
+  };
+
+  /** Runs `changes` with route changes deferred, then sends, then applies the changes together. */
+  const deferRouteChanges = (changes: () => void): void => {
+    if (deferring) return changes();
+    deferring = true;
+    try {
+      changes();
+    } finally {
+      deferring = false;
+      // The sends first (among them what the control plane forwarded for a new route's source),
+      // then the route changes and what waited for the new routes, then the routes forward by themselves.
+      flushSends();
+      if (handoversPending && relay !== undefined && !closed) {
+        handoversPending = false;
+        relay.finishHandovers();
+      }
+    }
   };
 
   const requireStarted = (what: string): NativeRelayHandle => {
@@ -151,17 +165,23 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
     },
     setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0, direction: Direction = "first_to_second"): void {
       const r = requireStarted("setRoute");
-      // Datagrams queued before the route (ACK, held early data) leave before any forwarded one.
-      flushSends();
+      // Datagrams queued before the route (ACK, held early data) leave before any forwarded one:
+      // a deferred route goes in after the batch's sends have left (deferRouteChanges).
+      if (!deferring) flushSends();
       const budget = Math.max(0, Math.floor(observeBudget));
       const limit = unansweredLimitOf(unansweredLimit);
-      r.setRoute(id, from.address, from.port, to.address, to.port, budget, limit, cidLengthOf(cidLength), handlingBatch, direction === "second_to_first");
-      if (handlingBatch) handoversPending = true;
+      r.setRoute(id, from.address, from.port, to.address, to.port, budget, limit, cidLengthOf(cidLength), deferring, direction === "second_to_first");
+      if (deferring) handoversPending = true;
     },
     deleteRoute(id: number): void {
       const r = requireStarted("deleteRoute");
-      flushSends();
-      r.deleteRoute(id);
+      if (!deferring) flushSends();
+      r.deleteRoute(id, deferring);
+      if (deferring) handoversPending = true;
+    },
+    batchRouteChanges(changes: () => void): void {
+      if (relay === undefined || closed) return changes();
+      deferRouteChanges(changes);
     },
     drainActivity(): number[] {
       return relay === undefined ? [] : relay.drainActivity();

@@ -212,14 +212,23 @@ export class SocketPlane implements DataPlane {
     return entry.from.port === port ? entry : undefined;
   }
 
+  /** Route changes take effect at once here: nothing to batch. */
+  batchRouteChanges(changes: () => void): void {
+    changes();
+  }
+
+  /** Routes deleted since they forwarded are left out, and so is a new route under such an id until it forwards. */
   drainActivity(): number[] {
     const ids = this.active;
     this.active = [];
+    const live: number[] = [];
     for (const id of ids) {
       const route = this.routesById[id];
-      if (route) route.active = false;
+      if (!route?.active) continue;
+      route.active = false;
+      live.push(id);
     }
-    return ids;
+    return live;
   }
 
   routeCounters(id: number): RouteCounters | undefined {

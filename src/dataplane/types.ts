@@ -132,6 +132,13 @@ export interface DataPlane {
    */
   setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit?: number, cidLength?: number, direction?: Direction): void;
   deleteRoute(id: number): void;
+  /**
+   * Runs `changes` (setRoute / deleteRoute calls, sends) as one batch: the native plane applies
+   * their route changes together when `changes` returns, after its sends, so many changes (an
+   * expiry pass) cost one wait for the forwarding threads, not one each; the TS plane just runs it.
+   * Control batches are handled this way already.
+   */
+  batchRouteChanges(changes: () => void): void;
   /** Ids of routes that forwarded at least one datagram since the previous call. */
   drainActivity(): number[];
   /** Per-route totals and the observe budget left, or undefined for an unknown id. */

@@ -119,6 +119,10 @@ export class MemoryPlane implements DataPlane {
     this.routes.delete(endpointKey(route.from.address, route.from.port));
   }
 
+  batchRouteChanges(changes: () => void): void {
+    changes();
+  }
+
   drainActivity(): number[] {
     const ids = [...this.active];
     this.active = new Set();
