@@ -105,6 +105,7 @@ export class RelayService {
     if (config.stateFile) {
       try {
         this.persister = StatePersister.open(config.stateFile, relay.table, logger, this.operations);
+        relay.table.trackChanges();
       } catch (error) {
         if (error instanceof StateFileError) throw new StartupError(error.message);
         throw error;

@@ -49,8 +49,11 @@ export class SessionTable implements TableView {
   private lastActivityAt = Number.NEGATIVE_INFINITY;
   /** Sessions with both peers, kept as they change: read per scrape, never counted by a walk. */
   private paired = 0;
-  /** Ids whose saved form may differ from what was last handed out by takeChanged(). */
-  private changed = new Set<string>();
+  /**
+   * Ids whose saved form may differ from what was last handed out by takeChanged(); undefined
+   * (nothing recorded) until trackChanges(): a relay without a state file keeps no such set.
+   */
+  private changed: Set<string> | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -356,14 +359,19 @@ export class SessionTable implements TableView {
    * Sessions put back by restoreSessions are not in it.
    */
   takeChanged(): Set<string> {
-    const out = this.changed;
-    this.changed = new Set();
+    const out = this.changed ?? new Set<string>();
+    if (this.changed) this.changed = new Set();
     return out;
   }
 
   /** Puts ids back into the changed set (a save that did not complete must write them next time). */
   markChanged(ids: Iterable<string>): void {
-    for (const id of ids) this.changed.add(id);
+    if (this.changed) for (const id of ids) this.changed.add(id);
+  }
+
+  /** Starts recording changed sessions for takeChanged() (a state file is kept); idempotent. */
+  trackChanges(): void {
+    this.changed ??= new Set();
   }
 
   /**
@@ -388,7 +396,7 @@ export class SessionTable implements TableView {
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
       this.routeBoth(session.peers[0]!);
       // Restored as saved: nothing to write back.
-      this.changed.delete(snap.id);
+      this.changed?.delete(snap.id);
       restored++;
     }
     return restored;
@@ -429,7 +437,7 @@ export class SessionTable implements TableView {
   }
 
   private addSession(session: Session): void {
-    this.changed.add(session.id);
+    this.changed?.add(session.id);
     this.sessions.set(session.id, session);
     if (isProbeSessionId(session.id)) this.probes.set(session.id, session);
   }
@@ -449,7 +457,7 @@ export class SessionTable implements TableView {
   /** The peer proved its current address: routes towards it lose their bound on unanswered bytes. */
   private prove(peer: Peer): void {
     peer.proven = true;
-    this.changed.add(peer.session.id);
+    this.changed?.add(peer.session.id);
     const partner = partnerOf(peer);
     if (partner) this.route(partner, peer);
   }
@@ -521,7 +529,7 @@ export class SessionTable implements TableView {
     };
     session.peers.push(peer);
     if (session.peers.length === 2) this.paired++;
-    this.changed.add(session.id);
+    this.changed?.add(session.id);
     this.indexPeer(peer);
     return peer;
   }
@@ -558,7 +566,7 @@ export class SessionTable implements TableView {
     this.peers.releaseId(peer.id);
     if (partner) this.sink.unroute(partner);
     if (session.peers.length === 2) this.paired--;
-    this.changed.add(session.id);
+    this.changed?.add(session.id);
     session.peers = session.peers.filter((p) => p !== peer);
     this.cids.forgetSession(session);
     if (session.peers.length === 0) this.removeSession(session);
@@ -567,7 +575,7 @@ export class SessionTable implements TableView {
 
   private removeSession(session: Session): void {
     if (session.peers.length === 2) this.paired--;
-    this.changed.add(session.id);
+    this.changed?.add(session.id);
     for (const peer of session.peers) {
       this.unindexPeer(peer);
       this.sink.unroute(peer);
@@ -596,7 +604,7 @@ export class SessionTable implements TableView {
   /** Moves the session to the back of the activity order. */
   private touchSession(session: Session, now: number): void {
     session.lastActivity = now;
-    this.changed.add(session.id);
+    this.changed?.add(session.id);
     this.sessions.delete(session.id);
     this.sessions.set(session.id, session);
     if (this.probes.size > 0 && this.probes.delete(session.id)) this.probes.set(session.id, session);

@@ -43,6 +43,7 @@ describe("session table: changes handed to a save", () => {
     fc.assert(
       fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60 }), (steps) => {
         const { table, clock, reg, data } = setup({ timeoutMs: 300_000, rebindQuietMs: 1000 });
+        table.trackChanges();
         const stored = new Map<string, ReturnType<typeof absolute>>();
         const save = (fail: boolean) => {
           const ids = table.takeChanged();
@@ -94,8 +95,17 @@ describe("session table: bounded expiry", () => {
     expect(table.stats.sessionsExpired).toBe(9);
   });
 
+  it("records nothing until asked to", () => {
+    const { table, reg } = setup();
+    reg("s1", "10.0.0.1:1");
+    table.trackChanges();
+    reg("s2", "10.0.0.2:1");
+    expect([...table.takeChanged()]).toEqual(["s2"]);
+  });
+
   it("does not hand restored sessions out as changed, but does once they change", () => {
     const { table, clock } = setup();
+    table.trackChanges();
     const restored = table.restoreSessions([
       { id: "r1", idleMs: 10, peers: [{ address: "10.0.0.1", port: 1, idleMs: 10 }, { address: "10.0.0.2", port: 1, idleMs: 10 }] },
     ]);
