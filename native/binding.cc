@@ -10,7 +10,8 @@ namespace qr {
 // Raised whenever what JS sees of the addon changes; ABI_VERSION in src/dataplane/native-addon.ts
 // must match it, or the addon is reported stale. 3: every call after close() is defined.
 // 4: setRoute's cidLength and deferHandover, finishHandovers(), routeCounters' observeLeft.
-// 5: socketBuffers(). 6: setRoute's secondToFirst and the secondToFirst counters.
+// 5: socketBuffers(). 6: setRoute's secondToFirst and the secondToFirst counters, deleteRoute's
+// deferred, takeControl's max.
 constexpr int kAbiVersion = 6;
 
 // new GsoSocket(host); .local(); .send(bytes, segmentSize, address, port); .close()

@@ -35,14 +35,25 @@ ControlPush ControlQueue::push(const ControlBatch& batch) {
   return ControlPush{taken, wake};
 }
 
-bool ControlQueue::take(ControlBatch* out) {
+bool ControlQueue::take(ControlBatch* out, size_t max) {
   out->clear();
   std::lock_guard<std::mutex> guard(mu_);
   if (pending_.meta.empty()) {
     notified_ = false;
     return false;
   }
-  std::swap(pending_, *out);
+  if (pending_.meta.size() <= max) {
+    std::swap(pending_, *out);
+    return true;
+  }
+  // The oldest `max` go up; the rest move to the front (offsets shift by what left).
+  const ControlMeta& next = pending_.meta[max];
+  uint32_t cut = next.offset;
+  out->meta.assign(pending_.meta.begin(), pending_.meta.begin() + static_cast<std::ptrdiff_t>(max));
+  out->data.assign(pending_.data.begin(), pending_.data.begin() + cut);
+  pending_.meta.erase(pending_.meta.begin(), pending_.meta.begin() + static_cast<std::ptrdiff_t>(max));
+  pending_.data.erase(pending_.data.begin(), pending_.data.begin() + cut);
+  for (ControlMeta& m : pending_.meta) m.offset -= cut;
   return true;
 }
 

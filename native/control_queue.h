@@ -51,9 +51,10 @@ class ControlQueue {
   ControlQueue(size_t maxDatagrams, size_t maxBytes) : maxDatagrams_(maxDatagrams), maxBytes_(maxBytes) {}
 
   ControlPush push(const ControlBatch& batch);
-  // JS thread: moves the pending datagrams into `out` (cleared first). Returns false and goes
-  // idle (returns the credit) when nothing is pending.
-  bool take(ControlBatch* out);
+  // JS thread: moves the oldest pending datagrams, at most `max`, into `out` (cleared first).
+  // Returns false and goes idle (returns the credit) when nothing is pending. A bounded take
+  // keeps each control batch short: a flood waits in the queue, not in one long JS turn.
+  bool take(ControlBatch* out, size_t max = SIZE_MAX);
 
   // JS thread: `keep(meta, bytes)` sees every pending datagram in order and may change its meta;
   // those it returns false for are withdrawn (the data plane dealt with them) and no longer

@@ -138,7 +138,7 @@ void Forwarder::finishHandovers() {
     handoverForwards_.clear();
     handoverSends_.clear();
     control_.rewrite([&](ControlMeta& m, const uint8_t* bytes) {
-      if (m.observed || forControlPlane(bytes, m.length)) return true;
+      if (m.observed || !table.mayBeInHandover(m.from) || forControlPlane(bytes, m.length)) return true;
       Route* route = table.findLocked(m.from);
       if (route == nullptr || !route->inHandover) return true;
       if (!route->admit(m.length)) {

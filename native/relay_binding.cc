@@ -92,11 +92,15 @@ Napi::Value NativeRelay::Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// Returns null (and returns the credit) when nothing is pending or after close(); otherwise
+// takeControl([max]): the oldest pending datagrams, at most `max` (default all). Returns null
+// (and returns the credit) when nothing is pending or after close(); otherwise
 // { data: ArrayBuffer, meta: Float64Array [offset, length, routeId, observed, port] x n, addresses: string[] }.
 Napi::Value NativeRelay::TakeControl(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (closed_ || !forwarder_->control().take(&taken_)) return env.Null();
+  double max = 0;
+  if (info.Length() > 0 && !info[0].IsUndefined() && !readInt(env, info[0], "max", 1, 1e9, &max)) return env.Undefined();
+  size_t limit = max > 0 ? static_cast<size_t>(max) : SIZE_MAX;
+  if (closed_ || !forwarder_->control().take(&taken_, limit)) return env.Null();
   size_t n = taken_.meta.size();
   Napi::ArrayBuffer data = Napi::ArrayBuffer::New(env, taken_.data.size());
   if (!taken_.data.empty()) std::memcpy(data.Data(), taken_.data.data(), taken_.data.size());

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -132,6 +133,51 @@ struct RouteChange {
   bool secondToFirst = false;
 };
 
+// A small set of hashes (no keys): membership may be a false positive, never a false negative.
+class HashFilter {
+ public:
+  // Keeps a small table for reuse; a large one (after a round of many hand-overs) is released, so
+  // clearing never costs more than a few cache lines' worth per round.
+  void clear() {
+    size_ = 0;
+    if (slots_.size() > 4096) std::vector<uint64_t>().swap(slots_);
+    else std::fill(slots_.begin(), slots_.end(), 0);
+  }
+  void add(uint64_t h) {
+    h |= 1;  // 0 marks an empty slot
+    if ((size_ + 1) * 2 > slots_.size()) grow();
+    place(h);
+    size_++;
+  }
+  bool mayContain(uint64_t h) const {
+    if (size_ == 0) return false;
+    h |= 1;
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == h) return true;
+      if (slots_[i] == 0) return false;
+    }
+  }
+
+ private:
+  void place(uint64_t h) {
+    size_t mask = slots_.size() - 1;
+    size_t i = h & mask;
+    while (slots_[i] != 0 && slots_[i] != h) i = (i + 1) & mask;
+    slots_[i] = h;
+  }
+  void grow() {
+    std::vector<uint64_t> old;
+    old.swap(slots_);
+    slots_.assign(old.empty() ? 64 : old.size() * 2, 0);
+    for (uint64_t h : old) {
+      if (h != 0) place(h);
+    }
+  }
+  std::vector<uint64_t> slots_;
+  size_t size_ = 0;
+};
+
 class RouteTable {
  public:
   RouteTable();
@@ -160,6 +206,10 @@ class RouteTable {
     pthread_rwlock_wrlock(&lock_);
     for (const RouteChange& change : queued_) applyLocked(change);
     queued_.clear();
+    handoverSources_.clear();
+    for (uint32_t slot : handovers_) {
+      if (at(slot).live && at(slot).inHandover) handoverSources_.add(PeerKeyHash{}(at(slot).from));
+    }
     forwardQueued(*this);
     for (uint32_t slot : handovers_) at(slot).inHandover = false;
     handovers_.clear();
@@ -174,6 +224,10 @@ class RouteTable {
     uint32_t slot = bySource_.find(from);
     return slot == BySource::kNone ? nullptr : &at(slot);
   }
+  // Inside finishHandovers' forwardQueued: false means `from` has no route in hand-over (true may
+  // be wrong, then findLocked tells). Checks a small set of this round's sources, so walking a
+  // long control queue costs little more than the queue itself.
+  bool mayBeInHandover(const PeerKey& from) const { return handoverSources_.mayContain(PeerKeyHash{}(from)); }
 
   // Forwarding threads: the current activity epoch, read once per batch and given to Route::count.
   uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
@@ -234,6 +288,8 @@ class RouteTable {
   bool handoversPending_ = false;
   // JS thread only: changes waiting for finishHandovers().
   std::vector<RouteChange> queued_;
+  // Under the write lock, during finishHandovers(): the sources of the routes in hand-over.
+  HashFilter handoverSources_;
   std::atomic<uint32_t> epoch_{1};
   std::mutex activityMutex_;
   std::vector<int64_t> activityLog_;  // under activityMutex_

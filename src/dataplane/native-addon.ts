@@ -50,8 +50,8 @@ export type NativeRelayCounters = Record<(typeof NATIVE_COUNTERS)[number], numbe
 export interface NativeRelayHandle {
   local(): { address: string; port: number; family: "IPv4" | "IPv6" };
   info(): { workers: number; gro: boolean; gso: boolean };
-  /** Null means nothing is pending; the addon then wakes JS again when datagrams arrive. */
-  takeControl(): NativeControlBatch | null;
+  /** The oldest pending datagrams, at most `max` (default all). Null means nothing is pending; the addon then wakes JS again when datagrams arrive. */
+  takeControl(max?: number): NativeControlBatch | null;
   sendBatch(datagrams: Uint8Array[], addresses: string[], ports: number[]): number;
   setRoute(
     id: number,

@@ -26,6 +26,13 @@ import type { Direction } from "../sessions/types.ts";
 import { cidLengthOf } from "./observe.ts";
 import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
 
+/**
+ * Datagrams the control plane takes per event-loop turn. A REG costs the JS thread some
+ * microseconds (more with its sends); a bounded batch keeps each turn to a few milliseconds under
+ * a flood, so timers, the health endpoint and scrapes get their turn. The rest waits in the queue.
+ */
+const CONTROL_BATCH_DATAGRAMS = 256;
+
 /** One forwarding thread per core, leaving one core for the JS control plane; at least 1, at most 8. */
 export function defaultWorkerCount(cores: number = availableParallelism()): number {
   return Math.max(1, Math.min(8, cores - 1));
@@ -81,7 +88,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
 
   const pump = (): void => {
     if (closed || relay === undefined || onControl === undefined) return;
-    const batch = relay.takeControl();
+    const batch = relay.takeControl(CONTROL_BATCH_DATAGRAMS);
     if (batch === null) return; // credit returned: the addon wakes us on the next datagram
     const { data, meta, addresses } = batch;
     const count = addresses.length;
