@@ -17,9 +17,12 @@ export const RowProblem = {
   EmptyId: RefusalCode.EmptyId,
   LongId: RefusalCode.LongId,
   BadId: RefusalCode.BadId,
-  /** Session or peer idle time that is not a finite number >= 0. */
+  /** A session or peer time that is not a finite number >= 0 (an idle time, or an instant in format 2). */
   BadIdle: "bad-idle",
-  /** The peers column is not a JSON array of `{ address, port, idleMs, proven? }` with those types. */
+  /**
+   * The peers column is not a JSON array of `{ address, port, seenAtMs, proven? }` (format 1:
+   * `idleMs` for `seenAtMs`) with those types, or is longer than MAX_PEERS_TEXT.
+   */
   BadPeers: "bad-peers",
   /** No peer, or more than two. */
   PeerCount: "peer-count",
@@ -82,8 +85,63 @@ export function socketFamily(socket: Endpoint): SocketFamily {
 /** A row as the store reads it: SQLite values of any type. */
 export interface StoredRow {
   id: unknown;
-  idle_ms: unknown;
+  /** The session's time column: `idle_ms` in format 1, `active_at_ms` in format 2. */
+  time: unknown;
   peers: unknown;
+}
+
+/**
+ * Longest peers column read: two peers of the longest form (a `fleet:[IPv6]:port` relay, a
+ * 16-digit link number, an instant, `proven`) take under 300 characters. A longer one is refused
+ * before it is parsed, so a damaged file cannot make a restore parse megabytes per row.
+ */
+export const MAX_PEERS_TEXT = 1024;
+
+/**
+ * How a format stores times, and how they become idle times now. Format 1 stored idle times as
+ * of its save (`idleMs` in peers), format 2 stores wall-clock instants (`seenAtMs` in peers).
+ */
+export interface RowTimes {
+  /** The peers' field that holds their time. */
+  peerField: "idleMs" | "seenAtMs";
+  /** Idle milliseconds now for a stored time, or undefined when it is not a valid time. */
+  idle(stored: unknown): number | undefined;
+}
+
+/** Format 1: idle times as saved, plus `downMs`, the time since the save. */
+export function idleTimes(downMs = 0): RowTimes {
+  return { peerField: "idleMs", idle: (stored) => (isTime(stored) ? stored + downMs : undefined) };
+}
+
+/**
+ * Format 2: instants in wall-clock milliseconds, idle for `nowMs` minus the instant. An instant
+ * after `nowMs` (the clock was set back) counts as idle 0: the session gets a full timeout.
+ */
+export function instantTimes(nowMs: number): RowTimes {
+  return { peerField: "seenAtMs", idle: (stored) => (isTime(stored) ? Math.max(0, nowMs - stored) : undefined) };
+}
+
+/**
+ * Checks rows one by one, counting the refused ones by problem. Virtual peers' ports must be
+ * unique across rows (the bridge finds links by port): the first row to claim one keeps it.
+ */
+export class RowChecker {
+  readonly malformed: ProblemCounts = {};
+  private readonly virtualPorts = new Set<number>();
+
+  constructor(
+    private readonly rules: RowRules = ANY_SOCKET,
+    private readonly times: RowTimes = idleTimes(),
+  ) {}
+
+  /** The session to restore, peer addresses in the socket's form; undefined when refused (counted). */
+  check(row: StoredRow): SessionSnapshot | undefined {
+    const checked = checkRow(row, this.rules, this.times);
+    const problem = typeof checked === "string" ? checked : claimVirtualPort(checked, this.virtualPorts);
+    if (!problem) return checked as SessionSnapshot;
+    this.malformed[problem] = (this.malformed[problem] ?? 0) + 1;
+    return undefined;
+  }
 }
 
 export interface CheckedRows {
@@ -91,21 +149,15 @@ export interface CheckedRows {
   malformed: ProblemCounts;
 }
 
-/**
- * The rows that may be restored, peer addresses in the socket's form, and the others counted by
- * problem. Virtual peers' ports must be unique across rows: the bridge finds links by port.
- */
-export function checkRows(rows: Iterable<StoredRow>, rules: RowRules = ANY_SOCKET): CheckedRows {
+/** The rows that may be restored and the others counted by problem (RowChecker over all of them). */
+export function checkRows(rows: Iterable<StoredRow>, rules: RowRules = ANY_SOCKET, times: RowTimes = idleTimes()): CheckedRows {
+  const checker = new RowChecker(rules, times);
   const sessions: SessionSnapshot[] = [];
-  const malformed: ProblemCounts = {};
-  const virtualPorts = new Set<number>();
   for (const row of rows) {
-    const checked = checkRow(row, rules);
-    const problem = typeof checked === "string" ? checked : claimVirtualPort(checked, virtualPorts);
-    if (problem) malformed[problem] = (malformed[problem] ?? 0) + 1;
-    else sessions.push(checked as SessionSnapshot);
+    const session = checker.check(row);
+    if (session) sessions.push(session);
   }
-  return { sessions, malformed };
+  return { sessions, malformed: checker.malformed };
 }
 
 function claimVirtualPort(session: SessionSnapshot, taken: Set<number>): RowProblem | undefined {
@@ -124,43 +176,51 @@ export function countOf(problems: ProblemCounts): number {
 
 type PeerSnapshot = SessionSnapshot["peers"][number];
 
-/** One row on its own: the session to restore, or its first problem. */
-export function checkRow(row: StoredRow, rules: RowRules): SessionSnapshot | RowProblem {
+/** One row on its own: the session to restore (idle times as `times` reads them), or its first problem. */
+export function checkRow(row: StoredRow, rules: RowRules, times: RowTimes = idleTimes()): SessionSnapshot | RowProblem {
   const idProblem = sessionIdProblem(row.id);
   if (idProblem) return idProblem;
-  if (!isIdle(row.idle_ms)) return RowProblem.BadIdle;
+  const idleMs = times.idle(row.time);
+  if (idleMs === undefined) return RowProblem.BadIdle;
   const raw = jsonArray(row.peers);
   if (!raw) return RowProblem.BadPeers;
   if (raw.length < 1 || raw.length > 2) return RowProblem.PeerCount;
   const peers: PeerSnapshot[] = [];
   for (const item of raw) {
-    const peer = checkPeer(item, rules);
+    const peer = checkPeer(item, rules, times);
     if (typeof peer === "string") return peer;
     peers.push(peer);
   }
   const [a, b] = peers;
   if (a && b && sameEndpoint(a, b)) return RowProblem.DuplicatePeer;
   if (a && b && isVirtualAddress(a.address) && isVirtualAddress(b.address)) return RowProblem.VirtualPeer;
-  return { id: row.id as string, idleMs: row.idle_ms as number, peers };
+  return { id: row.id as string, idleMs, peers };
 }
 
 const encoder = new TextEncoder();
 
+/**
+ * Ids the REG parser takes as they are: 1 to 128 printable ASCII characters, no space (so no
+ * cookie) and no line ending. The parser is asked only about the others, for its refusal code.
+ */
+const PLAIN_ID = /^[\x21-\x7e]{1,128}$/;
+
 /** The REG parser's verdict on an id, so a file holds exactly the ids a live REG can register. */
 function sessionIdProblem(id: unknown): RowProblem | undefined {
   if (typeof id !== "string") return RowProblem.BadId;
+  if (PLAIN_ID.test(id)) return undefined;
   const reg = parseReg(encoder.encode(`REG:${id}`));
   if (!reg.ok) return reg.code === RefusalCode.EmptyId ? RowProblem.EmptyId : reg.code === RefusalCode.LongId ? RowProblem.LongId : RowProblem.BadId;
   // The parser takes off a line ending and a cookie: an id that ends in either came from no REG.
   return reg.sessionId === id && reg.cookie === undefined ? undefined : RowProblem.BadId;
 }
 
-function isIdle(value: unknown): value is number {
+function isTime(value: unknown): value is number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0;
 }
 
 function jsonArray(text: unknown): unknown[] | undefined {
-  if (typeof text !== "string") return undefined;
+  if (typeof text !== "string" || text.length > MAX_PEERS_TEXT) return undefined;
   try {
     const value: unknown = JSON.parse(text);
     return Array.isArray(value) ? value : undefined;
@@ -169,12 +229,13 @@ function jsonArray(text: unknown): unknown[] | undefined {
   }
 }
 
-function checkPeer(item: unknown, rules: RowRules): PeerSnapshot | RowProblem {
+function checkPeer(item: unknown, rules: RowRules, times: RowTimes): PeerSnapshot | RowProblem {
   if (typeof item !== "object" || item === null || Array.isArray(item)) return RowProblem.BadPeers;
-  const { address, port, idleMs, proven } = item as Record<string, unknown>;
-  if (typeof address !== "string" || typeof port !== "number" || typeof idleMs !== "number") return RowProblem.BadPeers;
+  const { address, port, proven, [times.peerField]: time } = item as Record<string, unknown>;
+  if (typeof address !== "string" || typeof port !== "number" || typeof time !== "number") return RowProblem.BadPeers;
   if (proven !== undefined && typeof proven !== "boolean") return RowProblem.BadPeers;
-  if (!isIdle(idleMs)) return RowProblem.BadIdle;
+  const idleMs = times.idle(time);
+  if (idleMs === undefined) return RowProblem.BadIdle;
   const form = isVirtualAddress(address) ? virtualPeer(address, port, rules) : realPeer(address, port, rules.family);
   if (form.problem) return form.problem;
   return proven === undefined ? { address: form.address, port, idleMs } : { address: form.address, port, idleMs, proven };
@@ -201,7 +262,7 @@ function virtualPeer(address: string, port: number, rules: RowRules): Form {
 function socketForm(address: string, family: SocketFamily): Form {
   const lower = address.toLowerCase();
   const host = hostOf(lower);
-  const version = isIP(host);
+  const version = ipVersion(host);
   if (version === 0) return { problem: RowProblem.BadAddress };
   switch (family) {
     case "ipv4":
@@ -213,6 +274,13 @@ function socketForm(address: string, family: SocketFamily): Form {
     case "unknown":
       return { address: lower };
   }
+}
+
+/** Dotted IPv4 as node:net's isIP accepts it (no leading zeros); a million rows skip its slower path. */
+const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+function ipVersion(host: string): number {
+  return DOTTED_QUAD.test(host) ? 4 : isIP(host);
 }
 
 function isVirtualAddress(address: string): boolean {

@@ -1,6 +1,8 @@
 /** The rules a state-file row must meet to be restored (src/state/rows.ts): pure, no file, no socket. */
 import { describe, expect, it } from "bun:test";
-import { checkRow, checkRows, type RowRules, rowRules, socketFamily, type StoredRow } from "../../src/state/rows.ts";
+import { isIP } from "node:net";
+import { parseReg } from "../../src/protocol/reg.ts";
+import { checkRow, checkRows, idleTimes, instantTimes, MAX_PEERS_TEXT, RowChecker, type RowRules, rowRules, socketFamily, type StoredRow } from "../../src/state/rows.ts";
 import { type ModeFs, restrictToOwner } from "../../src/state/file-mode.ts";
 
 const V4: RowRules = { family: "ipv4", virtualPeers: false };
@@ -8,8 +10,9 @@ const DUAL: RowRules = { family: "dual", virtualPeers: false };
 const V6: RowRules = { family: "ipv6", virtualPeers: false };
 const FLEET_V4: RowRules = { family: "ipv4", virtualPeers: true };
 
+/** A format-1 row (idle times as stored: checkRow's default reading). */
 function row(peers: unknown, id: unknown = "s", idle: unknown = 5): StoredRow {
-  return { id, idle_ms: idle, peers: typeof peers === "string" ? peers : JSON.stringify(peers) };
+  return { id, time: idle, peers: typeof peers === "string" ? peers : JSON.stringify(peers) };
 }
 const peer = (address: string, port = 4000, idleMs = 5) => ({ address, port, idleMs });
 
@@ -51,7 +54,9 @@ describe("a row is restored only as a live REG could have made it", () => {
     ["peer with negative idle", row([peer("10.0.0.1", 4000, -3)]), "bad-idle"],
     ["peers not JSON", row("{not json"), "bad-peers"],
     ["peers an object, not an array", row({ address: "10.0.0.1", port: 1 }), "bad-peers"],
-    ["peers stored as a BLOB", { id: "s", idle_ms: 1, peers: new Uint8Array([0x5b, 0x5d]) }, "bad-peers"],
+    ["peers stored as a BLOB", { id: "s", time: 1, peers: new Uint8Array([0x5b, 0x5d]) }, "bad-peers"],
+    ["peers longer than MAX_PEERS_TEXT", row(JSON.stringify([peer("10.0.0.1")]) + " ".repeat(MAX_PEERS_TEXT)), "bad-peers"],
+    ["peers of 10 MB", row(`[${" ".repeat(10_000_000)}]`), "bad-peers"],
     ["peer port as a string", row([{ address: "10.0.0.1", port: "4000", idleMs: 1 }]), "bad-peers"],
     ["peer without an address", row([{ port: 4000, idleMs: 1 }]), "bad-peers"],
     ["peer that is a number", row([7]), "bad-peers"],
@@ -124,6 +129,71 @@ describe("a row is restored only as a live REG could have made it", () => {
     );
     expect(sessions.map((s) => s.id)).toEqual(["good", "bridged"]);
     expect(malformed).toEqual({ "bad-port": 2, "empty-id": 1, "virtual-peer": 1 });
+  });
+});
+
+describe("times: format 1 idle times, format 2 instants", () => {
+  const NOW = 1_700_000_000_000;
+  const v2 = (activeAt: unknown, seenAt: unknown[], id = "s"): StoredRow => ({
+    id,
+    time: activeAt,
+    peers: JSON.stringify(seenAt.map((t, i) => ({ address: "10.0.0.1", port: 1000 + i, seenAtMs: t }))),
+  });
+
+  it("format 2: idle = now - instant; an instant in the future counts as idle 0", () => {
+    expect(checkRow(v2(NOW - 4000, [NOW - 5000, NOW - 4000]), V4, instantTimes(NOW))).toEqual({
+      id: "s",
+      idleMs: 4000,
+      peers: [
+        { address: "10.0.0.1", port: 1000, idleMs: 5000 },
+        { address: "10.0.0.1", port: 1001, idleMs: 4000 },
+      ],
+    });
+    expect(checkRow(v2(NOW + 60_000, [NOW + 1]), V4, instantTimes(NOW))).toMatchObject({ idleMs: 0, peers: [{ idleMs: 0 }] });
+  });
+
+  it("format 2: an instant that is not a finite number >= 0 is bad-idle, a peer with idleMs instead of seenAtMs bad-peers", () => {
+    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY, "1700000000000", null]) {
+      expect(checkRow(v2(bad, [NOW]), V4, instantTimes(NOW))).toBe("bad-idle");
+      // JSON has no NaN or Infinity (they are written as null): only -1 reaches the peer as a number.
+      expect(checkRow(v2(NOW, [bad]), V4, instantTimes(NOW))).toBe(bad === -1 ? "bad-idle" : "bad-peers");
+    }
+    expect(checkRow(row([peer("10.0.0.1")], "s", NOW), V4, instantTimes(NOW))).toBe("bad-peers");
+  });
+
+  it("format 1: idle times as saved plus the downtime", () => {
+    expect(checkRow(row([peer("10.0.0.1", 4000, 300)], "s", 100), V4, idleTimes(2500))).toEqual({ id: "s", idleMs: 2600, peers: [peer("10.0.0.1", 4000, 2800)] });
+    expect(checkRow(row([{ address: "10.0.0.1", port: 1, seenAtMs: 5 }]), V4, idleTimes(0))).toBe("bad-peers");
+  });
+
+  it("RowChecker counts what it refuses across rows", () => {
+    const checker = new RowChecker(V4, instantTimes(NOW));
+    expect(checker.check(v2(NOW, [NOW]))).toBeDefined();
+    expect(checker.check(v2(NOW, [NOW], ""))).toBeUndefined();
+    expect(checker.check(v2(-5, [NOW]))).toBeUndefined();
+    expect(checker.malformed).toEqual({ "empty-id": 1, "bad-idle": 1 });
+  });
+});
+
+describe("fast paths agree with the REG parser and node:net", () => {
+  const encoder = new TextEncoder();
+
+  it("an id is accepted exactly when a REG carrying it registers that id", () => {
+    const ids = ["a", "x".repeat(128), "x".repeat(129), "a b", "a\tb", "abc\r", "\u00e9", "", "~!", "A".repeat(43), `x ${"A".repeat(43)}`];
+    for (let c = 0; c < 0x100; c++) ids.push(String.fromCharCode(c), `id${String.fromCharCode(c)}`, `${String.fromCharCode(c)}id`);
+    for (const id of ids) {
+      const reg = parseReg(encoder.encode(`REG:${id}`));
+      const registers = reg.ok && reg.sessionId === id && reg.cookie === undefined;
+      expect({ id, accepted: typeof checkRow(row([peer("10.0.0.1")], id), V4) !== "string" }).toEqual({ id, accepted: registers });
+    }
+  });
+
+  it("an IPv4 peer address is accepted exactly when node:net says it is one", () => {
+    const addresses = ["1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\n", "1..2.3", "a.b.c.d", "99.199.249.255"];
+    for (const address of addresses) {
+      const accepted = typeof checkRow(row([peer(address)]), V4) !== "string";
+      expect({ address, accepted }).toEqual({ address, accepted: isIP(address) === 4 });
+    }
   });
 });
 
