@@ -209,6 +209,12 @@ export class Relay {
     this.stopped = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.morePending) clearTimeout(this.morePending);
+    try {
+      // What the routes carried since the last sweep counts: a state save after the stop keeps it.
+      this.table.activity(this.drainActivity());
+    } catch (error) {
+      this.internal(error);
+    }
     await this.plane.close();
   }
 
