@@ -8,6 +8,7 @@ import type { StunCounters } from "../discovery/responder.ts";
 import { DIRECTIONS } from "./directions.ts";
 import type { EventLoopLagSnapshot } from "./event-loop-lag.ts";
 import { ExpositionWriter, type Labels } from "./exposition.ts";
+import type { SaveReport } from "../state/incremental-save.ts";
 import { writeProcessMetrics } from "./process-metrics.ts";
 
 /** Counters kept outside the relay (state saving, config reloads). */
@@ -35,6 +36,8 @@ export interface RelayMetricsSource {
   fleet?: FleetStats;
   /** State-file rows skipped at restore, by reason, when a state file is in use. */
   stateRowsSkipped?: Partial<Record<string, number>>;
+  /** The state file's rows and what the last save did, when a state file is in use. */
+  stateFile?: { readonly fileRows: number; readonly lastSave: SaveReport | undefined };
   /** STUN Binding requests by outcome, when STUN is on. */
   stun?: StunCounters;
   /** Event-loop lag, when a monitor runs (an EventLoopLagMonitor, started with the relay). */
@@ -190,6 +193,18 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     );
   }
   w.single("quic_relay_state_last_save_timestamp_seconds", "gauge", "Unix time of the last successful state save", ops.stateLastSaveSeconds);
+  if (src.stateFile) {
+    const last = src.stateFile.lastSave;
+    w.single("quic_relay_state_file_rows", "gauge", "Rows in the state file: sessions, removals and older rows not compacted yet", src.stateFile.fileRows);
+    w.family("quic_relay_state_last_save_rows", "gauge", "Rows the last save wrote (changed sessions), removed (gone sessions), copied and dropped (compaction)", [
+      [{ kind: "written" }, last?.written ?? 0],
+      [{ kind: "removed" }, last?.removed ?? 0],
+      [{ kind: "copied" }, last?.copied ?? 0],
+      [{ kind: "dropped" }, last?.dropped ?? 0],
+    ]);
+    w.single("quic_relay_state_last_save_duration_seconds", "gauge", "Length of the last save, pauses included", (last?.durationMs ?? 0) / 1000);
+    w.single("quic_relay_state_last_save_longest_chunk_seconds", "gauge", "Longest time the last save held the event loop at once", (last?.longestChunkMs ?? 0) / 1000);
+  }
   w.family("quic_relay_config_reloads_total", "counter", "SIGHUP reloads, by result", [
     [{ result: "ok" }, ops.reloads.ok],
     [{ result: "error" }, ops.reloads.error],

@@ -201,6 +201,7 @@ export class RelayService {
       authFailures: this.policy?.authFailures(),
       fleet: this.fleet?.stats(),
       stateRowsSkipped: this.persister?.malformedRows,
+      stateFile: this.persister,
       stun: this.stun?.counters,
       eventLoop: this.eventLoopLag,
       startedAtSeconds: this.startedAtSeconds,

@@ -98,6 +98,11 @@ describe.each(planesUnderTest())("sessions survive a relay restart (%s plane)", 
     // A periodic save that began after the pairing (this scrape) holds the paired session.
     const saves = await metric(metricsPort, SAVES);
     await eventually(async () => (await metric(metricsPort, SAVES)) > saves, 10_000, 50);
+    // The file holds the session's row; the last save's figures are exported.
+    expect(await metric(metricsPort, "quic_relay_state_file_rows")).toBeGreaterThanOrEqual(1);
+    const doc = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    for (const kind of ["written", "removed", "copied", "dropped"]) expect(doc).toContain(`quic_relay_state_last_save_rows{kind="${kind}"}`);
+    expect(doc).toContain("quic_relay_state_last_save_longest_chunk_seconds ");
     expect((await first.signal("SIGKILL")).code).not.toBe(0);
     const second = RelayProcess.spawn(args);
     cleanup.push(() => second.kill());
