@@ -13,6 +13,8 @@ export interface BuiltTools {
   loadgen: string;
   naive: string;
   ideal: string;
+  /** REGs from forged sources (bench/native/regflood.c), for bench/sessions.ts */
+  regflood: string;
 }
 
 function run(cmd: string[]): void {
@@ -32,6 +34,7 @@ export function buildTools(): BuiltTools {
     loadgen: join(BUILD_DIR, "loadgen"),
     naive: join(BUILD_DIR, "baseline-naive"),
     ideal: join(BUILD_DIR, "baseline-ideal"),
+    regflood: join(BUILD_DIR, "regflood"),
   };
   for (const path of Object.values(tools)) {
     if (!existsSync(path)) throw new BenchBuildError(`build finished but ${path} is missing`);
