@@ -1,4 +1,5 @@
 import { sourceGroup } from "../net/address.ts";
+import { ShardedMap } from "./sharded-map.ts";
 import type { Peer } from "./types.ts";
 
 const REUSE_DELAY = 4096;
@@ -15,7 +16,8 @@ type AddressEntry = Peer | Map<number, Peer>;
  * map of their own, so IPv4 peers cost nothing extra.
  */
 export class PeerIndex {
-  private readonly byAddress = new Map<string, AddressEntry>();
+  /** Sharded: at a million peers one Map's rehash would hold the thread for a long time. */
+  private readonly byAddress = new ShardedMap<AddressEntry>();
   /** Peers per IPv6 /64 (sourceGroup); no entry at zero. */
   private readonly byV6Group = new Map<string, number>();
   /** Peers by id (= data-plane route id): a dense array is a tenth of a Map's size per entry. */

@@ -5,9 +5,11 @@ import { hostOf } from "../net/address.ts";
 import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { confirmedAt, MAX_CONFIRMED_PER_PEER, meetsRule, MIN_EVIDENCE_CID_BYTES, newPeerCids, noteAnswer, noteDcid, type PeerCids } from "./cid-evidence.ts";
 import { CidIndex } from "./cid-index.ts";
+import { ActivityOrder } from "./activity-order.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
+import { ShardedMap } from "./sharded-map.ts";
 import { directionOf, partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
 import { defaultSessionLimits, isProbeSessionId, NO_CIDS, NONE_HELD } from "./types.ts";
@@ -37,10 +39,12 @@ export class SessionTable implements TableView {
     challenges: 0,
   };
   readonly limits: SessionLimits;
-  /** Sessions in order of last activity (oldest first), so expiry stops at the first live one. */
-  private readonly sessions = new Map<string, Session>();
-  /** The probes' sessions among them (isProbeSessionId), in the same order: they expire sooner. */
-  private readonly probes = new Map<string, Session>();
+  /** Every session by id. */
+  private readonly sessions = new ShardedMap<Session>();
+  /** Sessions other than probes', oldest activity first, so expiry stops at the first live one. */
+  private readonly regular = new ActivityOrder<Session>();
+  /** The probes' sessions (isProbeSessionId), in the same order: they expire sooner. */
+  private readonly probes = new ActivityOrder<Session>();
   private readonly peers = new PeerIndex();
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
@@ -95,7 +99,7 @@ export class SessionTable implements TableView {
   session(id: string): Session | undefined {
     return this.sessions.get(id);
   }
-  /** Every session, oldest activity first; the table must not change while this is iterated. */
+  /** Every session (in no particular order); the table must not change while this is iterated. */
   allSessions(): IterableIterator<Session> {
     return this.sessions.values();
   }
@@ -343,7 +347,7 @@ export class SessionTable implements TableView {
   /** Live sessions as plain data (oldest activity first). */
   exportSessions(): SessionSnapshot[] {
     const now = this.clock.now();
-    return [...this.sessions.values()].map((s) => snapshotOf(s, now));
+    return [...this.sessions.values()].sort((a, b) => a.lastActivity - b.lastActivity).map((s) => snapshotOf(s, now));
   }
 
   /** Session `id` as plain data, or undefined when there is no such session (any more). */
@@ -412,15 +416,15 @@ export class SessionTable implements TableView {
     const now = this.clock.now();
     // Both maps are in order of last activity: each pass stops at its first live session.
     let expired = this.expireIdle(this.probes, this.timeoutOf(undefined), now, budget);
-    expired += this.expireIdle(this.sessions, this.limits.timeoutMs, now, budget - expired);
+    expired += this.expireIdle(this.regular, this.limits.timeoutMs, now, budget - expired);
     this.held.expire(now);
     this.speakers.expire(now);
     return expired;
   }
 
-  private expireIdle(sessions: Map<string, Session>, timeoutMs: number, now: number, budget: number): number {
+  private expireIdle(order: ActivityOrder<Session>, timeoutMs: number, now: number, budget: number): number {
     let expired = 0;
-    for (const session of sessions.values()) {
+    for (let session = order.oldest; session !== undefined; session = order.oldest) {
       if (expired >= budget || now - session.lastActivity < timeoutMs) break;
       this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
       this.removeSession(session);
@@ -428,6 +432,11 @@ export class SessionTable implements TableView {
       expired++;
     }
     return expired;
+  }
+
+  /** The order a session is kept in: probes' sessions apart, as they expire sooner. */
+  private orderOf(session: Session): ActivityOrder<Session> {
+    return isProbeSessionId(session.id) ? this.probes : this.regular;
   }
 
   /** The idle timeout of session `id`; of probes' sessions when `id` is undefined. */
@@ -439,7 +448,7 @@ export class SessionTable implements TableView {
   private addSession(session: Session): void {
     this.changed?.add(session.id);
     this.sessions.set(session.id, session);
-    if (isProbeSessionId(session.id)) this.probes.set(session.id, session);
+    this.orderOf(session).append(session);
   }
 
   private challenge(sessionId: string, from: Endpoint, raw: Uint8Array): void {
@@ -585,7 +594,7 @@ export class SessionTable implements TableView {
     this.cids.forgetSession(session);
     this.held.discard(session);
     this.sessions.delete(session.id);
-    this.probes.delete(session.id);
+    this.orderOf(session).remove(session);
   }
 
   private indexPeer(peer: Peer): void {
@@ -605,9 +614,7 @@ export class SessionTable implements TableView {
   private touchSession(session: Session, now: number): void {
     session.lastActivity = now;
     this.changed?.add(session.id);
-    this.sessions.delete(session.id);
-    this.sessions.set(session.id, session);
-    if (this.probes.size > 0 && this.probes.delete(session.id)) this.probes.set(session.id, session);
+    this.orderOf(session).touch(session);
   }
 
   /** Counts and logs a refusal; answers it when `replyRoom` (the request's length) fits a reply. */
@@ -633,7 +640,7 @@ function snapshotOf(s: Session, now: number): SessionSnapshot {
 }
 
 function newSession(id: string, now: number): Session {
-  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS };
+  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS, older: undefined, newer: undefined };
 }
 
 function leastRecentlySeen(peers: Peer[]): Peer | undefined {

@@ -39,6 +39,9 @@ export interface Session {
   heldBytes: number;
   /** Confirmed connection IDs of this session's peers (keys in the table's CID index). */
   cids: string[];
+  /** Neighbours in the table's order of last activity (activity-order.ts); the table's own. */
+  older: Session | undefined;
+  newer: Session | undefined;
 }
 
 /**
