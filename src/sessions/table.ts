@@ -347,7 +347,7 @@ export class SessionTable implements TableView {
   /** Live sessions as plain data (oldest activity first). */
   exportSessions(): SessionSnapshot[] {
     const now = this.clock.now();
-    return [...this.sessions.values()].sort((a, b) => a.lastActivity - b.lastActivity).map((s) => snapshotOf(s, now));
+    return [...this.byActivity()].map((s) => snapshotOf(s, now));
   }
 
   /** Session `id` as plain data, or undefined when there is no such session (any more). */
@@ -432,6 +432,21 @@ export class SessionTable implements TableView {
       expired++;
     }
     return expired;
+  }
+
+  /** Every session, oldest activity first: the two orders merged. */
+  private *byActivity(): Generator<Session> {
+    let a = this.regular.oldest;
+    let b = this.probes.oldest;
+    while (a !== undefined || b !== undefined) {
+      if (b === undefined || (a !== undefined && a.lastActivity <= b.lastActivity)) {
+        yield a!;
+        a = a!.newer;
+      } else {
+        yield b;
+        b = b.newer;
+      }
+    }
   }
 
   /** The order a session is kept in: probes' sessions apart, as they expire sooner. */
