@@ -1,8 +1,9 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseHostPortFlag, resolveHostPort } from "../client/endpoint.ts";
+import { parseHostPortFlag, parseHostPortListFlag, resolveHostPort } from "../client/endpoint.ts";
 import { formatHostPort } from "../net/address.ts";
-import { ClientConfigError } from "../client/errors.ts";
+import { ClientConfigError, RelayResolveError } from "../client/errors.ts";
+import { relayResolver } from "../client/relay-addresses.ts";
 import { defaultRegistrationSettings } from "../client/registration.ts";
 import { RelayTunnel, type TunnelMode } from "../client/tunnel.ts";
 import { clientLogLevel, nonNegativeInteger, positiveNumber } from "../client/flags.ts";
@@ -14,7 +15,12 @@ export const connectCommand = defineCommand({
     description: "Tunnel a local UDP app through a quic-relay session (registers and keeps the registration alive)",
   },
   args: {
-    relay: { type: "string", required: true, description: "Relay address host:port", valueHint: "host:port" },
+    relay: {
+      type: "string",
+      required: true,
+      description: "Relay address host:port, or several separated by commas; names are resolved (all addresses) at start and on each move",
+      valueHint: "host:port[,host:port...]",
+    },
     session: { type: "string", required: true, description: "Session id shared with the other side" },
     listen: { type: "string", description: "Client side: local address the app sends to", valueHint: "127.0.0.1:port" },
     forward: { type: "string", description: "Server side: local server that relayed datagrams go to", valueHint: "127.0.0.1:port" },
@@ -27,6 +33,7 @@ export const connectCommand = defineCommand({
     "keepalive-secs": { type: "string", default: "10", description: "Keepalive REG interval (keep below NAT UDP timeouts)" },
     "ack-timeout-ms": { type: "string", default: "500", description: "First wait for ACK; doubles per retry" },
     tries: { type: "string", default: "5", description: "REG attempts before the relay counts as unreachable" },
+    "failover-after": { type: "string", default: "3", description: "Unanswered REGs in a row after which the tunnel moves to another relay address" },
     "log-level": { type: "string", default: "info", description: "error|warn|info|debug|trace" },
   },
   async run({ args }) {
@@ -42,13 +49,16 @@ export const connectCommand = defineCommand({
         keepaliveMs: positiveNumber(args["keepalive-secs"], "keepalive-secs") * 1000,
         ackTimeoutMs: positiveNumber(args["ack-timeout-ms"], "ack-timeout-ms"),
         maxTries: Math.round(positiveNumber(args.tries, "tries")),
+        silentAfter: nonNegativeInteger(args["failover-after"], "failover-after"),
       };
+      if (registration.silentAfter === 0) throw new ClientConfigError("--failover-after must be at least 1", "failover-after");
+      const resolveRelay = relayResolver(parseHostPortListFlag(args.relay, "relay"));
       if (args["register-only"]) {
         if (args.listen !== undefined || args.forward !== undefined) {
           throw new ClientConfigError("--register-only takes no --listen/--forward");
         }
         if (localPort === 0) throw new ClientConfigError("--register-only needs --local-port (the port the app binds next)", "local-port");
-        const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
+        const relay = (await resolveRelay())[0]!;
         const { rttMs, verified } = await registerOnce(relay, args.session, localPort, registration);
         const proof = verified ? " (address verified by RETRY)" : "";
         log.info(
@@ -59,13 +69,12 @@ export const connectCommand = defineCommand({
       if ((args.listen === undefined) === (args.forward === undefined)) {
         throw new ClientConfigError("give exactly one of --listen (client side) or --forward (server side)");
       }
-      const relay = await resolveHostPort(parseHostPortFlag(args.relay, "relay"), "relay");
       const mode: TunnelMode =
         args.listen !== undefined
           ? { kind: "listen", local: parseHostPortFlag(args.listen, "listen", true) }
           : { kind: "forward", target: await resolveHostPort(parseHostPortFlag(args.forward!, "forward"), "forward") };
       tunnel = new RelayTunnel({
-        relay,
+        relay: resolveRelay,
         sessionId: args.session,
         mode,
         relayLocalPort: localPort,
@@ -76,7 +85,7 @@ export const connectCommand = defineCommand({
       const stop = (signal: string) => {
         const s = started.stats;
         log.info(
-          `${signal}: closing; to relay ${s.toRelayPackets} pkts/${s.toRelayBytes} B, from relay ${s.fromRelayPackets} pkts/${s.fromRelayBytes} B, ${s.registrations} registrations`,
+          `${signal}: closing; to relay ${s.toRelayPackets} pkts/${s.toRelayBytes} B, from relay ${s.fromRelayPackets} pkts/${s.fromRelayBytes} B, ${s.registrations} registrations, ${s.relayChanges} relay changes`,
         );
         started.close();
         process.exit(0);
@@ -88,11 +97,11 @@ export const connectCommand = defineCommand({
         mode.kind === "listen"
           ? `app sends to ${formatHostPort(tunnel.appAddress)}`
           : `relayed datagrams go to ${formatHostPort(mode.target)} from ${formatHostPort(tunnel.appAddress)}`;
-      log.info(`tunnel up: session ${args.session} via ${formatHostPort(relay)} (relay socket port ${tunnel.relayAddress.port}); ${side}`);
+      log.info(`tunnel up: session ${args.session} via ${formatHostPort(tunnel.relay)} (relay socket port ${tunnel.relayAddress.port}); ${side}`);
     } catch (error) {
       tunnel?.close();
       log.error((error as Error).message);
-      process.exit(error instanceof ClientConfigError ? 2 : 1);
+      process.exit(error instanceof ClientConfigError || error instanceof RelayResolveError ? 2 : 1);
     }
   },
 });

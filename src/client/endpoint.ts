@@ -17,6 +17,11 @@ function bad(flag: string, value: string): ClientConfigError {
   return new ClientConfigError(`--${flag} must be host:port or [ipv6]:port with a port 1-65535, got '${value}'`, flag);
 }
 
+/** A `--flag` value that lists one or more `host:port` separated by commas. Throws ClientConfigError. */
+export function parseHostPortListFlag(text: string, flag: string): HostPort[] {
+  return text.split(",").map((part) => parseHostPortFlag(part, flag));
+}
+
 /** Resolve a hostname to one IP address (IPs pass through). */
 export async function resolveHostPort(hp: HostPort, flag: string): Promise<HostPort> {
   if (isIP(hp.host)) return hp;

@@ -11,14 +11,27 @@ export class ClientConfigError extends Error {
   }
 }
 
-/** The relay never answered our REG. */
+/** The relay never answered our REG (nor did the other addresses in `tried`, tried before it). */
 export class RelayUnreachableError extends Error {
   override name = "RelayUnreachableError";
   constructor(
     readonly relay: string,
     readonly tries: number,
+    readonly tried: readonly string[] = [],
   ) {
-    super(`relay ${relay} did not answer ${tries} REG attempts (unreachable, filtered, or not a quic-relay)`);
+    const others = tried.length > 0 ? `; neither did ${tried.join(", ")} before it` : "";
+    super(`relay ${relay} did not answer ${tries} REG attempts (unreachable, filtered, or not a quic-relay)${others}`);
+  }
+}
+
+/** No address for the relay: every name failed to resolve, or resolved to nothing. */
+export class RelayResolveError extends Error {
+  override name = "RelayResolveError";
+  constructor(
+    readonly relay: string,
+    reason: string,
+  ) {
+    super(`cannot resolve relay ${relay}: ${reason}`);
   }
 }
 

@@ -10,7 +10,10 @@
  *   reg.start();
  *
  * RelayRegistration speaks the whole REG exchange: retries with backoff, keepalives, RETRY cookies
- * (kept and echoed), the ERR short placeholder. registerOnce is the hand-over, RelayTunnel the tunnel.
+ * (kept and echoed), the ERR short placeholder, and reports a relay that went `silent`.
+ * registerOnce is the hand-over, RelayTunnel the tunnel. Given `relay: relayResolver([...])` the
+ * tunnel re-resolves the relay's name at start and whenever its relay goes silent, and moves to
+ * another address with the same session id (`onRelayChange({ from, to })`).
  *
  * Before that, `discover({ relay })` says how the relay sees this host (public address) and whether
  * its NAT lets hole punching work (`directPossible`), for apps that try a direct path first.
@@ -18,9 +21,11 @@
 export { discover, type DiscoveryOptions, type DiscoveryResult } from "./discovery.ts";
 export { classifyMapping, type MappingBehaviour, type MappingObservation, type MappingVerdict } from "./nat-mapping.ts";
 export { classifyRelayDatagram, type RelayReply } from "./control.ts";
-export { ClientConfigError, RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+export { ClientConfigError, RegistrationRefusedError, RelayResolveError, RelayUnreachableError } from "./errors.ts";
+export { type LookupAll, pickNextRelay, type RelayResolver, relayResolver } from "./relay-addresses.ts";
 export { type FirstRegistration, registerOnce, registrationUntilAck } from "./register-once.ts";
 export {
+  DEFAULT_SILENT_AFTER,
   defaultRegistrationSettings,
   MAX_RETRIES_PER_ATTEMPT,
   realTimers,
@@ -29,4 +34,4 @@ export {
   type RegistrationSettings,
   type Timers,
 } from "./registration.ts";
-export { RelayTunnel, type TunnelMode, type TunnelOptions, type TunnelStats } from "./tunnel.ts";
+export { type RelayChange, RelayTunnel, type TunnelMode, type TunnelOptions, type TunnelStats } from "./tunnel.ts";

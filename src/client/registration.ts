@@ -7,6 +7,9 @@
  * - Registered: a keepalive REG every `keepaliveMs` keeps the relay session and the NAT mapping
  *   alive (and moves the relay to our new public port after a NAT rebinding). A keepalive without
  *   ACK is retried with backoff until an ACK comes back (e.g. after a relay restart); never gives up.
+ * - Silence: once `silentAfter` REGs in a row got no answer at all (no ACK, RETRY or ERR), each
+ *   further REG is sent with a `silent` report, before and after the first ACK. The caller may then
+ *   `restart()` at another relay address (RelayTunnel does); otherwise the retries go on.
  * - Return routability (docs/integration.md): a `RETRY <cookie>` is answered at once with the REG
  *   carrying that cookie, within the same attempt, at most MAX_RETRIES_PER_ATTEMPT times. The
  *   latest cookie is kept and sent in every later REG (keepalives). `ERR short` (or a bare `ERR`)
@@ -38,13 +41,19 @@ export interface RegistrationSettings {
   maxTries: number;
   /** Interval of keepalive REGs once registered. */
   keepaliveMs: number;
+  /** Unanswered REGs in a row after which the relay counts as silent (default DEFAULT_SILENT_AFTER). */
+  silentAfter?: number;
 }
+
+/** With the default spacing (500 ms doubling), 3 unanswered REGs are 3.5 s of silence. */
+export const DEFAULT_SILENT_AFTER = 3;
 
 export const defaultRegistrationSettings: RegistrationSettings = {
   ackTimeoutMs: 500,
   maxBackoffMs: 4000,
   maxTries: 5,
   keepaliveMs: 10_000,
+  silentAfter: DEFAULT_SILENT_AFTER,
 };
 
 /** RETRYs answered within one attempt; more mean a misbehaving relay, and the attempt times out. */
@@ -68,6 +77,11 @@ export interface RegistrationEvents {
   refused(info: { first: boolean; code: string }): void;
   /** The initial registration got no answer after `maxTries`. */
   unreachable(info: { tries: number }): void;
+  /**
+   * The last `unanswered` REGs (at least `silentAfter`) timed out with no answer at all: the relay
+   * looks dead. Reported as the next REG goes out, and again with each further one while retries go on.
+   */
+  silent?(info: { unanswered: number }): void;
 }
 
 export class RelayRegistration {
@@ -86,6 +100,9 @@ export class RelayRegistration {
   private retriesSinceAck = 0;
   /** The ERR code that made this attempt send the placeholder, if it did. */
   private placeholderAfter: string | undefined;
+  /** Attempts in a row that timed out with no reply at all. */
+  private unanswered = 0;
+  private answeredThisAttempt = false;
 
   constructor(
     private readonly sessionId: string,
@@ -107,6 +124,22 @@ export class RelayRegistration {
   /** Send a REG now (e.g. the caller suspects the relay lost us) unless one is outstanding. */
   refresh(): void {
     if (!this.stopped && !this.awaiting) this.attempt();
+  }
+
+  /**
+   * Register afresh because the caller now sends REGs to another relay: the cookie is dropped (it
+   * was the old relay's), attempts and silence count from zero, and a REG goes out at once. Resumes
+   * a registration that stopped (e.g. `unreachable`). Whether it was ever registered is kept, so an
+   * ERR from the new relay after the first ACK is retried, as from any relay.
+   */
+  restart(): void {
+    this.stopped = false;
+    this.awaiting = false;
+    this.attempts = 0;
+    this.unanswered = 0;
+    this.retriesSinceAck = 0;
+    this.cookie = undefined;
+    this.attempt();
   }
 
   /**
@@ -136,6 +169,7 @@ export class RelayRegistration {
     const rttMs = this.timers.now() - this.sentAt;
     const attempts = this.attempts;
     const retries = this.retriesSinceAck;
+    this.answered();
     this.everRegistered = true;
     this.awaiting = false;
     this.attempts = 0;
@@ -147,6 +181,7 @@ export class RelayRegistration {
   /** `RETRY <cookie>`: repeat the REG at once with the cookie; same attempt, same backoff step. */
   onRetry(cookie: string): void {
     if (this.stopped || !this.awaiting) return;
+    this.answered();
     // Past the bound the RETRY is ignored: the attempt runs out and the next one backs off.
     if (this.retriesThisAttempt >= MAX_RETRIES_PER_ATTEMPT) return;
     this.retriesThisAttempt++;
@@ -157,6 +192,7 @@ export class RelayRegistration {
 
   onErr(code: string): void {
     if (this.stopped) return;
+    this.answered();
     if (this.awaiting && this.placeholderAfter === undefined && (code === "short" || code === "") && this.sentShortPlainReg()) {
       this.placeholderAfter = code;
       this.resend(PLACEHOLDER_COOKIE);
@@ -181,6 +217,9 @@ export class RelayRegistration {
 
   private attempt(): void {
     if (this.stopped) return;
+    // Called with a REG outstanding: that attempt timed out (after ERR: its backoff ran out).
+    if (this.awaiting && !this.answeredThisAttempt) this.unanswered++;
+    this.answeredThisAttempt = false;
     if (!this.everRegistered && this.attempts >= this.settings.maxTries) {
       this.stop();
       this.events.unreachable({ tries: this.attempts });
@@ -194,6 +233,13 @@ export class RelayRegistration {
     this.placeholderAfter = undefined;
     this.schedule(this.backoff(), () => this.attempt());
     this.send(this.cookie);
+    // After the send: a caller that restarts elsewhere from here leaves a consistent state behind.
+    if (this.unanswered >= (this.settings.silentAfter ?? DEFAULT_SILENT_AFTER)) this.events.silent?.({ unanswered: this.unanswered });
+  }
+
+  private answered(): void {
+    this.answeredThisAttempt = true;
+    this.unanswered = 0;
   }
 
   /** A REG within the current attempt: the registration time still counts from the attempt's start. */

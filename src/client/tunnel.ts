@@ -1,7 +1,7 @@
 import type { udp } from "bun";
 import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
-import { wildcardFor } from "./endpoint.ts";
 import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
+import { RelayChoice, type RelayResolver } from "./relay-addresses.ts";
 import { RelayRegistration, type RegistrationSettings } from "./registration.ts";
 
 /**
@@ -17,9 +17,21 @@ export interface TunnelLogger {
   debug(message: string): void;
 }
 
+/** The tunnel left a relay that stopped answering; REGs and datagrams go to `to` from now on. */
+export interface RelayChange {
+  from: HostPort;
+  to: HostPort;
+  /** REGs in a row that `from` left unanswered. */
+  unanswered: number;
+}
+
 export interface TunnelOptions {
-  /** Relay address as an IP (resolve names first). */
-  relay: HostPort;
+  /**
+   * The relay: one IP address, or a resolver (`relayResolver`) giving all its current addresses.
+   * A resolver is called at start (the first address is used) and each time the relay in use stops
+   * answering (`registration.silentAfter` REGs in a row), to pick another address to move to.
+   */
+  relay: HostPort | RelayResolver;
   sessionId: string;
   mode: TunnelMode;
   registration: RegistrationSettings;
@@ -28,6 +40,8 @@ export interface TunnelOptions {
   /** App datagrams queued while the first registration is pending. */
   maxPending?: number;
   log: TunnelLogger;
+  /** Each move to another relay address, as it happens (the registration there follows). */
+  onRelayChange?(change: RelayChange): void;
 }
 
 export interface TunnelStats {
@@ -45,6 +59,10 @@ export interface TunnelStats {
   strayDrops: number;
   /** Errors reported by the sockets (ICMP unreachable and the like). */
   socketErrors: number;
+  /** Moves to another relay address after the one in use stopped answering. */
+  relayChanges: number;
+  /** Resolver calls that failed while looking for another relay (retried at the next unanswered REG). */
+  resolveFailures: number;
 }
 
 type Socket = udp.Socket<"uint8array">;
@@ -61,18 +79,26 @@ export class RelayTunnel {
     sendDrops: 0,
     strayDrops: 0,
     socketErrors: 0,
+    relayChanges: 0,
+    resolveFailures: 0,
   };
   private relaySocket?: Socket;
   private appSocket?: Socket;
   private appPeer?: HostPort;
   private pending: Uint8Array[] = [];
   private readonly reg: RelayRegistration;
-  private readonly relayText: string;
+  /** The relay in use: datagrams go there, and only datagrams from there are taken. */
+  private readonly choice: RelayChoice;
+  private moving: Promise<boolean> | undefined;
+  /** Replies (ACK, RETRY, ERR) from the relay in use: one during a resolution cancels the move. */
+  private replies = 0;
+  private movedFrom: HostPort | undefined;
+  private loneRelayLogged = false;
   private firstRegistration = Promise.withResolvers<void>();
   private closed = false;
 
   constructor(private readonly options: TunnelOptions) {
-    this.relayText = formatHostPort(options.relay);
+    this.choice = new RelayChoice(options.relay);
     this.reg = new RelayRegistration(options.sessionId, options.registration, {
       sendReg: (datagram) => this.sendToRelay(datagram, false),
       registered: ({ first, rttMs, attempts, retries }) => {
@@ -81,8 +107,12 @@ export class RelayTunnel {
         if (first) {
           const proof = retries > 0 ? ", address verified by RETRY" : "";
           options.log.info(`registered session ${options.sessionId} at ${this.relayText} in ${rttMs.toFixed(1)} ms (attempt ${attempts}${proof})`);
+          this.movedFrom = undefined;
           this.flushPending();
           this.firstRegistration.resolve();
+        } else if (this.movedFrom) {
+          options.log.debug(`registered at ${this.relayText} (moved from ${formatHostPort(this.movedFrom)}) in ${rttMs.toFixed(1)} ms`);
+          this.movedFrom = undefined;
         } else if (attempts > 1) {
           options.log.info(`re-registered with ${this.relayText} after ${attempts} attempts`);
         } else if (retries > 0) {
@@ -98,8 +128,18 @@ export class RelayTunnel {
         if (first) this.firstRegistration.reject(error);
         else options.log.warn(`${error.message}; will retry`);
       },
-      unreachable: ({ tries }) => this.firstRegistration.reject(new RelayUnreachableError(this.relayText, tries)),
+      unreachable: ({ tries }) => void this.giveUpOrMove(tries),
+      silent: ({ unanswered }) => void this.moveOn(unanswered),
     });
+  }
+
+  /** The relay in use (it changes when the tunnel moves; see `onRelayChange`). */
+  get relay(): HostPort {
+    return this.choice.current;
+  }
+
+  private get relayText(): string {
+    return formatHostPort(this.choice.current);
   }
 
   /** Local address the app should use (listen mode) or the socket the server sees (forward mode). */
@@ -113,11 +153,16 @@ export class RelayTunnel {
     return { host: this.relaySocket.hostname, port: this.relaySocket.port };
   }
 
-  /** Bind both sockets and register; resolves after the first ACK. Throws the typed errors. */
+  /**
+   * Resolve the relay (with a resolver), bind both sockets and register; resolves after the first
+   * ACK. Throws the typed errors (RelayResolveError from the resolver).
+   */
   async start(): Promise<void> {
-    const { relay, mode } = this.options;
+    const { mode } = this.options;
+    const candidates = await this.choice.first();
+    this.options.log.debug(`relay addresses: ${candidates.map(formatHostPort).join(", ")}`);
     this.relaySocket = await Bun.udpSocket({
-      hostname: wildcardFor(relay.host),
+      hostname: this.choice.wildcard,
       port: this.options.relayLocalPort ?? 0,
       binaryType: "uint8array",
       socket: {
@@ -167,13 +212,60 @@ export class RelayTunnel {
     this.options.log.debug(`${side} socket: ${error instanceof Error ? error.message : String(error)}`);
   }
 
+  /** The relay in use went silent: move to another address from a fresh resolution, if there is one. */
+  private moveOn(unanswered: number): Promise<boolean> {
+    if (!this.choice.canMove || this.closed) return Promise.resolve(false);
+    this.moving ??= this.findAnotherRelay(unanswered).finally(() => (this.moving = undefined));
+    return this.moving;
+  }
+
+  private async giveUpOrMove(tries: number): Promise<void> {
+    if (await this.moveOn(tries)) return;
+    this.firstRegistration.reject(new RelayUnreachableError(this.relayText, tries, this.choice.leftBehind()));
+  }
+
+  private async findAnotherRelay(unanswered: number): Promise<boolean> {
+    const { log, sessionId } = this.options;
+    const replies = this.replies;
+    const starting = this.stats.registrations === 0;
+    const next = await this.choice.next(starting);
+    if (next.kind === "resolve-failed") {
+      this.stats.resolveFailures++;
+      log.warn(`relay ${this.relayText} is not answering, and resolving the relay failed (${next.error.message}); retrying both`);
+      return false;
+    }
+    // An answer during the resolution: the relay is alive after all.
+    if (this.closed || this.replies !== replies) return false;
+    if (next.kind === "stay") {
+      // Before the first ACK the outcome is the start's: registered, or the unreachable error.
+      if (!this.loneRelayLogged && !starting) log.warn(`relay ${this.relayText} is not answering and no other relay address is known; retrying it`);
+      this.loneRelayLogged = true;
+      return false;
+    }
+    const { to } = next;
+    const from = this.choice.current;
+    const fromText = this.relayText;
+    this.choice.moveTo(to);
+    this.movedFrom = from;
+    this.loneRelayLogged = false;
+    this.stats.relayChanges++;
+    log.warn(`relay ${fromText} stopped answering (${unanswered} REGs unanswered); moving session ${sessionId} to ${this.relayText}`);
+    this.reg.restart();
+    this.options.onRelayChange?.({ from, to, unanswered });
+    return true;
+  }
+
   private onRelayDatagram(data: Uint8Array, port: number, address: string): void {
-    const relay = this.options.relay;
+    const relay = this.choice.current;
     if (port !== relay.port || !sameHost(address, relay.host)) {
       this.stats.strayDrops++;
       return;
     }
-    if (this.reg.onRelayDatagram(data)) return;
+    if (this.reg.onRelayDatagram(data)) {
+      this.replies++;
+      this.loneRelayLogged = false;
+      return;
+    }
     this.stats.fromRelayPackets++;
     this.stats.fromRelayBytes += data.length;
     const to = this.options.mode.kind === "listen" ? this.appPeer : this.options.mode.target;
@@ -181,7 +273,7 @@ export class RelayTunnel {
       this.stats.noAppDrops++;
       return;
     }
-    if (!this.appSocket?.send(data, to.port, to.host)) this.stats.sendDrops++;
+    if (!this.appSocket || !this.send(this.appSocket, "app", data, to)) this.stats.sendDrops++;
   }
 
   private onAppDatagram(data: Uint8Array, port: number, address: string): void {
@@ -204,6 +296,22 @@ export class RelayTunnel {
     this.sendToRelay(data, true);
   }
 
+  /**
+   * Linux reports an ICMP error caused by an earlier datagram on the next send, which then is not
+   * sent (Bun throws it). The error is consumed by that, so the datagram is sent once more.
+   */
+  private send(socket: Socket, side: "relay" | "app", data: Uint8Array, to: HostPort): boolean {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return socket.send(data, to.port, to.host);
+      } catch (error) {
+        this.stats.socketErrors++;
+        this.options.log.debug(`${side} socket: ${error instanceof Error ? error.message : String(error)}`);
+        if (attempt > 0) return false;
+      }
+    }
+  }
+
   private flushPending(): void {
     const queued = this.pending;
     this.pending = [];
@@ -212,8 +320,7 @@ export class RelayTunnel {
 
   private sendToRelay(data: Uint8Array, counted: boolean): void {
     if (this.closed || !this.relaySocket) return;
-    const { host, port } = this.options.relay;
-    if (!this.relaySocket.send(data, port, host)) this.stats.sendDrops++;
+    if (!this.send(this.relaySocket, "relay", data, this.choice.current)) this.stats.sendDrops++;
     else if (counted) {
       this.stats.toRelayPackets++;
       this.stats.toRelayBytes += data.length;

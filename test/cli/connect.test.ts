@@ -3,6 +3,7 @@ import type { Subprocess } from "bun";
 import { startRelay, TestPeer, type TestRelay, bytes, text, eventually, register } from "../utils.ts";
 import { parseRetry } from "../../src/protocol/replies.ts";
 import { FakeRelay } from "../client/fake-relay.ts";
+import { RelayProcess } from "./relay-process.ts";
 
 const MAIN = `${import.meta.dir}/../../src/cli/main.ts`;
 
@@ -194,7 +195,61 @@ describe("quic-relay connect", () => {
     const bad = connect("--relay", "nonsense", "--session", "x", "--listen", "127.0.0.1:0");
     expect(await exitOf(bad)).toBe(2);
     expect(bad.output()).toMatch(/--relay must be host:port/);
+    const badList = connect("--relay", "127.0.0.1:9,", "--session", "x", "--listen", "127.0.0.1:0");
+    expect(await exitOf(badList)).toBe(2);
+    expect(badList.output()).toMatch(/--relay must be host:port/);
+    const noFailover = connect("--relay", "127.0.0.1:9", "--session", "x", "--listen", "127.0.0.1:0", "--failover-after", "0");
+    expect(await exitOf(noFailover)).toBe(2);
+    expect(noFailover.output()).toMatch(/--failover-after must be at least 1/);
   }, 20_000);
+});
+
+describe("quic-relay connect with two relay addresses", () => {
+  /** A UDP port free on `host`: bound once, then released. */
+  const freePortOn = async (host: string) => {
+    const probe = await TestPeer.open(host);
+    const port = probe.port;
+    probe.socket.close();
+    return port;
+  };
+
+  it("both ends move to the second relay when the first is killed (SIGKILL), and datagrams flow again", async () => {
+    const hosts = ["127.0.0.1", "127.0.0.2"];
+    const ports = [await freePortOn(hosts[0]!), await freePortOn(hosts[1]!)];
+    const relays = hosts.map((host, i) => RelayProcess.spawn(["--host", host, "--port", String(ports[i]), "--dataplane", "ts"]));
+    children.push(...relays.map((r) => r.proc));
+    await Promise.all(relays.map((r) => r.waitFor("listening on udp")));
+    const relayList = `${hosts[0]}:${ports[0]},${hosts[1]}:${ports[1]}`;
+    const fast = ["--keepalive-secs", "0.5", "--ack-timeout-ms", "100"];
+    const server = await openPeer();
+    const serverSide = connect("--relay", relayList, "--session", "failover", "--forward", `127.0.0.1:${server.port}`, ...fast);
+    await serverSide.waitFor(new RegExp(`tunnel up: session failover via 127\\.0\\.0\\.1:${ports[0]} `));
+    const clientSide = connect("--relay", relayList, "--session", "failover", "--listen", "127.0.0.1:0", ...fast);
+    const listenPort = Number((await clientSide.waitFor(/app sends to 127\.0\.0\.1:(\d+)/))[1]);
+    const app = await openPeer();
+    /** The app sends `word` until the server has it; the server answers until the app has the answer. */
+    const roundTrip = async (word: string) => {
+      const got = (peer: TestPeer, w: string) => peer.inbox.find((d) => text(d.data) === w);
+      await eventually(() => (app.send(word, listenPort), got(server, word) !== undefined), 10_000, 100);
+      const from = got(server, word)!;
+      await eventually(() => (server.send(`re:${word}`, from.port, from.address), got(app, `re:${word}`) !== undefined), 10_000, 100);
+    };
+    await roundTrip("before");
+
+    relays[0]!.proc.kill("SIGKILL");
+    await relays[0]!.exited();
+    const killed = performance.now();
+    const moved = new RegExp(`relay 127\\.0\\.0\\.1:${ports[0]} stopped answering \\(3 REGs unanswered\\); moving session failover to 127\\.0\\.0\\.2:${ports[1]}`);
+    await serverSide.waitFor(moved);
+    await clientSide.waitFor(moved);
+    await roundTrip("after");
+    console.log(`[connect] both ends moved and datagrams flowed end to end again ${Math.round(performance.now() - killed)} ms after the kill`);
+    for (const side of [serverSide, clientSide]) expect(side.output().match(/stopped answering/g)).toHaveLength(1);
+    expect(relays[1]!.output()).toMatch(/paired/);
+    serverSide.proc.kill("SIGTERM");
+    expect(await exitOf(serverSide)).toBe(0);
+    expect(serverSide.output()).toMatch(/registrations, 1 relay changes/);
+  }, 40_000);
 });
 
 /** REG, answering a RETRY with its cookie as a direct-mode app would; returns the final reply. */

@@ -37,6 +37,8 @@ export class FakeRelay {
   /** RETRYs sent, with the cookie each carried. */
   retries: string[] = [];
   forwarded = 0;
+  /** A dead relay on a live host: REGs are recorded, nothing is answered or forwarded, no ICMP. */
+  silent = false;
   dropRegs: number;
   refuseWith?: string;
   private readonly requireCookies: boolean;
@@ -70,6 +72,10 @@ export class FakeRelay {
     return this.socket.port;
   }
 
+  get host(): string {
+    return this.socket.hostname;
+  }
+
   /** Forget all sessions, as a restarted relay would; cookies it issued before no longer verify. */
   reset(): void {
     this.peers.clear();
@@ -96,6 +102,7 @@ export class FakeRelay {
       }
       const { sessionId: session, cookie } = reg;
       this.regs.push({ address, port, session, cookie });
+      if (this.silent) return;
       if (this.dropRegs > 0) {
         this.dropRegs--;
         return;
@@ -130,7 +137,7 @@ export class FakeRelay {
       return;
     }
     const partner = this.partnerOf.get(key);
-    if (!partner) return;
+    if (!partner || this.silent) return;
     this.forwarded++;
     this.socket.send(data, partner.port, partner.address);
   }

@@ -42,6 +42,8 @@ export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId =
   /** The cookie each REG carried ("-" for none), in send order. */
   const cookies: string[] = [];
   const datagrams: Uint8Array[] = [];
+  /** Each `silent` report: when, and how many REGs had gone unanswered. */
+  const silences: [number, number][] = [];
   const reg = new RelayRegistration(
     sessionId,
     { ...settings, ...overrides },
@@ -55,10 +57,11 @@ export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId =
       lost: () => log.push("lost"),
       refused: (i) => log.push(`refused first=${i.first} ${i.code}`),
       unreachable: (i) => log.push(`unreachable ${i.tries}`),
+      silent: (i) => silences.push([clock.now(), i.unanswered]),
     },
     clock,
   );
-  return { clock, log, sends, cookies, datagrams, reg };
+  return { clock, log, sends, cookies, datagrams, silences, reg };
 }
 
 /** Cookies as a relay would mint them: 16 base64url characters, opaque to the client. */
