@@ -1,6 +1,7 @@
 import { RedisClient } from "bun";
 import type { Logger } from "../log.ts";
-import { maskRedisUrl } from "./options.ts";
+import { maskRedisUrl, redisUrlFor } from "./options.ts";
+import { PrimaryResolver, type SentinelOptions } from "./sentinel.ts";
 
 /** While the directory stays down, one reminder line per this period. */
 const OUTAGE_LOG_PERIOD_MS = 30_000;
@@ -20,6 +21,15 @@ export interface DirectoryStats {
   outages: number;
   commands: number;
   messages: number;
+  /** Times the sentinels named a different primary than the one in use (failovers seen). */
+  failovers: number;
+}
+
+export interface DirectoryOptions {
+  /** Find the primary through Redis Sentinel; the URL then names no host (see `redisUrlFor`). */
+  sentinel?: SentinelOptions;
+  /** How the primary (`host:port`) is found; by default the sentinels are asked. Set by tests. */
+  findPrimary?: () => Promise<string | undefined>;
 }
 
 /** Writes a session's entry (this relay's field = its local peer count), renews the TTL, returns all fields. */
@@ -31,6 +41,8 @@ return redis.call('HGETALL', KEYS[1])`;
  * The fleet's session directory in Redis: which relays hold peers of which session, relay health,
  * and a channel per relay. Every call is safe while Redis is down: it fails fast (no offline
  * queue), counts the error and returns undefined; `maintain()` reconnects and resubscribes.
+ * With sentinels, every reconnection first asks them for the primary, and a `READONLY` reply
+ * (the primary was demoted) drops the connection so that the next `maintain()` asks again.
  *
  * Keys (prefix p): `p:session:<id>` hash relay -> local peer count, TTL = session timeout;
  * `p:relay:<relay>` health, TTL = 3 heartbeats; `p:relays` the set of members' ids (a relay's
@@ -39,13 +51,21 @@ return redis.call('HGETALL', KEYS[1])`;
  * Each script touches one key, so this also runs on Redis Cluster.
  */
 export class FleetDirectory {
-  readonly stats: DirectoryStats = { errors: 0, outages: 0, commands: 0, messages: 0 };
-  private cmd: RedisClient;
+  readonly stats: DirectoryStats = { errors: 0, outages: 0, commands: 0, messages: 0, failovers: 0 };
+  /** Undefined with sentinels until they name a primary. */
+  private cmd: RedisClient | undefined;
   private sub: RedisClient | undefined;
-  private subscribing = false;
+  private maintaining: Promise<void> | undefined;
+  /** Set with sentinels: every (re)connection asks it for the primary first. */
+  private readonly findPrimary: (() => Promise<string | undefined>) | undefined;
+  /** The primary in use (`host:port`) with sentinels. */
+  private primary: string | undefined;
+  /** The URL connected to: `url`, or with sentinels `url` filled in with the primary. */
+  private dataUrl: string;
   private up = false;
   private closed = false;
   private lastErrorLog = 0;
+  private lastSentinelLog = 0;
   /** Called when the directory becomes reachable again after an outage (and at first contact). */
   onReachable: () => void = () => {};
 
@@ -55,8 +75,18 @@ export class FleetDirectory {
     private readonly self: string,
     private readonly logger: Logger,
     private readonly onJoin: (message: JoinMessage) => void,
+    private readonly options: DirectoryOptions = {},
   ) {
-    this.cmd = this.client();
+    this.dataUrl = url;
+    if (options.findPrimary) this.findPrimary = options.findPrimary;
+    else if (options.sentinel) {
+      const resolver = new PrimaryResolver(options.sentinel);
+      this.findPrimary = () => resolver.resolve();
+    } else this.cmd = this.client();
+  }
+
+  private get masterName(): string {
+    return this.options.sentinel?.masterName ?? "the directory";
   }
 
   get reachable(): boolean {
@@ -76,18 +106,35 @@ export class FleetDirectory {
     return `${this.prefix}:relay:${relay}:events`;
   }
 
-  /** Connects what is not connected. Never throws; call it from a timer. */
-  async maintain(): Promise<void> {
-    if (this.closed) return;
-    if (!this.cmd.connected) {
+  /** Connects what is not connected. Never throws; call it from a timer (calls while one runs share it). */
+  maintain(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.maintaining ??= this.connect()
+      .catch((error) => this.failed(error))
+      .finally(() => (this.maintaining = undefined));
+    return this.maintaining;
+  }
+
+  private async connect(): Promise<void> {
+    if (this.findPrimary && (!this.cmd?.connected || !this.sub?.connected)) {
+      const primary = await this.findPrimary();
+      if (this.closed) return;
+      if (primary === undefined && this.primary === undefined) return this.failed(new Error(`no sentinel named a primary for '${this.masterName}'`));
+      // Sentinels all silent: the last primary may well still serve; connecting to it will tell.
+      if (primary === undefined) this.sentinelsSilent();
+      else if (primary !== this.primary) this.switchTo(primary);
+    }
+    const cmd = this.cmd!;
+    if (!cmd.connected) {
       try {
-        await this.cmd.connect();
+        await cmd.connect();
+        if (this.findPrimary) await this.checkPrimary(cmd);
       } catch (error) {
+        if (this.findPrimary) cmd.close();
         return this.failed(error);
       }
     }
-    if ((!this.sub || !this.sub.connected) && !this.subscribing) {
-      this.subscribing = true;
+    if (!this.sub || !this.sub.connected) {
       // A fresh subscriber each time: a reconnected client does not restore its subscriptions.
       this.sub?.close();
       const sub = (this.sub = this.client());
@@ -97,10 +144,38 @@ export class FleetDirectory {
       } catch (error) {
         sub.close();
         this.failed(error);
-      } finally {
-        this.subscribing = false;
       }
     }
+  }
+
+  /** New clients for a primary the sentinels named; the old ones (and their subscription) are dropped. */
+  private switchTo(primary: string): void {
+    const previous = this.primary;
+    this.primary = primary;
+    this.dataUrl = redisUrlFor(this.url, primary);
+    this.cmd?.close();
+    this.sub?.close();
+    this.sub = undefined;
+    this.cmd = this.client();
+    // Reaching the new primary counts as coming back: the relay re-enters its sessions, which
+    // the new primary may lack (replication is asynchronous).
+    this.up = false;
+    if (previous === undefined) return this.logger.info(`fleet directory primary is ${primary}`, { master: this.masterName });
+    this.stats.failovers++;
+    this.logger.warn(`fleet directory primary is now ${primary}`, { previous, master: this.masterName, failovers: this.stats.failovers });
+  }
+
+  private sentinelsSilent(): void {
+    const now = Date.now();
+    if (now - this.lastSentinelLog < OUTAGE_LOG_PERIOD_MS) return;
+    this.lastSentinelLog = now;
+    this.logger.warn(`fleet directory: no sentinel named a primary for '${this.masterName}'; trying the last one, ${this.primary}`);
+  }
+
+  /** Sentinels can lag behind a failover: a server they name must itself say it is the primary. */
+  private async checkPrimary(cmd: RedisClient): Promise<void> {
+    const role = await cmd.send("ROLE", []);
+    if (!Array.isArray(role) || role[0] !== "master") throw new Error(`${this.primary} is not the primary (role ${Array.isArray(role) ? String(role[0]) : "unknown"})`);
   }
 
   /** Records this relay's local peer count for a session; the other relays' counts, or undefined. */
@@ -150,23 +225,30 @@ export class FleetDirectory {
 
   close(): void {
     this.closed = true;
-    this.cmd.close();
+    this.cmd?.close();
     this.sub?.close();
   }
 
   private client(): RedisClient {
     // Reconnection is ours (maintain): predictable, and commands fail fast instead of queueing.
-    return new RedisClient(this.url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 2000 });
+    return new RedisClient(this.dataUrl, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 2000 });
   }
 
   private async run(command: string, args: string[]): Promise<unknown> {
     if (this.closed) return undefined;
     this.stats.commands++;
+    const cmd = this.cmd;
+    if (!cmd) {
+      this.failed(new Error(`no primary known yet for '${this.masterName}'`));
+      return undefined;
+    }
     try {
-      const reply = await this.cmd.send(command, args);
+      const reply = await cmd.send(command, args);
       this.reached();
       return reply ?? null;
     } catch (error) {
+      // A demoted primary: drop the connection so that the next maintain() asks the sentinels.
+      if (this.findPrimary && String((error as Error)?.message).startsWith("READONLY")) cmd.close();
       this.failed(error);
       return undefined;
     }
@@ -185,7 +267,7 @@ export class FleetDirectory {
   private reached(): void {
     if (this.up) return;
     this.up = true;
-    this.logger.info("fleet directory reachable", { redis: maskRedisUrl(this.url), outages: this.stats.outages });
+    this.logger.info("fleet directory reachable", { redis: maskRedisUrl(this.dataUrl), outages: this.stats.outages });
     this.onReachable();
   }
 
@@ -196,7 +278,7 @@ export class FleetDirectory {
       this.stats.outages++;
       this.lastErrorLog = Date.now();
       this.logger.warn("fleet directory unreachable: serving sessions with both peers here, bridging paused", {
-        redis: maskRedisUrl(this.url),
+        redis: maskRedisUrl(this.dataUrl),
         error: String((error as Error)?.message ?? error),
       });
       return;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { declaredLogFormat, loadConfigFile } from "../../src/config/config-file.ts";
 import { envName, fromRustLog, nearestName, resolveRelayConfig, SETTINGS, unknownEnvWarnings } from "../../src/config/config.ts";
 import { ConfigError } from "../../src/config/errors.ts";
-import { fleetArgs, REDIS_PASSWORD_ENV } from "../../src/fleet/options.ts";
+import { FLEET_ENV_ONLY_VARIABLES, fleetArgs, REDIS_PASSWORD_ENV } from "../../src/fleet/options.ts";
 import { securityArgs } from "../../src/security/options.ts";
 import { configError, tomlFiles } from "./helpers.ts";
 
@@ -13,7 +13,7 @@ const { dir, write: file } = tomlFiles("quic-relay-env-");
 
 /** What the relay command passes: the flags defined outside config.ts, and the env-only password. */
 const EXTRA_FLAGS = [...Object.keys(securityArgs), ...Object.keys(fleetArgs)];
-const warnings = (env: Record<string, string>) => unknownEnvWarnings(env, EXTRA_FLAGS, [REDIS_PASSWORD_ENV]);
+const warnings = (env: Record<string, string>) => unknownEnvWarnings(env, EXTRA_FLAGS, FLEET_ENV_ONLY_VARIABLES);
 
 describe("unknownEnvWarnings", () => {
   it("warns about a misspelt setting with the nearest name", () => {

@@ -1,5 +1,7 @@
 import type { Subprocess } from "bun";
 import { RedisClient } from "bun";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Path of redis-server, or undefined when it is not installed (the fleet suites skip then). */
@@ -72,6 +74,114 @@ export async function startRedis(): Promise<TestRedis> {
       } finally {
         c.close();
       }
+    },
+  };
+}
+
+/** A redis-server started for a test, its own process: `kill()` is SIGKILL. */
+export interface TestRedisServer {
+  port: number;
+  /** `127.0.0.1:port`, as the sentinels name it. */
+  address: string;
+  url: string;
+  kill(): Promise<void>;
+  command(cmd: string, args: string[]): Promise<unknown>;
+}
+
+/** Spawns redis-server with `args` and waits until it answers PING (sentinels do too). */
+async function spawnRedisServer(port: number, args: string[]): Promise<TestRedisServer> {
+  const url = `redis://127.0.0.1:${port}`;
+  const proc = Bun.spawn([REDIS_SERVER!, ...args], { stdout: "ignore", stderr: "ignore" });
+  const server: TestRedisServer = {
+    port,
+    address: `127.0.0.1:${port}`,
+    url,
+    async kill() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+    async command(cmd, commandArgs) {
+      const c = new RedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 1000 });
+      try {
+        await c.connect();
+        return await c.send(cmd, commandArgs);
+      } finally {
+        c.close();
+      }
+    },
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      if ((await server.command("PING", [])) === "PONG") return server;
+    } catch {
+      // Not listening yet.
+    }
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      await server.kill();
+      throw new Error(`redis-server ${args.join(" ")} did not start on port ${port}`);
+    }
+    await Bun.sleep(50);
+  }
+}
+
+/** A replica of the Redis on `primaryPort`; nothing on disk (it loads the primary's data from the socket). */
+export async function startRedisReplica(primaryPort: number): Promise<TestRedisServer> {
+  const port = await freeTcpPort();
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-load", "swapdb"];
+  return spawnRedisServer(port, [...args, "--replicaof", "127.0.0.1", String(primaryPort)]);
+}
+
+export interface TestSentinel extends TestRedisServer {
+  /** Kills the sentinel and removes its directory (it rewrites its config file there). */
+  stop(): Promise<void>;
+  /** The replicas the sentinel has found for `masterName` and counts usable (not down). */
+  replicas(): Promise<string[]>;
+}
+
+/**
+ * A sentinel watching the primary on `primaryPort` as `masterName` (quorum 1), with a short
+ * down-after (1 s) and failover timeout (3 s) so that a test's failover takes seconds.
+ */
+export async function startSentinel(primaryPort: number, masterName = "mymaster"): Promise<TestSentinel> {
+  const port = await freeTcpPort();
+  const dir = mkdtempSync(join(tmpdir(), "quic-relay-sentinel-"));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `sentinel monitor ${masterName} 127.0.0.1 ${primaryPort} 1`,
+      `sentinel down-after-milliseconds ${masterName} 1000`,
+      `sentinel failover-timeout ${masterName} 3000`,
+      "",
+    ].join("\n"),
+  );
+  let server: TestRedisServer;
+  try {
+    server = await spawnRedisServer(port, [conf, "--sentinel"]);
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    ...server,
+    async stop() {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async replicas() {
+      const reply = await server.command("SENTINEL", ["replicas", masterName]);
+      const out: string[] = [];
+      for (const entry of Array.isArray(reply) ? reply : []) {
+        // RESP3 gives a map, RESP2 a flat list of field, value.
+        const fields: Record<string, unknown> = Array.isArray(entry) ? Object.fromEntries(entry.flatMap((v, i, all) => (i % 2 ? [] : [[v, all[i + 1]]]))) : entry;
+        const flags = String(fields.flags ?? "");
+        if (!flags.includes("down") && !flags.includes("disconnected")) out.push(`${fields.ip}:${fields.port}`);
+      }
+      return out;
     },
   };
 }
