@@ -14,7 +14,7 @@ import { SessionTable } from "./sessions/table.ts";
 import { DropReason, RefusalCode } from "./protocol/errors.ts";
 import { OwnAddresses } from "./net/own-addresses.ts";
 import { TokenBucket } from "./security/token-bucket.ts";
-import type { Clock, Direction, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink } from "./sessions/types.ts";
+import type { Clock, Direction, Peer, RegPolicy, RegProof, SessionEvent, SessionLimits, SessionSink, StandInVerdict } from "./sessions/types.ts";
 import { systemClock } from "./sessions/types.ts";
 
 /**
@@ -58,6 +58,12 @@ export interface RemotePeers {
   drainActivity(): number[];
   /** What remote peers' routes delivered, by direction, since start. */
   forwarded(): Record<Direction, Totals>;
+  /**
+   * A REG from `from` found its session full, one peer being the remote `standIn`: whether the
+   * stand-in's relay is gone (the registrant takes its place). "checking" drops the REG; the
+   * remote side offers it again (Relay.handleBatch) once it knows.
+   */
+  standIn(sessionId: string, standIn: Endpoint, from: Endpoint, raw: Uint8Array): StandInVerdict;
 }
 
 /** What one handled batch (or one expiry pass) changed, in order. */
@@ -145,6 +151,7 @@ export class Relay {
       sink,
       { timeoutMs: opts.config.sessionTimeoutSecs * 1000, requireProof: opts.config.verifySource || (this.policy.authEnabled ?? false), ...opts.limits },
       this.policy.admit,
+      remote && { isStandIn: (e) => remote.isRemote(e), check: (id, standIn, from, raw) => remote.standIn(id, standIn, from, raw) },
     );
   }
 

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { configPath, loadConfigFile } from "../config/config-file.ts";
 import { DEFAULTS, type RawRelayFlags, type RelayConfig, resolveRelayConfig, unknownEnvWarnings } from "../config/config.ts";
-import { fleetArgs, type FleetOptions, type RawFleetFlags, REDIS_PASSWORD_ENV, resolveFleetOptions } from "../fleet/options.ts";
+import { fleetArgs, type FleetOptions, type RawFleetFlags, FLEET_ENV_ONLY_VARIABLES, resolveFleetOptions } from "../fleet/options.ts";
 import type { Logger } from "../log.ts";
 import { resolveSecurityOptions, securityArgs, securityFlags, type SecurityOptions } from "../security/options.ts";
 import { type SecretFileInfo, secretFileWarning } from "../security/secret-file.ts";
@@ -126,7 +126,7 @@ export const relayCommand = defineCommand({
     const service = new RelayService(config, { security, fleet });
     const logger = service.logger;
     warnAboutSecretFiles(logger, [...security.secretFiles, ...(fleet?.secretFiles ?? [])]);
-    for (const warning of unknownEnvWarnings(process.env, EXTRA_FILE_KEYS, [REDIS_PASSWORD_ENV])) logger.warn(warning);
+    for (const warning of unknownEnvWarnings(process.env, EXTRA_FILE_KEYS, FLEET_ENV_ONLY_VARIABLES)) logger.warn(warning);
     if (parsed["check-config"]) {
       process.stdout.write(`${describeChecked(config, configPath(parsed.config, process.env))}\n`);
       return;
@@ -182,9 +182,9 @@ export const relayCommand = defineCommand({
       if (phase !== "running") return logger.info("received SIGHUP while stopping; not reloaded");
       try {
         const next = loadSettings(parsed, rawArgs, process.env);
-        // Only the auth secrets are reloaded; the fleet's files are read again but not used until a restart.
-        warnAboutSecretFiles(logger, next.security.secretFiles);
-        const needsRestart = service.reload({ config: next.config, security: next.security });
+        // The auth secrets and the fleet secrets are reloaded; other fleet settings need a restart.
+        warnAboutSecretFiles(logger, [...next.security.secretFiles, ...(next.fleet?.secretFiles ?? [])]);
+        const needsRestart = service.reload({ config: next.config, security: next.security, fleet: next.fleet });
         service.operations.reloads.ok++;
         logger.info("received SIGHUP, configuration reloaded", { "log-level": next.config.logLevel, sessions: service.sessionCount });
         if (needsRestart.length) logger.warn("changed settings take effect only after a restart", { settings: needsRestart.join(",") });

@@ -1,27 +1,69 @@
 /**
- * Relay-to-relay bridge datagrams: a peer's datagram wrapped with the session it belongs to and an
- * HMAC under the fleet secret, so only fleet members can inject traffic into a session.
+ * Relay-to-relay bridge frames, version 2: a peer's datagram wrapped with its session id (type 0), or
+ * a ping/pong between relays (types 1, 2; no session id). Big-endian:
  *
- *   magic "\0qrb" (4) | version (1) | session id length (1) | sent-at ms, u48 (6) | session id | payload | tag (16)
+ *   magic "\0qrb" (4) | version 2 (1) | type (1) | key id (1) | session id length (1)
+ *   | sent-at ms u48 (6) | epoch ms u48 (6) | counter u32 (4) | session id | payload | tag (16)
  *
- * The tag is HMAC-SHA256 over everything before it, truncated to 16 bytes. The magic starts with a
- * zero byte, which no QUIC packet does (the fixed bit 0x40 is always set), so a relay can tell a
- * bridge datagram from a peer's packet with one byte compare before any decode.
- * Replay: a datagram is accepted while its timestamp is within the window of the receiver's clock;
- * a replay inside the window delivers a duplicate, which QUIC discards by packet number.
+ * The magic starts with a zero byte, which no QUIC packet does (the fixed bit 0x40 is set).
+ * Bound to both relays: the tag (HMAC-SHA256 over all bytes before it, truncated to 16) is made under
+ * K(sender -> receiver) = HMAC-SHA256(secret, "quic-relay bridge v2\0" + sender + "\0" + receiver).
+ * No id is on the wire; the receiver names the sender by the datagram's source address, so a frame
+ * verifies only at the relay it was made for and only as coming from the relay that made it.
+ * Rotation: a relay sends under its first secret and accepts any of them; the key id byte (first
+ * byte of SHA-256 over "quic-relay bridge key id\0" + secret) picks the secret to verify with.
+ * Replay: (epoch, counter) is a nonce per directed pair; the receiver accepts each nonce once
+ * (ReplayWindow per sender), and a restarted sender's later epoch supersedes its old one. Sent-at
+ * within `replayWindowMs` of the receiver's clock bounds what a receiver that restarted with empty
+ * windows can be fed: frames of the last window of time, each at most once (QUIC drops duplicates).
  */
 import { MAX_SESSION_ID_LENGTH } from "../protocol/reg.ts";
+import { ReplayWindow } from "./replay-window.ts";
 
 export const BRIDGE_MAGIC = new Uint8Array([0x00, 0x71, 0x72, 0x62]);
-export const BRIDGE_VERSION = 1;
+export const BRIDGE_VERSION = 2;
 export const BRIDGE_TAG_LENGTH = 16;
-const FIXED_HEADER = 4 + 1 + 1 + 6;
-/** Bytes a bridge datagram adds to the peer's payload for a session id of `sessionIdLength` bytes. */
+const HEADER = 24;
+const AT_VERSION = 4;
+const AT_TYPE = 5;
+const AT_KEY_ID = 6;
+const AT_SID_LENGTH = 7;
+const AT_SENT_AT = 8;
+const AT_EPOCH = 14;
+const AT_COUNTER = 20;
+const COUNTER_LIMIT = 2 ** 32;
+const KEY_ID_LABEL = "quic-relay bridge key id\0";
+const PAIR_KEY_LABEL = "quic-relay bridge v2\0";
+/** Derived keys are cheap to derive again; the cap only bounds a caller passing many sender ids. */
+const MAX_CACHED_PEERS = 4096;
+const MAX_CACHED_SESSION_IDS = 65_536;
+const utf8 = new TextEncoder();
+
+/** Bytes a bridge frame adds to its payload for a session id of `sessionIdLength` bytes (0 for ping/pong). */
 export function bridgeOverhead(sessionIdLength: number): number {
-  return FIXED_HEADER + sessionIdLength + BRIDGE_TAG_LENGTH;
+  return HEADER + sessionIdLength + BRIDGE_TAG_LENGTH;
 }
 
-/** Why a datagram was not accepted as a bridge datagram; also the label it is counted under. */
+/** Cheap check before any decode. */
+export function isBridgeDatagram(data: Uint8Array): boolean {
+  return data.length >= 4 && data[0] === 0x00 && data[1] === 0x71 && data[2] === 0x72 && data[3] === 0x62;
+}
+
+/** The key id byte frames made under `secret` carry. */
+export function bridgeKeyId(secret: string | Uint8Array): number {
+  return new Bun.CryptoHasher("sha256").update(KEY_ID_LABEL).update(secret).digest()[0]!;
+}
+
+export const BridgeFrameType = {
+  /** A peer's datagram for a session. */
+  Data: 0,
+  /** A relay asking another whether it is reachable; the payload is echoed in the pong. */
+  Ping: 1,
+  Pong: 2,
+} as const;
+export type BridgeFrameType = (typeof BridgeFrameType)[keyof typeof BridgeFrameType];
+
+/** Why a datagram was not accepted as a bridge frame; also the label it is counted under. */
 export const BridgeError = {
   /** Shorter than a header and a tag, or the session id runs past the end. */
   Truncated: "truncated",
@@ -29,12 +71,18 @@ export const BridgeError = {
   BadMagic: "bad-magic",
   /** A version this relay does not speak. */
   BadVersion: "bad-version",
-  /** Session id length 0 or above the protocol maximum. */
+  /** A frame type this relay does not know. */
+  BadType: "bad-type",
+  /** A data frame's session id length 0 or above the protocol maximum, or a ping/pong with one. */
   BadSessionId: "bad-session-id",
-  /** The tag does not match: wrong secret, tampered, or forged. */
+  /** The key id matches none of this relay's secrets: the sender rotated to a secret this relay lacks. */
+  UnknownKey: "unknown-key",
+  /** The tag does not match: another secret, another sender or receiver, tampered, or forged. */
   BadTag: "bad-tag",
-  /** Timestamp outside the replay window. */
+  /** Sent-at outside the replay window of the receiver's clock, or an epoch beyond it. */
   Stale: "stale",
+  /** A nonce this receiver already accepted from that sender, or one too far behind. */
+  Replayed: "replayed",
 } as const;
 export type BridgeError = (typeof BridgeError)[keyof typeof BridgeError];
 
@@ -43,67 +91,195 @@ export class BridgeEncodeError extends Error {
   override name = "BridgeEncodeError";
 }
 
-export type BridgeDecode =
-  | { ok: true; sessionId: string; payload: Uint8Array; sentAt: number }
-  | { ok: false; error: BridgeError };
-
-/** Cheap check before any decode. */
-export function isBridgeDatagram(data: Uint8Array): boolean {
-  return data.length >= 4 && data[0] === 0x00 && data[1] === 0x71 && data[2] === 0x72 && data[3] === 0x62;
+/** Thrown when a codec is given unusable options or secrets. */
+export class BridgeConfigError extends Error {
+  override name = "BridgeConfigError";
 }
 
-/** Encodes and verifies bridge datagrams under one fleet secret. */
+export interface BridgeFrame {
+  type: BridgeFrameType;
+  /** Empty for ping and pong. */
+  sessionId: string;
+  /** A view into the decoded datagram. */
+  payload: Uint8Array;
+  /** The sender's clock when it sent the frame, ms. */
+  sentAt: number;
+}
+
+export type BridgeDecode = { ok: true; frame: BridgeFrame } | { ok: false; error: BridgeError };
+
+export interface BridgeCodecOptions {
+  /** This relay's id, as the other relays name it (its advertised address). Must not contain "\0". */
+  self: string;
+  /** Fleet secrets: the first one signs what this relay sends, any of them verifies what it receives. */
+  secrets: readonly (string | Uint8Array)[];
+  /** Largest accepted difference between a frame's sent-at and the receiver's clock. Default 30 000. */
+  replayWindowMs?: number;
+  /** Milliseconds since the epoch; default Date.now. */
+  clock?: () => number;
+  /** Testing only: the counter a new sequence starts at, to reach the 2^32 rollover quickly. Default 0. */
+  startCounter?: number;
+}
+
+/** One fleet secret with the keyed hashers derived from it, by the other relay's id. */
+interface FleetKey {
+  readonly id: number;
+  readonly secret: Uint8Array;
+  readonly toPeer: Map<string, Bun.CryptoHasher>;
+  readonly fromPeer: Map<string, Bun.CryptoHasher>;
+}
+
+/** The nonce sequence this relay uses towards one receiver. */
+interface Sequence {
+  epoch: number;
+  counter: number;
+}
+
+/** Encodes frames to other relays and verifies frames from them, for one relay of a fleet. */
 export class BridgeCodec {
-  private readonly keyed: Bun.CryptoHasher;
+  readonly self: string;
+  readonly replayWindowMs: number;
+  private readonly clock: () => number;
+  private readonly startCounter: number;
+  private keys: FleetKey[] = [];
+  private readonly sequences = new Map<string, Sequence>();
+  private readonly windows = new Map<string, ReplayWindow>();
+  /** Lowest epoch a new sequence may take, so one started after `forget` supersedes the old one. */
+  private epochFloor: number;
   /** CryptoHasher.digest needs room for the largest digest. */
   private readonly digest = new Uint8Array(64);
   private readonly sessionIds = new Map<string, Uint8Array>();
 
-  constructor(
-    secret: string | Uint8Array,
-    /** Largest accepted difference between the sender's timestamp and the receiver's clock. */
-    readonly replayWindowMs = 30_000,
-  ) {
-    this.keyed = new Bun.CryptoHasher("sha256", typeof secret === "string" ? new TextEncoder().encode(secret) : secret);
+  constructor(options: BridgeCodecOptions) {
+    if (options.self.length === 0 || options.self.includes("\0")) throw new BridgeConfigError(`relay id ${JSON.stringify(options.self)} cannot name a bridge endpoint`);
+    const replayWindowMs = options.replayWindowMs ?? 30_000;
+    if (!(replayWindowMs > 0)) throw new BridgeConfigError(`replay window of ${replayWindowMs} ms must be positive`);
+    const startCounter = options.startCounter ?? 0;
+    if (!Number.isInteger(startCounter) || startCounter < 0 || startCounter >= COUNTER_LIMIT) throw new BridgeConfigError(`start counter ${startCounter} is not in 0..2^32-1`);
+    this.self = options.self;
+    this.replayWindowMs = replayWindowMs;
+    this.clock = options.clock ?? Date.now;
+    this.startCounter = startCounter;
+    this.epochFloor = this.clock();
+    this.setSecrets(options.secrets);
   }
 
-  encode(sessionId: string, payload: Uint8Array, now: number = Date.now()): Uint8Array {
-    const sid = this.sessionIdBytes(sessionId);
-    const out = new Uint8Array(bridgeOverhead(sid.length) + payload.length);
+  /** Replaces the secrets (rotation at run time); keys derived from the old ones are dropped. */
+  setSecrets(secrets: readonly (string | Uint8Array)[]): void {
+    if (secrets.length === 0) throw new BridgeConfigError("a bridge needs at least one fleet secret");
+    this.keys = secrets.map((s) => {
+      const secret = typeof s === "string" ? utf8.encode(s) : s.slice();
+      if (secret.length === 0) throw new BridgeConfigError("a fleet secret must not be empty");
+      return { id: bridgeKeyId(secret), secret, toPeer: new Map(), fromPeer: new Map() };
+    });
+  }
+
+  /** A data frame to relay `to`. Throws BridgeEncodeError for a session id of 0 or > MAX_SESSION_ID_LENGTH bytes. */
+  encode(to: string, sessionId: string, payload: Uint8Array): Uint8Array {
+    return this.encodeFrame(to, BridgeFrameType.Data, this.sessionIdBytes(sessionId), payload);
+  }
+
+  encodePing(to: string, payload: Uint8Array): Uint8Array {
+    return this.encodeFrame(to, BridgeFrameType.Ping, undefined, payload);
+  }
+
+  encodePong(to: string, payload: Uint8Array): Uint8Array {
+    return this.encodeFrame(to, BridgeFrameType.Pong, undefined, payload);
+  }
+
+  /** Never throws. `from` is the sender's relay id. The payload is a view into `data`. Records the nonce only when everything checked out. */
+  decode(from: string, data: Uint8Array): BridgeDecode {
+    if (data.length < HEADER + BRIDGE_TAG_LENGTH) return fail(BridgeError.Truncated);
+    if (!isBridgeDatagram(data)) return fail(BridgeError.BadMagic);
+    if (data[AT_VERSION] !== BRIDGE_VERSION) return fail(BridgeError.BadVersion);
+    const type = data[AT_TYPE]!;
+    if (type > BridgeFrameType.Pong) return fail(BridgeError.BadType);
+    const sidLength = data[AT_SID_LENGTH]!;
+    const sidAllowed = type === BridgeFrameType.Data ? sidLength > 0 && sidLength <= MAX_SESSION_ID_LENGTH : sidLength === 0;
+    if (!sidAllowed) return fail(BridgeError.BadSessionId);
+    const body = data.length - BRIDGE_TAG_LENGTH;
+    if (HEADER + sidLength > body) return fail(BridgeError.Truncated);
+    const rejected = this.verify(from, data, body);
+    if (rejected) return fail(rejected);
+    const now = this.clock();
+    const sentAt = readU48(data, AT_SENT_AT);
+    const epoch = readU48(data, AT_EPOCH);
+    if (Math.abs(now - sentAt) > this.replayWindowMs || epoch - now > this.replayWindowMs) return fail(BridgeError.Stale);
+    let window = this.windows.get(from);
+    if (!window) {
+      window = new ReplayWindow();
+      this.windows.set(from, window);
+    }
+    if (window.admit(epoch, readU32(data, AT_COUNTER)) === "replayed") return fail(BridgeError.Replayed);
+    let sessionId = "";
+    for (let i = HEADER; i < HEADER + sidLength; i++) sessionId += String.fromCharCode(data[i]!);
+    return { ok: true, frame: { type: type as BridgeFrameType, sessionId, payload: data.subarray(HEADER + sidLength, body), sentAt } };
+  }
+
+  /** Drops what this codec keeps about another relay (it left the fleet): keys, nonces seen, nonces sent. */
+  forget(peer: string): void {
+    this.windows.delete(peer);
+    const sequence = this.sequences.get(peer);
+    if (sequence) this.epochFloor = Math.max(this.epochFloor, sequence.epoch + 1);
+    this.sequences.delete(peer);
+    for (const key of this.keys) {
+      key.toPeer.delete(peer);
+      key.fromPeer.delete(peer);
+    }
+  }
+
+  private encodeFrame(to: string, type: BridgeFrameType, sid: Uint8Array | undefined, payload: Uint8Array): Uint8Array {
+    const now = this.clock();
+    const sequence = this.sequence(to, now);
+    if (sequence.counter >= COUNTER_LIMIT) {
+      sequence.epoch = Math.max(now, sequence.epoch + 1);
+      sequence.counter = 0;
+    }
+    const key = this.keys[0]!;
+    const sidLength = sid ? sid.length : 0;
+    const out = new Uint8Array(bridgeOverhead(sidLength) + payload.length);
     out.set(BRIDGE_MAGIC, 0);
-    out[4] = BRIDGE_VERSION;
-    out[5] = sid.length;
-    writeU48(out, 6, now);
-    out.set(sid, FIXED_HEADER);
-    out.set(payload, FIXED_HEADER + sid.length);
+    out[AT_VERSION] = BRIDGE_VERSION;
+    out[AT_TYPE] = type;
+    out[AT_KEY_ID] = key.id;
+    out[AT_SID_LENGTH] = sidLength;
+    writeU48(out, AT_SENT_AT, now);
+    writeU48(out, AT_EPOCH, sequence.epoch);
+    writeU32(out, AT_COUNTER, sequence.counter++);
+    if (sid) out.set(sid, HEADER);
+    out.set(payload, HEADER + sidLength);
     const body = out.length - BRIDGE_TAG_LENGTH;
-    this.tag(out.subarray(0, body));
+    this.tag(pairKey(key.secret, key.toPeer, to, this.self, to), out.subarray(0, body));
     out.set(this.digest.subarray(0, BRIDGE_TAG_LENGTH), body);
     return out;
   }
 
-  /** Never throws. The payload is a view into `data`. */
-  decode(data: Uint8Array, now: number = Date.now()): BridgeDecode {
-    if (data.length < FIXED_HEADER + 1 + BRIDGE_TAG_LENGTH) return fail(BridgeError.Truncated);
-    if (!isBridgeDatagram(data)) return fail(BridgeError.BadMagic);
-    if (data[4] !== BRIDGE_VERSION) return fail(BridgeError.BadVersion);
-    const sidLength = data[5]!;
-    if (sidLength === 0 || sidLength > MAX_SESSION_ID_LENGTH) return fail(BridgeError.BadSessionId);
-    const body = data.length - BRIDGE_TAG_LENGTH;
-    if (FIXED_HEADER + sidLength > body) return fail(BridgeError.Truncated);
-    this.tag(data.subarray(0, body));
-    let diff = 0;
-    for (let i = 0; i < BRIDGE_TAG_LENGTH; i++) diff |= this.digest[i]! ^ data[body + i]!;
-    if (diff !== 0) return fail(BridgeError.BadTag);
-    const sentAt = readU48(data, 6);
-    if (Math.abs(now - sentAt) > this.replayWindowMs) return fail(BridgeError.Stale);
-    let sessionId = "";
-    for (let i = FIXED_HEADER; i < FIXED_HEADER + sidLength; i++) sessionId += String.fromCharCode(data[i]!);
-    return { ok: true, sessionId, payload: data.subarray(FIXED_HEADER + sidLength, body), sentAt };
+  /** Undefined when a secret with the frame's key id makes the same tag for `from` -> self. */
+  private verify(from: string, data: Uint8Array, body: number): BridgeError | undefined {
+    const keyId = data[AT_KEY_ID];
+    let known = false;
+    for (const key of this.keys) {
+      if (key.id !== keyId) continue;
+      known = true;
+      this.tag(pairKey(key.secret, key.fromPeer, from, from, this.self), data.subarray(0, body));
+      let diff = 0;
+      for (let i = 0; i < BRIDGE_TAG_LENGTH; i++) diff |= this.digest[i]! ^ data[body + i]!;
+      if (diff === 0) return undefined;
+    }
+    return known ? BridgeError.BadTag : BridgeError.UnknownKey;
   }
 
-  private tag(bytes: Uint8Array): void {
-    const h = this.keyed.copy();
+  private sequence(to: string, now: number): Sequence {
+    let sequence = this.sequences.get(to);
+    if (!sequence) {
+      sequence = { epoch: Math.max(now, this.epochFloor), counter: this.startCounter };
+      this.sequences.set(to, sequence);
+    }
+    return sequence;
+  }
+
+  private tag(keyed: Bun.CryptoHasher, bytes: Uint8Array): void {
+    const h = keyed.copy();
     h.update(bytes);
     h.digest(this.digest);
   }
@@ -111,13 +287,24 @@ export class BridgeCodec {
   private sessionIdBytes(sessionId: string): Uint8Array {
     let sid = this.sessionIds.get(sessionId);
     if (sid) return sid;
-    sid = new TextEncoder().encode(sessionId);
+    sid = utf8.encode(sessionId);
     if (sid.length === 0 || sid.length > MAX_SESSION_ID_LENGTH) throw new BridgeEncodeError(`session id of ${sid.length} bytes cannot be bridged`);
     // Bounded cache: session ids of live bridged sessions only, cleared when it grows past them.
-    if (this.sessionIds.size >= 65_536) this.sessionIds.clear();
+    if (this.sessionIds.size >= MAX_CACHED_SESSION_IDS) this.sessionIds.clear();
     this.sessionIds.set(sessionId, sid);
     return sid;
   }
+}
+
+/** The keyed hasher for K(sender -> receiver) under `secret`, cached in `cache` by the other relay's id, `peer`. */
+function pairKey(secret: Uint8Array, cache: Map<string, Bun.CryptoHasher>, peer: string, sender: string, receiver: string): Bun.CryptoHasher {
+  let keyed = cache.get(peer);
+  if (keyed) return keyed;
+  const pair = new Bun.CryptoHasher("sha256", secret).update(PAIR_KEY_LABEL + sender + "\0" + receiver).digest();
+  keyed = new Bun.CryptoHasher("sha256", pair);
+  if (cache.size >= MAX_CACHED_PEERS) cache.clear();
+  cache.set(peer, keyed);
+  return keyed;
 }
 
 function fail(error: BridgeError): BridgeDecode {
@@ -127,17 +314,22 @@ function fail(error: BridgeError): BridgeDecode {
 function writeU48(out: Uint8Array, at: number, value: number): void {
   const v = Math.max(0, Math.floor(value));
   const high = Math.floor(v / 2 ** 32) & 0xffff;
-  const low = v >>> 0;
   out[at] = high >>> 8;
   out[at + 1] = high & 0xff;
-  out[at + 2] = low >>> 24;
-  out[at + 3] = (low >>> 16) & 0xff;
-  out[at + 4] = (low >>> 8) & 0xff;
-  out[at + 5] = low & 0xff;
+  writeU32(out, at + 2, v >>> 0);
+}
+
+function writeU32(out: Uint8Array, at: number, value: number): void {
+  out[at] = value >>> 24;
+  out[at + 1] = (value >>> 16) & 0xff;
+  out[at + 2] = (value >>> 8) & 0xff;
+  out[at + 3] = value & 0xff;
 }
 
 function readU48(data: Uint8Array, at: number): number {
-  const high = (data[at]! << 8) | data[at + 1]!;
-  const low = ((data[at + 2]! << 24) | (data[at + 3]! << 16) | (data[at + 4]! << 8) | data[at + 5]!) >>> 0;
-  return high * 2 ** 32 + low;
+  return ((data[at]! << 8) | data[at + 1]!) * 2 ** 32 + readU32(data, at + 2);
+}
+
+function readU32(data: Uint8Array, at: number): number {
+  return ((data[at]! << 24) | (data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!) >>> 0;
 }

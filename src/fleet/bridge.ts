@@ -2,8 +2,8 @@ import type { DataPlane, InboundDatagram } from "../dataplane/types.ts";
 import type { Endpoint } from "../net/address.ts";
 import type { Totals } from "../metrics/directions.ts";
 import type { RemotePeers } from "../relay.ts";
-import type { Direction } from "../sessions/types.ts";
-import { type BridgeCodec, type BridgeError, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
+import type { Direction, StandInVerdict } from "../sessions/types.ts";
+import { type BridgeCodec, BridgeError, BridgeFrameType, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
 
 /** Addresses of virtual endpoints: a remote partner appears in the session table as `fleet:<relay>` port n. */
 export const VIRTUAL_ADDRESS_PREFIX = "fleet:";
@@ -31,12 +31,18 @@ export interface RemoteLink {
   active: boolean;
 }
 
+/** Why a bridge datagram was refused: the codec's reasons, or a source that is no fleet member. */
+export type BridgeRejection = BridgeError | "unknown-sender";
+export const BRIDGE_REJECTIONS: readonly BridgeRejection[] = ["unknown-sender", ...Object.values(BridgeError)];
+
 export interface BridgeCounters {
   /** Bridge datagrams sent to other relays / delivered from them. */
   sent: number;
   delivered: number;
-  /** Rejected bridge datagrams by reason (forged, stale, malformed). */
-  rejected: Partial<Record<BridgeError, number>>;
+  /** Rejected bridge datagrams by reason (not from a member, forged, replayed, stale, malformed). */
+  rejected: Partial<Record<BridgeRejection, number>>;
+  /** Authentic data frames for a linked session from another relay than the link's (not delivered). */
+  otherRelay: number;
   /** Authentic bridge datagrams for a session with no local peer to deliver to. */
   noSession: number;
   /** Peer datagrams too large to wrap within the datagram size limit. */
@@ -45,10 +51,18 @@ export interface BridgeCounters {
 
 /** What the bridge cannot settle alone; the fleet's coordinator answers. */
 export interface BridgeEvents {
-  /** An authentic bridge datagram for a session that has no link here. */
-  unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void;
-  /** An authentic bridge datagram for a linked session came from another relay than the link's. */
-  moved(link: RemoteLink, from: Endpoint): void;
+  /** The member relay sending from `from` (its advertised address), or undefined: only members' frames are decoded. */
+  senderOf(from: Endpoint): string | undefined;
+  /** An authentic frame came from `relay`. */
+  heard(relay: string): void;
+  /** An authentic pong from `relay`. */
+  pong(relay: string, payload: Uint8Array): void;
+  /** An authentic data frame from `relay` for a session that has no link here. */
+  unlinked(sessionId: string, relay: string, payload: Uint8Array): void;
+  /** An authentic data frame for a linked session from another relay than the link's: true when the link now points there. */
+  moved(link: RemoteLink, relay: string): boolean;
+  /** A REG found the session full, its other peer standing for a peer on the link's relay (RemotePeers.standIn). */
+  standIn(link: RemoteLink, from: Endpoint, raw: Uint8Array): StandInVerdict;
 }
 
 /**
@@ -59,7 +73,7 @@ export interface BridgeEvents {
  * sees them. The data plane is only used to send.
  */
 export class FleetBridge implements RemotePeers {
-  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, noSession: 0, oversize: 0 };
+  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0 };
   private readonly byPort = new Map<number, RemoteLink>();
   private readonly bySession = new Map<string, RemoteLink>();
   private readonly byPeerId = new Map<number, RemoteLink>();
@@ -127,7 +141,7 @@ export class FleetBridge implements RemotePeers {
       this.bridge.oversize++;
       return;
     }
-    this.plane.send(this.codec.encode(link.sessionId, data), link.target);
+    this.plane.send(this.codec.encode(link.relay, link.sessionId, data), link.target);
     link.packetsOut++;
     this.bridge.sent++;
   }
@@ -162,20 +176,43 @@ export class FleetBridge implements RemotePeers {
     return { first_to_second: { ...this.delivered.first_to_second }, second_to_first: { ...this.delivered.second_to_first } };
   }
 
+  standIn(sessionId: string, standIn: Endpoint, from: Endpoint, raw: Uint8Array): StandInVerdict {
+    const link = this.byPort.get(standIn.port);
+    if (!link || link.sessionId !== sessionId) return "live";
+    return this.events.standIn(link, from, raw);
+  }
+
+  /** Sends an authenticated ping to relay `relay` at `target`. */
+  ping(relay: string, target: Endpoint, payload: Uint8Array): void {
+    this.plane.send(this.codec.encodePing(relay, payload), target);
+  }
+
   private receiveBridge(d: InboundDatagram): void {
-    const decoded = this.codec.decode(d.data);
-    if (!decoded.ok) {
-      this.bridge.rejected[decoded.error] = (this.bridge.rejected[decoded.error] ?? 0) + 1;
-      return;
-    }
-    const link = this.bySession.get(decoded.sessionId);
+    const from: Endpoint = { address: d.address, port: d.port };
+    const sender = this.events.senderOf(from);
+    if (sender === undefined) return this.reject("unknown-sender");
+    const decoded = this.codec.decode(sender, d.data);
+    if (!decoded.ok) return this.reject(decoded.error);
+    const frame = decoded.frame;
+    this.events.heard(sender);
+    if (frame.type === BridgeFrameType.Ping) return this.plane.send(this.codec.encodePong(sender, frame.payload), from);
+    if (frame.type === BridgeFrameType.Pong) return this.events.pong(sender, frame.payload);
+    const link = this.bySession.get(frame.sessionId);
     if (!link || !link.deliverTo) {
       this.bridge.noSession++;
-      this.events.unlinked(decoded.sessionId, { address: d.address, port: d.port }, decoded.payload);
+      this.events.unlinked(frame.sessionId, sender, frame.payload);
       return;
     }
-    if (d.port !== link.target.port || d.address !== link.target.address) this.events.moved(link, { address: d.address, port: d.port });
-    this.deliver(link, decoded.payload);
+    // A link points at one relay; it moves only when the directory or a failed ping says that relay is gone.
+    if (link.relay !== sender && !this.events.moved(link, sender)) {
+      this.bridge.otherRelay++;
+      return;
+    }
+    this.deliver(link, frame.payload);
+  }
+
+  private reject(reason: BridgeRejection): void {
+    this.bridge.rejected[reason] = (this.bridge.rejected[reason] ?? 0) + 1;
   }
 
   /** Sends a payload that came over the bridge to the link's local peer. */

@@ -3,11 +3,35 @@ import { endpointKey, hostOf, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
 import type { Relay } from "../relay.ts";
 import { formatEndpoint } from "../net/address.ts";
-import type { Session, SessionEvent } from "../sessions/types.ts";
+import type { Session, SessionEvent, StandInVerdict } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
 import type { FleetOptions } from "./options.ts";
 import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
 import { directionOf } from "../sessions/peer.ts";
+import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
+
+/**
+ * A relay stays a member this long after the directory last named it: a restarted, empty Redis
+ * lists each relay again only at its next heartbeat, and bridges must not stop meanwhile.
+ */
+const MEMBER_FORGET_MS = 60_000;
+
+/** Frames from unknown addresses read the member set again at most this often (10 reads a second at most, whatever the junk rate). */
+const MEMBER_REFRESH_MS = 100;
+
+/** REGs held per relay while its liveness is checked (each is offered again once known). */
+const MAX_PENDING_REGS = 256;
+
+interface Member {
+  relay: string;
+  /** When the directory (member set, a session entry, a join message) last named it. */
+  seenAt: number;
+}
+
+interface PendingReg {
+  from: Endpoint;
+  raw: Uint8Array;
+}
 
 export interface FleetStats {
   reachable: boolean;
@@ -18,6 +42,8 @@ export interface FleetStats {
   bridgedTotal: number;
   /** Sessions this relay has entered in the directory. */
   announced: number;
+  /** Liveness pings sent to other relays, and checks that found one gone. */
+  liveness: { pings: number; gone: number };
 }
 
 interface Announced {
@@ -34,8 +60,16 @@ export class FleetCoordinator {
   private readonly announced = new Map<string, Announced>();
   /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
   private deadRelays = new Set<string>();
-  /** Addresses of the fleet's relays (endpointKey of the host as hostOf gives it, and port). */
-  private memberAddresses = new Set<string>();
+  /** The fleet's relays by address (endpointKey of the host as hostOf gives it, and port) -> relay id. */
+  private members = new Map<string, Member>();
+  private readonly liveness: RelayLiveness;
+  /** REGs waiting for a relay's liveness check, by relay; offered again when it ends. */
+  private readonly pendingRegs = new Map<string, PendingReg[]>();
+  /** When the member set was last read from the directory, and the next read asked for by an unknown sender. */
+  private membersReadAt = 0;
+  private membersTimer: ReturnType<typeof setTimeout> | undefined;
+  /** While pending REGs are offered again: a verdict still unknown then counts as live (no loop). */
+  private reoffering = false;
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private bridgedTotal = 0;
@@ -49,7 +83,13 @@ export class FleetCoordinator {
     private readonly directory: FleetDirectory,
     private readonly options: FleetOptions,
     private readonly logger: Logger,
+    liveness: LivenessOptions = DEFAULT_LIVENESS,
   ) {
+    this.liveness = new RelayLiveness((relay, nonce) => {
+      const target = this.endpointOf(relay);
+      if (target) this.bridge.ping(relay, target, nonce);
+      return target !== undefined;
+    }, liveness);
     const timeoutMs = relay.table.limits.timeoutMs;
     this.refreshMs = Math.min(30_000, Math.max(1000, timeoutMs / 3));
     // A live session's entry must survive until the next refresh pass.
@@ -69,6 +109,8 @@ export class FleetCoordinator {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.membersTimer) clearTimeout(this.membersTimer);
+    this.liveness.stop();
     if (this.directory.reachable) {
       const work = Promise.all([...this.announced.keys()].map((id) => this.directory.withdraw(id)));
       await Promise.race([work, Bun.sleep(500)]);
@@ -86,6 +128,7 @@ export class FleetCoordinator {
       bridgedNow,
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
+      liveness: { ...this.liveness.counts },
     };
   }
 
@@ -102,6 +145,8 @@ export class FleetCoordinator {
         const target = this.endpointOf(relay);
         if (!target) continue;
         this.bridge.createLink(session.id, relay, target, peer.endpoint.port);
+        // The directory may be down: the link's relay is a member as far as its frames go.
+        this.learnMember(relay);
         const partner = session.peers.find((p) => p !== peer);
         if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer));
         this.announced.set(session.id, { localPeers: countLocal(session), at: 0 });
@@ -112,6 +157,7 @@ export class FleetCoordinator {
   /** Another relay holds the other peer of a session whose first peer is here. */
   joined(message: JoinMessage): void {
     if (message.relay === this.options.advertise) return;
+    this.learnMember(message.relay);
     const target = this.endpointOf(message.relay);
     if (!this.attach(message.session, message.relay, target)) void this.retarget(message.session, message.relay, target);
   }
@@ -141,12 +187,21 @@ export class FleetCoordinator {
     const others = await this.directory.announce(sessionId, localPeers, this.ttlMs);
     if (!others || localPeers !== 1 || this.bridge.link(sessionId)) return;
     // The other peer is on another relay when exactly one other live relay holds exactly one peer.
-    const candidates: string[] = [];
+    let candidates: string[] = [];
     for (const [relay, n] of others) {
       if (n !== 1) continue;
+      // Written by a relay of the fleet: its frames (a pong, data) are accepted from now on.
+      this.learnMember(relay);
       const alive = await this.directory.alive(relay);
       if (alive) candidates.push(relay);
       else if (alive === false) void this.directory.forget(sessionId, relay);
+    }
+    // Two relays holding one peer each: one of them may have just died, its health key not yet
+    // expired (the peer it held registered here since). Those that do not answer drop out.
+    if (candidates.length > 1) {
+      const gone = await Promise.all(candidates.map((relay) => this.gone(relay, true)));
+      for (const [i, relay] of candidates.entries()) if (gone[i]) void this.directory.forget(sessionId, relay);
+      candidates = candidates.filter((_, i) => !gone[i]);
     }
     if (candidates.length !== 1) return;
     const relay = candidates[0]!;
@@ -162,27 +217,125 @@ export class FleetCoordinator {
     const link = this.bridge.link(sessionId);
     if (!link || !target || link.relay === relay) return false;
     const previous = link.relay;
-    if ((await this.directory.alive(previous)) !== false || this.bridge.link(sessionId) !== link) return false;
-    link.relay = relay;
-    link.target = target;
-    this.logger.info("bridged session moved to another relay", { session: sessionId, from: previous, to: relay });
+    if (!(await this.gone(previous, true)) || this.bridge.link(sessionId) !== link) return false;
+    this.follow(link, relay, target);
     return true;
   }
 
-  /** Authentic bridge datagram for a session that has no link here (its join message was missed). */
-  unlinked(sessionId: string, from: Endpoint, payload: Uint8Array): void {
-    if (!this.attach(sessionId, formatEndpoint(from), from)) return;
+  private follow(link: RemoteLink, relay: string, target: Endpoint): void {
+    const previous = link.relay;
+    link.relay = relay;
+    link.target = target;
+    this.logger.info("bridged session moved to another relay", { session: link.sessionId, from: previous, to: relay });
+  }
+
+  /**
+   * Whether `relay` is gone: the directory says so (its health key expired), or it does not answer
+   * a ping. The directory alone would take three heartbeats to notice a death.
+   */
+  private async gone(relay: string, ask = false): Promise<boolean> {
+    if (this.deadRelays.has(relay) || this.liveness.known(relay) === "gone") return true;
+    if ((await this.directory.alive(relay)) === false) {
+      this.deadRelays.add(relay);
+      return true;
+    }
+    return !(await this.liveness.check(relay, ask));
+  }
+
+  /** The member relay at `from`, for bridge frames: frames from any other address are refused. */
+  senderOf(from: Endpoint): string | undefined {
+    const member = this.members.get(endpointKey(hostOf(from.address), from.port));
+    if (member === undefined) this.refreshMembersSoon();
+    return member?.relay;
+  }
+
+  /**
+   * A frame from an address that is no member: a relay that joined since the last heartbeat, or
+   * junk. The member set is read again, at most once per MEMBER_REFRESH_MS.
+   */
+  private refreshMembersSoon(): void {
+    if (this.stopped || this.membersTimer) return;
+    const wait = Math.max(0, this.membersReadAt + MEMBER_REFRESH_MS - Date.now());
+    this.membersTimer = setTimeout(() => {
+      this.membersTimer = undefined;
+      if (!this.stopped) void this.refreshMembers();
+    }, wait);
+  }
+
+  heard(relay: string): void {
+    this.liveness.heard(relay);
+  }
+
+  pong(relay: string, payload: Uint8Array): void {
+    this.liveness.answered(relay, payload);
+  }
+
+  /** Authentic data frame from member `relay` for a session that has no link here (its join message was missed). */
+  unlinked(sessionId: string, relay: string, payload: Uint8Array): void {
+    if (!this.attach(sessionId, relay, this.endpointOf(relay))) return;
     const link = this.bridge.link(sessionId);
     if (link) this.bridge.deliver(link, payload);
   }
 
-  /** The remote peer's new relay spoke first (before its join message): follow it if the old relay is gone. */
-  moved(link: RemoteLink, from: Endpoint): void {
-    if (!this.deadRelays.has(link.relay)) return;
-    const previous = link.relay;
-    link.relay = formatEndpoint(from);
-    link.target = from;
-    this.logger.info("bridged session moved to another relay", { session: link.sessionId, from: previous, to: link.relay });
+  /**
+   * The remote peer's new relay spoke first (before its join message): the link follows it only
+   * once its relay is known to be gone; until then, its frames are not delivered, and the first
+   * starts a check.
+   */
+  moved(link: RemoteLink, relay: string): boolean {
+    if (this.deadRelays.has(link.relay) || this.liveness.known(link.relay) === "gone") {
+      const target = this.endpointOf(relay);
+      if (!target) return false;
+      this.follow(link, relay, target);
+      return true;
+    }
+    void this.gone(link.relay);
+    return false;
+  }
+
+  /**
+   * A REG found a bridged session full: its sender may be the remote peer, registering here after
+   * its relay died. The stand-in gives way when that relay is gone; when that is not known yet,
+   * the REG waits for a ping (well under a second) and is offered to the relay again.
+   */
+  standIn(link: RemoteLink, from: Endpoint, raw: Uint8Array): StandInVerdict {
+    const relay = link.relay;
+    const known = this.deadRelays.has(relay) ? "gone" : this.liveness.known(relay);
+    if (known === "gone") {
+      this.logger.info("peer of a bridged session registered here after its relay died", { session: link.sessionId, relay, peer: formatEndpoint(from) });
+      void this.directory.forget(link.sessionId, relay);
+      queueMicrotask(() => {
+        if (!this.relay.table.peerAt(link.virtual)) this.bridge.removeLink(link);
+      });
+      return "gone";
+    }
+    // Heard a moment ago proves nothing about now: the relay is asked, unless it just answered.
+    if (this.reoffering) return "live";
+    let pending = this.pendingRegs.get(relay);
+    if (!pending) {
+      this.pendingRegs.set(relay, (pending = []));
+      void this.gone(relay, true).then(() => this.reoffer(relay));
+    }
+    if (pending.length < MAX_PENDING_REGS) pending.push({ from, raw: raw.slice() });
+    return "checking";
+  }
+
+  private reoffer(relay: string): void {
+    const pending = this.pendingRegs.get(relay) ?? [];
+    this.pendingRegs.delete(relay);
+    if (this.stopped || pending.length === 0) return;
+    this.reoffering = true;
+    try {
+      this.relay.handleBatch(pending.map((p) => ({ data: p.raw, address: p.from.address, port: p.from.port, routeId: -1, observed: false })));
+    } finally {
+      this.reoffering = false;
+    }
+  }
+
+  /** A relay named by the directory (a join message): its frames are accepted from its address from now on. */
+  private learnMember(relay: string, now = Date.now()): void {
+    const hp = parseHostPort(relay);
+    if (hp && hp.host !== "") this.members.set(endpointKey(hostOf(hp.host), hp.port), { relay, seenAt: now });
   }
 
   /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
@@ -190,6 +343,7 @@ export class FleetCoordinator {
     if (!target || !this.waitingAlone(sessionId) || this.bridge.link(sessionId)) return false;
     const table = this.relay.table;
     const link = this.bridge.createLink(sessionId, relay, target);
+    this.learnMember(relay);
     if (!table.attachRemote(sessionId, link.virtual) || !link.deliverTo) {
       this.bridge.removeLink(link);
       return false;
@@ -219,9 +373,11 @@ export class FleetCoordinator {
         if (!table.peerAt(link.virtual)) this.bridge.removeLink(link);
         else linked.add(link.relay);
       }
-      const relays = [...linked];
+      // Relays found dead before are asked again: one that came back is no longer dead.
+      const relays = [...new Set([...linked, ...this.deadRelays])];
       const alive = await Promise.all(relays.map((relay) => this.directory.alive(relay)));
-      this.deadRelays = new Set(relays.filter((_, i) => alive[i] === false));
+      for (const [i, relay] of relays.entries()) if (alive[i] === false) this.deadRelays.add(relay);
+      else if (alive[i]) this.deadRelays.delete(relay);
       await this.refreshMembers();
       this.refreshAll(false);
     } catch (error) {
@@ -233,19 +389,17 @@ export class FleetCoordinator {
 
   /** Whether `from` is a relay of the fleet: such an address is never registered as a peer. */
   isMember(from: Endpoint): boolean {
-    return this.memberAddresses.has(endpointKey(hostOf(from.address), from.port));
+    return this.members.has(endpointKey(hostOf(from.address), from.port));
   }
 
-  /** Re-reads the member set; members whose health key is gone leave it. */
+  /** Re-reads the member set; members whose health key is gone leave it (here, after MEMBER_FORGET_MS). */
   private async refreshMembers(): Promise<void> {
+    this.membersReadAt = Date.now();
     const members = await this.directory.members();
     if (!members) return;
-    const addresses = new Set<string>();
-    for (const relay of members) {
-      const hp = parseHostPort(relay);
-      if (hp && hp.host !== "") addresses.add(endpointKey(hostOf(hp.host), hp.port));
-    }
-    this.memberAddresses = addresses;
+    const now = Date.now();
+    for (const relay of members) this.learnMember(relay, now);
+    for (const [key, member] of this.members) if (now - member.seenAt > MEMBER_FORGET_MS) this.members.delete(key);
     const others = members.filter((m) => m !== this.options.advertise);
     const alive = await Promise.all(others.map((relay) => this.directory.alive(relay)));
     for (const [i, relay] of others.entries()) if (alive[i] === false) void this.directory.dropMember(relay);

@@ -27,18 +27,27 @@ export interface Fleet {
   stats(): FleetStats | undefined;
   /** Whether `from` is one of the fleet's relays (never registered as a peer). */
   isMember(from: Endpoint): boolean;
+  /** New fleet secrets (SIGHUP): the first signs what this relay sends, every one is accepted. */
+  setSecrets(secrets: readonly string[]): void;
 }
 
 export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagramSize: number, logger: Logger): Fleet {
   let coordinator: FleetCoordinator | undefined;
-  const bridge = new FleetBridge(plane, new BridgeCodec(options.secret, options.replayWindowMs), maxDatagramSize, {
-    unlinked: (sessionId, from, payload) => coordinator?.unlinked(sessionId, from, payload),
-    moved: (link, from) => coordinator?.moved(link, from),
+  const codec = new BridgeCodec({ self: options.advertise, secrets: options.secrets, replayWindowMs: options.replayWindowMs });
+  const bridge = new FleetBridge(plane, codec, maxDatagramSize, {
+    senderOf: (from) => coordinator?.senderOf(from),
+    heard: (relay) => coordinator?.heard(relay),
+    pong: (relay, payload) => coordinator?.pong(relay, payload),
+    unlinked: (sessionId, relay, payload) => coordinator?.unlinked(sessionId, relay, payload),
+    moved: (link, relay) => coordinator?.moved(link, relay) ?? false,
+    standIn: (link, from, raw) => coordinator?.standIn(link, from, raw) ?? "live",
   });
   return {
     bridge,
     async start(relay: Relay) {
-      const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.joined(m));
+      const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.joined(m), {
+        sentinel: options.sentinel,
+      });
       coordinator = new FleetCoordinator(relay, bridge, directory, options, logger);
       await coordinator.start();
       logger.info(`fleet member ${options.advertise}`, { prefix: options.prefix, directory: directory.reachable ? "reachable" : "unreachable" });
@@ -47,6 +56,7 @@ export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagra
       await coordinator?.stop();
     },
     stats: () => coordinator?.stats(),
+    setSecrets: (secrets) => codec.setSecrets(secrets),
     isMember: (from: Endpoint) => coordinator?.isMember(from) ?? false,
   };
 }

@@ -1,6 +1,7 @@
 import { VERSION } from "../version.ts";
 import type { DataPlane, SocketBufferSizes } from "../dataplane/types.ts";
 import type { FleetStats } from "../fleet/coordinator.ts";
+import { BRIDGE_REJECTIONS } from "../fleet/bridge.ts";
 import { DropReason, RefusalCode } from "../protocol/errors.ts";
 import type { Relay } from "../relay.ts";
 import type { SessionEvent } from "../sessions/types.ts";
@@ -127,6 +128,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ reason: DropReason.RelayPair }, stats.drops[DropReason.RelayPair] ?? 0],
     [{ reason: DropReason.RetryBudget }, stats.drops[DropReason.RetryBudget] ?? 0],
     [{ reason: DropReason.CidDisputed }, stats.drops[DropReason.CidDisputed] ?? 0],
+    [{ reason: DropReason.StandInCheck }, stats.drops[DropReason.StandInCheck] ?? 0],
     [{ reason: "unanswered" }, planeCounters.unansweredDrops],
   ];
   w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
@@ -156,6 +158,16 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     w.single("quic_relay_fleet_bridged_sessions", "gauge", "Sessions bridged to another relay right now", src.fleet.bridgedNow);
     w.single("quic_relay_fleet_bridged_total", "counter", "Sessions bridged to another relay since start", src.fleet.bridgedTotal);
     w.single("quic_relay_fleet_announced_sessions", "gauge", "Sessions this relay has entered in the directory", src.fleet.announced);
+    w.single("quic_relay_fleet_directory_failovers_total", "counter", "Times the directory's Redis primary changed (Sentinel)", src.fleet.directory.failovers);
+    w.family(
+      "quic_relay_fleet_bridge_rejected_total",
+      "counter",
+      "Relay-to-relay datagrams refused, by reason (not from a member, forged, replayed, stale, malformed)",
+      BRIDGE_REJECTIONS.map((reason) => [{ reason }, src.fleet!.bridge.rejected[reason] ?? 0] as [Labels, number]),
+    );
+    w.single("quic_relay_fleet_stand_ins_replaced_total", "counter", "Peers that registered here after their relay died and took their stand-in's place", stats.standInsReplaced);
+    w.single("quic_relay_fleet_liveness_pings_total", "counter", "Liveness pings sent to other relays", src.fleet.liveness.pings);
+    w.single("quic_relay_fleet_relays_found_gone_total", "counter", "Liveness checks that found a relay gone (no answer)", src.fleet.liveness.gone);
   }
   if (src.stun) {
     const s = src.stun;

@@ -46,5 +46,7 @@ export const DropReason = {
   CidDisputed: "cid-disputed",
   /** REG from an address with no valid cookie while a RETRY could not be sent (global RETRY budget spent). */
   RetryBudget: "retry-budget",
+  /** REG for a full session whose other peer is on a relay being checked for liveness; offered again once known. */
+  StandInCheck: "stand-in-check",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];

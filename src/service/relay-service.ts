@@ -39,6 +39,8 @@ const DRAIN_CHECK_MS = 100;
 export interface Reloadable {
   config: RelayConfig;
   security?: SecurityOptions;
+  /** Only its secrets are applied (key rotation); other fleet settings need a restart. */
+  fleet?: FleetOptions;
 }
 
 export interface ServiceOptions {
@@ -224,6 +226,13 @@ export class RelayService {
       }
     }
     const needsRestart: string[] = [];
+    const fleetNow = this.options.fleet;
+    if (next.fleet && fleetNow && this.fleet && next.fleet.secrets.join("\n") !== fleetNow.secrets.join("\n")) {
+      this.fleet.setSecrets(next.fleet.secrets);
+      this.options.fleet = { ...fleetNow, secrets: next.fleet.secrets };
+      this.logger.info("fleet secrets replaced", { secrets: next.fleet.secrets.length });
+    }
+    if ((next.fleet === undefined) !== (fleetNow === undefined)) needsRestart.push("fleet");
     for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
       if (RELOADABLE.has(key)) continue;
       if (next.config[key] !== this.config[key]) needsRestart.push(key);

@@ -11,7 +11,7 @@ import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
 import { ShardedMap } from "./sharded-map.ts";
 import { directionOf, partnerOf } from "./peer.ts";
-import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, TableView } from "./types.ts";
+import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, StandIns, TableView } from "./types.ts";
 import { defaultSessionLimits, isProbeSessionId, NO_CIDS, NONE_HELD } from "./types.ts";
 
 /** A session as plain data; times are milliseconds idle when exported. */
@@ -37,6 +37,7 @@ export class SessionTable implements TableView {
     heldAccepted: 0,
     heldDelivered: 0,
     challenges: 0,
+    standInsReplaced: 0,
   };
   readonly limits: SessionLimits;
   /** Every session by id. */
@@ -64,6 +65,8 @@ export class SessionTable implements TableView {
     private readonly sink: SessionSink,
     limits: Partial<SessionLimits> = {},
     private readonly admit: AdmissionCheck = () => undefined,
+    /** Peers standing for peers on other relays (fleet); none on a single relay. */
+    private readonly standIns?: StandIns,
   ) {
     this.limits = { ...defaultSessionLimits, ...limits };
     this.held = new HeldQueue(this.limits, this.stats);
@@ -138,12 +141,21 @@ export class SessionTable implements TableView {
     if (session && session.peers.length === 2) {
       const host = hostOf(from.address);
       const victim = leastRecentlySeen(session.peers.filter((p) => hostOf(p.endpoint.address) === host));
-      if (!victim) return this.refuse(RefusalCode.Full, sessionId, from, raw.length);
-      if (this.wouldPairRelays(from, proven, partnerOf(victim)!, now)) return this.drop(DropReason.RelayPair);
-      if (existing) this.removePeer(existing, now);
-      // Routes first: what the partner sends after the ACK already reaches the new address.
-      this.rebind(victim, from, "reg", now, proven);
-      return this.acknowledge(sessionId, from);
+      if (victim) {
+        if (this.wouldPairRelays(from, proven, partnerOf(victim)!, now)) return this.drop(DropReason.RelayPair);
+        if (existing) this.removePeer(existing, now);
+        // Routes first: what the partner sends after the ACK already reaches the new address.
+        this.rebind(victim, from, "reg", now, proven);
+        return this.acknowledge(sessionId, from);
+      }
+      const standIn = this.standIns && session.peers.find((p) => this.standIns!.isStandIn(p.endpoint));
+      const verdict = standIn ? this.standIns!.check(sessionId, standIn.endpoint, from, raw) : "live";
+      if (verdict === "checking") return this.drop(DropReason.StandInCheck);
+      if (verdict === "live") return this.refuse(RefusalCode.Full, sessionId, from, raw.length);
+      // The peer's relay is gone: it registered here; its stand-in gives way, and the session
+      // pairs as if the partner had been waiting alone.
+      this.stats.standInsReplaced++;
+      this.removePeer(standIn!, now);
     }
     if (session && this.wouldPairRelays(from, proven, session.peers[0]!, now)) return this.drop(DropReason.RelayPair);
     // The address leaves the session it was in before joining another.

@@ -156,6 +156,25 @@ export interface RegPolicy {
   admit?: AdmissionCheck;
 }
 
+/** What becomes of a REG that finds its session full while one peer stands for a peer on another relay. */
+export type StandInVerdict =
+  /** That relay is gone: the stand-in gives way to the registrant. */
+  | "gone"
+  /** Being found out: the REG is dropped now and offered again once the answer is known. */
+  | "checking"
+  /** That relay is alive: the REG is refused as any third host's. */
+  | "live";
+
+/**
+ * Peers in the table that stand for peers registered on another relay (a fleet's bridge). A peer
+ * whose relay died registers again elsewhere: on the relay that holds its partner, it takes the
+ * stand-in's place once that relay is known to be gone.
+ */
+export interface StandIns {
+  isStandIn(endpoint: Endpoint): boolean;
+  check(sessionId: string, standIn: Endpoint, from: Endpoint, raw: Uint8Array): StandInVerdict;
+}
+
 /** What a REG carried as proof that its sender receives at its address. */
 export type RegProof = "valid" | "invalid" | "none";
 
@@ -206,4 +225,6 @@ export interface SessionStats {
   heldDelivered: number;
   /** REGs answered with a RETRY (cookie challenge). */
   challenges: number;
+  /** Stand-ins for peers on a relay that is gone, replaced by the peer registering here (fleet failover). */
+  standInsReplaced: number;
 }

@@ -33,7 +33,7 @@ describe.each(planesUnderTest())("fleet bridge on the %s plane, directory unreac
         redisUrl: "redis://127.0.0.1:1",
         advertise: "127.0.0.1:9",
         advertiseEndpoint: { address: "127.0.0.1", port: 9 },
-        secret: SECRET,
+        secrets: [SECRET],
         prefix: "t",
         heartbeatMs: 200,
         replayWindowMs: 30_000,
@@ -62,27 +62,30 @@ describe.each(planesUnderTest())("fleet bridge on the %s plane, directory unreac
     ]);
     expect(restored).toBe(1);
     await fleet.start(relay);
-    const codec = new BridgeCodec(SECRET);
+    // The remote relay's side of the bridge: frames to and from this relay (advertised as 127.0.0.1:9).
+    const codec = new BridgeCodec({ self: remoteId, secrets: [SECRET] });
+    const self = "127.0.0.1:9";
     const port = relay.local.port;
 
     local.send("to the remote peer", port);
     const wrapped = await remoteRelay.next();
-    const decoded = codec.decode(wrapped.data);
-    expect(decoded.ok && decoded.sessionId).toBe("bridged-1");
-    expect(decoded.ok && text(decoded.payload)).toBe("to the remote peer");
+    const decoded = codec.decode(self, wrapped.data);
+    expect(decoded.ok && decoded.frame.sessionId).toBe("bridged-1");
+    expect(decoded.ok && text(decoded.frame.payload)).toBe("to the remote peer");
 
-    remoteRelay.send(codec.encode("bridged-1", new TextEncoder().encode("from the remote peer")), port);
+    remoteRelay.send(codec.encode(self, "bridged-1", new TextEncoder().encode("from the remote peer")), port);
     const got = await local.next();
     expect(text(got.data)).toBe("from the remote peer");
     expect(got.port).toBe(port);
 
     // Forged: a wrong secret is dropped and counted, nothing reaches the local peer.
-    remoteRelay.send(new BridgeCodec("some-other-secret-xyz").encode("bridged-1", new Uint8Array(5)), port);
-    await eventually(() => fleet.stats()!.bridge.rejected["bad-tag"] === 1);
+    remoteRelay.send(new BridgeCodec({ self: remoteId, secrets: ["some-other-secret-xyz"] }).encode(self, "bridged-1", new Uint8Array(5)), port);
+    const refused = () => (fleet.stats()!.bridge.rejected["bad-tag"] ?? 0) + (fleet.stats()!.bridge.rejected["unknown-key"] ?? 0);
+    await eventually(() => refused() === 1);
     // An authentic datagram after it takes the same path: nothing arrived before it.
-    remoteRelay.send(codec.encode("bridged-1", new TextEncoder().encode("marker")), port);
+    remoteRelay.send(codec.encode(self, "bridged-1", new TextEncoder().encode("marker")), port);
     expect(await local.takeUntil("marker")).toEqual([]);
-    expect(fleet.stats()!.bridge.rejected["bad-tag"]).toBe(1);
+    expect(refused()).toBe(1);
     expect(fleet.stats()!.reachable).toBe(false);
   });
 

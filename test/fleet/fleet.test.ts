@@ -120,29 +120,37 @@ suite.each(planesUnderTest())("a fleet of three relays on the %s plane", (plane)
     await roundTrip(a, r1, b, r2, "post");
   });
 
-  it("drops forged, stale and wrong-secret relay-to-relay datagrams and counts them", async () => {
+  it("drops relay-to-relay datagrams from outside the fleet, and forged, stale and wrong-secret ones from a member's address, and counts them", async () => {
     const [r1, r2] = relays as [FleetRelay, FleetRelay];
     const { a, b, session } = await bridgedPair(r1, r2);
     await roundTrip(a, r1, b, r2, "pre");
     const before = (await r2.stats()).fleet!.bridge.rejected;
-    const attacker = await open("127.0.0.12"); // even from the address of a fleet member
-    const wrongSecret = new BridgeCodec("not-the-fleet-secret-at-all").encode(session, new TextEncoder().encode("forged"));
-    const stale = new BridgeCodec(FLEET_SECRET).encode(session, new TextEncoder().encode("stale"), Date.now() - 120_000);
-    const tampered = new BridgeCodec(FLEET_SECRET).encode(session, new TextEncoder().encode("tampered"));
-    tampered[tampered.length - 20]! ^= 1;
-    for (const d of [wrongSecret, stale, tampered]) send(attacker, r2, d);
-    const rejected = (r: Record<string, number>, reason: string) => (r[reason] ?? 0) - (before[reason] ?? 0);
-    // Rejected (counted) on arrival: nothing of them went on to B.
-    await eventually(async () => {
-      const now = (await r2.stats()).fleet!.bridge.rejected;
-      return rejected(now, "bad-tag") + rejected(now, "stale") >= 3;
-    });
+    const rejected = async (reason: string) => ((await r2.stats()).fleet!.bridge.rejected[reason] ?? 0) - (before[reason] ?? 0);
+    // Made as r1 would make them for r2, with the fleet secret: only r1's address may send them.
+    const asR1 = (secret: string, clock?: () => number) => new BridgeCodec({ self: r1.advertise, secrets: [secret], clock });
+    const authentic = asR1(FLEET_SECRET).encode(r2.advertise, session, new TextEncoder().encode("from outside"));
+    const attacker = await open("127.0.0.12"); // a member's host, another port
+    send(attacker, r2, authentic);
+    await eventually(async () => (await rejected("unknown-sender")) === 1);
+    if (typeof forger !== "string") {
+      const from = { address: r1.host, port: r1.port };
+      const to = { address: r2.host, port: r2.port };
+      const wrongSecret = asR1("not-the-fleet-secret-at-all").encode(r2.advertise, session, new TextEncoder().encode("forged"));
+      const stale = asR1(FLEET_SECRET, () => Date.now() - 120_000).encode(r2.advertise, session, new TextEncoder().encode("stale"));
+      const tampered = asR1(FLEET_SECRET).encode(r2.advertise, session, new TextEncoder().encode("tampered"));
+      tampered[tampered.length - 20]! ^= 1;
+      const forRelay3 = asR1(FLEET_SECRET).encode(relays[2]!.advertise, session, new TextEncoder().encode("for r3"));
+      for (const d of [wrongSecret, stale, tampered, forRelay3]) forger.send(d, from, to);
+      // Rejected (counted) on arrival: nothing of them went on to B.
+      await eventually(async () => (await rejected("unknown-key")) + (await rejected("bad-tag")) + (await rejected("stale")) >= 4);
+      // A wrong secret is told apart by its key id (or, 1 time in 256, fails the tag).
+      expect((await rejected("unknown-key")) + (await rejected("bad-tag"))).toBe(3);
+      expect(await rejected("stale")).toBe(1);
+    }
     expect(b.inbox).toEqual([]);
-    const after = (await r2.stats()).fleet!.bridge.rejected;
-    expect((after["bad-tag"] ?? 0) - (before["bad-tag"] ?? 0)).toBe(2);
-    expect((after.stale ?? 0) - (before.stale ?? 0)).toBe(1);
     await roundTrip(a, r1, b, r2, "post");
   });
+
   it.skipIf(typeof forger === "string")("never registers the address of another fleet member (a forged REG from it)", async () => {
     const [r1, r2] = relays as [FleetRelay, FleetRelay];
     const forge = forger as Forger;

@@ -161,7 +161,7 @@ describe.each(planesUnderTest())("malformed rows restored in-process, socket and
     let member: Fleet | undefined;
     if (fleet) {
       const advertise = "127.0.0.1:9";
-      const options = { redisUrl: "redis://127.0.0.1:1", advertise, advertiseEndpoint: { address: "127.0.0.1", port: 9 }, secret: fleet.secret, prefix: "t", heartbeatMs: 200, replayWindowMs: 30_000 };
+      const options = { redisUrl: "redis://127.0.0.1:1", advertise, advertiseEndpoint: { address: "127.0.0.1", port: 9 }, secrets: [fleet.secret], prefix: "t", heartbeatMs: 200, replayWindowMs: 30_000 };
       member = prepareFleet(plane, options, config.maxDatagramSize, logger);
     }
     const relay = new Relay({ config, plane, logger, remote: member?.bridge });
@@ -220,9 +220,9 @@ describe.each(planesUnderTest())("malformed rows restored in-process, socket and
     expect(persister.malformedRows).toEqual({ "virtual-peer": 2, "wrong-family": 1, "bad-idle": 1 });
     local!.send("to the remote peer", port);
     const wrapped = await remote!.next();
-    const decoded = new BridgeCodec(secret).decode(wrapped.data);
-    expect(decoded.ok && decoded.sessionId).toBe("bridged");
-    expect(decoded.ok && text(decoded.payload)).toBe("to the remote peer");
+    const decoded = new BridgeCodec({ self: relayId, secrets: [secret] }).decode("127.0.0.1:9", wrapped.data);
+    expect(decoded.ok && decoded.frame.sessionId).toBe("bridged");
+    expect(decoded.ok && text(decoded.frame.payload)).toBe("to the remote peer");
   });
 });
 

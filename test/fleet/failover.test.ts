@@ -1,0 +1,91 @@
+/**
+ * A relay of the fleet dies (SIGKILL): the peer it held registers again at another relay, as a
+ * client whose relay stopped answering does, and its session resumes there, in a fleet of two as
+ * of three. While the peer's relay is alive, nobody else takes the peer's place.
+ */
+import { afterEach, describe, expect, it } from "bun:test";
+import { planesUnderTest, testPeers } from "../utils.ts";
+import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
+
+if (!REDIS_SERVER) console.warn("fleet failover tests skipped: redis-server is not installed (apt-get install -y redis-server)");
+const suite = REDIS_SERVER ? describe : describe.skip;
+
+suite.each(planesUnderTest())("fleet failover on the %s plane", (plane) => {
+  let redis: TestRedis | undefined;
+  let relays: FleetRelay[] = [];
+  const open = testPeers();
+  afterEach(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    relays = [];
+    await redis?.stop();
+  });
+
+  const start = async (hosts: string[]) => {
+    redis = await startRedis();
+    // A long heartbeat: the directory would notice the death late; the relays must not need it to.
+    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, heartbeatSecs: 5 })));
+    return relays;
+  };
+
+  for (const dies of ["a", "b"] as const) {
+    it(`two relays: the relay of peer ${dies} dies, ${dies} registers at the other relay from a new address and the session resumes there`, async () => {
+      const [r1, r2] = (await start(["127.0.0.51", "127.0.0.52"])) as [FleetRelay, FleetRelay];
+      const p = await pairAcross(open, r1, r2);
+      await roundTrip(p, "before");
+      const [dead, survivor] = dies === "a" ? [r1, r2] : [r2, r1];
+      await dead.kill();
+
+      // The moved peer: another port (its NAT gave it a new mapping towards the other relay).
+      const moved = await open(dies === "a" ? "127.0.0.2" : "127.0.0.3");
+      const started = performance.now();
+      expect(await registerAt(moved, survivor, p.session)).toBe("ACK\n");
+      const tookMs = performance.now() - started;
+      const resumed = dies === "a" ? { ...p, a: moved, ra: survivor } : { ...p, b: moved, rb: survivor };
+      await roundTrip(resumed, "after");
+      const stats = await survivor.stats();
+      expect((stats.table as unknown as { standInsReplaced: number }).standInsReplaced).toBe(1);
+      // Both peers are local now: the data plane forwards the session.
+      await roundTrip(resumed, "local");
+      console.log(`  [${plane}] REG to ACK after the relay died: ${tookMs.toFixed(0)} ms`);
+    }, 30_000);
+  }
+
+  it("three relays: a's relay dies, a registers at a third relay, which bridges to b's relay; b's relay follows", async () => {
+    const [r1, r2, r3] = (await start(["127.0.0.53", "127.0.0.54", "127.0.0.55"])) as [FleetRelay, FleetRelay, FleetRelay];
+    const p = await pairAcross(open, r1, r2);
+    await roundTrip(p, "before");
+    await r1.kill();
+    const moved = await open("127.0.0.2");
+    const started = performance.now();
+    expect(await registerAt(moved, r3, p.session)).toBe("ACK\n");
+    const resumed = { ...p, a: moved, ra: r3 };
+    // The first datagrams may arrive before both relays agreed; the session carries within a few tries.
+    let tries = 0;
+    for (;;) {
+      try {
+        await roundTrip(resumed, `after ${tries}`, 250);
+        break;
+      } catch (error) {
+        if (++tries > 40) throw error;
+        p.b.inbox.length = 0;
+        moved.inbox.length = 0;
+      }
+    }
+    const tookMs = performance.now() - started;
+    await roundTrip(resumed, "steady");
+    expect((await r3.stats()).fleet!.bridgedNow).toBe(1);
+    console.log(`  [${plane}] REG at a third relay to the first round trip through it: ${tookMs.toFixed(0)} ms (${tries} tries of 250 ms)`);
+  }, 30_000);
+
+  it("while the partner's relay is alive, a third host's REG is refused and the bridged session is untouched", async () => {
+    const [r1, r2] = (await start(["127.0.0.56", "127.0.0.57"])) as [FleetRelay, FleetRelay];
+    const p = await pairAcross(open, r1, r2);
+    await roundTrip(p, "before");
+    const intruder = await open("127.0.0.99");
+    expect(await registerAt(intruder, r2, p.session)).toBe("ERR full\n");
+    await roundTrip(p, "after");
+    const stats = await r2.stats();
+    expect((stats.table as unknown as { standInsReplaced: number }).standInsReplaced).toBe(0);
+  }, 30_000);
+});
