@@ -7,8 +7,14 @@ const latin1 = new TextDecoder("latin1");
 
 /** `field` is what follows `REG:` (a session id, or a token with authentication). */
 export type RegParse =
-  | { ok: true; sessionId: string; cookie: string | undefined }
+  | { ok: true; sessionId: string; cookie: string | undefined; move: boolean }
   | { ok: false; code: RefusalCode };
+
+/**
+ * The flag a client adds to its REG when it follows `MOVE <relay>` replies (docs/protocol.md,
+ * "Meeting on one relay"): in a fleet, the relay may then send it to the relay its partner is on.
+ */
+export const MOVE_FLAG = "move";
 
 const R = 0x52, E = 0x45, G = 0x47, COLON = 0x3a, CR = 0x0d, LF = 0x0a, SPACE = 0x20;
 
@@ -18,10 +24,12 @@ export function isReg(data: Uint8Array): boolean {
 }
 
 /**
- * Decode `REG:<session_id>` or `REG:<session_id> <cookie>` with an optional `\n` or `\r\n`
- * terminator. The id is printable ASCII (0x21-0x7e), 1..MAX_SESSION_ID_LENGTH bytes; the cookie,
- * when present, is COOKIE_LENGTH base64url characters after one space (docs/protocol.md,
- * "Return routability"). Never throws. Call only when isReg(data) holds.
+ * Decode `REG:<session_id>`, optionally followed by tokens, each after one space: a cookie
+ * (COOKIE_LENGTH base64url characters, docs/protocol.md, "Return routability") and the flag
+ * `move`, at most one of each, in any order; with an optional `\n` or `\r\n` terminator. The id
+ * is printable ASCII (0x21-0x7e), 1..MAX_SESSION_ID_LENGTH bytes. Anything else after a space is
+ * refused as a bad id, as a space inside an id always was. Never throws. Call only when
+ * isReg(data) holds.
  */
 export function parseReg(data: Uint8Array): RegParse {
   let end = data.length;
@@ -29,27 +37,36 @@ export function parseReg(data: Uint8Array): RegParse {
     end--;
     if (end > 4 && data[end - 1] === CR) end--;
   }
+  let idEnd = 4;
+  while (idEnd < end && data[idEnd] !== SPACE) idEnd++;
   let cookie: string | undefined;
-  const spaceAt = end - COOKIE_LENGTH - 1;
-  if (spaceAt > 4 && data[spaceAt] === SPACE) {
-    const text = latin1.decode(data.subarray(spaceAt + 1, end));
-    if (isCookieText(text)) {
-      cookie = text;
-      end = spaceAt;
-    }
+  let move = false;
+  for (let at = idEnd; at < end; ) {
+    // `at` is a space: a token follows it, up to the next space or the end.
+    let tokenEnd = at + 1;
+    while (tokenEnd < end && data[tokenEnd] !== SPACE) tokenEnd++;
+    const token = latin1.decode(data.subarray(at + 1, tokenEnd));
+    if (token === MOVE_FLAG && !move) move = true;
+    else if (cookie === undefined && token.length === COOKIE_LENGTH && isCookieText(token)) cookie = token;
+    else return { ok: false, code: idEnd - 4 > MAX_SESSION_ID_LENGTH ? RefusalCode.LongId : RefusalCode.BadId };
+    at = tokenEnd;
   }
-  const length = end - 4;
-  if (length <= 0) return { ok: false, code: RefusalCode.EmptyId };
+  const length = idEnd - 4;
+  // `REG: <token>`: a space where the id should start is a bad id, as it always was.
+  if (length <= 0) return { ok: false, code: idEnd < end ? RefusalCode.BadId : RefusalCode.EmptyId };
   if (length > MAX_SESSION_ID_LENGTH) return { ok: false, code: RefusalCode.LongId };
-  for (let i = 4; i < end; i++) {
+  for (let i = 4; i < idEnd; i++) {
     const b = data[i]!;
     if (b < 0x21 || b > 0x7e) return { ok: false, code: RefusalCode.BadId };
   }
   // One flat string: building it a character at a time leaves a rope per id in the table.
-  return { ok: true, sessionId: latin1.decode(data.subarray(4, end)), cookie };
+  return { ok: true, sessionId: latin1.decode(data.subarray(4, idEnd)), cookie, move };
 }
 
-/** Encode a REG datagram as clients send it, with the relay's cookie when it asked for one. */
-export function encodeReg(sessionId: string, cookie?: string): Uint8Array {
-  return new TextEncoder().encode(cookie === undefined ? `REG:${sessionId}\n` : `REG:${sessionId} ${cookie}\n`);
+/** Encode a REG datagram as clients send it, with the relay's cookie when it asked for one, and the `move` flag when the client follows MOVE replies. */
+export function encodeReg(sessionId: string, cookie?: string, options: { move?: boolean } = {}): Uint8Array {
+  let text = `REG:${sessionId}`;
+  if (cookie !== undefined) text += ` ${cookie}`;
+  if (options.move) text += ` ${MOVE_FLAG}`;
+  return new TextEncoder().encode(`${text}\n`);
 }

@@ -1,5 +1,7 @@
+import { isIP } from "node:net";
 import { COOKIE_LENGTH, isCookieText } from "./cookie.ts";
 import type { RefusalCode } from "./errors.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../net/address.ts";
 
 export const ACK = new Uint8Array([0x41, 0x43, 0x4b, 0x0a]); // "ACK\n"
 const BARE_ERR = new Uint8Array([0x45, 0x52, 0x52, 0x0a]); // "ERR\n"
@@ -45,6 +47,31 @@ export function parseRetry(data: Uint8Array): string | undefined {
   if (!text.startsWith(RETRY_PREFIX)) return undefined;
   const cookie = text.slice(RETRY_PREFIX.length, -1);
   return isCookieText(cookie) ? cookie : undefined;
+}
+
+const MOVE_PREFIX = "MOVE ";
+
+/**
+ * `MOVE <ip>:<port>\n` (`[v6]:port` for IPv6): the answer to a REG carrying the `move` flag when,
+ * in a fleet, the session's other peer is on another relay: register there instead. Undefined
+ * when it would be larger than the REG (`requestLength`): then the relay registers the peer
+ * itself (a reply is never larger than its request).
+ */
+export function encodeMove(target: HostPort, requestLength: number): Uint8Array | undefined {
+  const reply = new TextEncoder().encode(`${MOVE_PREFIX}${formatHostPort(target)}\n`);
+  return reply.length <= requestLength ? reply : undefined;
+}
+
+/** The relay named by a `MOVE <ip>:<port>\n` reply (an IP address, never a name), or undefined if the datagram is not one. */
+export function parseMove(data: Uint8Array): HostPort | undefined {
+  if (data.length < MOVE_PREFIX.length + 4 || data.length > 64 || data[data.length - 1] !== 0x0a || data[0] !== 0x4d) return undefined;
+  const text = new TextDecoder("latin1").decode(data);
+  if (!text.startsWith(MOVE_PREFIX)) return undefined;
+  const address = text.slice(MOVE_PREFIX.length, -1);
+  if (address.trim() !== address) return undefined;
+  const target = parseHostPort(address);
+  if (!target || isIP(target.host) === 0 || target.port === 0) return undefined;
+  return target;
 }
 
 export function isAck(data: Uint8Array): boolean {

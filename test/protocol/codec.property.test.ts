@@ -25,14 +25,19 @@ describe("codec properties", () => {
         let end = data.length;
         if (end > 4 && data[end - 1] === 0x0a) end--;
         if (end > 4 && data[end - 1] === 0x0d && data[data.length - 1] === 0x0a) end--;
-        let body = data.subarray(4, end);
-        // A trailing " <16 base64url chars>" is the cookie, not part of the id.
-        const tail = String.fromCharCode(...body.subarray(Math.max(0, body.length - COOKIE_LENGTH - 1)));
-        const cookie = body.length > COOKIE_LENGTH + 1 && tail[0] === " " && isCookieText(tail.slice(1)) ? tail.slice(1) : undefined;
-        if (cookie) body = body.subarray(0, body.length - COOKIE_LENGTH - 1);
-        const legal = body.length >= 1 && body.length <= MAX_SESSION_ID_LENGTH && body.every((b) => b >= 0x21 && b <= 0x7e);
+        // Oracle: after "REG:", the id up to the first space, then tokens after single spaces,
+        // each the flag "move" or a cookie (16 base64url chars), at most one of each.
+        const text = String.fromCharCode(...data.subarray(4, end));
+        const [id, ...tokens] = text.split(" ");
+        const body = Uint8Array.from(id!, (ch) => ch.charCodeAt(0));
+        const cookies = tokens.filter((t) => t.length === COOKIE_LENGTH && isCookieText(t));
+        const moves = tokens.filter((t) => t === "move");
+        const cookie = cookies[0];
+        const legal =
+          cookies.length <= 1 && moves.length <= 1 && cookies.length + moves.length === tokens.length &&
+          body.length >= 1 && body.length <= MAX_SESSION_ID_LENGTH && body.every((b) => b >= 0x21 && b <= 0x7e);
         expect(r.ok).toBe(legal);
-        if (r.ok) expect(r).toEqual({ ok: true, sessionId: String.fromCharCode(...body), cookie });
+        if (r.ok) expect(r).toEqual({ ok: true, sessionId: id, cookie, move: moves.length === 1 });
         else expect(codes).toContain(r.code);
       }),
       { numRuns: RUNS },
@@ -43,8 +48,8 @@ describe("codec properties", () => {
     fc.assert(
       fc.property(sessionId, fc.constantFrom("\n", "\r\n", ""), (id, end) => {
         const text = new TextEncoder().encode(`REG:${id}${end}`);
-        expect(parseReg(text)).toEqual({ ok: true, sessionId: id, cookie: undefined });
-        expect(parseReg(encodeReg(id))).toEqual({ ok: true, sessionId: id, cookie: undefined });
+        expect(parseReg(text)).toEqual({ ok: true, sessionId: id, cookie: undefined, move: false });
+        expect(parseReg(encodeReg(id))).toEqual({ ok: true, sessionId: id, cookie: undefined, move: false });
       }),
       { numRuns: RUNS },
     );
@@ -54,8 +59,8 @@ describe("codec properties", () => {
     const cookie = fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), minLength: COOKIE_LENGTH, maxLength: COOKIE_LENGTH });
     fc.assert(
       fc.property(sessionId, cookie, fc.constantFrom("\n", "\r\n", ""), (id, c, end) => {
-        expect(parseReg(new TextEncoder().encode(`REG:${id} ${c}${end}`))).toEqual({ ok: true, sessionId: id, cookie: c });
-        expect(parseReg(encodeReg(id, c))).toEqual({ ok: true, sessionId: id, cookie: c });
+        expect(parseReg(new TextEncoder().encode(`REG:${id} ${c}${end}`))).toEqual({ ok: true, sessionId: id, cookie: c, move: false });
+        expect(parseReg(encodeReg(id, c))).toEqual({ ok: true, sessionId: id, cookie: c, move: false });
       }),
       { numRuns: RUNS },
     );

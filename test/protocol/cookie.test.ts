@@ -76,7 +76,7 @@ describe("RETRY and REG with a cookie", () => {
   });
 
   it("reads the cookie after the one space, and leaves ids with other spaces refused", () => {
-    expect(parseReg(bytes("REG:abc AAAAAAAAAAAAAAAA\n"))).toEqual({ ok: true, sessionId: "abc", cookie: "AAAAAAAAAAAAAAAA" });
+    expect(parseReg(bytes("REG:abc AAAAAAAAAAAAAAAA\n"))).toEqual({ ok: true, sessionId: "abc", cookie: "AAAAAAAAAAAAAAAA", move: false });
     expect(parseReg(bytes("REG:abc AAAAAAAAAAAAAAA\n"))).toEqual({ ok: false, code: "bad-id" });
     expect(parseReg(bytes("REG:a b AAAAAAAAAAAAAAAA\n"))).toEqual({ ok: false, code: "bad-id" });
     expect(parseReg(bytes("REG: AAAAAAAAAAAAAAAA\n"))).toEqual({ ok: false, code: "bad-id" });

@@ -11,7 +11,7 @@ describe("parseReg", () => {
     ["REG:3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f\n", "3f2b9c1e-8a4d-4c6b-9e1f-2a3b4c5d6e7f"],
     ["REG:a:b:c\n", "a:b:c"],
   ])("accepts %j", (input, id) => {
-    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: id, cookie: undefined });
+    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: id, cookie: undefined, move: false });
   });
 
   it.each([
@@ -29,7 +29,7 @@ describe("parseReg", () => {
 
   it("accepts the longest allowed id", () => {
     const id = "x".repeat(MAX_SESSION_ID_LENGTH);
-    expect(parseReg(bytes(`REG:${id}\n`))).toEqual({ ok: true, sessionId: id, cookie: undefined });
+    expect(parseReg(bytes(`REG:${id}\n`))).toEqual({ ok: true, sessionId: id, cookie: undefined, move: false });
   });
 
   it("refuses binary bytes in the id", () => {
@@ -37,7 +37,7 @@ describe("parseReg", () => {
   });
 
   it("round-trips encodeReg", () => {
-    expect(parseReg(encodeReg("s-1"))).toEqual({ ok: true, sessionId: "s-1", cookie: undefined });
+    expect(parseReg(encodeReg("s-1"))).toEqual({ ok: true, sessionId: "s-1", cookie: undefined, move: false });
   });
 });
 
@@ -51,5 +51,26 @@ describe("isReg", () => {
     ["", false],
   ])("%j -> %p", (input, expected) => {
     expect(isReg(bytes(input))).toBe(expected);
+  });
+});
+
+describe("the move flag", () => {
+  it.each([
+    ["REG:abc move\n", undefined],
+    ["REG:abc move", undefined],
+    ["REG:abc AAAAAAAAAAAAAAAA move\r\n", "AAAAAAAAAAAAAAAA"],
+    ["REG:abc move AAAAAAAAAAAAAAAA\n", "AAAAAAAAAAAAAAAA"],
+  ])("is read from %j", (input, cookie) => {
+    expect(parseReg(bytes(input))).toEqual({ ok: true, sessionId: "abc", cookie, move: true });
+  });
+
+  it.each(["REG:abc move move\n", "REG:abc mov\n", "REG:abc MOVE\n", "REG:abc  move\n", "REG:abc move \n", "REG: move\n"])("refuses %j as a bad id", (input) => {
+    expect(parseReg(bytes(input))).toEqual({ ok: false, code: RefusalCode.BadId });
+  });
+
+  it("round-trips encodeReg with and without a cookie", () => {
+    expect(parseReg(encodeReg("s-1", undefined, { move: true }))).toEqual({ ok: true, sessionId: "s-1", cookie: undefined, move: true });
+    expect(parseReg(encodeReg("s-1", "AAAAAAAAAAAAAAAA", { move: true }))).toEqual({ ok: true, sessionId: "s-1", cookie: "AAAAAAAAAAAAAAAA", move: true });
+    expect(new TextDecoder().decode(encodeReg("s-1", undefined, { move: true }))).toBe("REG:s-1 move\n");
   });
 });
