@@ -64,6 +64,12 @@ export interface RemotePeers {
    * remote side offers it again (Relay.handleBatch) once it knows.
    */
   standIn(sessionId: string, standIn: Endpoint, from: Endpoint, raw: Uint8Array): StandInVerdict;
+  /**
+   * A REG with the `move` flag for a session this relay does not hold: "here" registers it;
+   * "checking" drops it while the remote side finds out where the session's partner is, then
+   * either answers MOVE itself or offers the REG again (Relay.handleBatch).
+   */
+  place(sessionId: string, from: Endpoint, raw: Uint8Array): "here" | "checking";
 }
 
 /** What one handled batch (or one expiry pass) changed, in order. */
@@ -320,6 +326,10 @@ export class Relay {
     const proof = this.proofOf(reg.cookie, from, sessionId, now);
     if (verified && proof === "valid" && policy.allowReg && !policy.allowReg(from, now)) {
       return this.table.refuseReg(RefusalCode.Rate, sessionId, from, d.data);
+    }
+    // A client that follows MOVE, registering a session new here: its partner may be on another relay.
+    if (reg.move && this.remote && (!verified || proof === "valid") && !this.table.session(sessionId)) {
+      if (this.remote.place(sessionId, from, d.data) === "checking") return this.table.dropReg(DropReason.DirectoryLookup);
     }
     this.table.register(sessionId, from, d.data, proof);
   }

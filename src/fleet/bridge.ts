@@ -63,6 +63,8 @@ export interface BridgeEvents {
   moved(link: RemoteLink, relay: string): boolean;
   /** A REG found the session full, its other peer standing for a peer on the link's relay (RemotePeers.standIn). */
   standIn(link: RemoteLink, from: Endpoint, raw: Uint8Array): StandInVerdict;
+  /** A REG with the `move` flag for a session new here (RemotePeers.place). */
+  place(sessionId: string, from: Endpoint, raw: Uint8Array): "here" | "checking";
 }
 
 /**
@@ -180,6 +182,10 @@ export class FleetBridge implements RemotePeers {
     const link = this.byPort.get(standIn.port);
     if (!link || link.sessionId !== sessionId) return "live";
     return this.events.standIn(link, from, raw);
+  }
+
+  place(sessionId: string, from: Endpoint, raw: Uint8Array): "here" | "checking" {
+    return this.events.place(sessionId, from, raw);
   }
 
   /** Sends an authenticated ping to relay `relay` at `target`. */

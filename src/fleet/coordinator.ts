@@ -8,6 +8,8 @@ import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts
 import type { FleetOptions } from "./options.ts";
 import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
 import { directionOf } from "../sessions/peer.ts";
+import { encodeMove } from "../protocol/replies.ts";
+import { TokenBucket } from "../security/token-bucket.ts";
 import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
 
 /**
@@ -18,6 +20,13 @@ const MEMBER_FORGET_MS = 60_000;
 
 /** Frames from unknown addresses read the member set again at most this often (10 reads a second at most, whatever the junk rate). */
 const MEMBER_REFRESH_MS = 100;
+
+/**
+ * Directory lookups for REGs with the `move` flag, a second (and the burst): a flood of forged
+ * REGs must not become a flood of Redis commands. Beyond it, such REGs register here (the
+ * relays bridge the session if its partner is elsewhere), as when the directory is down.
+ */
+const PLACEMENT_LOOKUP_RATE = 2000;
 
 /** REGs held per relay while its liveness is checked (each is offered again once known). */
 const MAX_PENDING_REGS = 256;
@@ -42,6 +51,8 @@ export interface FleetStats {
   bridgedTotal: number;
   /** Sessions this relay has entered in the directory. */
   announced: number;
+  /** REGs with the `move` flag: sent to the partner's relay (MOVE), registered here after a lookup, registered here without one (directory down, lookup budget spent). */
+  placement: { moved: number; here: number; unlooked: number };
   /** Liveness pings sent to other relays, and checks that found one gone. */
   liveness: { pings: number; gone: number };
 }
@@ -65,6 +76,10 @@ export class FleetCoordinator {
   private readonly liveness: RelayLiveness;
   /** REGs waiting for a relay's liveness check, by relay; offered again when it ends. */
   private readonly pendingRegs = new Map<string, PendingReg[]>();
+  private readonly placement = { moved: 0, here: 0, unlooked: 0 };
+  private readonly lookups = new TokenBucket(PLACEMENT_LOOKUP_RATE, PLACEMENT_LOOKUP_RATE);
+  /** REGs with the `move` flag waiting for the directory, by session. */
+  private readonly placing = new Map<string, PendingReg[]>();
   /** When the member set was last read from the directory, and the next read asked for by an unknown sender. */
   private membersReadAt = 0;
   private membersTimer: ReturnType<typeof setTimeout> | undefined;
@@ -129,6 +144,7 @@ export class FleetCoordinator {
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
       liveness: { ...this.liveness.counts },
+      placement: { ...this.placement },
     };
   }
 
@@ -323,6 +339,11 @@ export class FleetCoordinator {
   private reoffer(relay: string): void {
     const pending = this.pendingRegs.get(relay) ?? [];
     this.pendingRegs.delete(relay);
+    this.offerAgain(pending);
+  }
+
+  /** Hands held REGs to the relay again, now that what they waited for is known. */
+  private offerAgain(pending: readonly PendingReg[]): void {
     if (this.stopped || pending.length === 0) return;
     this.reoffering = true;
     try {
@@ -330,6 +351,57 @@ export class FleetCoordinator {
     } finally {
       this.reoffering = false;
     }
+  }
+
+  /**
+   * A REG with the `move` flag (a client that follows MOVE) for a session new here: if another
+   * live relay holds the session's one peer, the client is sent there (`MOVE <relay>`), so both
+   * peers meet on one relay and nothing is bridged. Otherwise, or when the directory cannot tell
+   * (down, lookup budget spent), the REG registers here as any other.
+   */
+  place(sessionId: string, from: Endpoint, raw: Uint8Array): "here" | "checking" {
+    if (this.reoffering) return "here";
+    let pending = this.placing.get(sessionId);
+    if (!pending) {
+      if (!this.directory.reachable || !this.lookups.take(performance.now())) {
+        this.placement.unlooked++;
+        return "here";
+      }
+      this.placing.set(sessionId, (pending = []));
+      void this.partnerRelay(sessionId).then((relay) => this.placed(sessionId, relay));
+    }
+    if (pending.length < MAX_PENDING_REGS) pending.push({ from, raw: raw.slice() });
+    return "checking";
+  }
+
+  /** The one live relay holding exactly one peer of the session, if the directory names one. */
+  private async partnerRelay(sessionId: string): Promise<string | undefined> {
+    const holders = await this.directory.holders(sessionId);
+    if (!holders) return undefined;
+    const candidates = [...holders].filter(([relay, n]) => n === 1 && relay !== this.options.advertise).map(([relay]) => relay);
+    if (candidates.length !== 1) return undefined;
+    const relay = candidates[0]!;
+    if (this.deadRelays.has(relay) || this.liveness.known(relay) === "gone") return undefined;
+    return (await this.directory.alive(relay)) ? relay : undefined;
+  }
+
+  private placed(sessionId: string, relay: string | undefined): void {
+    const pending = this.placing.get(sessionId) ?? [];
+    this.placing.delete(sessionId);
+    const target = relay === undefined ? undefined : parseHostPort(relay);
+    const here: PendingReg[] = [];
+    for (const p of pending) {
+      const move = target && !this.relay.table.session(sessionId) ? encodeMove(target, p.raw.length) : undefined;
+      if (!move || this.stopped) {
+        here.push(p);
+        continue;
+      }
+      this.relay.plane.send(move, p.from);
+      this.placement.moved++;
+      this.logger.debug("REG sent to the relay of its partner", { session: sessionId, peer: formatEndpoint(p.from), relay });
+    }
+    this.placement.here += here.length;
+    this.offerAgain(here);
   }
 
   /** A relay named by the directory (a join message): its frames are accepted from its address from now on. */

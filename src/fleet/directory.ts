@@ -181,10 +181,25 @@ export class FleetDirectory {
   /** Records this relay's local peer count for a session; the other relays' counts, or undefined. */
   async announce(sessionId: string, localPeers: number, ttlMs: number): Promise<Map<string, number> | undefined> {
     const reply = await this.run("EVAL", [ANNOUNCE, "1", this.sessionKey(sessionId), this.self, String(localPeers), String(Math.ceil(ttlMs))]);
-    if (!Array.isArray(reply)) return undefined;
+    return this.others(reply);
+  }
+
+  /** An HGETALL reply of a session entry as relay -> peer count, this relay left out. */
+  private others(reply: unknown): Map<string, number> | undefined {
+    if (!Array.isArray(reply)) {
+      // Bun's client may hand a hash over as an object.
+      if (reply === null || typeof reply !== "object") return reply === null ? new Map() : undefined;
+      return new Map(Object.entries(reply as Record<string, unknown>).filter(([k]) => k !== this.self).map(([k, v]) => [k, Number(v)]));
+    }
     const others = new Map<string, number>();
     for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] !== this.self) others.set(String(reply[i]), Number(reply[i + 1]));
     return others;
+  }
+
+  /** Which relays hold how many peers of a session (this relay left out), without writing; undefined when unreachable. */
+  async holders(sessionId: string): Promise<Map<string, number> | undefined> {
+    const reply = await this.run("HGETALL", [this.sessionKey(sessionId)]);
+    return this.others(reply);
   }
 
   async withdraw(sessionId: string): Promise<void> {

@@ -41,6 +41,7 @@ export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagra
     unlinked: (sessionId, relay, payload) => coordinator?.unlinked(sessionId, relay, payload),
     moved: (link, relay) => coordinator?.moved(link, relay) ?? false,
     standIn: (link, from, raw) => coordinator?.standIn(link, from, raw) ?? "live",
+    place: (sessionId, from, raw) => coordinator?.place(sessionId, from, raw) ?? "here",
   });
   return {
     bridge,

@@ -166,6 +166,12 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
       BRIDGE_REJECTIONS.map((reason) => [{ reason }, src.fleet!.bridge.rejected[reason] ?? 0] as [Labels, number]),
     );
     w.single("quic_relay_fleet_stand_ins_replaced_total", "counter", "Peers that registered here after their relay died and took their stand-in's place", stats.standInsReplaced);
+    w.family(
+      "quic_relay_fleet_move_flag_regs_total",
+      "counter",
+      "REGs with the move flag for a session new here: sent to the partner's relay (moved), registered here after a directory lookup (here), registered here without one (unlooked: directory down or lookup budget spent)",
+      Object.entries(src.fleet.placement).map(([outcome, n]) => [{ outcome }, n] as [Labels, number]),
+    );
     w.single("quic_relay_fleet_liveness_pings_total", "counter", "Liveness pings sent to other relays", src.fleet.liveness.pings);
     w.single("quic_relay_fleet_relays_found_gone_total", "counter", "Liveness checks that found a relay gone (no answer)", src.fleet.liveness.gone);
   }

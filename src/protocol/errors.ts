@@ -48,5 +48,7 @@ export const DropReason = {
   RetryBudget: "retry-budget",
   /** REG for a full session whose other peer is on a relay being checked for liveness; offered again once known. */
   StandInCheck: "stand-in-check",
+  /** REG with the `move` flag for a new session, held while the fleet's directory says where its partner is; answered MOVE or offered again. */
+  DirectoryLookup: "directory-lookup",
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];

@@ -16,6 +16,19 @@ describe.each(planesUnderTest())("sessions on the %s plane", (plane) => {
     expect(relay.relay.table.stats.refusals.full).toBe(1);
   });
 
+  it("a relay without a fleet takes the move flag as a plain REG: ACK, and the peers pair", async () => {
+    const relay = await h.start();
+    const a = await open("127.0.0.2");
+    const b = await open("127.0.0.3");
+    a.send("REG:meet-here move\n", relay.port);
+    expect(await a.nextText()).toBe("ACK\n");
+    b.send("REG:meet-here\n", relay.port);
+    expect(await b.nextText()).toBe("ACK\n");
+    a.send("hello", relay.port);
+    expect(await b.nextText()).toBe("hello");
+    expect(relay.relay.table.session("meet-here")?.peers).toHaveLength(2);
+  });
+
   it.each([
     ["REG:\n", "ERR\n"],
     ["REG:bad id with spaces\n", "ERR bad-id\n"],
