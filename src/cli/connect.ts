@@ -34,6 +34,11 @@ export const connectCommand = defineCommand({
     "ack-timeout-ms": { type: "string", default: "500", description: "First wait for ACK; doubles per retry" },
     tries: { type: "string", default: "5", description: "REG attempts before the relay counts as unreachable" },
     "failover-after": { type: "string", default: "3", description: "Unanswered REGs in a row after which the tunnel moves to another relay address" },
+    "follow-moves": {
+      type: "boolean",
+      default: true,
+      description: "Send the move flag and follow a relay's MOVE to its partner's relay, one of the --relay addresses (--no-follow-moves: stay, the relays bridge)",
+    },
     "log-level": { type: "string", default: "info", description: "error|warn|info|debug|trace" },
   },
   async run({ args }) {
@@ -50,6 +55,7 @@ export const connectCommand = defineCommand({
         ackTimeoutMs: positiveNumber(args["ack-timeout-ms"], "ack-timeout-ms"),
         maxTries: Math.round(positiveNumber(args.tries, "tries")),
         silentAfter: nonNegativeInteger(args["failover-after"], "failover-after"),
+        followMoves: args["follow-moves"],
       };
       if (registration.silentAfter === 0) throw new ClientConfigError("--failover-after must be at least 1", "failover-after");
       const resolveRelay = relayResolver(parseHostPortListFlag(args.relay, "relay"));
@@ -85,7 +91,7 @@ export const connectCommand = defineCommand({
       const stop = (signal: string) => {
         const s = started.stats;
         log.info(
-          `${signal}: closing; to relay ${s.toRelayPackets} pkts/${s.toRelayBytes} B, from relay ${s.fromRelayPackets} pkts/${s.fromRelayBytes} B, ${s.registrations} registrations, ${s.relayChanges} relay changes`,
+          `${signal}: closing; to relay ${s.toRelayPackets} pkts/${s.toRelayBytes} B, from relay ${s.fromRelayPackets} pkts/${s.fromRelayBytes} B, ${s.registrations} registrations, ${s.relayChanges} relay changes (${s.movesFollowed} by MOVE)`,
         );
         started.close();
         process.exit(0);

@@ -13,7 +13,10 @@
  * (kept and echoed), the ERR short placeholder, and reports a relay that went `silent`.
  * registerOnce is the hand-over, RelayTunnel the tunnel. Given `relay: relayResolver([...])` the
  * tunnel re-resolves the relay's name at start and whenever its relay goes silent, and moves to
- * another address with the same session id (`onRelayChange({ from, to })`).
+ * another address with the same session id (`onRelayChange({ from, to, reason })`). Its REGs carry
+ * the `move` flag, and a `MOVE <relay>` reply naming another of the relay's addresses (its partner's
+ * relay) is followed the same way; `followMoves: false` turns that off. A direct-mode registration
+ * gets the flag by handling `moveOffered` and answering `followMove` / `declineMove`.
  *
  * Before that, `discover({ relay })` says how the relay sees this host (public address) and whether
  * its NAT lets hole punching work (`directPossible`), for apps that try a direct path first.
@@ -27,7 +30,10 @@ export { type FirstRegistration, registerOnce, registrationUntilAck } from "./re
 export {
   DEFAULT_SILENT_AFTER,
   defaultRegistrationSettings,
+  MAX_MOVES_PER_ROUND,
   MAX_RETRIES_PER_ATTEMPT,
+  type MoveOffer,
+  type MoveRefusal,
   realTimers,
   RelayRegistration,
   type RegistrationEvents,

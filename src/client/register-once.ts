@@ -48,6 +48,7 @@ export function registrationUntilAck(
  * our public address stay valid because the app sends from the same local port). A relay that
  * requires proof is answered (RETRY) from this socket before it closes, so the proof is for the
  * address the app will use. Linux UDP has no TIME_WAIT, so the port is free the moment this resolves.
+ * Its REG carries no `move` flag: the app sends to `relay`, so the peer must be registered there.
  */
 export async function registerOnce(relay: HostPort, sessionId: string, localPort: number, settings: RegistrationSettings): Promise<FirstRegistration> {
   let socket: udp.Socket<"uint8array"> | undefined;

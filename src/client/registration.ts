@@ -15,74 +15,32 @@
  *   latest cookie is kept and sent in every later REG (keepalives). `ERR short` (or a bare `ERR`)
  *   to a REG too short to be answered with a RETRY is answered once per attempt with a placeholder
  *   cookie, which makes the REG long enough.
+ * - Meeting on one relay (docs/integration.md): with a `moveOffered` handler every REG carries the
+ *   `move` flag (unless `followMoves: false`). `MOVE <relay>` answering a flagged REG means the
+ *   relay did not register us and names our partner's relay: the caller follows (`followMove`,
+ *   after it sends to that relay) or declines (`declineMove`: the REG goes again without the flag).
+ *   At most MAX_MOVES_PER_ROUND MOVEs between two ACKs are offered; after a decline, and after
+ *   `ERR bad-id` to a flagged REG (a relay older than the flag), this relay gets no flag any more.
  */
-import { encodeReg } from "../protocol/reg.ts";
+import type { HostPort } from "../net/address.ts";
+import { RefusalCode } from "../protocol/errors.ts";
+import { encodeReg, MAX_SESSION_ID_LENGTH } from "../protocol/reg.ts";
 import { RETRY_LENGTH } from "../protocol/replies.ts";
 import { classifyRelayDatagram } from "./control.ts";
+import {
+  DEFAULT_SILENT_AFTER,
+  MAX_MOVES_PER_ROUND,
+  MAX_RETRIES_PER_ATTEMPT,
+  type MoveOffer,
+  type MoveRefusal,
+  PLACEHOLDER_COOKIE,
+  realTimers,
+  type RegistrationEvents,
+  type RegistrationSettings,
+  type Timers,
+} from "./registration-types.ts";
 
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  now(): number;
-}
-
-export const realTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-  now: () => performance.now(),
-};
-
-export interface RegistrationSettings {
-  /** Wait for the first ACK before the first retry; doubles per retry. */
-  ackTimeoutMs: number;
-  /** Cap of the retry backoff. */
-  maxBackoffMs: number;
-  /** REG attempts before the first registration is declared unreachable. */
-  maxTries: number;
-  /** Interval of keepalive REGs once registered. */
-  keepaliveMs: number;
-  /** Unanswered REGs in a row after which the relay counts as silent (default DEFAULT_SILENT_AFTER). */
-  silentAfter?: number;
-}
-
-/** With the default spacing (500 ms doubling), 3 unanswered REGs are 3.5 s of silence. */
-export const DEFAULT_SILENT_AFTER = 3;
-
-export const defaultRegistrationSettings: RegistrationSettings = {
-  ackTimeoutMs: 500,
-  maxBackoffMs: 4000,
-  maxTries: 5,
-  keepaliveMs: 10_000,
-  silentAfter: DEFAULT_SILENT_AFTER,
-};
-
-/** RETRYs answered within one attempt; more mean a misbehaving relay, and the attempt times out. */
-export const MAX_RETRIES_PER_ATTEMPT = 3;
-
-/** A cookie that never verifies: it only makes a short REG long enough to be answered with RETRY. */
-export const PLACEHOLDER_COOKIE = "AAAAAAAAAAAAAAAA";
-
-export interface RegistrationEvents {
-  /** Send `datagram` (a REG) to the relay from the registered socket; `cookie` is the one it carries. */
-  sendReg(datagram: Uint8Array, cookie: string | undefined): void;
-  /**
-   * Every ACK that answers an outstanding REG; `first` for the very first one. `retries`: RETRYs
-   * answered since the previous ACK; above 0 the relay asked us to prove our address (always, for a
-   * relay that requires proof, on the first registration; later after a NAT rebinding or a restart).
-   */
-  registered(info: { first: boolean; rttMs: number; attempts: number; retries: number }): void;
-  /** A keepalive went unanswered; re-registration is in progress. */
-  lost(info: { attempts: number }): void;
-  /** ERR reply; `first` when it refused the initial registration (fatal for callers). */
-  refused(info: { first: boolean; code: string }): void;
-  /** The initial registration got no answer after `maxTries`. */
-  unreachable(info: { tries: number }): void;
-  /**
-   * The last `unanswered` REGs (at least `silentAfter`) timed out with no answer at all: the relay
-   * looks dead. Reported as the next REG goes out, and again with each further one while retries go on.
-   */
-  silent?(info: { unanswered: number }): void;
-}
+export * from "./registration-types.ts";
 
 export class RelayRegistration {
   private timer: unknown = undefined;
@@ -91,7 +49,6 @@ export class RelayRegistration {
   private everRegistered = false;
   private awaiting = false;
   private stopped = false;
-  private readonly plainReg: Uint8Array;
   /** The relay's latest cookie, echoed in every REG after it came. */
   private cookie: string | undefined;
   /** The cookie of the REG sent last (PLACEHOLDER_COOKIE for the placeholder step). */
@@ -103,6 +60,15 @@ export class RelayRegistration {
   /** Attempts in a row that timed out with no reply at all. */
   private unanswered = 0;
   private answeredThisAttempt = false;
+  /** Whether REGs carry the flag at all (settings and a `moveOffered` handler). */
+  private readonly movesWanted: boolean;
+  /** Whether REGs to the relay in use carry the flag: off after a decline or `ERR bad-id` there. */
+  private moveFlag: boolean;
+  private lastSentFlag = false;
+  private lastSentLength = 0;
+  private movesSinceAck = 0;
+  private offer: MoveOffer | undefined;
+  private offers = 0;
 
   constructor(
     private readonly sessionId: string,
@@ -110,7 +76,8 @@ export class RelayRegistration {
     private readonly events: RegistrationEvents,
     private readonly timers: Timers = realTimers,
   ) {
-    this.plainReg = encodeReg(sessionId);
+    this.movesWanted = (settings.followMoves ?? true) && events.moveOffered !== undefined;
+    this.moveFlag = this.movesWanted;
   }
 
   get registered(): boolean {
@@ -130,21 +97,52 @@ export class RelayRegistration {
    * Register afresh because the caller now sends REGs to another relay: the cookie is dropped (it
    * was the old relay's), attempts and silence count from zero, and a REG goes out at once. Resumes
    * a registration that stopped (e.g. `unreachable`). Whether it was ever registered is kept, so an
-   * ERR from the new relay after the first ACK is retried, as from any relay.
+   * ERR from the new relay after the first ACK is retried, as from any relay. `moveFlag: false`
+   * for a relay known to refuse the flag.
    */
-  restart(): void {
+  restart(options: { moveFlag?: boolean } = {}): void {
     this.stopped = false;
     this.awaiting = false;
     this.attempts = 0;
     this.unanswered = 0;
     this.retriesSinceAck = 0;
     this.cookie = undefined;
+    this.offer = undefined;
+    this.moveFlag = this.movesWanted && (options.moveFlag ?? true);
     this.attempt();
+  }
+
+  /** The MOVE waiting for the caller's decision, if any. */
+  get pendingMove(): MoveOffer | undefined {
+    return this.offer;
+  }
+
+  /**
+   * Follow the pending MOVE: the caller sends REGs to `offer.to` from now on. A restart there that
+   * keeps the counts of MOVEs and RETRYs since the last ACK. False (and nothing changes) when `id`
+   * is no longer pending: declined as undecided, answered by an ACK, or superseded by a restart.
+   */
+  followMove(id: number, options: { moveFlag?: boolean } = {}): boolean {
+    if (this.offer?.id !== id) return false;
+    const { movesSinceAck, retriesSinceAck } = this;
+    this.restart(options);
+    this.movesSinceAck = movesSinceAck;
+    this.retriesSinceAck = retriesSinceAck;
+    return true;
+  }
+
+  /** Decline the pending MOVE: the REG goes again without the flag, at once. False when `id` is no longer pending. */
+  declineMove(id: number, reason: MoveRefusal): boolean {
+    const offer = this.offer;
+    if (offer?.id !== id) return false;
+    this.refuseMove(offer.to, reason);
+    this.resend(this.cookie);
+    return true;
   }
 
   /**
    * Feed a datagram that came from the relay's address. Returns true when it was a relay reply
-   * (ACK, RETRY, ERR), which is consumed here; false when it is data for the app.
+   * (ACK, RETRY, ERR, MOVE), which is consumed here; false when it is data for the app.
    */
   onRelayDatagram(data: Uint8Array): boolean {
     const reply = classifyRelayDatagram(data);
@@ -157,6 +155,9 @@ export class RelayRegistration {
         return true;
       case "err":
         this.onErr(reply.code);
+        return true;
+      case "move":
+        this.onMove(reply.to);
         return true;
       case "data":
         return false;
@@ -174,6 +175,8 @@ export class RelayRegistration {
     this.awaiting = false;
     this.attempts = 0;
     this.retriesSinceAck = 0;
+    this.movesSinceAck = 0;
+    this.offer = undefined;
     this.schedule(this.settings.keepaliveMs, () => this.attempt());
     this.events.registered({ first, rttMs, attempts, retries });
   }
@@ -190,9 +193,32 @@ export class RelayRegistration {
     this.resend(cookie);
   }
 
+  /** `MOVE <to>`: offered to the caller when it answers the outstanding flagged REG, else ignored. */
+  onMove(to: HostPort): void {
+    if (this.stopped || !this.awaiting || !this.lastSentFlag || this.offer !== undefined) {
+      this.events.moveIgnored?.({ to });
+      return;
+    }
+    this.answered();
+    if (++this.movesSinceAck > MAX_MOVES_PER_ROUND) {
+      this.refuseMove(to, "too-many");
+      this.resend(this.cookie);
+      return;
+    }
+    this.offer = { id: ++this.offers, to, moves: this.movesSinceAck };
+    this.events.moveOffered?.(this.offer);
+  }
+
   onErr(code: string): void {
     if (this.stopped) return;
     this.answered();
+    if (this.awaiting && this.lastSentFlag && this.refusesFlag(code)) {
+      // An older relay reads `move` as part of the id: the same REG without it, and never again here.
+      this.moveFlag = false;
+      this.events.moveFlagRefused?.();
+      this.resend(this.lastSentCookie);
+      return;
+    }
     if (this.awaiting && this.placeholderAfter === undefined && (code === "short" || code === "") && this.sentShortPlainReg()) {
       this.placeholderAfter = code;
       this.resend(PLACEHOLDER_COOKIE);
@@ -211,6 +237,7 @@ export class RelayRegistration {
   stop(): void {
     this.stopped = true;
     this.awaiting = false;
+    this.offer = undefined;
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -220,6 +247,7 @@ export class RelayRegistration {
     // Called with a REG outstanding: that attempt timed out (after ERR: its backoff ran out).
     if (this.awaiting && !this.answeredThisAttempt) this.unanswered++;
     this.answeredThisAttempt = false;
+    if (this.offer) this.refuseMove(this.offer.to, "undecided");
     if (!this.everRegistered && this.attempts >= this.settings.maxTries) {
       this.stop();
       this.events.unreachable({ tries: this.attempts });
@@ -243,19 +271,34 @@ export class RelayRegistration {
   }
 
   /** A REG within the current attempt: the registration time still counts from the attempt's start. */
-  private resend(cookie: string): void {
+  private resend(cookie: string | undefined): void {
     this.schedule(this.backoff(), () => this.attempt());
     this.send(cookie);
   }
 
   private send(cookie: string | undefined): void {
+    const datagram = encodeReg(this.sessionId, cookie, { move: this.moveFlag });
     this.lastSentCookie = cookie;
-    this.events.sendReg(cookie === undefined ? this.plainReg : encodeReg(this.sessionId, cookie), cookie);
+    this.lastSentFlag = this.moveFlag;
+    this.lastSentLength = datagram.length;
+    this.events.sendReg(datagram, cookie);
+  }
+
+  /** The flag stays off at this relay, which would otherwise send the same MOVE with each keepalive. */
+  private refuseMove(to: HostPort, reason: MoveRefusal): void {
+    this.offer = undefined;
+    this.moveFlag = false;
+    this.events.moveRefused?.({ to, reason });
+  }
+
+  /** How a relay older than the flag refuses it: a space in the id, or an id it reads as too long. */
+  private refusesFlag(code: string): boolean {
+    return code === RefusalCode.BadId || (code === RefusalCode.LongId && this.sessionId.length <= MAX_SESSION_ID_LENGTH);
   }
 
   /** The last REG carried no cookie and is shorter than a RETRY, which the relay may not send back. */
   private sentShortPlainReg(): boolean {
-    return this.lastSentCookie === undefined && this.plainReg.length < RETRY_LENGTH;
+    return this.lastSentCookie === undefined && this.lastSentLength < RETRY_LENGTH;
   }
 
   private backoff(): number {

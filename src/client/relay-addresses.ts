@@ -87,6 +87,9 @@ export function reachableFrom(wildcard: string, relay: HostPort): boolean {
 /** What `RelayChoice.next` found: an address to move to, none (stay), or a failed resolution. */
 export type NextRelay = { kind: "move"; to: HostPort } | { kind: "stay" } | { kind: "resolve-failed"; error: Error };
 
+/** Whether a relay named by a MOVE is one of the relay's addresses (`RelayChoice.knows`). */
+export type KnownRelay = { kind: "known" } | { kind: "unknown" } | { kind: "resolve-failed"; error: Error };
+
 /**
  * The relay a client uses, and the next one when it stops answering. With a fixed address there is
  * never a next one. Before the first registration (`starting`) each address is tried once, so a
@@ -98,6 +101,10 @@ export class RelayChoice {
   /** Bind address for the relay socket; only addresses it can reach are chosen. */
   wildcard = "0.0.0.0";
   private readonly failedAt = new Map<string, number>();
+  /** The latest resolution: the only addresses a MOVE may send us to. */
+  private resolved: HostPort[] = [];
+  /** Addresses that answered the `move` flag with `ERR bad-id` (relays older than the flag). */
+  private readonly flagRefusedAt = new Set<string>();
 
   constructor(
     relay: HostPort | RelayResolver,
@@ -105,6 +112,7 @@ export class RelayChoice {
   ) {
     this.resolve = typeof relay === "function" ? relay : undefined;
     this.currentRelay = typeof relay === "function" ? { host: "", port: 0 } : relay;
+    if (typeof relay !== "function") this.resolved = [relay];
   }
 
   get current(): HostPort {
@@ -118,6 +126,7 @@ export class RelayChoice {
   /** Resolve and take the first address; returns all of them. Throws RelayResolveError. */
   async first(): Promise<HostPort[]> {
     const candidates = this.resolve ? await this.resolve() : [this.currentRelay];
+    this.resolved = candidates;
     this.currentRelay = candidates[0]!;
     this.wildcard = wildcardForAll(candidates);
     return candidates;
@@ -130,8 +139,9 @@ export class RelayChoice {
     try {
       candidates = await this.resolve();
     } catch (error) {
-      return { kind: "resolve-failed", error: error instanceof Error ? error : new Error(String(error)) };
+      return { kind: "resolve-failed", error: asError(error) };
     }
+    this.resolved = candidates;
     const usable = (c: HostPort) => reachableFrom(this.wildcard, c) && !(starting && this.failedAt.has(relayKey(c)));
     this.failedAt.set(relayKey(this.currentRelay), this.now());
     const to = pickNextRelay(candidates, this.currentRelay, this.failedAt, usable);
@@ -142,9 +152,38 @@ export class RelayChoice {
     this.currentRelay = to;
   }
 
+  /**
+   * Whether `relay` (named by a MOVE) is one of the relay's addresses that the socket can reach:
+   * in the latest resolution, or else in a fresh one. A forged MOVE cannot send us elsewhere.
+   */
+  async knows(relay: HostPort): Promise<KnownRelay> {
+    const listed = () => this.resolved.some((c) => relayKey(c) === relayKey(relay)) && reachableFrom(this.wildcard, relay);
+    if (listed()) return { kind: "known" };
+    if (!this.resolve) return { kind: "unknown" };
+    try {
+      this.resolved = await this.resolve();
+    } catch (error) {
+      return { kind: "resolve-failed", error: asError(error) };
+    }
+    return listed() ? { kind: "known" } : { kind: "unknown" };
+  }
+
+  /** `relay` answered the `move` flag with `ERR bad-id`: REGs to it go without the flag from now on. */
+  refusedMoveFlag(relay: HostPort): void {
+    this.flagRefusedAt.add(relayKey(relay));
+  }
+
+  takesMoveFlag(relay: HostPort): boolean {
+    return !this.flagRefusedAt.has(relayKey(relay));
+  }
+
   /** Addresses that stopped answering, other than the current one (before the first ACK: the ones tried). */
   leftBehind(): string[] {
     const current = relayKey(this.currentRelay);
     return [...this.failedAt.keys()].filter((key) => key !== current);
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

@@ -1,87 +1,24 @@
 import type { udp } from "bun";
 import { formatHostPort, type HostPort, sameHost } from "../net/address.ts";
+import { parseMove } from "../protocol/replies.ts";
 import { RegistrationRefusedError, RelayUnreachableError } from "./errors.ts";
-import { RelayChoice, type RelayResolver } from "./relay-addresses.ts";
-import { RelayRegistration, type RegistrationSettings } from "./registration.ts";
+import { RelayChoice, relayKey } from "./relay-addresses.ts";
+import { MAX_MOVES_PER_ROUND, type MoveOffer, type MoveRefusal, RelayRegistration } from "./registration.ts";
+import { newTunnelStats, type TunnelOptions, type TunnelStats } from "./tunnel-types.ts";
 
-/**
- * `listen`: the local app sends to `local`; we forward to the relay and send replies back to the
- * app's most recent address. `forward`: relayed datagrams go to the local server at `target` from
- * one local socket; whatever the server sends back to that socket goes to the relay.
- */
-export type TunnelMode = { kind: "listen"; local: HostPort } | { kind: "forward"; target: HostPort };
-
-export interface TunnelLogger {
-  info(message: string): void;
-  warn(message: string): void;
-  debug(message: string): void;
-}
-
-/** The tunnel left a relay that stopped answering; REGs and datagrams go to `to` from now on. */
-export interface RelayChange {
-  from: HostPort;
-  to: HostPort;
-  /** REGs in a row that `from` left unanswered. */
-  unanswered: number;
-}
-
-export interface TunnelOptions {
-  /**
-   * The relay: one IP address, or a resolver (`relayResolver`) giving all its current addresses.
-   * A resolver is called at start (the first address is used) and each time the relay in use stops
-   * answering (`registration.silentAfter` REGs in a row), to pick another address to move to.
-   */
-  relay: HostPort | RelayResolver;
-  sessionId: string;
-  mode: TunnelMode;
-  registration: RegistrationSettings;
-  /** Local port of the relay-facing socket (0: any). */
-  relayLocalPort?: number;
-  /** App datagrams queued while the first registration is pending. */
-  maxPending?: number;
-  log: TunnelLogger;
-  /** Each move to another relay address, as it happens (the registration there follows). */
-  onRelayChange?(change: RelayChange): void;
-}
-
-export interface TunnelStats {
-  toRelayPackets: number;
-  toRelayBytes: number;
-  fromRelayPackets: number;
-  fromRelayBytes: number;
-  registrations: number;
-  /** RETRYs answered on the way to an ACK (return-routability proof the relay asked for). */
-  retries: number;
-  /** Relay datagrams dropped because no app address is known yet (listen mode). */
-  noAppDrops: number;
-  /** App datagrams dropped while unregistered (queue full) or refused by the socket. */
-  sendDrops: number;
-  strayDrops: number;
-  /** Errors reported by the sockets (ICMP unreachable and the like). */
-  socketErrors: number;
-  /** Moves to another relay address after the one in use stopped answering. */
-  relayChanges: number;
-  /** Resolver calls that failed while looking for another relay (retried at the next unanswered REG). */
-  resolveFailures: number;
-}
+export type { RelayChange, TunnelLogger, TunnelMode, TunnelOptions, TunnelStats } from "./tunnel-types.ts";
 
 type Socket = udp.Socket<"uint8array">;
 
+const REFUSALS: Record<MoveRefusal, string> = {
+  "too-many": `${MAX_MOVES_PER_ROUND} moves since the last registration`,
+  undecided: "no decision before the REG timed out",
+  "unknown-relay": "not one of the relay's addresses",
+  "same-relay": "it names this relay",
+};
+
 export class RelayTunnel {
-  readonly stats: TunnelStats = {
-    toRelayPackets: 0,
-    toRelayBytes: 0,
-    fromRelayPackets: 0,
-    fromRelayBytes: 0,
-    registrations: 0,
-    retries: 0,
-    noAppDrops: 0,
-    sendDrops: 0,
-    strayDrops: 0,
-    socketErrors: 0,
-    relayChanges: 0,
-    resolveFailures: 0,
-  };
+  readonly stats: TunnelStats = newTunnelStats();
   private relaySocket?: Socket;
   private appSocket?: Socket;
   private appPeer?: HostPort;
@@ -90,7 +27,7 @@ export class RelayTunnel {
   /** The relay in use: datagrams go there, and only datagrams from there are taken. */
   private readonly choice: RelayChoice;
   private moving: Promise<boolean> | undefined;
-  /** Replies (ACK, RETRY, ERR) from the relay in use: one during a resolution cancels the move. */
+  /** Replies (ACK, RETRY, ERR, MOVE) from the relay in use: one during a resolution cancels the move. */
   private replies = 0;
   private movedFrom: HostPort | undefined;
   private loneRelayLogged = false;
@@ -99,7 +36,9 @@ export class RelayTunnel {
 
   constructor(private readonly options: TunnelOptions) {
     this.choice = new RelayChoice(options.relay);
-    this.reg = new RelayRegistration(options.sessionId, options.registration, {
+    // With one fixed address there is nowhere to move: no flag.
+    const followMoves = (options.registration.followMoves ?? true) && this.choice.canMove;
+    this.reg = new RelayRegistration(options.sessionId, { ...options.registration, followMoves }, {
       sendReg: (datagram) => this.sendToRelay(datagram, false),
       registered: ({ first, rttMs, attempts, retries }) => {
         this.stats.registrations++;
@@ -130,6 +69,19 @@ export class RelayTunnel {
       },
       unreachable: ({ tries }) => void this.giveUpOrMove(tries),
       silent: ({ unanswered }) => void this.moveOn(unanswered),
+      moveOffered: (offer) => void this.considerMove(offer),
+      moveRefused: ({ to, reason }) => {
+        this.stats.movesRefused++;
+        options.log.warn(`relay ${this.relayText} sent MOVE ${formatHostPort(to)}: not followed (${REFUSALS[reason]}); registering there without the move flag`);
+      },
+      moveIgnored: ({ to }) => {
+        this.stats.movesIgnored++;
+        options.log.debug(`ignored MOVE ${formatHostPort(to)} from ${this.relayText}: no REG with the move flag outstanding`);
+      },
+      moveFlagRefused: () => {
+        this.choice.refusedMoveFlag(this.choice.current);
+        options.log.info(`relay ${this.relayText} does not know the move flag (ERR bad-id); registering there without it`);
+      },
     });
   }
 
@@ -250,15 +202,43 @@ export class RelayTunnel {
     this.loneRelayLogged = false;
     this.stats.relayChanges++;
     log.warn(`relay ${fromText} stopped answering (${unanswered} REGs unanswered); moving session ${sessionId} to ${this.relayText}`);
-    this.reg.restart();
-    this.options.onRelayChange?.({ from, to, unanswered });
+    this.reg.restart({ moveFlag: this.choice.takesMoveFlag(to) });
+    this.options.onRelayChange?.({ from, to, reason: "stopped-answering", unanswered });
     return true;
+  }
+
+  /** `MOVE <to>` answered our flagged REG: follow it to another of the relay's addresses, never elsewhere. */
+  private async considerMove(offer: MoveOffer): Promise<void> {
+    if (relayKey(offer.to) === relayKey(this.choice.current)) {
+      this.reg.declineMove(offer.id, "same-relay");
+      return;
+    }
+    const known = await this.choice.knows(offer.to);
+    if (this.closed) return;
+    if (known.kind !== "known") {
+      if (known.kind === "resolve-failed") this.stats.resolveFailures++;
+      this.reg.declineMove(offer.id, "unknown-relay");
+      return;
+    }
+    // Declined meanwhile (its REG timed out) or overtaken by a failover: nothing left to decide.
+    if (this.reg.pendingMove?.id !== offer.id) return;
+    const from = this.choice.current;
+    const fromText = this.relayText;
+    this.choice.moveTo(offer.to);
+    this.movedFrom = from;
+    this.loneRelayLogged = false;
+    this.stats.relayChanges++;
+    this.stats.movesFollowed++;
+    this.options.log.info(`relay ${fromText} moved session ${this.options.sessionId} to ${this.relayText}, its partner's relay`);
+    this.reg.followMove(offer.id, { moveFlag: this.choice.takesMoveFlag(offer.to) });
+    this.options.onRelayChange?.({ from, to: offer.to, reason: "moved", unanswered: 0 });
   }
 
   private onRelayDatagram(data: Uint8Array, port: number, address: string): void {
     const relay = this.choice.current;
     if (port !== relay.port || !sameHost(address, relay.host)) {
-      this.stats.strayDrops++;
+      if (parseMove(data) !== undefined) this.stats.movesIgnored++;
+      else this.stats.strayDrops++;
       return;
     }
     if (this.reg.onRelayDatagram(data)) {

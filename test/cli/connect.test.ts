@@ -311,3 +311,40 @@ describe("quic-relay connect against a relay that requires return-routability pr
     await eventually(() => partner.inbox.some((d) => text(d.data) === "from-app"), 5000);
   }, 20_000);
 });
+
+describe("quic-relay connect and MOVE", () => {
+  /** A relay at 127.0.0.1 that sends every flagged REG to a second one at 127.0.0.2. */
+  async function movingRelays(): Promise<[FakeRelay, FakeRelay]> {
+    const r2 = await FakeRelay.start({}, "127.0.0.2");
+    const r1 = await FakeRelay.start({ moveTo: { host: r2.host, port: r2.port } }, "127.0.0.1");
+    cleanups.push(() => r1.close(), () => r2.close());
+    return [r1, r2];
+  }
+  const cleanups: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of cleanups.splice(0)) c();
+  });
+
+  it("sends the move flag and follows a MOVE to another --relay address, one log line", async () => {
+    const [r1, r2] = await movingRelays();
+    const session = "cli-move-0001";
+    const r = connect("--relay", `127.0.0.1:${r1.port},127.0.0.2:${r2.port}`, "--session", session, "--listen", "127.0.0.1:0");
+    await r.waitFor(new RegExp(`tunnel up: session ${session} via 127\\.0\\.0\\.2:${r2.port} `));
+    expect(r.output().match(new RegExp(`relay 127\\.0\\.0\\.1:${r1.port} moved session ${session} to 127\\.0\\.0\\.2:${r2.port}, its partner's relay`, "g"))).toHaveLength(1);
+    expect(r1.regs.map((reg) => [reg.session, reg.move])).toEqual([[session, true]]);
+    expect(r2.regs[0]).toMatchObject({ session, move: true, cookie: undefined });
+    r.proc.kill("SIGTERM");
+    expect(await exitOf(r)).toBe(0);
+    expect(r.output()).toMatch(/1 relay changes \(1 by MOVE\)/);
+  }, 20_000);
+
+  it("--no-follow-moves sends no flag, so the first relay registers it", async () => {
+    const [r1, r2] = await movingRelays();
+    const session = "cli-no-move-0001";
+    const r = connect("--relay", `127.0.0.1:${r1.port},127.0.0.2:${r2.port}`, "--session", session, "--listen", "127.0.0.1:0", "--no-follow-moves");
+    await r.waitFor(new RegExp(`tunnel up: session ${session} via 127\\.0\\.0\\.1:${r1.port} `));
+    expect(r1.regs.map((reg) => [reg.session, reg.move])).toEqual([[session, false]]);
+    expect(r1.moves).toBe(0);
+    expect(r2.regs).toEqual([]);
+  }, 20_000);
+});

@@ -1,90 +1,9 @@
 import { afterEach, describe, expect, it } from "bun:test";
-import type { udp } from "bun";
 import { RelayUnreachableError } from "../../src/client/errors.ts";
-import type { RelayResolver } from "../../src/client/relay-addresses.ts";
-import { type RelayChange, RelayTunnel, type TunnelMode } from "../../src/client/tunnel.ts";
-import type { HostPort } from "../../src/net/address.ts";
-import { eventually } from "../utils.ts";
-import { FakeRelay } from "./fake-relay.ts";
+import type { FakeRelay } from "./fake-relay.ts";
+import { addressOf, closeAll, fakeRelay, fast, listenMode, resolverOf, SESSION, tunnel, tunnelPair, until } from "./tunnel-harness.ts";
 
-/** Fast spacing: 3 unanswered REGs are 50 + 100 + 200 ms of silence. */
-const fast = { ackTimeoutMs: 50, maxBackoffMs: 200, maxTries: 3, keepaliveMs: 200, silentAfter: 3 };
-const SESSION = "failover-0f8fad5b";
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
-const until = (check: () => boolean, ms = 10_000) => eventually(check, ms, 5);
-
-async function fakeRelay(host: string): Promise<FakeRelay> {
-  const relay = await FakeRelay.start({}, host);
-  cleanups.push(() => relay.close());
-  return relay;
-}
-
-const addressOf = (relay: FakeRelay): HostPort => ({ host: relay.host, port: relay.port });
-
-/** A resolver that answers from `list()` each time and counts its calls. */
-function resolverOf(list: () => HostPort[]): { calls: number; resolve: RelayResolver } {
-  const r = {
-    calls: 0,
-    resolve: async () => {
-      r.calls++;
-      return list();
-    },
-  };
-  return r;
-}
-
-async function endpoint() {
-  const inbox: string[] = [];
-  const senders: HostPort[] = [];
-  const socket: udp.Socket<"uint8array"> = await Bun.udpSocket({
-    hostname: "127.0.0.1",
-    port: 0,
-    binaryType: "uint8array",
-    socket: {
-      data: (_s, d, port, host) => {
-        inbox.push(new TextDecoder().decode(d));
-        senders.push({ host, port });
-      },
-    },
-  });
-  cleanups.push(() => socket.close());
-  const send = (text: string, to: HostPort) => socket.send(new TextEncoder().encode(text), to.port, to.host);
-  return { socket, inbox, senders, send };
-}
-
-function tunnel(resolve: RelayResolver, mode: TunnelMode) {
-  const changes: RelayChange[] = [];
-  const lines: string[] = [];
-  const t = new RelayTunnel({
-    relay: resolve,
-    sessionId: SESSION,
-    mode,
-    registration: fast,
-    log: { info: (m) => lines.push(m), warn: (m) => lines.push(m), debug() {} },
-    onRelayChange: (change) => changes.push(change),
-  });
-  cleanups.push(() => t.close());
-  return { t, changes, lines };
-}
-
-/** A server behind a forward-side tunnel and an app behind a listen-side one, both on `resolve`. */
-async function tunnelPair(resolve: RelayResolver) {
-  const server = await endpoint();
-  const app = await endpoint();
-  const serverSide = tunnel(resolve, { kind: "forward", target: { host: "127.0.0.1", port: server.socket.port } });
-  const clientSide = tunnel(resolve, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
-  await serverSide.t.start();
-  await clientSide.t.start();
-  /** The app sends `text` until the server has it, and the server answers until the app has the answer. */
-  const roundTrip = async (text: string) => {
-    await until(() => (app.send(text, clientSide.t.appAddress), server.inbox.includes(text)));
-    await until(() => (server.send(`re:${text}`, server.senders[server.inbox.indexOf(text)]!), app.inbox.includes(`re:${text}`)));
-  };
-  return { server, app, serverSide, clientSide, roundTrip };
-}
+afterEach(closeAll);
 
 describe.each([
   ["goes silent (host up, no ICMP)", (r: FakeRelay) => void (r.silent = true)],
@@ -102,7 +21,7 @@ describe.each([
     kill(r1);
     await until(() => serverSide.t.stats.relayChanges === 1 && clientSide.t.stats.relayChanges === 1);
     for (const side of [serverSide, clientSide]) {
-      expect(side.changes).toEqual([{ from: addressOf(r1), to: addressOf(r2), unanswered: fast.silentAfter }]);
+      expect(side.changes).toEqual([{ from: addressOf(r1), to: addressOf(r2), reason: "stopped-answering", unanswered: fast.silentAfter }]);
       expect(side.t.relay).toEqual(addressOf(r2));
       const moves = side.lines.filter((l) => l.includes("stopped answering"));
       expect(moves).toEqual([`relay ${r1.host}:${r1.port} stopped answering (3 REGs unanswered); moving session ${SESSION} to ${r2.host}:${r2.port}`]);
@@ -171,7 +90,7 @@ describe("RelayTunnel failover edge cases", () => {
   it("starts on the next address when the first one does not answer", async () => {
     const [r1, r2] = [await fakeRelay("127.0.0.1"), await fakeRelay("127.0.0.2")];
     r1.silent = true;
-    const side = tunnel(resolverOf(() => [addressOf(r1), addressOf(r2)]).resolve, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
+    const side = tunnel(resolverOf(() => [addressOf(r1), addressOf(r2)]).resolve, listenMode);
     await side.t.start();
     expect(side.t.relay).toEqual(addressOf(r2));
     expect(side.changes.map((c) => c.to)).toEqual([addressOf(r2)]);
@@ -181,7 +100,7 @@ describe("RelayTunnel failover edge cases", () => {
   it("fails with RelayUnreachableError naming every address when none answers at start", async () => {
     const [r1, r2] = [await fakeRelay("127.0.0.1"), await fakeRelay("127.0.0.2")];
     r1.silent = r2.silent = true;
-    const side = tunnel(resolverOf(() => [addressOf(r1), addressOf(r2)]).resolve, { kind: "listen", local: { host: "127.0.0.1", port: 0 } });
+    const side = tunnel(resolverOf(() => [addressOf(r1), addressOf(r2)]).resolve, listenMode);
     const error = await side.t.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RelayUnreachableError);
     expect((error as Error).message).toBe(

@@ -2,13 +2,14 @@ import type { udp } from "bun";
 import { CookieMinter } from "../../src/protocol/cookie.ts";
 import { RefusalCode } from "../../src/protocol/errors.ts";
 import { isReg, parseReg } from "../../src/protocol/reg.ts";
-import { encodeRetry, refusalReply, RETRY_LENGTH } from "../../src/protocol/replies.ts";
+import { encodeMove, encodeRetry, refusalReply, RETRY_LENGTH } from "../../src/protocol/replies.ts";
+import type { HostPort } from "../../src/net/address.ts";
 
 /**
  * A scriptable stand-in for the relay, for client tests that need failure modes the real relay
  * does not have on demand: swallowing ACKs, refusing with ERR, going silent, asking for
- * return-routability proof. Pairs two addresses per session and forwards between them (no
- * holding, no rebinding).
+ * return-routability proof, sending peers to another relay (MOVE), predating the `move` flag.
+ * Pairs two addresses per session and forwards between them (no holding, no rebinding).
  */
 export interface FakeRelayOptions {
   /** Ignore this many REGs (no ACK) before answering. */
@@ -23,6 +24,10 @@ export interface FakeRelayOptions {
   requireCookies?: boolean;
   /** Misbehave: answer every REG with a fresh RETRY and never ACK. */
   retryForever?: boolean;
+  /** Answer every REG that carries the `move` flag (and proof, when required) with `MOVE <moveTo>`. */
+  moveTo?: HostPort;
+  /** False: a relay older than the flag, which refuses a REG carrying it as `ERR bad-id`. */
+  knowsMoveFlag?: boolean;
 }
 
 export interface FakeRelayReg {
@@ -30,6 +35,8 @@ export interface FakeRelayReg {
   port: number;
   session: string;
   cookie: string | undefined;
+  /** The REG carried the `move` flag. */
+  move: boolean;
 }
 
 export class FakeRelay {
@@ -41,6 +48,10 @@ export class FakeRelay {
   silent = false;
   dropRegs: number;
   refuseWith?: string;
+  moveTo?: HostPort;
+  knowsMoveFlag: boolean;
+  /** MOVEs sent. */
+  moves = 0;
   private readonly requireCookies: boolean;
   private readonly retryForever: boolean;
   private minter = new CookieMinter();
@@ -54,6 +65,8 @@ export class FakeRelay {
     this.refuseWith = options.refuseWith;
     this.requireCookies = options.requireCookies ?? false;
     this.retryForever = options.retryForever ?? false;
+    this.moveTo = options.moveTo;
+    this.knowsMoveFlag = options.knowsMoveFlag ?? true;
   }
 
   static async start(options: FakeRelayOptions = {}, hostname = "127.0.0.1"): Promise<FakeRelay> {
@@ -87,6 +100,11 @@ export class FakeRelay {
     this.socket.close();
   }
 
+  /** Send `text` from the relay's address, unasked (a forged or stray reply). */
+  inject(text: string, to: HostPort): void {
+    this.send(text, to.port, to.host);
+  }
+
   private send(data: Uint8Array | string, port: number, address: string): void {
     this.socket.send(typeof data === "string" ? new TextEncoder().encode(data) : data, port, address);
   }
@@ -95,13 +113,19 @@ export class FakeRelay {
     const key = `${address}|${port}`;
     if (isReg(data)) {
       const reg = parseReg(data);
+      if (reg.ok && reg.move && !this.knowsMoveFlag) {
+        this.regs.push({ address, port, session: reg.sessionId, cookie: reg.cookie, move: true });
+        const reply = refusalReply(RefusalCode.BadId, data.length);
+        if (reply) this.send(reply, port, address);
+        return;
+      }
       if (!reg.ok) {
         const reply = refusalReply(reg.code, data.length);
         if (reply) this.send(reply, port, address);
         return;
       }
-      const { sessionId: session, cookie } = reg;
-      this.regs.push({ address, port, session, cookie });
+      const { sessionId: session, cookie, move } = reg;
+      this.regs.push({ address, port, session, cookie, move });
       if (this.silent) return;
       if (this.dropRegs > 0) {
         this.dropRegs--;
@@ -121,6 +145,12 @@ export class FakeRelay {
         const fresh = this.minter.mint(address, port, session, Math.floor(Date.now() / 1000));
         this.retries.push(fresh);
         this.send(encodeRetry(fresh), port, address);
+        return;
+      }
+      const moveReply = move && this.moveTo ? encodeMove(this.moveTo, data.length) : undefined;
+      if (moveReply) {
+        this.moves++;
+        this.send(moveReply, port, address);
         return;
       }
       if (!members.includes(key) && members.length < 2) members.push(key);

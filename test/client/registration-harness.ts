@@ -1,4 +1,4 @@
-import { RelayRegistration, type RegistrationSettings, type Timers } from "../../src/client/registration.ts";
+import { type MoveOffer, RelayRegistration, type RegistrationEvents, type RegistrationSettings, type Timers } from "../../src/client/registration.ts";
 
 /** Timers on a fake clock: `advance(ms)` runs what falls due, in order. */
 export class FakeClock implements Timers {
@@ -35,7 +35,12 @@ export const settings: RegistrationSettings = { ackTimeoutMs: 500, maxBackoffMs:
 /** 36 characters, like a UUID: its plain REG is long enough to be answered with RETRY. */
 export const LONG_ID = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
-export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId = LONG_ID) {
+/**
+ * A registration on a fake clock that records what it sends and reports. With `withMoves` it has
+ * the MOVE handlers (so its REGs carry the flag): `moves` records them as `offer <id> <to> <moves>`,
+ * `refused <to> <reason>`, `ignored <to>`, `flag-refused`.
+ */
+export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId = LONG_ID, withMoves = false) {
   const clock = new FakeClock();
   const log: string[] = [];
   const sends: number[] = [];
@@ -44,6 +49,17 @@ export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId =
   const datagrams: Uint8Array[] = [];
   /** Each `silent` report: when, and how many REGs had gone unanswered. */
   const silences: [number, number][] = [];
+  const moves: string[] = [];
+  const offers: MoveOffer[] = [];
+  const at = (to: { host: string; port: number }) => `${to.host}:${to.port}`;
+  const moveEvents: Partial<RegistrationEvents> = withMoves
+    ? {
+        moveOffered: (o) => void (offers.push(o), moves.push(`offer ${o.id} ${at(o.to)} ${o.moves}`)),
+        moveRefused: (i) => void moves.push(`refused ${at(i.to)} ${i.reason}`),
+        moveIgnored: (i) => void moves.push(`ignored ${at(i.to)}`),
+        moveFlagRefused: () => void moves.push("flag-refused"),
+      }
+    : {};
   const reg = new RelayRegistration(
     sessionId,
     { ...settings, ...overrides },
@@ -58,10 +74,13 @@ export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId =
       refused: (i) => log.push(`refused first=${i.first} ${i.code}`),
       unreachable: (i) => log.push(`unreachable ${i.tries}`),
       silent: (i) => silences.push([clock.now(), i.unanswered]),
+      ...moveEvents,
     },
     clock,
   );
-  return { clock, log, sends, cookies, datagrams, silences, reg };
+  /** Each REG's text without its newline, in send order. */
+  const texts = () => datagrams.map((d) => new TextDecoder().decode(d).trimEnd());
+  return { clock, log, sends, cookies, datagrams, silences, moves, offers, texts, reg };
 }
 
 /** Cookies as a relay would mint them: 16 base64url characters, opaque to the client. */

@@ -120,3 +120,56 @@ describe("RelayChoice", () => {
     expect(await v4only.next(false)).toEqual({ kind: "stay" });
   });
 });
+
+describe("RelayChoice and MOVE targets", () => {
+  const [a, b, c] = [hp("192.0.2.1"), hp("192.0.2.2"), hp("192.0.2.3")];
+
+  it("knows the addresses of the latest resolution without resolving again, in any written form", async () => {
+    let calls = 0;
+    const choice = new RelayChoice(async () => (calls++, [a, b]));
+    await choice.first();
+    expect(await choice.knows(b)).toEqual({ kind: "known" });
+    expect(await choice.knows(hp("::ffff:192.0.2.2"))).toEqual({ kind: "known" });
+    expect(calls).toBe(1);
+  });
+
+  it("resolves once more for an address it does not list, and knows it only if the fresh resolution does", async () => {
+    let addresses = [a, b];
+    let calls = 0;
+    const choice = new RelayChoice(async () => (calls++, addresses));
+    await choice.first();
+    expect(await choice.knows(c)).toEqual({ kind: "unknown" });
+    expect(calls).toBe(2);
+    addresses = [a, b, c];
+    expect(await choice.knows(c)).toEqual({ kind: "known" });
+    expect(await choice.knows(hp("192.0.2.3", 9999))).toEqual({ kind: "unknown" });
+    expect(calls).toBe(4);
+  });
+
+  it("does not know an address when resolving fails, nor one the socket cannot reach, nor any but a fixed one", async () => {
+    let calls = 0;
+    const failing = new RelayChoice(async () => {
+      if (++calls > 1) throw new Error("dns down");
+      return [a];
+    });
+    await failing.first();
+    const answer = await failing.knows(b);
+    expect(answer.kind === "resolve-failed" && answer.error.message).toBe("dns down");
+    // Bound for IPv4 at start: an IPv6 address that appears later cannot be reached from the socket.
+    let addresses = [a];
+    const v4only = new RelayChoice(async () => addresses);
+    await v4only.first();
+    addresses = [a, hp("2001:db8::1")];
+    expect(await v4only.knows(hp("2001:db8::1"))).toEqual({ kind: "unknown" });
+    const fixed = new RelayChoice(a);
+    expect(await fixed.knows(a)).toEqual({ kind: "known" });
+    expect(await fixed.knows(b)).toEqual({ kind: "unknown" });
+  });
+
+  it("remembers per address which relays refused the move flag", () => {
+    const choice = new RelayChoice(a);
+    choice.refusedMoveFlag(hp("::ffff:192.0.2.2"));
+    expect(choice.takesMoveFlag(a)).toBe(true);
+    expect(choice.takesMoveFlag(b)).toBe(false);
+  });
+});
