@@ -189,7 +189,7 @@ export async function startSentinel(primaryPort: number, masterName = "mymaster"
 export interface FleetRelayStats {
   sessions: number;
   table: { drops: Record<string, number>; sessionsPaired: number };
-  plane: { forwardedPackets: number; controlPackets: number };
+  plane: { forwardedPackets: number; forwardedBytes: number; controlPackets: number };
   fleet?: {
     reachable: boolean;
     directory: { errors: number; outages: number };
