@@ -5,6 +5,7 @@ import type { Endpoint } from "./net/address.ts";
 import { type Logger, LogRateLimit, levelEnabled } from "./log.ts";
 import { CookieMinter } from "./protocol/cookie.ts";
 import { isReg, parseReg } from "./protocol/reg.ts";
+import { peerIdentity } from "./protocol/peer-token.ts";
 import { encodeRetry, isRelayLine } from "./protocol/replies.ts";
 import { formatEndpoint } from "./net/address.ts";
 import type { StunResponder } from "./discovery/responder.ts";
@@ -331,7 +332,7 @@ export class Relay {
     if (reg.move && this.remote && (!verified || proof === "valid") && !this.table.session(sessionId)) {
       if (this.remote.place(sessionId, from, d.data) === "checking") return this.table.dropReg(DropReason.DirectoryLookup);
     }
-    this.table.register(sessionId, from, d.data, proof);
+    this.table.register(sessionId, from, d.data, proof, reg.peer === undefined ? undefined : peerIdentity(reg.peer));
   }
 
   /**

@@ -25,6 +25,7 @@
 import type { HostPort } from "../net/address.ts";
 import { RefusalCode } from "../protocol/errors.ts";
 import { encodeReg, MAX_SESSION_ID_LENGTH } from "../protocol/reg.ts";
+import { newPeerToken } from "../protocol/peer-token.ts";
 import { RETRY_LENGTH } from "../protocol/replies.ts";
 import { classifyRelayDatagram } from "./control.ts";
 import {
@@ -69,6 +70,11 @@ export class RelayRegistration {
   private movesSinceAck = 0;
   private offer: MoveOffer | undefined;
   private offers = 0;
+  /**
+   * Who this peer is beyond its address, the same at every relay it registers at: sent with the
+   * flag, so a fleet can tell it moved (its address differs per relay behind a symmetric NAT).
+   */
+  private readonly peerToken = newPeerToken();
 
   constructor(
     private readonly sessionId: string,
@@ -277,7 +283,7 @@ export class RelayRegistration {
   }
 
   private send(cookie: string | undefined): void {
-    const datagram = encodeReg(this.sessionId, cookie, { move: this.moveFlag });
+    const datagram = encodeReg(this.sessionId, cookie, { move: this.moveFlag, peer: this.moveFlag ? this.peerToken : undefined });
     this.lastSentCookie = cookie;
     this.lastSentFlag = this.moveFlag;
     this.lastSentLength = datagram.length;

@@ -29,6 +29,8 @@ export interface RemoteLink {
   direction: Direction;
   packetsOut: number;
   active: boolean;
+  /** The remote peer's identity (peer-token hash), when the directory or a join message named one. */
+  remoteIdentity: string | undefined;
 }
 
 /** Why a bridge datagram was refused: the codec's reasons, or a source that is no fleet member. */
@@ -117,6 +119,7 @@ export class FleetBridge implements RemotePeers {
       direction: "first_to_second",
       packetsOut: 0,
       active: false,
+      remoteIdentity: undefined,
     };
     this.byPort.set(port, link);
     this.bySession.set(sessionId, link);

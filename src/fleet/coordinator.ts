@@ -4,7 +4,9 @@ import type { Logger } from "../log.ts";
 import type { Relay } from "../relay.ts";
 import { formatEndpoint } from "../net/address.ts";
 import type { Session, SessionEvent, StandInVerdict } from "../sessions/types.ts";
-import type { DirectoryStats, FleetDirectory, JoinMessage } from "./directory.ts";
+import type { DirectoryStats, FleetDirectory, JoinMessage, LeftMessage, RelayMessage } from "./directory.ts";
+import { parseReg } from "../protocol/reg.ts";
+import { peerIdentity } from "../protocol/peer-token.ts";
 import type { FleetOptions } from "./options.ts";
 import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
 import { directionOf } from "../sessions/peer.ts";
@@ -59,6 +61,8 @@ export interface FleetStats {
 
 interface Announced {
   localPeers: number;
+  /** The identity of the one local peer, as last written. */
+  identity: string | undefined;
   at: number;
 }
 
@@ -165,17 +169,40 @@ export class FleetCoordinator {
         this.learnMember(relay);
         const partner = session.peers.find((p) => p !== peer);
         if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer));
-        this.announced.set(session.id, { localPeers: countLocal(session), at: 0 });
+        this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
       }
     }
   }
 
-  /** Another relay holds the other peer of a session whose first peer is here. */
-  joined(message: JoinMessage): void {
+  /** A message on this relay's channel. */
+  message(message: RelayMessage): void {
     if (message.relay === this.options.advertise) return;
     this.learnMember(message.relay);
+    if (message.kind === "join") this.joined(message);
+    else this.left(message);
+  }
+
+  /** Another relay holds the other peer of a session whose first peer is here (or that peer moved there). */
+  private joined(message: JoinMessage): void {
     const target = this.endpointOf(message.relay);
-    if (!this.attach(message.session, message.relay, target)) void this.retarget(message.session, message.relay, target);
+    if (!this.attach(message.session, message.relay, target, message.identity)) void this.retarget(message.session, message.relay, target, message.identity);
+  }
+
+  /**
+   * The peer `identity` of a session registered at another relay while it was still registered
+   * here (it moved, e.g. DNS sent it elsewhere): its registration here is stale and goes, with the
+   * session when nobody else of it is here.
+   */
+  private left(message: LeftMessage): void {
+    if (!this.relay.table.leave(message.session, message.identity)) return;
+    const link = this.bridge.link(message.session);
+    if (link && !this.relay.table.peerAt(link.virtual)) this.bridge.removeLink(link);
+    const rest = this.relay.table.session(message.session);
+    if (!rest || countLocal(rest) === 0) {
+      this.announced.delete(message.session);
+      void this.directory.withdraw(message.session);
+    }
+    this.logger.info("peer left for another relay", { session: message.session, relay: message.relay });
   }
 
   /** REGs acknowledged in one batch: each of their sessions is (re-)entered in the directory when due. */
@@ -192,20 +219,27 @@ export class FleetCoordinator {
   /** Enters the session in the directory when its local peer count changed, or when due. */
   private note(session: Session, force: boolean): void {
     const localPeers = countLocal(session);
+    const identity = localIdentity(session);
     const now = Date.now();
     const previous = this.announced.get(session.id);
-    if (!force && previous && previous.localPeers === localPeers && now - previous.at < this.refreshMs / 2) return;
-    this.announced.set(session.id, { localPeers, at: now });
-    void this.announce(session.id, localPeers);
+    if (!force && previous && previous.localPeers === localPeers && previous.identity === identity && now - previous.at < this.refreshMs / 2) return;
+    this.announced.set(session.id, { localPeers, identity, at: now });
+    void this.announce(session.id, localPeers, identity);
   }
 
-  private async announce(sessionId: string, localPeers: number): Promise<void> {
-    const others = await this.directory.announce(sessionId, localPeers, this.ttlMs);
+  private async announce(sessionId: string, localPeers: number, identity: string | undefined): Promise<void> {
+    const others = await this.directory.announce(sessionId, localPeers, this.ttlMs, identity);
     if (!others || localPeers !== 1 || this.bridge.link(sessionId)) return;
     // The other peer is on another relay when exactly one other live relay holds exactly one peer.
     let candidates: string[] = [];
-    for (const [relay, n] of others) {
-      if (n !== 1) continue;
+    for (const [relay, holder] of others) {
+      if (holder.peers !== 1) continue;
+      if (identity !== undefined && holder.identity === identity) {
+        // The peer registered here is the one that relay holds: it moved here, that registration is stale.
+        void this.directory.left(relay, sessionId, identity);
+        void this.directory.forget(sessionId, relay);
+        continue;
+      }
       // Written by a relay of the fleet: its frames (a pong, data) are accepted from now on.
       this.learnMember(relay);
       const alive = await this.directory.alive(relay);
@@ -221,19 +255,22 @@ export class FleetCoordinator {
     }
     if (candidates.length !== 1) return;
     const relay = candidates[0]!;
-    if (this.attach(sessionId, relay, this.endpointOf(relay)) || (await this.retarget(sessionId, relay, this.endpointOf(relay))))
-      await this.directory.join(relay, sessionId);
+    const remoteIdentity = others.get(relay)?.identity;
+    if (this.attach(sessionId, relay, this.endpointOf(relay), remoteIdentity) || (await this.retarget(sessionId, relay, this.endpointOf(relay), remoteIdentity)))
+      await this.directory.join(relay, sessionId, identity);
   }
 
   /**
    * The remote peer of a bridged session re-registered on another relay (its relay went away):
    * point the link there. Only when the relay the link points at is gone from the directory.
    */
-  private async retarget(sessionId: string, relay: string, target: Endpoint | undefined): Promise<boolean> {
+  private async retarget(sessionId: string, relay: string, target: Endpoint | undefined, identity?: string): Promise<boolean> {
     const link = this.bridge.link(sessionId);
     if (!link || !target || link.relay === relay) return false;
-    const previous = link.relay;
-    if (!(await this.gone(previous, true)) || this.bridge.link(sessionId) !== link) return false;
+    // The remote peer itself, by its token, registered at `relay`: follow it, its old relay alive or not.
+    const samePeer = identity !== undefined && link.remoteIdentity === identity;
+    if (!samePeer && !(await this.gone(link.relay, true))) return false;
+    if (this.bridge.link(sessionId) !== link) return false;
     this.follow(link, relay, target);
     return true;
   }
@@ -316,14 +353,17 @@ export class FleetCoordinator {
    */
   standIn(link: RemoteLink, from: Endpoint, raw: Uint8Array): StandInVerdict {
     const relay = link.relay;
+    const identity = link.remoteIdentity === undefined ? undefined : identityOf(raw);
+    if (identity !== undefined && identity === link.remoteIdentity) {
+      // The remote peer itself (its token) registered here: its registration there is stale.
+      this.logger.info("peer of a bridged session moved here from its relay", { session: link.sessionId, relay, peer: formatEndpoint(from) });
+      void this.directory.left(relay, link.sessionId, identity);
+      return this.giveWay(link);
+    }
     const known = this.deadRelays.has(relay) ? "gone" : this.liveness.known(relay);
     if (known === "gone") {
       this.logger.info("peer of a bridged session registered here after its relay died", { session: link.sessionId, relay, peer: formatEndpoint(from) });
-      void this.directory.forget(link.sessionId, relay);
-      queueMicrotask(() => {
-        if (!this.relay.table.peerAt(link.virtual)) this.bridge.removeLink(link);
-      });
-      return "gone";
+      return this.giveWay(link);
     }
     // Heard a moment ago proves nothing about now: the relay is asked, unless it just answered.
     if (this.reoffering) return "live";
@@ -334,6 +374,15 @@ export class FleetCoordinator {
     }
     if (pending.length < MAX_PENDING_REGS) pending.push({ from, raw: raw.slice() });
     return "checking";
+  }
+
+  /** The stand-in gives way to the peer registering here: the link and the other relay's fields go. */
+  private giveWay(link: RemoteLink): StandInVerdict {
+    void this.directory.forget(link.sessionId, link.relay);
+    queueMicrotask(() => {
+      if (!this.relay.table.peerAt(link.virtual)) this.bridge.removeLink(link);
+    });
+    return "gone";
   }
 
   private reoffer(relay: string): void {
@@ -378,7 +427,7 @@ export class FleetCoordinator {
   private async partnerRelay(sessionId: string): Promise<string | undefined> {
     const holders = await this.directory.holders(sessionId);
     if (!holders) return undefined;
-    const candidates = [...holders].filter(([relay, n]) => n === 1 && relay !== this.options.advertise).map(([relay]) => relay);
+    const candidates = [...holders].filter(([relay, h]) => h.peers === 1 && relay !== this.options.advertise).map(([relay]) => relay);
     if (candidates.length !== 1) return undefined;
     const relay = candidates[0]!;
     if (this.deadRelays.has(relay) || this.liveness.known(relay) === "gone") return undefined;
@@ -411,10 +460,11 @@ export class FleetCoordinator {
   }
 
   /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
-  private attach(sessionId: string, relay: string, target: Endpoint | undefined): boolean {
+  private attach(sessionId: string, relay: string, target: Endpoint | undefined, remoteIdentity?: string): boolean {
     if (!target || !this.waitingAlone(sessionId) || this.bridge.link(sessionId)) return false;
     const table = this.relay.table;
     const link = this.bridge.createLink(sessionId, relay, target);
+    link.remoteIdentity = remoteIdentity;
     this.learnMember(relay);
     if (!table.attachRemote(sessionId, link.virtual) || !link.deliverTo) {
       this.bridge.removeLink(link);
@@ -505,4 +555,22 @@ function countLocal(session: Session): number {
   let n = 0;
   for (const p of session.peers) if (!isVirtual(p.endpoint)) n++;
   return n;
+}
+
+/** The identity of a session's one local peer (when it sent a peer token). */
+function localIdentity(session: Session): string | undefined {
+  let identity: string | undefined;
+  let n = 0;
+  for (const p of session.peers) {
+    if (isVirtual(p.endpoint)) continue;
+    n++;
+    identity = p.identity;
+  }
+  return n === 1 ? identity : undefined;
+}
+
+/** The identity a REG's peer token gives, if it carries one. */
+function identityOf(raw: Uint8Array): string | undefined {
+  const reg = parseReg(raw);
+  return reg.ok && reg.peer !== undefined ? peerIdentity(reg.peer) : undefined;
 }

@@ -12,7 +12,29 @@ export interface JoinMessage {
   session: string;
   /** The sending relay's id (its advertised ip:port). */
   relay: string;
+  /** The identity (peer-token hash) of the sending relay's peer, when it sent a token. */
+  identity?: string;
 }
+
+/** A message on a relay's channel: the peer of `session` with `identity` registered at `relay` (it left this one). */
+export interface LeftMessage {
+  kind: "left";
+  session: string;
+  relay: string;
+  identity: string;
+}
+
+export type RelayMessage = JoinMessage | LeftMessage;
+
+/** What one relay holds of a session, as its field in the session's entry says. */
+export interface Holder {
+  peers: number;
+  /** The identity of its one peer, when that peer sent a token. */
+  identity?: string;
+}
+
+/** The field holding the identity of `relay`'s one peer of a session (next to the peer-count field). */
+const IDENTITY_FIELD_SUFFIX = "#peer";
 
 export interface DirectoryStats {
   /** Commands that failed (Redis unreachable, timeouts, errors). */
@@ -32,8 +54,12 @@ export interface DirectoryOptions {
   findPrimary?: () => Promise<string | undefined>;
 }
 
-/** Writes a session's entry (this relay's field = its local peer count), renews the TTL, returns all fields. */
+/**
+ * Writes a session's entry (this relay's field = its local peer count; `<relay>#peer` = the
+ * identity of its one peer, or none), renews the TTL, returns all fields.
+ */
 const ANNOUNCE = `redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] == '' then redis.call('HDEL', KEYS[1], ARGV[1] .. '#peer') else redis.call('HSET', KEYS[1], ARGV[1] .. '#peer', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('HGETALL', KEYS[1])`;
 
@@ -74,7 +100,7 @@ export class FleetDirectory {
     private readonly prefix: string,
     private readonly self: string,
     private readonly logger: Logger,
-    private readonly onJoin: (message: JoinMessage) => void,
+    private readonly onMessage: (message: RelayMessage) => void,
     private readonly options: DirectoryOptions = {},
   ) {
     this.dataUrl = url;
@@ -178,37 +204,48 @@ export class FleetDirectory {
     if (!Array.isArray(role) || role[0] !== "master") throw new Error(`${this.primary} is not the primary (role ${Array.isArray(role) ? String(role[0]) : "unknown"})`);
   }
 
-  /** Records this relay's local peer count for a session; the other relays' counts, or undefined. */
-  async announce(sessionId: string, localPeers: number, ttlMs: number): Promise<Map<string, number> | undefined> {
-    const reply = await this.run("EVAL", [ANNOUNCE, "1", this.sessionKey(sessionId), this.self, String(localPeers), String(Math.ceil(ttlMs))]);
+  /** Records this relay's local peer count (and its one peer's identity) for a session; what the other relays hold, or undefined. */
+  async announce(sessionId: string, localPeers: number, ttlMs: number, identity?: string): Promise<Map<string, Holder> | undefined> {
+    const reply = await this.run("EVAL", [ANNOUNCE, "1", this.sessionKey(sessionId), this.self, String(localPeers), String(Math.ceil(ttlMs)), identity ?? ""]);
     return this.others(reply);
   }
 
-  /** An HGETALL reply of a session entry as relay -> peer count, this relay left out. */
-  private others(reply: unknown): Map<string, number> | undefined {
-    if (!Array.isArray(reply)) {
-      // Bun's client may hand a hash over as an object.
-      if (reply === null || typeof reply !== "object") return reply === null ? new Map() : undefined;
-      return new Map(Object.entries(reply as Record<string, unknown>).filter(([k]) => k !== this.self).map(([k, v]) => [k, Number(v)]));
-    }
-    const others = new Map<string, number>();
-    for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] !== this.self) others.set(String(reply[i]), Number(reply[i + 1]));
-    return others;
-  }
-
-  /** Which relays hold how many peers of a session (this relay left out), without writing; undefined when unreachable. */
-  async holders(sessionId: string): Promise<Map<string, number> | undefined> {
+  /** What each relay holds of a session (this relay left out), without writing; undefined when unreachable. */
+  async holders(sessionId: string): Promise<Map<string, Holder> | undefined> {
     const reply = await this.run("HGETALL", [this.sessionKey(sessionId)]);
     return this.others(reply);
   }
 
-  async withdraw(sessionId: string): Promise<void> {
-    await this.run("HDEL", [this.sessionKey(sessionId), this.self]);
+  /** An HGETALL reply of a session entry as relay -> what it holds, this relay left out. */
+  private others(reply: unknown): Map<string, Holder> | undefined {
+    let fields: [string, string][];
+    if (Array.isArray(reply)) {
+      fields = [];
+      for (let i = 0; i + 1 < reply.length; i += 2) fields.push([String(reply[i]), String(reply[i + 1])]);
+    } else if (reply !== null && typeof reply === "object") {
+      // Bun's client may hand a hash over as an object.
+      fields = Object.entries(reply as Record<string, unknown>).map(([k, v]) => [k, String(v)]);
+    } else return reply === null ? new Map() : undefined;
+    const holders = new Map<string, Holder>();
+    for (const [field, value] of fields) {
+      if (field.endsWith(IDENTITY_FIELD_SUFFIX) || field === this.self) continue;
+      holders.set(field, { peers: Number(value) });
+    }
+    for (const [field, value] of fields) {
+      if (!field.endsWith(IDENTITY_FIELD_SUFFIX)) continue;
+      const holder = holders.get(field.slice(0, -IDENTITY_FIELD_SUFFIX.length));
+      if (holder) holder.identity = value;
+    }
+    return holders;
   }
 
-  /** Drops a relay's field from a session entry (that relay is gone). */
+  async withdraw(sessionId: string): Promise<void> {
+    await this.run("HDEL", [this.sessionKey(sessionId), this.self, `${this.self}${IDENTITY_FIELD_SUFFIX}`]);
+  }
+
+  /** Drops a relay's fields from a session entry (that relay is gone, or its peer left it). */
   async forget(sessionId: string, relay: string): Promise<void> {
-    await this.run("HDEL", [this.sessionKey(sessionId), relay]);
+    await this.run("HDEL", [this.sessionKey(sessionId), relay, `${relay}${IDENTITY_FIELD_SUFFIX}`]);
   }
 
   async heartbeat(info: Record<string, unknown>, ttlMs: number): Promise<boolean> {
@@ -233,8 +270,14 @@ export class FleetDirectory {
     return n === undefined ? undefined : Number(n) > 0;
   }
 
-  async join(toRelay: string, sessionId: string): Promise<void> {
-    const message: JoinMessage = { kind: "join", session: sessionId, relay: this.self };
+  async join(toRelay: string, sessionId: string, identity?: string): Promise<void> {
+    const message: JoinMessage = { kind: "join", session: sessionId, relay: this.self, ...(identity ? { identity } : {}) };
+    await this.run("PUBLISH", [this.channel(toRelay), JSON.stringify(message)]);
+  }
+
+  /** Tells `toRelay` that the peer `identity` of `sessionId` registered here: its registration there is stale. */
+  async left(toRelay: string, sessionId: string, identity: string): Promise<void> {
+    const message: LeftMessage = { kind: "left", session: sessionId, relay: this.self, identity };
     await this.run("PUBLISH", [this.channel(toRelay), JSON.stringify(message)]);
   }
 
@@ -272,8 +315,10 @@ export class FleetDirectory {
   private message(text: string): void {
     this.stats.messages++;
     try {
-      const m = JSON.parse(text) as Partial<JoinMessage>;
-      if (m.kind === "join" && typeof m.session === "string" && typeof m.relay === "string") this.onJoin(m as JoinMessage);
+      const m = JSON.parse(text) as Partial<JoinMessage | LeftMessage>;
+      if (typeof m.session !== "string" || typeof m.relay !== "string" || (m.identity !== undefined && typeof m.identity !== "string")) return;
+      if (m.kind === "join") this.onMessage(m as JoinMessage);
+      else if (m.kind === "left" && typeof m.identity === "string") this.onMessage(m as LeftMessage);
     } catch {
       // Not ours: other writers may share the channel namespace.
     }

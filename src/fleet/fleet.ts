@@ -46,7 +46,7 @@ export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagra
   return {
     bridge,
     async start(relay: Relay) {
-      const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.joined(m), {
+      const directory = new FleetDirectory(options.redisUrl, options.prefix, options.advertise, logger, (m) => coordinator?.message(m), {
         sentinel: options.sentinel,
       });
       coordinator = new FleetCoordinator(relay, bridge, directory, options, logger);

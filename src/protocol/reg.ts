@@ -1,5 +1,6 @@
 import { RefusalCode } from "./errors.ts";
 import { COOKIE_LENGTH, isCookieText } from "./cookie.ts";
+import { PEER_TOKEN_PREFIX, peerTokenOf } from "./peer-token.ts";
 
 export const MAX_SESSION_ID_LENGTH = 128;
 
@@ -7,7 +8,7 @@ const latin1 = new TextDecoder("latin1");
 
 /** `field` is what follows `REG:` (a session id, or a token with authentication). */
 export type RegParse =
-  | { ok: true; sessionId: string; cookie: string | undefined; move: boolean }
+  | { ok: true; sessionId: string; cookie: string | undefined; move: boolean; peer?: string }
   | { ok: false; code: RefusalCode };
 
 /**
@@ -26,7 +27,7 @@ export function isReg(data: Uint8Array): boolean {
 /**
  * Decode `REG:<session_id>`, optionally followed by tokens, each after one space: a cookie
  * (COOKIE_LENGTH base64url characters, docs/protocol.md, "Return routability") and the flag
- * `move`, at most one of each, in any order; with an optional `\n` or `\r\n` terminator. The id
+ * `move` and a peer token (`peer=<token>`, peer-token.ts), at most one of each, in any order; with an optional `\n` or `\r\n` terminator. The id
  * is printable ASCII (0x21-0x7e), 1..MAX_SESSION_ID_LENGTH bytes. Anything else after a space is
  * refused as a bad id, as a space inside an id always was. Never throws. Call only when
  * isReg(data) holds.
@@ -41,6 +42,7 @@ export function parseReg(data: Uint8Array): RegParse {
   while (idEnd < end && data[idEnd] !== SPACE) idEnd++;
   let cookie: string | undefined;
   let move = false;
+  let peer: string | undefined;
   for (let at = idEnd; at < end; ) {
     // `at` is a space: a token follows it, up to the next space or the end.
     let tokenEnd = at + 1;
@@ -48,6 +50,7 @@ export function parseReg(data: Uint8Array): RegParse {
     const token = latin1.decode(data.subarray(at + 1, tokenEnd));
     if (token === MOVE_FLAG && !move) move = true;
     else if (cookie === undefined && token.length === COOKIE_LENGTH && isCookieText(token)) cookie = token;
+    else if (peer === undefined && token.startsWith(PEER_TOKEN_PREFIX) && peerTokenOf(token) !== undefined) peer = peerTokenOf(token);
     else return { ok: false, code: idEnd - 4 > MAX_SESSION_ID_LENGTH ? RefusalCode.LongId : RefusalCode.BadId };
     at = tokenEnd;
   }
@@ -60,13 +63,15 @@ export function parseReg(data: Uint8Array): RegParse {
     if (b < 0x21 || b > 0x7e) return { ok: false, code: RefusalCode.BadId };
   }
   // One flat string: building it a character at a time leaves a rope per id in the table.
-  return { ok: true, sessionId: latin1.decode(data.subarray(4, idEnd)), cookie, move };
+  const sessionId = latin1.decode(data.subarray(4, idEnd));
+  return peer === undefined ? { ok: true, sessionId, cookie, move } : { ok: true, sessionId, cookie, move, peer };
 }
 
-/** Encode a REG datagram as clients send it, with the relay's cookie when it asked for one, and the `move` flag when the client follows MOVE replies. */
-export function encodeReg(sessionId: string, cookie?: string, options: { move?: boolean } = {}): Uint8Array {
+/** Encode a REG datagram as clients send it: the relay's cookie when it asked for one, the `move` flag when the client follows MOVE replies, its peer token. */
+export function encodeReg(sessionId: string, cookie?: string, options: { move?: boolean; peer?: string } = {}): Uint8Array {
   let text = `REG:${sessionId}`;
   if (cookie !== undefined) text += ` ${cookie}`;
   if (options.move) text += ` ${MOVE_FLAG}`;
+  if (options.peer !== undefined) text += ` ${PEER_TOKEN_PREFIX}${options.peer}`;
   return new TextEncoder().encode(`${text}\n`);
 }

@@ -117,7 +117,7 @@ export class SessionTable implements TableView {
    * A well-formed `REG:<sessionId>` from `from`. `proof` is what its cookie showed: "valid" (the
    * sender receives at `from`), "invalid" (it asked for one), or "none" (the original protocol).
    */
-  register(sessionId: string, from: Endpoint, raw: Uint8Array, proof: RegProof = "none"): void {
+  register(sessionId: string, from: Endpoint, raw: Uint8Array, proof: RegProof = "none", identity?: string): void {
     const now = this.clock.now();
     const proven = proof === "valid";
     const existing = this.peers.at(from.address, from.port);
@@ -125,6 +125,7 @@ export class SessionTable implements TableView {
       // A keepalive: the member is known at this address already, whatever its cookie says.
       this.touchPeer(existing, now);
       if (proven && !existing.proven) this.prove(existing);
+      existing.identity ??= identity;
       return this.acknowledge(sessionId, from);
     }
     if (!proven && (proof === "invalid" || this.limits.requireProof)) return this.challenge(sessionId, from, raw);
@@ -168,12 +169,12 @@ export class SessionTable implements TableView {
       session = newSession(sessionId, now);
       this.addSession(session);
       this.stats.sessionsCreated++;
-      this.addPeer(session, from, now, proven);
+      this.addPeer(session, from, now, proven, identity);
       this.sink.event({ kind: "created", session: sessionId, peer: from });
       return this.acknowledge(sessionId, from);
     }
     // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
-    this.pair(session, from, proven, now, () => this.acknowledge(sessionId, from));
+    this.pair(session, from, proven, now, () => this.acknowledge(sessionId, from), identity);
   }
 
   /** The one way a REG is answered with ACK. */
@@ -195,9 +196,23 @@ export class SessionTable implements TableView {
     return true;
   }
 
-  private pair(session: Session, endpoint: Endpoint, proven: boolean, now: number, acknowledge?: () => void): void {
+  /**
+   * The peer with `identity` (its token's hash) registered at another relay of the fleet: its
+   * registration here is stale and goes. A session left with nobody but a stand-in goes too.
+   * False when no local peer of the session has that identity.
+   */
+  leave(sessionId: string, identity: string): boolean {
+    const session = this.sessions.get(sessionId);
+    const peer = session?.peers.find((p) => p.identity === identity && !this.standIns?.isStandIn(p.endpoint));
+    if (!session || !peer) return false;
+    this.removePeer(peer, this.clock.now());
+    if (session.peers.length > 0 && session.peers.every((p) => this.standIns?.isStandIn(p.endpoint))) this.removeSession(session);
+    return true;
+  }
+
+  private pair(session: Session, endpoint: Endpoint, proven: boolean, now: number, acknowledge?: () => void, identity?: string): void {
     const first = session.peers[0]!;
-    const second = this.addPeer(session, endpoint, now, proven);
+    const second = this.addPeer(session, endpoint, now, proven, identity);
     this.touchSession(session, now);
     this.stats.sessionsPaired++;
     // ACK, then what the first peer sent early, then the routes: nothing the first peer sends
@@ -554,7 +569,7 @@ export class SessionTable implements TableView {
     this.cids.ban(cid);
   }
 
-  private addPeer(session: Session, endpoint: Endpoint, now: number, proven: boolean): Peer {
+  private addPeer(session: Session, endpoint: Endpoint, now: number, proven: boolean, identity?: string): Peer {
     const peer: Peer = {
       id: this.peers.allocateId(),
       session,
@@ -562,6 +577,7 @@ export class SessionTable implements TableView {
       lastSeen: now,
       proven,
       cids: undefined,
+      identity,
     };
     session.peers.push(peer);
     if (session.peers.length === 2) this.paired++;

@@ -27,6 +27,11 @@ export interface Peer {
   proven: boolean;
   /** Its QUIC connection IDs, once it sent a QUIC-looking packet the table saw. */
   cids: PeerCids | undefined;
+  /**
+   * Hash of the peer token its REGs carry (`peer=`), if any: who it is beyond its address, so a
+   * fleet can tell the same peer registering at another relay (docs/protocol.md, "Peer token").
+   */
+  identity: string | undefined;
 }
 
 export interface Session {

@@ -79,8 +79,10 @@ export function setup(overrides: Partial<RegistrationSettings> = {}, sessionId =
     clock,
   );
   /** Each REG's text without its newline, in send order. */
-  const texts = () => datagrams.map((d) => new TextDecoder().decode(d).trimEnd());
-  return { clock, log, sends, cookies, datagrams, silences, moves, offers, texts, reg };
+  // The REGs as sent, without the peer token (random per registration; tokens() has them).
+  const texts = () => datagrams.map((d) => new TextDecoder().decode(d).trimEnd().replace(/ peer=[A-Za-z0-9_-]+/, ""));
+  const tokens = () => datagrams.map((d) => / peer=([A-Za-z0-9_-]+)/.exec(new TextDecoder().decode(d))?.[1]);
+  return { clock, log, sends, cookies, datagrams, silences, moves, offers, texts, tokens, reg };
 }
 
 /** Cookies as a relay would mint them: 16 base64url characters, opaque to the client. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { MAX_MOVES_PER_ROUND, PLACEHOLDER_COOKIE } from "../../src/client/registration.ts";
 import { MAX_SESSION_ID_LENGTH } from "../../src/protocol/reg.ts";
+import { RETRY_LENGTH } from "../../src/protocol/replies.ts";
 import { C1, LONG_ID, setup } from "./registration-harness.ts";
 
 const R2 = { host: "192.0.2.2", port: 4433 };
@@ -17,6 +18,19 @@ describe("RelayRegistration and the move flag", () => {
     reg.onAck();
     clock.advance(10_000);
     expect(texts()).toEqual([FLAGGED, FLAGGED, FLAGGED]);
+  });
+
+  it("carries one peer token with the flag, the same in every REG and after a move; none without the flag", () => {
+    const { clock, tokens, reg } = setup({}, LONG_ID, true);
+    reg.start();
+    reg.onAck();
+    clock.advance(10_000);
+    reg.restart();
+    reg.restart({ moveFlag: false });
+    const seen = tokens();
+    expect(seen[0]).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(seen.slice(0, 3)).toEqual([seen[0], seen[0], seen[0]]);
+    expect(seen[3]).toBeUndefined();
   });
 
   it.each([
@@ -160,14 +174,15 @@ describe("RelayRegistration and the move flag", () => {
     expect(log).toEqual(["refused first=true bad-id"]);
   });
 
-  it("with a short id: ERR short, the placeholder with the flag, ERR bad-id from an older relay, the placeholder without it", () => {
-    const { log, texts, moves, reg } = setup({}, "s1", true);
+  it("with a short id: the flagged REG (with its token) is long enough for a RETRY; an older relay's ERR bad-id, then ERR short, then the placeholder without the flag", () => {
+    const { log, texts, moves, reg, datagrams } = setup({}, "s1", true);
     reg.start();
-    reg.onErr("short");
+    expect(datagrams[0]!.length).toBeGreaterThanOrEqual(RETRY_LENGTH);
     reg.onErr("bad-id");
+    reg.onErr("short");
     reg.onRetry(C1);
     reg.onAck();
-    expect(texts()).toEqual(["REG:s1 move", `REG:s1 ${PLACEHOLDER_COOKIE} move`, `REG:s1 ${PLACEHOLDER_COOKIE}`, `REG:s1 ${C1}`]);
+    expect(texts()).toEqual(["REG:s1 move", "REG:s1", `REG:s1 ${PLACEHOLDER_COOKIE}`, `REG:s1 ${C1}`]);
     expect(moves).toEqual(["flag-refused"]);
     expect(log).toEqual(["registered first=true attempts=1 retries=1 rtt=0"]);
   });

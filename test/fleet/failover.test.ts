@@ -4,7 +4,7 @@
  * of three. While the peer's relay is alive, nobody else takes the peer's place.
  */
 import { afterEach, describe, expect, it } from "bun:test";
-import { planesUnderTest, testPeers } from "../utils.ts";
+import { eventually, planesUnderTest, testPeers } from "../utils.ts";
 import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
 import { pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
 
@@ -88,4 +88,66 @@ suite.each(planesUnderTest())("fleet failover on the %s plane", (plane) => {
     const stats = await r2.stats();
     expect((stats.table as unknown as { standInsReplaced: number }).standInsReplaced).toBe(0);
   }, 30_000);
+
+  describe("a peer with a token moves while its relay is alive (behind a symmetric NAT: another address per relay)", () => {
+    const TOKEN = "bW92aW5nLXBlZXItdG9rZW4";
+    const withToken = (session: string, token = TOKEN) => `REG:${session} peer=${token}\n`;
+
+    it("two relays: it registers at its partner's relay and takes its stand-in's place; its old relay drops it; another token is refused", async () => {
+      const [r1, r2] = (await start(["127.0.0.58", "127.0.0.59"])) as [FleetRelay, FleetRelay];
+      const a = await open("127.0.0.2");
+      const b = await open("127.0.0.3");
+      const session = crypto.randomUUID();
+      a.send(withToken(session), r1.port, r1.host);
+      expect(await a.nextText()).toBe("ACK\n");
+      expect(await registerAt(b, r2, session)).toBe("ACK\n");
+      await roundTrip({ a, b, session, ra: r1, rb: r2 }, "bridged");
+
+      const intruder = await open("127.0.0.9");
+      intruder.send(withToken(session, "c29tZWJvZHktZWxzZS10b2tlbg"), r2.port, r2.host);
+      expect(await intruder.nextText()).toBe("ERR full\n");
+
+      const moved = await open("127.0.0.4");
+      moved.send(withToken(session), r2.port, r2.host);
+      expect(await moved.nextText()).toBe("ACK\n");
+      await roundTrip({ a: moved, b, session, ra: r2, rb: r2 }, "local on r2");
+      // The old registration at r1 is gone with its session (nobody else of it was there).
+      await eventually(async () => (await r1.stats()).sessions === 0, 5000);
+      expect((await r2.stats()).fleet!.bridgedNow).toBe(0);
+      // Nothing reaches the old address any more.
+      await roundTrip({ a: moved, b, session, ra: r2, rb: r2 }, "again");
+      expect(a.inbox).toEqual([]);
+    }, 30_000);
+
+    it("three relays: it registers at a third relay, which bridges to its partner's relay; the partner's relay follows, the old relay drops it", async () => {
+      const [r1, r2, r3] = (await start(["127.0.0.60", "127.0.0.61", "127.0.0.62"])) as [FleetRelay, FleetRelay, FleetRelay];
+      const a = await open("127.0.0.2");
+      const b = await open("127.0.0.3");
+      const session = crypto.randomUUID();
+      a.send(withToken(session), r1.port, r1.host);
+      expect(await a.nextText()).toBe("ACK\n");
+      expect(await registerAt(b, r2, session)).toBe("ACK\n");
+      await roundTrip({ a, b, session, ra: r1, rb: r2 }, "bridged");
+
+      const moved = await open("127.0.0.4");
+      moved.send(withToken(session), r3.port, r3.host);
+      expect(await moved.nextText()).toBe("ACK\n");
+      const resumed = { a: moved, b, session, ra: r3, rb: r2 };
+      let tries = 0;
+      for (;;) {
+        try {
+          await roundTrip(resumed, `after ${tries}`, 250);
+          break;
+        } catch (error) {
+          if (++tries > 40) throw error;
+          b.inbox.length = 0;
+          moved.inbox.length = 0;
+        }
+      }
+      await eventually(async () => (await r1.stats()).sessions === 0, 5000);
+      expect((await r3.stats()).fleet!.bridgedNow).toBe(1);
+      // r1 answered every ping: nobody was found gone; the token did it.
+      expect(((await r2.stats()).fleet as unknown as { liveness: { gone: number } }).liveness.gone).toBe(0);
+    }, 30_000);
+  });
 });

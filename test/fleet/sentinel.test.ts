@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { createConsola } from "consola";
-import { FleetDirectory, type JoinMessage } from "../../src/fleet/directory.ts";
+import { FleetDirectory, type RelayMessage } from "../../src/fleet/directory.ts";
 import { askSentinel, parsePrimaryReply, PrimaryResolver, type SentinelOptions } from "../../src/fleet/sentinel.ts";
 import type { HostPort } from "../../src/net/address.ts";
 import { freeTcpPort } from "../cli/relay-process.ts";
@@ -22,7 +22,7 @@ function directories() {
   });
   return (options: ConstructorParameters<typeof FleetDirectory>[5]) => {
     const lines: string[] = [];
-    const joins: JoinMessage[] = [];
+    const joins: RelayMessage[] = [];
     const logger = createConsola({ level: 5, reporters: [{ log: (entry) => lines.push(JSON.stringify(entry.args)) }] });
     const directory = new FleetDirectory("redis://", "t", SELF, logger, (m) => joins.push(m), options);
     open.push(directory);

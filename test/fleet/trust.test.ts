@@ -37,17 +37,20 @@ suite.each(planesUnderTest())("relay-to-relay frames under attack on the %s plan
   };
   const rejected = async (relay: FleetRelay, reason: string) => (await relay.stats()).fleet!.bridge.rejected[reason] ?? 0;
 
-  /** Sends a datagram through the bridge from `ra` to `rb` and returns the frame as captured between them. */
+  /**
+   * Sends a datagram through the bridge from `ra` to `rb` and returns the frame as captured between
+   * them. The capture socket sees all loopback traffic; when other traffic overflowed its buffer
+   * and the frame was lost, another datagram is sent (the frame is there by the time `b` got it).
+   */
   const capture = async (a: TestPeer, ra: FleetRelay, rb: FleetRelay, b: TestPeer, label: string): Promise<Captured> => {
-    sniff.drain();
-    a.send(label, ra.port, ra.host);
-    expect(new TextDecoder().decode((await b.next()).data)).toBe(label);
-    let frame: Captured | undefined;
-    await eventually(() => {
-      frame ??= sniff.drain().find((c) => c.from.address === ra.host && c.from.port === ra.port && c.to.port === rb.port && isBridgeDatagram(c.data));
-      return frame !== undefined;
-    });
-    return frame!;
+    for (let attempt = 0; ; attempt++) {
+      sniff.drain();
+      a.send(`${label} ${attempt}`, ra.port, ra.host);
+      expect(new TextDecoder().decode((await b.next()).data)).toBe(`${label} ${attempt}`);
+      const frame = sniff.drain().find((c) => c.from.address === ra.host && c.from.port === ra.port && c.to.port === rb.port && isBridgeDatagram(c.data));
+      if (frame) return frame;
+      if (attempt >= 20) throw new Error("no relay-to-relay frame captured in 20 attempts");
+    }
   };
   /** Nothing but `label` reaches `b` next: whatever was replayed before it was not delivered. */
   const nextIsOnly = async (p: FleetPair, label: string) => {

@@ -26,18 +26,19 @@ describe("codec properties", () => {
         if (end > 4 && data[end - 1] === 0x0a) end--;
         if (end > 4 && data[end - 1] === 0x0d && data[data.length - 1] === 0x0a) end--;
         // Oracle: after "REG:", the id up to the first space, then tokens after single spaces,
-        // each the flag "move" or a cookie (16 base64url chars), at most one of each.
+        // each the flag "move", a cookie (16 base64url chars) or a peer token, at most one of each.
         const text = String.fromCharCode(...data.subarray(4, end));
         const [id, ...tokens] = text.split(" ");
         const body = Uint8Array.from(id!, (ch) => ch.charCodeAt(0));
         const cookies = tokens.filter((t) => t.length === COOKIE_LENGTH && isCookieText(t));
         const moves = tokens.filter((t) => t === "move");
+        const peers = tokens.filter((t) => /^peer=[A-Za-z0-9_-]{16,43}$/.test(t));
         const cookie = cookies[0];
         const legal =
-          cookies.length <= 1 && moves.length <= 1 && cookies.length + moves.length === tokens.length &&
+          cookies.length <= 1 && moves.length <= 1 && peers.length <= 1 && cookies.length + moves.length + peers.length === tokens.length &&
           body.length >= 1 && body.length <= MAX_SESSION_ID_LENGTH && body.every((b) => b >= 0x21 && b <= 0x7e);
         expect(r.ok).toBe(legal);
-        if (r.ok) expect(r).toEqual({ ok: true, sessionId: id, cookie, move: moves.length === 1 });
+        if (r.ok) expect(r).toEqual({ ok: true, sessionId: id, cookie, move: moves.length === 1, peer: peers[0]?.slice(5) });
         else expect(codes).toContain(r.code);
       }),
       { numRuns: RUNS },

@@ -74,3 +74,16 @@ describe("the move flag", () => {
     expect(new TextDecoder().decode(encodeReg("s-1", undefined, { move: true }))).toBe("REG:s-1 move\n");
   });
 });
+
+describe("the peer token", () => {
+  const TOKEN = "Zm9vYmFyYmF6cXV4MTIzNA";
+  it("is read in any order with the other tokens, and round-trips encodeReg", () => {
+    expect(parseReg(bytes(`REG:abc peer=${TOKEN}\n`))).toEqual({ ok: true, sessionId: "abc", cookie: undefined, move: false, peer: TOKEN });
+    expect(parseReg(bytes(`REG:abc move peer=${TOKEN} AAAAAAAAAAAAAAAA\n`))).toEqual({ ok: true, sessionId: "abc", cookie: "AAAAAAAAAAAAAAAA", move: true, peer: TOKEN });
+    expect(parseReg(encodeReg("s-1", "AAAAAAAAAAAAAAAA", { move: true, peer: TOKEN }))).toEqual({ ok: true, sessionId: "s-1", cookie: "AAAAAAAAAAAAAAAA", move: true, peer: TOKEN });
+  });
+
+  it.each([`REG:abc peer=short\n`, `REG:abc peer=${"x".repeat(44)}\n`, `REG:abc peer=${TOKEN} peer=${TOKEN}\n`, `REG:abc peer=${TOKEN.slice(0, 15)}!\n`, "REG:abc peer=\n"])("refuses %j as a bad id", (input) => {
+    expect(parseReg(bytes(input))).toEqual({ ok: false, code: RefusalCode.BadId });
+  });
+});

@@ -79,3 +79,33 @@ describe("stand-ins for peers on other relays", () => {
     expect(table.stats.refusals.full).toBe(1);
   });
 });
+
+describe("a peer that left for another relay", () => {
+  it("leaves by its identity; a session left with only a stand-in goes; other identities change nothing", () => {
+    const clock = new FakeClock();
+    const sink = new RecordingSink();
+    const table = new SessionTable(clock, sink, { timeoutMs: 300_000 }, undefined, { isStandIn: (e) => e.address.startsWith("fleet:"), check: () => "live" });
+    table.register("session-one", at("10.0.0.2:5000"), new TextEncoder().encode("REG:session-one\n"), "none", "id-a");
+    expect(table.attachRemote("session-one", REMOTE)).toBe(true);
+    expect(table.leave("session-one", "id-b")).toBe(false);
+    expect(table.leave("other-session", "id-a")).toBe(false);
+    expect(table.session("session-one")!.peers).toHaveLength(2);
+    expect(table.leave("session-one", "id-a")).toBe(true);
+    expect(table.session("session-one")).toBeUndefined();
+    expect(table.peerAt(REMOTE)).toBeUndefined();
+    expect(table.indexSizes().peersByKey).toBe(0);
+    expect(table.pairedCount).toBe(0);
+    // Two local peers: the one that left goes, the other stays and waits.
+    table.register("session-two", at("10.0.0.2:5001"), new TextEncoder().encode("REG:session-two\n"), "none", "id-c");
+    table.register("session-two", at("10.0.0.3:5001"), new TextEncoder().encode("REG:session-two\n"), "none", "id-d");
+    expect(table.leave("session-two", "id-c")).toBe(true);
+    expect(table.session("session-two")!.peers.map((p) => ep(p.endpoint))).toEqual(["10.0.0.3:5001"]);
+  });
+
+  it("a keepalive with a token gives a peer without one its identity", () => {
+    const table = new SessionTable(new FakeClock(), new RecordingSink(), { timeoutMs: 300_000 });
+    table.register("session-one", at("10.0.0.2:5000"), new TextEncoder().encode("REG:session-one\n"));
+    table.register("session-one", at("10.0.0.2:5000"), new TextEncoder().encode("REG:session-one\n"), "none", "id-a");
+    expect(table.peerAt(at("10.0.0.2:5000"))!.identity).toBe("id-a");
+  });
+});
