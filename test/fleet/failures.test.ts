@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { eventually, planesUnderTest, TestPeer, testPeers } from "../utils.ts";
-import { type FleetRelay, type FleetRelayStats, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { type FleetRelay, type FleetRelayStats, REDIS_SERVER } from "../support/fleet-harness.ts";
+import { fleetPerTest } from "../support/fleet-suite.ts";
 
 /** The relay's full session-table stats (the harness's type names only a few). */
 const tableOf = async (relay: FleetRelay) => (await relay.stats()).table as FleetRelayStats["table"] & { heldAccepted: number };
@@ -9,20 +10,9 @@ if (!REDIS_SERVER) console.warn("fleet failure tests skipped: redis-server is no
 const suite = REDIS_SERVER ? describe : describe.skip;
 
 suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
-  let redis: TestRedis | undefined;
-  let relays: FleetRelay[] = [];
+  const fleet = fleetPerTest(plane);
   const open = testPeers();
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await redis?.stop();
-  });
-
-  const start = async (hosts: string[], sessionTimeoutSecs = 3) => {
-    redis = await startRedis();
-    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, sessionTimeoutSecs })));
-    return relays;
-  };
+  const start = (hosts: string[], sessionTimeoutSecs = 3) => fleet.start(hosts, { sessionTimeoutSecs });
   const register = async (peer: TestPeer, relay: FleetRelay, session: string) => {
     peer.send(`REG:${session}\n`, relay.port, relay.host);
     return peer.nextText(3000);
@@ -62,7 +52,7 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     expect(s12.a.inbox).toEqual([]);
 
     // Health goes with 3 missed heartbeats; entries only r1 held expire with the session timeout.
-    await until(async () => Number(await redis!.command("EXISTS", [`quic-relay:relay:${r1.advertise}`])) === 0, 4000);
+    await until(async () => Number(await fleet.redis().command("EXISTS", [`quic-relay:relay:${r1.advertise}`])) === 0, 4000);
     // Meanwhile s23 stays busy (data only, no REG): the relays keep its entry alive; s12's
     // surviving peer sends keepalive REGs as clients do.
     let n = 0;
@@ -71,10 +61,10 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
       await roundTrip(s23, `23 busy ${n++}`);
       s12.b.send(`REG:${s12.session}\n`, r2.port, r2.host);
       keepalives++;
-      return Number(await redis!.command("EXISTS", [`quic-relay:session:${s11.session}`])) === 0;
+      return Number(await fleet.redis().command("EXISTS", [`quic-relay:session:${s11.session}`])) === 0;
     }, 8000);
     expect(n).toBeGreaterThan(5);
-    expect(Number(await redis!.command("EXISTS", [`quic-relay:session:${s23.session}`]))).toBe(1);
+    expect(Number(await fleet.redis().command("EXISTS", [`quic-relay:session:${s23.session}`]))).toBe(1);
 
     // One ACK per keepalive, and nothing else.
     await until(async () => s12.b.inbox.length >= keepalives, 5000);
@@ -89,7 +79,7 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     const bridged = await pair(r1, r2);
     await roundTrip(bridged, "before");
 
-    await redis!.stop();
+    await fleet.redis().stop();
     await until(async () => (await r1.stats()).fleet!.reachable === false, 5000);
     // Established bridges and local sessions need no directory; new local sessions are not refused.
     await roundTrip(bridged, "during");
@@ -105,7 +95,7 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     const down = await r1.stats();
     expect(down.fleet!.directory.errors).toBeGreaterThan(0);
 
-    await redis!.start();
+    await fleet.redis().start();
     await until(async () => (await r1.stats()).fleet!.reachable && (await r2.stats()).fleet!.reachable, 8000);
     // Both relays enter their sessions again; the second to do so finds the first and bridges.
     expect(new TextDecoder().decode((await split.b.next(8000)).data)).toBe("held");

@@ -4,9 +4,10 @@
  * session is forwarded by one relay's data plane, not bridged. Plain clients are bridged as
  * before. A flood of flagged REGs costs the directory a bounded number of lookups.
  */
-import { afterAll, afterEach, describe, expect, it } from "bun:test";
+import { afterAll, describe, expect, it } from "bun:test";
 import { eventually, planesUnderTest, testPeers } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { type FleetRelay, REDIS_SERVER } from "../support/fleet-harness.ts";
+import { fleetPerTest } from "../support/fleet-suite.ts";
 import { pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
 import { Forger } from "../support/forge.ts";
 
@@ -23,19 +24,9 @@ interface Placement {
 const placementOf = async (relay: FleetRelay) => ((await relay.stats()).fleet as unknown as { placement: Placement }).placement;
 
 suite.each(planesUnderTest())("peers meet on one relay on the %s plane", (plane) => {
-  let redis: TestRedis | undefined;
-  let relays: FleetRelay[] = [];
+  const fleet = fleetPerTest(plane);
   const open = testPeers();
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await redis?.stop();
-  });
-  const start = async (hosts: string[]) => {
-    redis = await startRedis();
-    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane })));
-    return relays;
-  };
+  const start = (hosts: string[]) => fleet.start(hosts);
 
   it("a client that follows MOVE is sent to its partner's relay, and the session is local there", async () => {
     const [r1, r2] = (await start(["127.0.0.71", "127.0.0.72"])) as [FleetRelay, FleetRelay];
@@ -44,7 +35,7 @@ suite.each(planesUnderTest())("peers meet on one relay on the %s plane", (plane)
     const session = crypto.randomUUID();
     // The first peer: a plain client (or a flagged one: nobody holds the session yet).
     expect(await registerAt(a, r1, session)).toBe("ACK\n");
-    await eventually(async () => Number(await redis!.command("EXISTS", [`quic-relay:session:${session}`])) === 1);
+    await eventually(async () => Number(await fleet.redis().command("EXISTS", [`quic-relay:session:${session}`])) === 1);
     b.send(`REG:${session} move\n`, r2.port, r2.host);
     expect(await b.nextText()).toBe(`MOVE ${r1.host}:${r1.port}\n`);
     b.send(`REG:${session} move\n`, r1.port, r1.host);
@@ -73,7 +64,7 @@ suite.each(planesUnderTest())("peers meet on one relay on the %s plane", (plane)
 
   it("while the directory is down, flagged REGs are registered at once (no lookup), and bridged once it is back", async () => {
     const [r1, r2] = (await start(["127.0.0.75", "127.0.0.76"])) as [FleetRelay, FleetRelay];
-    await redis!.stop();
+    await fleet.redis().stop();
     await eventually(async () => !(await r2.stats()).fleet!.reachable && !(await r1.stats()).fleet!.reachable, 10_000);
     const a = await open("127.0.0.2");
     const b = await open("127.0.0.3");
@@ -83,7 +74,7 @@ suite.each(planesUnderTest())("peers meet on one relay on the %s plane", (plane)
     b.send(`REG:${session} move\n`, r2.port, r2.host);
     expect(await b.nextText()).toBe("ACK\n");
     expect((await placementOf(r2)).unlooked).toBe(1);
-    await redis!.start();
+    await fleet.redis().start();
     await eventually(async () => (await r1.stats()).fleet!.reachable && (await r2.stats()).fleet!.reachable, 10_000);
     await eventually(async () => (await r1.stats()).fleet!.bridgedNow === 1 && (await r2.stats()).fleet!.bridgedNow === 1, 10_000);
     await roundTrip({ a, b, session, ra: r1, rb: r2 }, "bridged after the outage");

@@ -4,10 +4,11 @@
  * sent to a third relay, and replayed after the sending relay died. None of it is delivered, and
  * no link moves.
  */
-import { afterAll, afterEach, describe, expect, it } from "bun:test";
+import { afterAll, describe, expect, it } from "bun:test";
 import { isBridgeDatagram } from "../../src/fleet/bridge-codec.ts";
 import { eventually, planesUnderTest, type TestPeer, testPeers } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { type FleetRelay, REDIS_SERVER } from "../support/fleet-harness.ts";
+import { fleetPerTest } from "../support/fleet-suite.ts";
 import { type FleetPair, pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
 import { Forger } from "../support/forge.ts";
 import { type Captured, Sniffer } from "../support/sniff.ts";
@@ -21,20 +22,9 @@ const suite = why ? describe.skip : describe;
 suite.each(planesUnderTest())("relay-to-relay frames under attack on the %s plane", (plane) => {
   const sniff = sniffer as Sniffer;
   const forge = forger as Forger;
-  let redis: TestRedis | undefined;
-  let relays: FleetRelay[] = [];
+  const fleet = fleetPerTest(plane);
   const open = testPeers();
-  afterEach(async () => {
-    await Promise.all(relays.map((r) => r.stop()));
-    relays = [];
-    await redis?.stop();
-  });
-
-  const start = async (hosts: string[]) => {
-    redis = await startRedis();
-    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane })));
-    return relays;
-  };
+  const start = (hosts: string[]) => fleet.start(hosts);
   const rejected = async (relay: FleetRelay, reason: string) => (await relay.stats()).fleet!.bridge.rejected[reason] ?? 0;
 
   /**

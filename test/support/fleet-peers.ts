@@ -45,3 +45,21 @@ export async function roundTrip(p: FleetPair, label: string, timeoutMs = 5000): 
   p.b.send(`${label}<`, p.rb.port, p.rb.host);
   expect(decoder.decode((await p.a.next(timeoutMs)).data)).toBe(`${label}<`);
 }
+
+/**
+ * A round trip that may fail while the relays are still agreeing (a move under way): tried with a
+ * short deadline until one succeeds, stale datagrams of failed tries dropped. The number of failed
+ * tries, for the log.
+ */
+export async function roundTripOnceSettled(p: FleetPair, label: string, tries = 40, eachMs = 250): Promise<number> {
+  for (let failed = 0; ; failed++) {
+    try {
+      await roundTrip(p, `${label} ${failed}`, eachMs);
+      return failed;
+    } catch (error) {
+      if (failed >= tries) throw error;
+      p.a.inbox.length = 0;
+      p.b.inbox.length = 0;
+    }
+  }
+}
