@@ -1,8 +1,6 @@
-import type { Endpoint } from "../net/address.ts";
-import { endpointKey, hostOf, parseHostPort } from "../net/address.ts";
+import { type Endpoint, formatEndpoint, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
 import type { Relay } from "../relay.ts";
-import { formatEndpoint } from "../net/address.ts";
 import type { Session, SessionEvent, StandInVerdict } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage, LeftMessage, RelayMessage } from "./directory.ts";
 import { parseReg } from "../protocol/reg.ts";
@@ -10,39 +8,10 @@ import { peerIdentity } from "../protocol/peer-token.ts";
 import type { FleetOptions } from "./options.ts";
 import { type BridgeCounters, type FleetBridge, isVirtual, type RemoteLink, VIRTUAL_ADDRESS_PREFIX } from "./bridge.ts";
 import { directionOf } from "../sessions/peer.ts";
-import { encodeMove } from "../protocol/replies.ts";
-import { TokenBucket } from "../security/token-bucket.ts";
+import { HeldRegs } from "./held-regs.ts";
+import { FleetMembers } from "./members.ts";
+import { Placement, type PlacementCounts } from "./placement.ts";
 import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
-
-/**
- * A relay stays a member this long after the directory last named it: a restarted, empty Redis
- * lists each relay again only at its next heartbeat, and bridges must not stop meanwhile.
- */
-const MEMBER_FORGET_MS = 60_000;
-
-/** Frames from unknown addresses read the member set again at most this often (10 reads a second at most, whatever the junk rate). */
-const MEMBER_REFRESH_MS = 100;
-
-/**
- * Directory lookups for REGs with the `move` flag, a second (and the burst): a flood of forged
- * REGs must not become a flood of Redis commands. Beyond it, such REGs register here (the
- * relays bridge the session if its partner is elsewhere), as when the directory is down.
- */
-const PLACEMENT_LOOKUP_RATE = 2000;
-
-/** REGs held per relay while its liveness is checked (each is offered again once known). */
-const MAX_PENDING_REGS = 256;
-
-interface Member {
-  relay: string;
-  /** When the directory (member set, a session entry, a join message) last named it. */
-  seenAt: number;
-}
-
-interface PendingReg {
-  from: Endpoint;
-  raw: Uint8Array;
-}
 
 export interface FleetStats {
   reachable: boolean;
@@ -53,8 +22,8 @@ export interface FleetStats {
   bridgedTotal: number;
   /** Sessions this relay has entered in the directory. */
   announced: number;
-  /** REGs with the `move` flag: sent to the partner's relay (MOVE), registered here after a lookup, registered here without one (directory down, lookup budget spent). */
-  placement: { moved: number; here: number; unlooked: number };
+  /** REGs with the `move` flag for sessions new here, by what became of them. */
+  placement: PlacementCounts;
   /** Liveness pings sent to other relays, and checks that found one gone. */
   liveness: { pings: number; gone: number };
 }
@@ -68,27 +37,21 @@ interface Announced {
 
 /**
  * Keeps the directory in step with the session table on lifecycle events only (a REG that creates,
- * joins or refreshes a session; pairing; expiry found by the periodic pass) and bridges a session
- * when its other peer registered on another relay. Never on the per-datagram path.
+ * joins or refreshes a session; pairing; expiry found by the periodic pass), bridges a session
+ * when its other peer registered on another relay, and moves a link or gives a stand-in's place
+ * away only when the peer's relay is gone (directory, ping) or the peer itself, by its token,
+ * registered elsewhere. REGs that wait for an answer are held (held-regs.ts); where a flagged REG
+ * belongs is placement.ts's. Never on the per-datagram path.
  */
 export class FleetCoordinator {
   private readonly announced = new Map<string, Announced>();
   /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
   private deadRelays = new Set<string>();
-  /** The fleet's relays by address (endpointKey of the host as hostOf gives it, and port) -> relay id. */
-  private members = new Map<string, Member>();
+  private readonly members: FleetMembers;
   private readonly liveness: RelayLiveness;
-  /** REGs waiting for a relay's liveness check, by relay; offered again when it ends. */
-  private readonly pendingRegs = new Map<string, PendingReg[]>();
-  private readonly placement = { moved: 0, here: 0, unlooked: 0 };
-  private readonly lookups = new TokenBucket(PLACEMENT_LOOKUP_RATE, PLACEMENT_LOOKUP_RATE);
-  /** REGs with the `move` flag waiting for the directory, by session. */
-  private readonly placing = new Map<string, PendingReg[]>();
-  /** When the member set was last read from the directory, and the next read asked for by an unknown sender. */
-  private membersReadAt = 0;
-  private membersTimer: ReturnType<typeof setTimeout> | undefined;
-  /** While pending REGs are offered again: a verdict still unknown then counts as live (no loop). */
-  private reoffering = false;
+  /** REGs waiting for a relay's liveness check (key `relay:<id>`) or a directory lookup (placement.ts). */
+  private readonly held: HeldRegs;
+  private readonly placement: Placement;
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private bridgedTotal = 0;
@@ -109,6 +72,16 @@ export class FleetCoordinator {
       if (target) this.bridge.ping(relay, target, nonce);
       return target !== undefined;
     }, liveness);
+    this.members = new FleetMembers(directory, options.advertise);
+    this.held = new HeldRegs(relay);
+    this.placement = new Placement({
+      relay,
+      directory,
+      held: this.held,
+      self: options.advertise,
+      knownGone: (r) => this.deadRelays.has(r) || this.liveness.known(r) === "gone",
+      logger,
+    });
     const timeoutMs = relay.table.limits.timeoutMs;
     this.refreshMs = Math.min(30_000, Math.max(1000, timeoutMs / 3));
     // A live session's entry must survive until the next refresh pass.
@@ -128,8 +101,9 @@ export class FleetCoordinator {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    if (this.membersTimer) clearTimeout(this.membersTimer);
+    this.members.stop();
     this.liveness.stop();
+    this.held.stop();
     if (this.directory.reachable) {
       const work = Promise.all([...this.announced.keys()].map((id) => this.directory.withdraw(id)));
       await Promise.race([work, Bun.sleep(500)]);
@@ -148,7 +122,7 @@ export class FleetCoordinator {
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
       liveness: { ...this.liveness.counts },
-      placement: { ...this.placement },
+      placement: { ...this.placement.counts },
     };
   }
 
@@ -166,7 +140,7 @@ export class FleetCoordinator {
         if (!target) continue;
         this.bridge.createLink(session.id, relay, target, peer.endpoint.port);
         // The directory may be down: the link's relay is a member as far as its frames go.
-        this.learnMember(relay);
+        this.members.learn(relay);
         const partner = session.peers.find((p) => p !== peer);
         if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer));
         this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
@@ -177,7 +151,7 @@ export class FleetCoordinator {
   /** A message on this relay's channel. */
   message(message: RelayMessage): void {
     if (message.relay === this.options.advertise) return;
-    this.learnMember(message.relay);
+    this.members.learn(message.relay);
     if (message.kind === "join") this.joined(message);
     else this.left(message);
   }
@@ -241,7 +215,7 @@ export class FleetCoordinator {
         continue;
       }
       // Written by a relay of the fleet: its frames (a pong, data) are accepted from now on.
-      this.learnMember(relay);
+      this.members.learn(relay);
       const alive = await this.directory.alive(relay);
       if (alive) candidates.push(relay);
       else if (alive === false) void this.directory.forget(sessionId, relay);
@@ -297,22 +271,7 @@ export class FleetCoordinator {
 
   /** The member relay at `from`, for bridge frames: frames from any other address are refused. */
   senderOf(from: Endpoint): string | undefined {
-    const member = this.members.get(endpointKey(hostOf(from.address), from.port));
-    if (member === undefined) this.refreshMembersSoon();
-    return member?.relay;
-  }
-
-  /**
-   * A frame from an address that is no member: a relay that joined since the last heartbeat, or
-   * junk. The member set is read again, at most once per MEMBER_REFRESH_MS.
-   */
-  private refreshMembersSoon(): void {
-    if (this.stopped || this.membersTimer) return;
-    const wait = Math.max(0, this.membersReadAt + MEMBER_REFRESH_MS - Date.now());
-    this.membersTimer = setTimeout(() => {
-      this.membersTimer = undefined;
-      if (!this.stopped) void this.refreshMembers();
-    }, wait);
+    return this.members.senderOf(from);
   }
 
   heard(relay: string): void {
@@ -365,14 +324,11 @@ export class FleetCoordinator {
       this.logger.info("peer of a bridged session registered here after its relay died", { session: link.sessionId, relay, peer: formatEndpoint(from) });
       return this.giveWay(link);
     }
-    // Heard a moment ago proves nothing about now: the relay is asked, unless it just answered.
-    if (this.reoffering) return "live";
-    let pending = this.pendingRegs.get(relay);
-    if (!pending) {
-      this.pendingRegs.set(relay, (pending = []));
-      void this.gone(relay, true).then(() => this.reoffer(relay));
-    }
-    if (pending.length < MAX_PENDING_REGS) pending.push({ from, raw: raw.slice() });
+    // Heard a moment ago proves nothing about now: the relay is asked, unless it just answered
+    // (the REGs offered again after a check find that answer).
+    if (this.held.offering) return "live";
+    const key = `relay:${relay}`;
+    if (this.held.hold(key, from, raw)) void this.gone(relay, true).then(() => this.held.offer(this.held.take(key)));
     return "checking";
   }
 
@@ -385,78 +341,9 @@ export class FleetCoordinator {
     return "gone";
   }
 
-  private reoffer(relay: string): void {
-    const pending = this.pendingRegs.get(relay) ?? [];
-    this.pendingRegs.delete(relay);
-    this.offerAgain(pending);
-  }
-
-  /** Hands held REGs to the relay again, now that what they waited for is known. */
-  private offerAgain(pending: readonly PendingReg[]): void {
-    if (this.stopped || pending.length === 0) return;
-    this.reoffering = true;
-    try {
-      this.relay.handleBatch(pending.map((p) => ({ data: p.raw, address: p.from.address, port: p.from.port, routeId: -1, observed: false })));
-    } finally {
-      this.reoffering = false;
-    }
-  }
-
-  /**
-   * A REG with the `move` flag (a client that follows MOVE) for a session new here: if another
-   * live relay holds the session's one peer, the client is sent there (`MOVE <relay>`), so both
-   * peers meet on one relay and nothing is bridged. Otherwise, or when the directory cannot tell
-   * (down, lookup budget spent), the REG registers here as any other.
-   */
+  /** A REG with the `move` flag for a session new here (placement.ts). */
   place(sessionId: string, from: Endpoint, raw: Uint8Array): "here" | "checking" {
-    if (this.reoffering) return "here";
-    let pending = this.placing.get(sessionId);
-    if (!pending) {
-      if (!this.directory.reachable || !this.lookups.take(performance.now())) {
-        this.placement.unlooked++;
-        return "here";
-      }
-      this.placing.set(sessionId, (pending = []));
-      void this.partnerRelay(sessionId).then((relay) => this.placed(sessionId, relay));
-    }
-    if (pending.length < MAX_PENDING_REGS) pending.push({ from, raw: raw.slice() });
-    return "checking";
-  }
-
-  /** The one live relay holding exactly one peer of the session, if the directory names one. */
-  private async partnerRelay(sessionId: string): Promise<string | undefined> {
-    const holders = await this.directory.holders(sessionId);
-    if (!holders) return undefined;
-    const candidates = [...holders].filter(([relay, h]) => h.peers === 1 && relay !== this.options.advertise).map(([relay]) => relay);
-    if (candidates.length !== 1) return undefined;
-    const relay = candidates[0]!;
-    if (this.deadRelays.has(relay) || this.liveness.known(relay) === "gone") return undefined;
-    return (await this.directory.alive(relay)) ? relay : undefined;
-  }
-
-  private placed(sessionId: string, relay: string | undefined): void {
-    const pending = this.placing.get(sessionId) ?? [];
-    this.placing.delete(sessionId);
-    const target = relay === undefined ? undefined : parseHostPort(relay);
-    const here: PendingReg[] = [];
-    for (const p of pending) {
-      const move = target && !this.relay.table.session(sessionId) ? encodeMove(target, p.raw.length) : undefined;
-      if (!move || this.stopped) {
-        here.push(p);
-        continue;
-      }
-      this.relay.plane.send(move, p.from);
-      this.placement.moved++;
-      this.logger.debug("REG sent to the relay of its partner", { session: sessionId, peer: formatEndpoint(p.from), relay });
-    }
-    this.placement.here += here.length;
-    this.offerAgain(here);
-  }
-
-  /** A relay named by the directory (a join message): its frames are accepted from its address from now on. */
-  private learnMember(relay: string, now = Date.now()): void {
-    const hp = parseHostPort(relay);
-    if (hp && hp.host !== "") this.members.set(endpointKey(hostOf(hp.host), hp.port), { relay, seenAt: now });
+    return this.placement.place(sessionId, from, raw);
   }
 
   /** Pairs the session's lone local peer with a virtual peer standing for the remote one. */
@@ -465,7 +352,7 @@ export class FleetCoordinator {
     const table = this.relay.table;
     const link = this.bridge.createLink(sessionId, relay, target);
     link.remoteIdentity = remoteIdentity;
-    this.learnMember(relay);
+    this.members.learn(relay);
     if (!table.attachRemote(sessionId, link.virtual) || !link.deliverTo) {
       this.bridge.removeLink(link);
       return false;
@@ -500,7 +387,7 @@ export class FleetCoordinator {
       const alive = await Promise.all(relays.map((relay) => this.directory.alive(relay)));
       for (const [i, relay] of relays.entries()) if (alive[i] === false) this.deadRelays.add(relay);
       else if (alive[i]) this.deadRelays.delete(relay);
-      await this.refreshMembers();
+      await this.members.refresh();
       this.refreshAll(false);
     } catch (error) {
       this.logger.error("fleet tick failed", { error: String((error as Error)?.stack ?? error) });
@@ -511,20 +398,7 @@ export class FleetCoordinator {
 
   /** Whether `from` is a relay of the fleet: such an address is never registered as a peer. */
   isMember(from: Endpoint): boolean {
-    return this.members.has(endpointKey(hostOf(from.address), from.port));
-  }
-
-  /** Re-reads the member set; members whose health key is gone leave it (here, after MEMBER_FORGET_MS). */
-  private async refreshMembers(): Promise<void> {
-    this.membersReadAt = Date.now();
-    const members = await this.directory.members();
-    if (!members) return;
-    const now = Date.now();
-    for (const relay of members) this.learnMember(relay, now);
-    for (const [key, member] of this.members) if (now - member.seenAt > MEMBER_FORGET_MS) this.members.delete(key);
-    const others = members.filter((m) => m !== this.options.advertise);
-    const alive = await Promise.all(others.map((relay) => this.directory.alive(relay)));
-    for (const [i, relay] of others.entries()) if (alive[i] === false) void this.directory.dropMember(relay);
+    return this.members.has(from);
   }
 
   /** Withdraws sessions that ended here; re-enters live ones when due (all of them after an outage). */
