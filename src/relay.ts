@@ -48,8 +48,11 @@ const EXPIRE_PASS_SESSIONS = 1000;
 export interface RemotePeers {
   /** Whether `endpoint` stands for a peer on another relay. */
   isRemote(endpoint: Endpoint): boolean;
-  /** Datagrams from the remote peer `peerId` (at the virtual `from`) are delivered to `to`, carrying `direction`. */
-  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction): void;
+  /**
+   * Datagrams from the remote peer `peerId` (at the virtual `from`) are delivered to `to`, carrying
+   * `direction`, at most `unansweredLimit` bytes (0: no bound) since `to` last sent anything.
+   */
+  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, unansweredLimit: number): void;
   unroute(peerId: number): void;
   /** Sends a datagram to a remote peer (through its relay). */
   send(data: Uint8Array, to: Endpoint): void;
@@ -269,11 +272,17 @@ export class Relay {
   /** Datagrams from `peer` now go to `to`; routes from or to peers on other relays are not data-plane routes. */
   private route(peer: Peer, to: Peer, direction: Direction, cidLength: number): void {
     const remote = this.remote;
-    if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint, direction);
+    const unansweredLimit = this.unansweredLimit(to);
+    if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint, direction, unansweredLimit);
     // A local peer whose partner is on another relay has no data-plane route: its datagrams come
     // up to the table, which forwards them through the bridge.
     if (remote?.isRemote(to.endpoint)) return this.plane.deleteRoute(peer.id);
-    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, to.proven ? 0 : this.opts.config.maxUnansweredBytes, cidLength, direction);
+    this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, unansweredLimit, cidLength, direction);
+  }
+
+  /** Bytes a route may deliver to `to` unanswered: unbounded once `to` proved its address. */
+  unansweredLimit(to: Peer): number {
+    return to.proven ? 0 : this.opts.config.maxUnansweredBytes;
   }
 
   /**

@@ -31,6 +31,9 @@ export interface RemoteLink {
   active: boolean;
   /** The remote peer's identity (peer-token hash), when the directory or a join message named one. */
   remoteIdentity: string | undefined;
+  /** Bytes delivered to the local peer since it last sent anything, and the bound on them (0: none; its address is proven). */
+  unanswered: number;
+  unansweredLimit: number;
 }
 
 /** Why a bridge datagram was refused: the codec's reasons, or a source that is no fleet member. */
@@ -49,6 +52,8 @@ export interface BridgeCounters {
   noSession: number;
   /** Peer datagrams too large to wrap within the datagram size limit. */
   oversize: number;
+  /** Datagrams from the remote side not delivered: the local peer is unproven and left too many bytes unanswered. */
+  unanswered: number;
 }
 
 /** What the bridge cannot settle alone; the fleet's coordinator answers. */
@@ -77,7 +82,7 @@ export interface BridgeEvents {
  * sees them. The data plane is only used to send.
  */
 export class FleetBridge implements RemotePeers {
-  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0 };
+  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0, unanswered: 0 };
   private readonly byPort = new Map<number, RemoteLink>();
   private readonly bySession = new Map<string, RemoteLink>();
   private readonly byPeerId = new Map<number, RemoteLink>();
@@ -120,6 +125,8 @@ export class FleetBridge implements RemotePeers {
       packetsOut: 0,
       active: false,
       remoteIdentity: undefined,
+      unanswered: 0,
+      unansweredLimit: 0,
     };
     this.byPort.set(port, link);
     this.bySession.set(sessionId, link);
@@ -147,13 +154,17 @@ export class FleetBridge implements RemotePeers {
       return;
     }
     this.plane.send(this.codec.encode(link.relay, link.sessionId, data), link.target);
+    // The local peer sent something: it receives at its address (what the unanswered bound asks).
+    link.unanswered = 0;
     link.packetsOut++;
     this.bridge.sent++;
   }
 
-  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction): void {
+  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, unansweredLimit = 0): void {
     const link = this.byPort.get(from.port);
     if (!link) return;
+    link.unansweredLimit = unansweredLimit;
+    link.unanswered = 0;
     if (link.peerId !== peerId) this.byPeerId.delete(link.peerId);
     link.peerId = peerId;
     link.deliverTo = to;
@@ -227,6 +238,14 @@ export class FleetBridge implements RemotePeers {
   /** Sends a payload that came over the bridge to the link's local peer. */
   deliver(link: RemoteLink, payload: Uint8Array): void {
     if (!link.deliverTo) return;
+    // As a data-plane route to an unproven address: a forged REG must not make the bridge a flood.
+    if (link.unansweredLimit > 0) {
+      if (link.unanswered + payload.length > link.unansweredLimit) {
+        this.bridge.unanswered++;
+        return;
+      }
+      link.unanswered += payload.length;
+    }
     this.plane.send(payload, link.deliverTo);
     const totals = this.delivered[link.direction];
     totals.packets++;

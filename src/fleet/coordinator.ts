@@ -142,7 +142,7 @@ export class FleetCoordinator {
         // The directory may be down: the link's relay is a member as far as its frames go.
         this.members.learn(relay);
         const partner = session.peers.find((p) => p !== peer);
-        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer));
+        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer), this.relay.unansweredLimit(partner));
         this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
       }
     }

@@ -129,7 +129,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ reason: DropReason.RetryBudget }, stats.drops[DropReason.RetryBudget] ?? 0],
     [{ reason: DropReason.CidDisputed }, stats.drops[DropReason.CidDisputed] ?? 0],
     [{ reason: DropReason.StandInCheck }, stats.drops[DropReason.StandInCheck] ?? 0],
-    [{ reason: "unanswered" }, planeCounters.unansweredDrops],
+    [{ reason: "unanswered" }, planeCounters.unansweredDrops + (src.fleet?.bridge.unanswered ?? 0)],
   ];
   w.family("quic_relay_drops_total", "counter", "Datagrams dropped without a reply, by reason", drops);
   w.single("quic_relay_challenges_total", "counter", "REGs answered with RETRY and a cookie (return-routability challenge)", stats.challenges);

@@ -86,6 +86,35 @@ suite.each(planesUnderTest())("relay-to-relay frames under attack on the %s plan
     await roundTrip(p, "unaffected");
   }, 30_000);
 
+  it("a REG forged with a victim's address at the partner's relay: the bridge delivers at most the unanswered bound to the victim", async () => {
+    const [r1, r2] = (await start(["127.0.0.48", "127.0.0.49"])) as [FleetRelay, FleetRelay];
+    const a = await open("127.0.0.2");
+    const victim = await open("127.0.0.98");
+    const session = crypto.randomUUID();
+    expect(await registerAt(a, r1, session)).toBe("ACK\n");
+    forge.send(`REG:${session}\n`, { address: victim.host, port: victim.port }, { address: r2.host, port: r2.port });
+    // The victim got the ACK it never asked for; the relays bridge the session.
+    expect(await victim.nextText()).toBe("ACK\n");
+    await eventually(async () => (await r1.stats()).fleet!.bridgedNow === 1 && (await r2.stats()).fleet!.bridgedNow === 1);
+    const count = 1000;
+    const datagram = new Uint8Array(1200).fill(7);
+    for (let i = 0; i < count; i++) {
+      a.send(datagram, r1.port, r1.host);
+      if (i % 100 === 99) await eventually(async () => (await r1.stats()).fleet!.bridge.sent >= i + 1);
+    }
+    const bridgeOf = async () => (await r2.stats()).fleet!.bridge as unknown as { delivered: number; unanswered: number };
+    await eventually(async () => {
+      const b = await bridgeOf();
+      return b.delivered + b.unanswered >= count;
+    }, 10_000);
+    const b = await bridgeOf();
+    // 1 MiB (--max-unanswered-bytes) of 1200-byte datagrams, not one more.
+    expect(b.delivered).toBe(Math.floor((1024 * 1024) / 1200));
+    expect(b.unanswered).toBe(count - b.delivered);
+    await eventually(() => victim.inbox.length >= b.delivered);
+    expect(victim.inbox.length).toBe(b.delivered);
+  }, 30_000);
+
   it("after the sending relay dies, replayed frames do not move the link: the attacker receives none of the peer's datagrams", async () => {
     const [r1, r2] = (await start(["127.0.0.46", "127.0.0.47"])) as [FleetRelay, FleetRelay];
     const p = await pairAcross(open, r1, r2);
