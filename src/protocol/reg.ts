@@ -51,7 +51,7 @@ export function parseReg(data: Uint8Array): RegParse {
     if (token === MOVE_FLAG && !move) move = true;
     else if (cookie === undefined && token.length === COOKIE_LENGTH && isCookieText(token)) cookie = token;
     else if (peer === undefined && token.startsWith(PEER_TOKEN_PREFIX) && peerTokenOf(token) !== undefined) peer = peerTokenOf(token);
-    else return { ok: false, code: idEnd - 4 > MAX_SESSION_ID_LENGTH ? RefusalCode.LongId : RefusalCode.BadId };
+    else return { ok: false, code: unparsedFieldLength(data, end) > MAX_SESSION_ID_LENGTH ? RefusalCode.LongId : RefusalCode.BadId };
     at = tokenEnd;
   }
   const length = idEnd - 4;
@@ -65,6 +65,16 @@ export function parseReg(data: Uint8Array): RegParse {
   // One flat string: building it a character at a time leaves a rope per id in the table.
   const sessionId = latin1.decode(data.subarray(4, idEnd));
   return peer === undefined ? { ok: true, sessionId, cookie, move } : { ok: true, sessionId, cookie, move, peer };
+}
+
+/**
+ * A REG whose tokens do not parse is refused as it always was: its whole field (what follows
+ * `REG:`, less a trailing cookie) is the id, too long or holding a space.
+ */
+function unparsedFieldLength(data: Uint8Array, end: number): number {
+  const cookieAt = end - COOKIE_LENGTH - 1;
+  if (cookieAt > 4 && data[cookieAt] === SPACE && isCookieText(latin1.decode(data.subarray(cookieAt + 1, end)))) return cookieAt - 4;
+  return end - 4;
 }
 
 /** Encode a REG datagram as clients send it: the relay's cookie when it asked for one, the `move` flag when the client follows MOVE replies, its peer token. */

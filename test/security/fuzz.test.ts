@@ -21,9 +21,16 @@ function expectedOutcome(d: Uint8Array): Outcome {
     end--;
     if (end > 4 && d[end - 1] === 0x0d) end--;
   }
-  // A trailing " <16 base64url characters>" is a cookie, not part of the id (docs/protocol.md).
-  const tail = String.fromCharCode(...d.subarray(Math.max(4, end - 17), end));
-  if (end - 4 > 17 && /^ [A-Za-z0-9_-]{16}$/.test(tail)) end -= 17;
+  // After the id, tokens after single spaces: a cookie, the move flag, a peer token (docs/protocol.md).
+  const [id, ...tokens] = String.fromCharCode(...d.subarray(4, end)).split(" ");
+  const known = (t: string) => /^[A-Za-z0-9_-]{16}$/.test(t) || t === "move" || /^peer=[A-Za-z0-9_-]{16,43}$/.test(t);
+  const distinct = new Set(tokens.map((t) => (t.startsWith("peer=") ? "peer" : t.length === 16 ? "cookie" : t))).size === tokens.length;
+  if (tokens.length > 0 && tokens.every(known) && distinct) end = 4 + id!.length;
+  // Tokens that do not parse: the whole field is the id, less a trailing " <16 base64url characters>" (a cookie).
+  else {
+    const tail = String.fromCharCode(...d.subarray(Math.max(4, end - 17), end));
+    if (end - 4 > 17 && /^ [A-Za-z0-9_-]{16}$/.test(tail)) end -= 17;
+  }
   const n = end - 4;
   if (n === 0) return { kind: "refused", code: "empty-id", length: d.length };
   if (n > 128) return { kind: "refused", code: "long-id", length: d.length };
