@@ -341,7 +341,17 @@ export class Relay {
     if (reg.move && this.remote && (!verified || proof === "valid") && !this.table.session(sessionId)) {
       if (this.remote.place(sessionId, from, d.data) === "checking") return this.table.dropReg(DropReason.DirectoryLookup);
     }
-    this.table.register(sessionId, from, d.data, proof, reg.peer === undefined ? undefined : peerIdentity(reg.peer));
+    this.table.register(sessionId, from, d.data, proof, this.identityOf(reg.peer, sessionId, from));
+  }
+
+  /**
+   * The hash of a REG's peer token, which the table keeps with the peer: a keepalive of a member
+   * that has one already is not hashed again (the table keeps the first anyway).
+   */
+  private identityOf(token: string | undefined, sessionId: string, from: Endpoint): string | undefined {
+    if (token === undefined) return undefined;
+    const member = this.table.peerAt(from);
+    return member?.session.id === sessionId && member.identity !== undefined ? member.identity : peerIdentity(token);
   }
 
   /**

@@ -160,7 +160,7 @@ export class FleetBridge implements RemotePeers {
     this.bridge.sent++;
   }
 
-  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, unansweredLimit = 0): void {
+  route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, unansweredLimit: number): void {
     const link = this.byPort.get(from.port);
     if (!link) return;
     link.unansweredLimit = unansweredLimit;
