@@ -1,7 +1,8 @@
 import { describe, expect, it } from "bun:test";
-import { eventually, planesUnderTest, TestPeer, testPeers } from "../utils.ts";
+import { eventually, planesUnderTest, testPeers } from "../utils.ts";
 import { type FleetRelay, type FleetRelayStats, REDIS_SERVER } from "../support/fleet-harness.ts";
 import { fleetPerTest } from "../support/fleet-suite.ts";
+import { pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
 
 /** The relay's full session-table stats (the harness's type names only a few). */
 const tableOf = async (relay: FleetRelay) => (await relay.stats()).table as FleetRelayStats["table"] & { heldAccepted: number };
@@ -13,25 +14,8 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
   const fleet = fleetPerTest(plane);
   const open = testPeers();
   const start = (hosts: string[], sessionTimeoutSecs = 3) => fleet.start(hosts, { sessionTimeoutSecs });
-  const register = async (peer: TestPeer, relay: FleetRelay, session: string) => {
-    peer.send(`REG:${session}\n`, relay.port, relay.host);
-    return peer.nextText(3000);
-  };
-  const pair = async (ra: FleetRelay, rb: FleetRelay, hosts: [string, string] = ["127.0.0.2", "127.0.0.3"]) => {
-    const a = await open(hosts[0]);
-    const b = await open(hosts[1]);
-    const session = crypto.randomUUID();
-    expect(await register(a, ra, session)).toBe("ACK\n");
-    expect(await register(b, rb, session)).toBe("ACK\n");
-    return { a, b, session, ra, rb };
-  };
-  type Pair = Awaited<ReturnType<typeof pair>>;
-  const roundTrip = async (p: Pair, label: string, timeoutMs = 3000) => {
-    p.a.send(`${label}>`, p.ra.port, p.ra.host);
-    expect(new TextDecoder().decode((await p.b.next(timeoutMs)).data)).toBe(`${label}>`);
-    p.b.send(`${label}<`, p.rb.port, p.rb.host);
-    expect(new TextDecoder().decode((await p.a.next(timeoutMs)).data)).toBe(`${label}<`);
-  };
+  const pair = (ra: FleetRelay, rb: FleetRelay, hosts?: [string, string]) => pairAcross(open, ra, rb, hosts);
+  const register = registerAt;
   const until = (check: () => Promise<boolean>, timeoutMs: number) => eventually(check, timeoutMs, 100);
 
   it("a relay killed mid-session breaks only its own sessions; its entries expire; a peer can move", async () => {
