@@ -6,7 +6,10 @@ import type { Subprocess } from "bun";
 import { rmSync } from "node:fs";
 
 const children = new Set<Subprocess>();
+/** Children started by others (harnesses that hand out a pid, not the Subprocess). */
+const pids = new Set<number>();
 const tempDirs = new Set<string>();
+const extraCleanUps: (() => void)[] = [];
 let installed = false;
 
 function running(proc: Subprocess): boolean {
@@ -19,6 +22,15 @@ export function cleanUpNow(): void {
     if (running(proc)) proc.kill("SIGKILL");
   }
   children.clear();
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  pids.clear();
+  for (const cleanUp of extraCleanUps) cleanUp();
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
@@ -41,6 +53,19 @@ export function track<T extends Subprocess>(proc: T): T {
   children.add(proc);
   void proc.exited.then(() => children.delete(proc));
   return proc;
+}
+
+/** Kills the process `pid` when the run ends; the returned function forgets it (it was stopped). */
+export function trackPid(pid: number): () => void {
+  install();
+  pids.add(pid);
+  return () => pids.delete(pid);
+}
+
+/** Runs `cleanUp` (synchronous) on every way out, with the rest; installs the handlers now. */
+export function onCleanUp(cleanUp: () => void): void {
+  install();
+  extraCleanUps.push(cleanUp);
 }
 
 /** Removes `dir` (recursively) when the run ends, unless `removeTempDir` did before. */

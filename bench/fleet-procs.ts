@@ -1,14 +1,12 @@
 /**
  * Redis and relays of a fleet bench run, started through the fleet test harness and killed by
- * their own pids on every way out: a normal end, an error, Ctrl-C or SIGTERM. On the way out any
- * other child of this process still running goes too (a relay that never printed `ready` is left
- * running by the harness, which throws without its pid).
+ * their own pids on every way out (children.ts). On the way out any other child of this process
+ * still running goes too (a relay that never printed `ready` is left running by the harness,
+ * which throws without its pid).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { type FleetRelay, startFleetRelay, startRedis, type TestRedis } from "../test/support/fleet-harness.ts";
-
-const running = new Set<number>();
-let installed = false;
+import { onCleanUp, trackPid } from "./children.ts";
 
 /** Pids of this process's children still running, from /proc/<pid>/stat (field 4 is the parent). */
 function ownChildren(): number[] {
@@ -25,33 +23,17 @@ function ownChildren(): number[] {
   return out;
 }
 
-function killAll(): void {
-  for (const pid of [...running, ...ownChildren()]) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  running.clear();
-}
-
 /** Called before anything is started, so that a start that throws half-way is cleaned up too. */
 export function killChildrenOnExit(): void {
-  if (installed) return;
-  installed = true;
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.on(signal, () => {
-      killAll();
-      process.exit(signal === "SIGINT" ? 130 : 143);
-    });
-  }
-}
-
-function remember(pid: number): void {
-  killChildrenOnExit();
-  running.add(pid);
+  onCleanUp(() => {
+    for (const pid of ownChildren()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  });
 }
 
 /** redis-server on a free port; its pid comes from `INFO server` (the harness does not expose it). */
@@ -59,28 +41,28 @@ export async function startBenchRedis(): Promise<TestRedis> {
   const redis = await startRedis();
   const info = String(await redis.command("INFO", ["server"]));
   const pid = Number(/process_id:(\d+)/.exec(info)?.[1]);
-  if (pid > 0) remember(pid);
+  const forget = pid > 0 ? trackPid(pid) : () => false;
   return {
     ...redis,
     async stop() {
       await redis.stop();
-      running.delete(pid);
+      forget();
     },
   };
 }
 
 export async function startBenchRelay(options: Parameters<typeof startFleetRelay>[0]): Promise<FleetRelay> {
   const relay = await startFleetRelay(options);
-  remember(relay.pid);
+  const forget = trackPid(relay.pid);
   return {
     ...relay,
     async stop() {
       await relay.stop();
-      running.delete(relay.pid);
+      forget();
     },
     async kill() {
       await relay.kill();
-      running.delete(relay.pid);
+      forget();
     },
   };
 }
