@@ -10,7 +10,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { planesUnderTest } from "../utils.ts";
-import { type FleetRelay, freeUdpPort, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { type FleetRelay, freeUdpPort, REDIS_SERVER } from "../support/fleet-harness.ts";
+import { fleetPerSuite } from "../support/fleet-suite.ts";
 import { announceSkip, MAIN, skipReason, workDir, type WorkDir } from "./env.ts";
 import { ProcSet } from "./procs.ts";
 
@@ -21,8 +22,7 @@ announceSkip(reason, "fleet relay-move e2e (ngtcp2 through connect tunnels)");
 
 describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the %s plane: QUIC through tunnels that change relay mid-transfer", (plane) => {
   const procs = new ProcSet();
-  let redis: TestRedis | undefined;
-  let relays: FleetRelay[] = [];
+  const fleet = fleetPerSuite(plane, ["127.0.0.91", "127.0.0.92"], { sessionTimeoutSecs: 60 });
   let work: WorkDir | undefined;
   let blobSha = "";
 
@@ -31,18 +31,14 @@ describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the 
     const blob = randomBytes(FILE_BYTES);
     writeFileSync(join(work.dir, "www", "blob"), blob);
     blobSha = createHash("sha256").update(blob).digest("hex");
-    redis = await startRedis();
-    relays = await Promise.all(["127.0.0.91", "127.0.0.92"].map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, sessionTimeoutSecs: 60 })));
   }, 30_000);
   afterAll(async () => {
     procs.killAll();
-    await Promise.all(relays.map((r) => r.stop()));
-    await redis?.stop();
     work?.remove();
   });
 
   it("meets on one relay, survives that relay's death mid-transfer, and the file arrives intact", async () => {
-    const [r1, r2] = relays as [FleetRelay, FleetRelay];
+    const [r1, r2] = fleet.relays() as [FleetRelay, FleetRelay];
     const list = (first: FleetRelay, second: FleetRelay) => `${first.host}:${first.port},${second.host}:${second.port}`;
     const session = `fleet-move-${plane}-${process.pid}`;
     const serverPort = await freeUdpPort("127.0.0.1");

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { planesUnderTest } from "../utils.ts";
-import { type FleetRelay, REDIS_SERVER, startFleetRelay, startRedis, type TestRedis } from "../support/fleet-harness.ts";
+import { type FleetRelay, REDIS_SERVER } from "../support/fleet-harness.ts";
+import { fleetPerSuite } from "../support/fleet-suite.ts";
 import { announceSkip, has, PEERS, ROOT, workDir, type WorkDir } from "./env.ts";
 import { ProcSet } from "./procs.ts";
 import { END_EVENTS } from "./quic-peers.ts";
@@ -25,19 +26,14 @@ announceSkip(reason, "fleet QUIC e2e");
 
 describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the %s plane: QUIC peers on different relays", (plane) => {
   const procs = new ProcSet();
-  let redis: TestRedis | undefined;
-  let relays: FleetRelay[] = [];
+  const fleet = fleetPerSuite(plane, ["127.0.0.81", "127.0.0.82"], { sessionTimeoutSecs: 60 });
   let work: WorkDir | undefined;
 
   beforeAll(async () => {
     work = workDir();
-    redis = await startRedis();
-    relays = await Promise.all(["127.0.0.81", "127.0.0.82"].map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, sessionTimeoutSecs: 60 })));
   }, 30_000);
   afterAll(async () => {
     procs.killAll();
-    await Promise.all(relays.map((r) => r.stop()));
-    await redis?.stop();
     work?.remove();
   });
 
@@ -64,7 +60,7 @@ describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the 
   }
 
   it("transfers several MB intact through two bridged relays", async () => {
-    const [r1, r2] = relays as [FleetRelay, FleetRelay];
+    const [r1, r2] = fleet.relays() as [FleetRelay, FleetRelay];
     const { end, handshakeMs } = await transfer(r1, r2, `fleet-${plane}-${process.pid}`);
     const s1 = await r1.stats();
     const s2 = await r2.stats();
@@ -77,7 +73,7 @@ describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the 
   }, 90_000);
 
   it("reference: the same transfer with both peers on one fleet relay", async () => {
-    const [r1] = relays as [FleetRelay];
+    const [r1] = fleet.relays() as [FleetRelay];
     const { end, handshakeMs } = await transfer(r1, r1, `fleet-local-${plane}-${process.pid}`);
     console.log(`[e2e] fleet ${plane} local reference: handshake ${handshakeMs} ms, ${end.bytes} B in ${end.ms} ms (${end.mbps} Mbit/s), sha256 ok`);
   }, 90_000);

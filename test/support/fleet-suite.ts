@@ -1,11 +1,12 @@
 /**
- * One Redis and a few relays per test, stopped after it: the fleet suites' common frame.
+ * One Redis and a few relays per test (fleetPerTest), or per suite (fleetPerSuite), stopped after
+ * it: the fleet suites' common frame.
  *
  *   const fleet = fleetPerTest(plane);
  *   const [r1, r2] = await fleet.start(["127.0.0.51", "127.0.0.52"]);
  *   fleet.redis().command(...)
  */
-import { afterEach } from "bun:test";
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { type FleetRelay, startFleetRelay, startRedis, type TestRedis } from "./fleet-harness.ts";
 
 type RelayOptions = Omit<Parameters<typeof startFleetRelay>[0], "host" | "redisUrl" | "plane">;
@@ -31,4 +32,19 @@ export function fleetPerTest(plane: "ts" | "native") {
       return redis;
     },
   };
+}
+
+/** Redis and one relay per host, started before the suite's tests and stopped after them; `relays()` once started. */
+export function fleetPerSuite(plane: "ts" | "native", hosts: string[], options: RelayOptions = {}) {
+  let redis: TestRedis | undefined;
+  let relays: FleetRelay[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    relays = await Promise.all(hosts.map((host) => startFleetRelay({ host, redisUrl: redis!.url, plane, ...options })));
+  }, 30_000);
+  afterAll(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+    await redis?.stop();
+  });
+  return { relays: () => relays };
 }
