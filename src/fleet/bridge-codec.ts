@@ -1,27 +1,41 @@
 /**
- * Relay-to-relay bridge frames, version 2: a peer's datagram wrapped with its session id (type 0), or
+ * Relay-to-relay bridge frames, version 3: a peer's datagram wrapped with its session id (type 0), or
  * a ping/pong between relays (types 1, 2; no session id). Big-endian:
  *
- *   magic "\0qrb" (4) | version 2 (1) | type (1) | key id (1) | session id length (1)
+ *   magic "\0qrb" (4) | version 3 (1) | type (1) | key id (1) | session id length (1)
  *   | sent-at ms u48 (6) | epoch ms u48 (6) | counter u32 (4) | session id | payload | tag (16)
  *
  * The magic starts with a zero byte, which no QUIC packet does (the fixed bit 0x40 is set).
- * Bound to both relays: the tag (HMAC-SHA256 over all bytes before it, truncated to 16) is made under
- * K(sender -> receiver) = HMAC-SHA256(secret, "quic-relay bridge v2\0" + sender + "\0" + receiver).
- * No id is on the wire; the receiver names the sender by the datagram's source address, so a frame
- * verifies only at the relay it was made for and only as coming from the relay that made it.
+ * Bound to both relays: frames are authenticated (not encrypted) under the AES-128 key
+ * K(sender -> receiver) = the first 16 bytes of HMAC-SHA256(secret, "quic-relay bridge v3\0" + sender
+ * + "\0" + receiver). The tag is GMAC: AES-128-GCM under that key with an empty plaintext, all bytes
+ * before the tag as additional data, and the 12-byte IV epoch u48 | counter u32 | 0x0000 (bytes 14..24
+ * of the frame, then two zero bytes). No id is on the wire; the receiver names the sender by the
+ * datagram's source address, so a frame verifies only at the relay it was made for and only as coming
+ * from the relay that made it.
  * Rotation: a relay sends under its first secret and accepts any of them; the key id byte (first
  * byte of SHA-256 over "quic-relay bridge key id\0" + secret) picks the secret to verify with.
- * Replay: (epoch, counter) is a nonce per directed pair; the receiver accepts each nonce once
- * (ReplayWindow per sender), and a restarted sender's later epoch supersedes its old one. Sent-at
+ * Nonces: (epoch, counter) is the IV, and GMAC needs it unique per key: two tags made under one key
+ * and one IV give away the key's hash subkey, and with it tags for any frame under that key. As the
+ * key belongs to one directed pair, a relay must never reuse (epoch, counter) towards one receiver
+ * (the sequence goes on across rotation, so not under any secret either): the counter counts up, a
+ * new epoch starts on counter rollover and after `forget`, and epochs are the wall clock (ms) when a
+ * sequence starts, never below one this instance used. A restarted relay begins at its clock, so one
+ * restarted after its clock stepped back by more than its previous uptime could repeat a nonce; keep
+ * relay clocks from stepping back (they must be within the replay window of each other anyway).
+ * Replay: the receiver accepts each nonce once per sender (BridgeNonces.admit; by default a
+ * ReplayWindow per sender), and a restarted sender's later epoch supersedes its old one. Sent-at
  * within `replayWindowMs` of the receiver's clock bounds what a receiver that restarted with empty
  * windows can be fed: frames of the last window of time, each at most once (QUIC drops duplicates).
+ * The nonces are kept by a BridgeNonces (bridge-nonces.ts), in this process unless the caller passes
+ * another store, e.g. one shared with a native data plane that makes frames with `pairKeys`.
  */
+import { createCipheriv, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { MAX_SESSION_ID_LENGTH } from "../protocol/reg.ts";
-import { ReplayWindow } from "./replay-window.ts";
+import { type BridgeNonces, LocalNonces, NONCE_COUNTER_LIMIT } from "./bridge-nonces.ts";
 
 export const BRIDGE_MAGIC = new Uint8Array([0x00, 0x71, 0x72, 0x62]);
-export const BRIDGE_VERSION = 2;
+export const BRIDGE_VERSION = 3;
 export const BRIDGE_TAG_LENGTH = 16;
 const HEADER = 24;
 const AT_VERSION = 4;
@@ -31,10 +45,13 @@ const AT_SID_LENGTH = 7;
 const AT_SENT_AT = 8;
 const AT_EPOCH = 14;
 const AT_COUNTER = 20;
-const COUNTER_LIMIT = 2 ** 32;
+const EPOCH_LIMIT = 2 ** 48;
 const KEY_ID_LABEL = "quic-relay bridge key id\0";
-const PAIR_KEY_LABEL = "quic-relay bridge v2\0";
-/** Derived keys are cheap to derive again; the cap only bounds a caller passing many sender ids. */
+const PAIR_KEY_LABEL = "quic-relay bridge v3\0";
+/** AES-128 key length. */
+const PAIR_KEY_LENGTH = 16;
+const IV_LENGTH = 12;
+/** Derived keys are cheap to derive again; the cap only bounds a caller passing many relay ids. */
 const MAX_CACHED_PEERS = 4096;
 const MAX_CACHED_SESSION_IDS = 65_536;
 const utf8 = new TextEncoder();
@@ -117,22 +134,32 @@ export interface BridgeCodecOptions {
   replayWindowMs?: number;
   /** Milliseconds since the epoch; default Date.now. */
   clock?: () => number;
-  /** Testing only: the counter a new sequence starts at, to reach the 2^32 rollover quickly. Default 0. */
+  /** Testing only: the counter a new sequence starts at, to reach the 2^32 rollover quickly. Default 0. Ignored with `nonces`. */
   startCounter?: number;
+  /** Where nonces to send under come from and accepted ones are recorded. Default: new LocalNonces({ clock, startCounter }). */
+  nonces?: BridgeNonces;
 }
 
-/** One fleet secret with the keyed hashers derived from it, by the other relay's id. */
+/** A pair key with the key id of the secret it is derived from, as a data plane that makes or verifies frames itself needs it. */
+export interface BridgeKey {
+  /** The key id byte frames under this key carry. */
+  id: number;
+  /** K(sender -> receiver), 16 bytes (AES-128). */
+  key: Uint8Array;
+}
+
+/** A derived pair key, raw and ready for the cipher. */
+interface PairKey {
+  readonly bytes: Uint8Array;
+  readonly cipherKey: KeyObject;
+}
+
+/** One fleet secret with the pair keys derived from it, by the other relay's id. */
 interface FleetKey {
   readonly id: number;
   readonly secret: Uint8Array;
-  readonly toPeer: Map<string, Bun.CryptoHasher>;
-  readonly fromPeer: Map<string, Bun.CryptoHasher>;
-}
-
-/** The nonce sequence this relay uses towards one receiver. */
-interface Sequence {
-  epoch: number;
-  counter: number;
+  readonly toPeer: Map<string, PairKey>;
+  readonly fromPeer: Map<string, PairKey>;
 }
 
 /** Encodes frames to other relays and verifies frames from them, for one relay of a fleet. */
@@ -140,27 +167,20 @@ export class BridgeCodec {
   readonly self: string;
   readonly replayWindowMs: number;
   private readonly clock: () => number;
-  private readonly startCounter: number;
+  private readonly nonces: BridgeNonces;
   private keys: FleetKey[] = [];
-  private readonly sequences = new Map<string, Sequence>();
-  private readonly windows = new Map<string, ReplayWindow>();
-  /** Lowest epoch a new sequence may take, so one started after `forget` supersedes the old one. */
-  private epochFloor: number;
-  /** CryptoHasher.digest needs room for the largest digest. */
-  private readonly digest = new Uint8Array(64);
+  /** The GMAC IV, rewritten for each frame (the cipher copies it); its last two bytes stay zero. */
+  private readonly iv = new Uint8Array(IV_LENGTH);
   private readonly sessionIds = new Map<string, Uint8Array>();
 
   constructor(options: BridgeCodecOptions) {
     if (options.self.length === 0 || options.self.includes("\0")) throw new BridgeConfigError(`relay id ${JSON.stringify(options.self)} cannot name a bridge endpoint`);
     const replayWindowMs = options.replayWindowMs ?? 30_000;
     if (!(replayWindowMs > 0)) throw new BridgeConfigError(`replay window of ${replayWindowMs} ms must be positive`);
-    const startCounter = options.startCounter ?? 0;
-    if (!Number.isInteger(startCounter) || startCounter < 0 || startCounter >= COUNTER_LIMIT) throw new BridgeConfigError(`start counter ${startCounter} is not in 0..2^32-1`);
     this.self = options.self;
     this.replayWindowMs = replayWindowMs;
     this.clock = options.clock ?? Date.now;
-    this.startCounter = startCounter;
-    this.epochFloor = this.clock();
+    this.nonces = options.nonces ?? localNonces(this.clock, options.startCounter);
     this.setSecrets(options.secrets);
   }
 
@@ -205,35 +225,41 @@ export class BridgeCodec {
     const sentAt = readU48(data, AT_SENT_AT);
     const epoch = readU48(data, AT_EPOCH);
     if (Math.abs(now - sentAt) > this.replayWindowMs || epoch - now > this.replayWindowMs) return fail(BridgeError.Stale);
-    let window = this.windows.get(from);
-    if (!window) {
-      window = new ReplayWindow();
-      this.windows.set(from, window);
-    }
-    if (window.admit(epoch, readU32(data, AT_COUNTER)) === "replayed") return fail(BridgeError.Replayed);
+    // Only an authentic, fresh frame reaches the nonce store, so a forged one never moves a window.
+    if (!this.nonces.admit(from, epoch, readU32(data, AT_COUNTER))) return fail(BridgeError.Replayed);
     let sessionId = "";
     for (let i = HEADER; i < HEADER + sidLength; i++) sessionId += String.fromCharCode(data[i]!);
     return { ok: true, frame: { type: type as BridgeFrameType, sessionId, payload: data.subarray(HEADER + sidLength, body), sentAt } };
   }
 
-  /** Drops what this codec keeps about another relay (it left the fleet): keys, nonces seen, nonces sent. */
+  /** Drops what this codec keeps about another relay (it left the fleet): its keys, and through the nonce store the nonces seen from it and sent to it. */
   forget(peer: string): void {
-    this.windows.delete(peer);
-    const sequence = this.sequences.get(peer);
-    if (sequence) this.epochFloor = Math.max(this.epochFloor, sequence.epoch + 1);
-    this.sequences.delete(peer);
+    this.nonces.forget(peer);
     for (const key of this.keys) {
       key.toPeer.delete(peer);
       key.fromPeer.delete(peer);
     }
   }
 
+  /**
+   * The pair keys for relay `peer`, for a data plane that makes and verifies frames itself: `tx` is
+   * K(self -> peer) under the first (signing) secret, `rx` is K(peer -> self) under each secret, in
+   * the secrets' order. Copies: changing them changes nothing here.
+   */
+  pairKeys(peer: string): { tx: BridgeKey; rx: BridgeKey[] } {
+    const signing = this.keys[0]!;
+    return {
+      tx: { id: signing.id, key: pairKey(signing.secret, signing.toPeer, peer, this.self, peer).bytes.slice() },
+      rx: this.keys.map((key) => ({ id: key.id, key: pairKey(key.secret, key.fromPeer, peer, peer, this.self).bytes.slice() })),
+    };
+  }
+
   private encodeFrame(to: string, type: BridgeFrameType, sid: Uint8Array | undefined, payload: Uint8Array): Uint8Array {
     const now = this.clock();
-    const sequence = this.sequence(to, now);
-    if (sequence.counter >= COUNTER_LIMIT) {
-      sequence.epoch = Math.max(now, sequence.epoch + 1);
-      sequence.counter = 0;
+    const { epoch, counter } = this.nonces.next(to);
+    // Written as they are: a nonce the frame cannot carry exactly would be truncated into one used before.
+    if (!Number.isInteger(epoch) || epoch < 0 || epoch >= EPOCH_LIMIT || !Number.isInteger(counter) || counter < 0 || counter >= NONCE_COUNTER_LIMIT) {
+      throw new BridgeEncodeError(`nonce (${epoch}, ${counter}) is not a u48 epoch and a u32 counter`);
     }
     const key = this.keys[0]!;
     const sidLength = sid ? sid.length : 0;
@@ -244,13 +270,12 @@ export class BridgeCodec {
     out[AT_KEY_ID] = key.id;
     out[AT_SID_LENGTH] = sidLength;
     writeU48(out, AT_SENT_AT, now);
-    writeU48(out, AT_EPOCH, sequence.epoch);
-    writeU32(out, AT_COUNTER, sequence.counter++);
+    writeU48(out, AT_EPOCH, epoch);
+    writeU32(out, AT_COUNTER, counter);
     if (sid) out.set(sid, HEADER);
     out.set(payload, HEADER + sidLength);
     const body = out.length - BRIDGE_TAG_LENGTH;
-    this.tag(pairKey(key.secret, key.toPeer, to, this.self, to), out.subarray(0, body));
-    out.set(this.digest.subarray(0, BRIDGE_TAG_LENGTH), body);
+    out.set(this.tag(pairKey(key.secret, key.toPeer, to, this.self, to), out, body), body);
     return out;
   }
 
@@ -261,27 +286,19 @@ export class BridgeCodec {
     for (const key of this.keys) {
       if (key.id !== keyId) continue;
       known = true;
-      this.tag(pairKey(key.secret, key.fromPeer, from, from, this.self), data.subarray(0, body));
-      let diff = 0;
-      for (let i = 0; i < BRIDGE_TAG_LENGTH; i++) diff |= this.digest[i]! ^ data[body + i]!;
-      if (diff === 0) return undefined;
+      const tag = this.tag(pairKey(key.secret, key.fromPeer, from, from, this.self), data, body);
+      if (timingSafeEqual(tag, data.subarray(body, body + BRIDGE_TAG_LENGTH))) return undefined;
     }
     return known ? BridgeError.BadTag : BridgeError.UnknownKey;
   }
 
-  private sequence(to: string, now: number): Sequence {
-    let sequence = this.sequences.get(to);
-    if (!sequence) {
-      sequence = { epoch: Math.max(now, this.epochFloor), counter: this.startCounter };
-      this.sequences.set(to, sequence);
-    }
-    return sequence;
-  }
-
-  private tag(keyed: Bun.CryptoHasher, bytes: Uint8Array): void {
-    const h = keyed.copy();
-    h.update(bytes);
-    h.digest(this.digest);
+  /** The GMAC tag of `frame`'s first `body` bytes (its nonce among them) under `key`. */
+  private tag(key: PairKey, frame: Uint8Array, body: number): Uint8Array {
+    this.iv.set(frame.subarray(AT_EPOCH, HEADER));
+    const gcm = createCipheriv("aes-128-gcm", key.cipherKey, this.iv);
+    gcm.setAAD(frame.subarray(0, body));
+    gcm.final();
+    return gcm.getAuthTag();
   }
 
   private sessionIdBytes(sessionId: string): Uint8Array {
@@ -296,15 +313,26 @@ export class BridgeCodec {
   }
 }
 
-/** The keyed hasher for K(sender -> receiver) under `secret`, cached in `cache` by the other relay's id, `peer`. */
-function pairKey(secret: Uint8Array, cache: Map<string, Bun.CryptoHasher>, peer: string, sender: string, receiver: string): Bun.CryptoHasher {
-  let keyed = cache.get(peer);
-  if (keyed) return keyed;
-  const pair = new Bun.CryptoHasher("sha256", secret).update(PAIR_KEY_LABEL + sender + "\0" + receiver).digest();
-  keyed = new Bun.CryptoHasher("sha256", pair);
+/** K(sender -> receiver) under `secret`, cached in `cache` by the other relay's id, `peer`. */
+function pairKey(secret: Uint8Array, cache: Map<string, PairKey>, peer: string, sender: string, receiver: string): PairKey {
+  let pair = cache.get(peer);
+  if (pair) return pair;
+  const hmac = new Bun.CryptoHasher("sha256", secret).update(PAIR_KEY_LABEL + sender + "\0" + receiver).digest();
+  const bytes = new Uint8Array(hmac.subarray(0, PAIR_KEY_LENGTH));
+  pair = { bytes, cipherKey: createSecretKey(bytes) };
   if (cache.size >= MAX_CACHED_PEERS) cache.clear();
-  cache.set(peer, keyed);
-  return keyed;
+  cache.set(peer, pair);
+  return pair;
+}
+
+/** The default nonce store; a start counter it refuses is a configuration error of the codec. */
+function localNonces(clock: () => number, startCounter: number | undefined): LocalNonces {
+  try {
+    return new LocalNonces({ clock, startCounter });
+  } catch (error) {
+    if (error instanceof RangeError) throw new BridgeConfigError(error.message);
+    throw error;
+  }
 }
 
 function fail(error: BridgeError): BridgeDecode {

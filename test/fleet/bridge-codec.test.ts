@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { createHash, createHmac } from "node:crypto";
+import { createCipheriv, createHash, createHmac } from "node:crypto";
 import fc from "fast-check";
 import {
   BRIDGE_TAG_LENGTH,
@@ -15,6 +15,7 @@ import {
   bridgeOverhead,
   isBridgeDatagram,
 } from "../../src/fleet/bridge-codec.ts";
+import { type BridgeNonces, LocalNonces } from "../../src/fleet/bridge-nonces.ts";
 import { REPLAY_WINDOW_SIZE } from "../../src/fleet/replay-window.ts";
 
 const OLD = "fleet-secret-for-tests-0123456789";
@@ -45,6 +46,21 @@ function withByte(wire: Uint8Array, at: number, value: number): Uint8Array {
   const copy = wire.slice();
   copy[at] = value;
   return copy;
+}
+
+/** K(sender -> receiver) as the format defines it, computed without the codec. */
+function pairKeyByHand(secret: string, sender: string, receiver: string): Buffer {
+  return createHmac("sha256", secret).update(`quic-relay bridge v3\0${sender}\0${receiver}`).digest().subarray(0, 16);
+}
+
+/** The GMAC tag of a frame as the format defines it, computed without the codec. */
+function tagByHand(key: Uint8Array, wire: Uint8Array): Buffer {
+  const body = wire.subarray(0, wire.length - BRIDGE_TAG_LENGTH);
+  const iv = Buffer.concat([wire.subarray(14, 24), Buffer.alloc(2)]);
+  const gcm = createCipheriv("aes-128-gcm", key, iv);
+  gcm.setAAD(body);
+  expect(gcm.update(new Uint8Array(0)).length + gcm.final().length).toBe(0);
+  return gcm.getAuthTag();
 }
 
 const payload = (n: number) => crypto.getRandomValues(new Uint8Array(n));
@@ -78,15 +94,79 @@ describe("bridge codec: format and keys", () => {
 
   it("lays the frame out as specified, tagged under the key of the directed pair", () => {
     const wire = relay(A).encode(B, "abc", new Uint8Array([9, 8, 7]));
+    expect(BRIDGE_VERSION).toBe(3);
     expect(Array.from(wire.subarray(0, 4))).toEqual([0x00, 0x71, 0x72, 0x62]);
     const keyId = createHash("sha256").update(`quic-relay bridge key id\0${OLD}`).digest()[0];
     expect(header(wire)).toEqual({ version: BRIDGE_VERSION, type: 0, keyId, sidLength: 3, sentAt: T, epoch: T, counter: 0 });
     expect(bridgeKeyId(OLD)).toBe(keyId!);
     expect(new TextDecoder().decode(wire.subarray(24, 27))).toBe("abc");
     expect(Array.from(wire.subarray(27, 30))).toEqual([9, 8, 7]);
+    // GMAC: AES-128-GCM, key K(A -> B), IV = epoch | counter | 0x0000, no plaintext, all of the frame before the tag as AAD.
+    const key = createHmac("sha256", OLD).update(`quic-relay bridge v3\0${A}\0${B}`).digest().subarray(0, 16);
+    const iv = Buffer.alloc(12);
+    iv.writeUIntBE(T, 0, 6);
+    iv.writeUInt32BE(0, 6);
+    const gcm = createCipheriv("aes-128-gcm", key, iv);
+    gcm.setAAD(wire.subarray(0, 30));
+    gcm.final();
+    expect(Array.from(wire.subarray(30))).toEqual(Array.from(gcm.getAuthTag()));
+    // The nonce is part of the IV: the next frame's tag differs although nothing else but the counter does.
+    const second = relay(A);
+    second.encode(B, "abc", new Uint8Array([9, 8, 7]));
+    const next = second.encode(B, "abc", new Uint8Array([9, 8, 7]));
+    expect(header(next).counter).toBe(1);
+    expect(Array.from(next.subarray(30))).toEqual(Array.from(tagByHand(key, next)));
+  });
+
+  it("refuses a genuine version 2 frame as bad-version", () => {
+    // The v2 layout, tagged as v2 did (HMAC-SHA256 under the v2 pair key, truncated): authentic but no longer spoken.
+    const wire = new Uint8Array(24 + 1 + 4 + BRIDGE_TAG_LENGTH);
+    const view = new DataView(wire.buffer);
+    wire.set([0x00, 0x71, 0x72, 0x62, 2, BridgeFrameType.Data, bridgeKeyId(OLD), 1]);
+    view.setUint16(8, Math.floor(T / 2 ** 32));
+    view.setUint32(10, T % 2 ** 32);
+    view.setUint16(14, Math.floor(T / 2 ** 32));
+    view.setUint32(16, T % 2 ** 32);
+    wire[24] = "s".charCodeAt(0);
+    wire.set([1, 2, 3, 4], 25);
     const pair = createHmac("sha256", OLD).update(`quic-relay bridge v2\0${A}\0${B}`).digest();
-    const tag = createHmac("sha256", pair).update(wire.subarray(0, 30)).digest().subarray(0, BRIDGE_TAG_LENGTH);
-    expect(Array.from(wire.subarray(30))).toEqual(Array.from(tag));
+    wire.set(createHmac("sha256", pair).update(wire.subarray(0, 29)).digest().subarray(0, BRIDGE_TAG_LENGTH), 29);
+    expect(header(wire)).toEqual({ version: 2, type: 0, keyId: bridgeKeyId(OLD), sidLength: 1, sentAt: T, epoch: T, counter: 0 });
+    expect(relay(B).decode(A, wire)).toEqual(rejected(BridgeError.BadVersion));
+    // The same frame claiming version 3 fails on its tag.
+    expect(relay(B).decode(A, withByte(wire, 4, 3))).toEqual(rejected(BridgeError.BadTag));
+  });
+
+  it("pairKeys gives the keys frames are tagged and verified with", () => {
+    const a = relay(A, [NEW, OLD]);
+    const b = relay(B, [OLD, NEW]);
+    const keysA = a.pairKeys(B);
+    const keysB = b.pairKeys(A);
+    expect(keysA.tx).toEqual({ id: bridgeKeyId(NEW), key: new Uint8Array(pairKeyByHand(NEW, A, B)) });
+    expect(keysA.tx.key.length).toBe(16);
+    expect(keysA.rx).toEqual([
+      { id: bridgeKeyId(NEW), key: new Uint8Array(pairKeyByHand(NEW, B, A)) },
+      { id: bridgeKeyId(OLD), key: new Uint8Array(pairKeyByHand(OLD, B, A)) },
+    ]);
+    expect(keysB.tx).toEqual({ id: bridgeKeyId(OLD), key: new Uint8Array(pairKeyByHand(OLD, B, A)) });
+    // What one relay sends under is what the other verifies with, under the same key id.
+    expect(keysB.rx.find((k) => k.id === keysA.tx.id)).toEqual(keysA.tx);
+    expect(keysA.rx.find((k) => k.id === keysB.tx.id)).toEqual(keysB.tx);
+    for (const [from, to, fromId, toId, keys] of [[a, b, A, B, keysA], [b, a, B, A, keysB]] as const) {
+      const wire = from.encode(toId, "session-1", payload(1200));
+      expect(header(wire).keyId).toBe(keys.tx.id);
+      expect(Array.from(wire.subarray(wire.length - BRIDGE_TAG_LENGTH))).toEqual(Array.from(tagByHand(keys.tx.key, wire)));
+      expect(to.decode(fromId, wire).ok).toBe(true);
+    }
+    // A frame made by hand from the keys verifies at the codec.
+    const made = a.encode(B, "session-1", payload(50));
+    new DataView(made.buffer).setUint32(20, 77); // a nonce the codec did not hand out
+    made.set(tagByHand(keysA.tx.key, made), made.length - BRIDGE_TAG_LENGTH);
+    expect(b.decode(A, made).ok).toBe(true);
+    // Copies: changing them changes neither the codec nor later answers.
+    keysA.tx.key.fill(0);
+    expect(a.pairKeys(B).tx.key).toEqual(new Uint8Array(pairKeyByHand(NEW, A, B)));
+    expect(b.decode(A, a.encode(B, "s", payload(3))).ok).toBe(true);
   });
 
   it("verifies only for the receiver the frame was made for", () => {
@@ -168,7 +248,7 @@ describe("bridge codec: format and keys", () => {
     const b = relay(B);
     for (let n = 0; n < bridgeOverhead(0); n++) expect(b.decode(A, wire.subarray(0, n))).toEqual(rejected(BridgeError.Truncated));
     expect(b.decode(A, withByte(wire, 0, 0x51))).toEqual(rejected(BridgeError.BadMagic));
-    for (const v of [0, 1, 3, 255]) expect(b.decode(A, withByte(wire, 4, v))).toEqual(rejected(BridgeError.BadVersion));
+    for (const v of [0, 1, 2, 4, 255]) expect(b.decode(A, withByte(wire, 4, v))).toEqual(rejected(BridgeError.BadVersion));
     for (const t of [3, 4, 255]) expect(b.decode(A, withByte(wire, 5, t))).toEqual(rejected(BridgeError.BadType));
     expect(b.decode(A, withByte(wire, 7, 0))).toEqual(rejected(BridgeError.BadSessionId));
     expect(b.decode(A, withByte(wire, 7, 129))).toEqual(rejected(BridgeError.BadSessionId));
@@ -280,11 +360,7 @@ describe("bridge codec: freshness and replay", () => {
     const frames = [0, 1, 2].map(() => a.encode(B, "s", payload(2)));
     expect(frames.map((f) => [header(f).epoch, header(f).counter])).toEqual([[T, 2 ** 32 - 2], [T, 2 ** 32 - 1], [T + 1, 0]]);
     for (const f of frames) expect(b.decode(A, f).ok).toBe(true);
-    // With the clock past the old epoch, the new epoch is the clock.
-    const c = relay(C, [OLD], { clock: clock.read, startCounter: 2 ** 32 - 1 });
-    expect(header(c.encode(B, "s", payload(1)))).toMatchObject({ epoch: T, counter: 2 ** 32 - 1 });
-    clock.now = T + 700;
-    expect(header(c.encode(B, "s", payload(1)))).toMatchObject({ epoch: T + 700, counter: 0 });
+    for (const f of frames) expect(b.decode(A, f)).toEqual(rejected(BridgeError.Replayed));
   });
 
   it("forget drops what it knew of a relay; a later sequence to it starts a later epoch", () => {
@@ -336,6 +412,136 @@ describe("bridge codec: freshness and replay", () => {
       }),
       { numRuns: 25 },
     );
+  });
+});
+
+/** A nonce store that records what the codec asks of it and refuses every nonce. */
+function refusingNonces() {
+  const calls: string[] = [];
+  let counter = 0;
+  const store: BridgeNonces = {
+    next: (to) => {
+      calls.push(`next ${to}`);
+      return { epoch: T - 5, counter: 40 + counter++ };
+    },
+    admit: (from, epoch, counter) => {
+      calls.push(`admit ${from} ${epoch} ${counter}`);
+      return false;
+    },
+    forget: (peer) => void calls.push(`forget ${peer}`),
+  };
+  return { store, calls };
+}
+
+describe("bridge codec: pluggable nonces", () => {
+  it("sends under the nonces the store hands out", () => {
+    const { store, calls } = refusingNonces();
+    const a = relay(A, [OLD], { nonces: store, startCounter: 9 });
+    const frames = [a.encode(B, "s", payload(3)), a.encodePing(C, payload(8)), a.encodePong(B, payload(8))];
+    expect(calls).toEqual([`next ${B}`, `next ${C}`, `next ${B}`]);
+    expect(frames.map((f) => [header(f).epoch, header(f).counter])).toEqual([[T - 5, 40], [T - 5, 41], [T - 5, 42]]);
+    expect(relay(B).decode(A, frames[0]!).ok).toBe(true);
+    expect(relay(C).decode(A, frames[1]!).ok).toBe(true);
+  });
+
+  it("asks the store to admit a nonce only after the tag and the clock checked out", () => {
+    const { store, calls } = refusingNonces();
+    const b = relay(B, [OLD], { nonces: store, replayWindowMs: 1000 });
+    const a = relay(A);
+    const wire = a.encode(B, "s", payload(4));
+    const forged = withByte(wire, wire.length - 1, wire[wire.length - 1]! ^ 1);
+    expect(b.decode(A, forged)).toEqual(rejected(BridgeError.BadTag));
+    expect(b.decode(C, wire)).toEqual(rejected(BridgeError.BadTag));
+    expect(b.decode(A, withByte(wire, 6, wire[6]! ^ 1))).toEqual(rejected(BridgeError.UnknownKey));
+    expect(b.decode(A, wire.subarray(0, 20))).toEqual(rejected(BridgeError.Truncated));
+    const late = relay(A, [OLD], { clock: () => T - 5000 }).encode(B, "s", payload(4));
+    expect(b.decode(A, late)).toEqual(rejected(BridgeError.Stale));
+    expect(calls).toEqual([]);
+    expect(b.decode(A, wire)).toEqual(rejected(BridgeError.Replayed));
+    expect(calls).toEqual([`admit ${A} ${T} 0`]);
+  });
+
+  it("passes forget on to the store", () => {
+    const { store, calls } = refusingNonces();
+    const a = relay(A, [OLD], { nonces: store });
+    a.forget(B);
+    expect(calls).toEqual([`forget ${B}`]);
+    // Keys are derived again after forget, the same.
+    expect(a.pairKeys(B).tx.key).toEqual(new Uint8Array(pairKeyByHand(OLD, A, B)));
+  });
+
+  it("refuses to send under a nonce the frame cannot carry", () => {
+    for (const [epoch, counter] of [[2 ** 48, 0], [-1, 0], [T + 0.5, 0], [Number.NaN, 0], [T, 2 ** 32], [T, -1], [T, 1.5]] as const) {
+      const store: BridgeNonces = { next: () => ({ epoch, counter }), admit: () => true, forget: () => {} };
+      expect(() => relay(A, [OLD], { nonces: store }).encode(B, "s", payload(1))).toThrow(BridgeEncodeError);
+    }
+    const edge: BridgeNonces = { next: () => ({ epoch: 2 ** 48 - 1, counter: 2 ** 32 - 1 }), admit: () => true, forget: () => {} };
+    expect(header(relay(A, [OLD], { nonces: edge }).encode(B, "s", payload(1)))).toMatchObject({ epoch: 2 ** 48 - 1, counter: 2 ** 32 - 1 });
+  });
+});
+
+describe("LocalNonces", () => {
+  it("counts up from the clock, one sequence per receiver", () => {
+    const clock = manualClock();
+    const nonces = new LocalNonces({ clock: clock.read });
+    expect(nonces.next(B)).toEqual({ epoch: T, counter: 0 });
+    clock.now += 50;
+    expect(nonces.next(B)).toEqual({ epoch: T, counter: 1 });
+    expect(nonces.next(C)).toEqual({ epoch: T + 50, counter: 0 });
+    expect(nonces.next(B)).toEqual({ epoch: T, counter: 2 });
+  });
+
+  it("starts a later epoch when the counter rolls over", () => {
+    const clock = manualClock();
+    const nonces = new LocalNonces({ clock: clock.read, startCounter: 2 ** 32 - 2 });
+    expect([nonces.next(B), nonces.next(B), nonces.next(B), nonces.next(B)]).toEqual([
+      { epoch: T, counter: 2 ** 32 - 2 },
+      { epoch: T, counter: 2 ** 32 - 1 },
+      { epoch: T + 1, counter: 0 },
+      { epoch: T + 1, counter: 1 },
+    ]);
+    // With the clock past the old epoch, the new epoch is the clock.
+    const late = new LocalNonces({ clock: clock.read, startCounter: 2 ** 32 - 1 });
+    expect(late.next(B)).toEqual({ epoch: T, counter: 2 ** 32 - 1 });
+    clock.now = T + 700;
+    expect(late.next(B)).toEqual({ epoch: T + 700, counter: 0 });
+  });
+
+  it("after forget, starts the sequence to that relay at a later epoch, even within one millisecond", () => {
+    const nonces = new LocalNonces({ clock: () => T });
+    expect(nonces.next(B)).toEqual({ epoch: T, counter: 0 });
+    nonces.forget(B);
+    expect(nonces.next(B)).toEqual({ epoch: T + 1, counter: 0 });
+    nonces.forget(B);
+    expect(nonces.next(B)).toEqual({ epoch: T + 2, counter: 0 });
+    // Forgetting a relay never sent to moves nothing; sequences begun later start at the floor too.
+    nonces.forget(C);
+    expect(nonces.next(C)).toEqual({ epoch: T + 2, counter: 0 });
+    expect(nonces.next(B)).toEqual({ epoch: T + 2, counter: 1 });
+  });
+
+  it("admits each nonce once per sender, and forget empties that sender's window", () => {
+    const nonces = new LocalNonces({ clock: () => T });
+    expect(nonces.admit(A, T, 5)).toBe(true);
+    expect(nonces.admit(A, T, 5)).toBe(false);
+    expect(nonces.admit(C, T, 5)).toBe(true);
+    expect(nonces.admit(A, T, 4)).toBe(true);
+    expect(nonces.admit(A, T, 5 + REPLAY_WINDOW_SIZE)).toBe(true);
+    expect(nonces.admit(A, T, 5)).toBe(false); // now too far behind
+    expect(nonces.admit(A, T + 1, 0)).toBe(true); // a later epoch supersedes
+    expect(nonces.admit(A, T, 6 + REPLAY_WINDOW_SIZE)).toBe(false);
+    nonces.forget(A);
+    expect(nonces.admit(A, T, 5)).toBe(true);
+    expect(nonces.admit(C, T, 5)).toBe(false);
+  });
+
+  it("refuses a start counter outside 0..2^32-1, and the codec reports it as a configuration error", () => {
+    for (const startCounter of [-1, 2 ** 32, 0.5, Number.NaN]) {
+      expect(() => new LocalNonces({ startCounter })).toThrow(RangeError);
+      expect(() => relay(A, [OLD], { startCounter })).toThrow(BridgeConfigError);
+    }
+    expect(new LocalNonces({ startCounter: 2 ** 32 - 1, clock: () => T }).next(B)).toEqual({ epoch: T, counter: 2 ** 32 - 1 });
+    expect(new LocalNonces({}).next(B).epoch).toBeGreaterThan(0);
   });
 });
 
