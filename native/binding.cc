@@ -12,7 +12,7 @@ namespace qr {
 // 4: setRoute's cidLength and deferHandover, finishHandovers(), routeCounters' observeLeft.
 // 5: socketBuffers(). 6: setRoute's secondToFirst and the secondToFirst counters, deleteRoute's
 // deferred, takeControl's max.
-constexpr int kAbiVersion = 6;
+constexpr int kAbiVersion = 7;
 
 // new GsoSocket(host); .local(); .send(bytes, segmentSize, address, port); .close()
 class GsoSocket : public Napi::ObjectWrap<GsoSocket> {

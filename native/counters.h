@@ -22,7 +22,15 @@
   X(receiveErrors)     /* failed recvmmsg calls */                                       \
   X(groBuffers)        /* coalesced (UDP_GRO) buffers received */                        \
   X(gsoSends)          /* coalesced buffers forwarded with UDP_SEGMENT */                \
-  X(gsoFallbacks)      /* coalesced buffers split because the kernel refused UDP_SEGMENT */
+  X(gsoFallbacks)      /* coalesced buffers split because the kernel refused UDP_SEGMENT */ \
+  X(bridgeFramed)      /* peer datagrams sent to another relay in a bridge frame */         \
+  X(bridgeDelivered)   /* bridge frames whose payload was delivered to a local peer */      \
+  X(bridgeOversize)    /* peer datagrams too large to wrap in a bridge frame */             \
+  X(bridgeUnanswered)  /* bridge payloads not delivered: the local peer's unanswered limit */ \
+  X(bridgeUnknownKey)  /* bridge frames refused: no key with their key id */               \
+  X(bridgeBadTag)      /* bridge frames refused: the tag does not verify */               \
+  X(bridgeStale)       /* bridge frames refused: sent-at or epoch too far from the clock */ \
+  X(bridgeReplayed)    /* bridge frames refused: their nonce was seen before */
 
 namespace qr {
 

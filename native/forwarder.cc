@@ -9,6 +9,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "bridge_frame.h"
 #include "wire_checks.h"
 
 namespace qr {
@@ -141,12 +142,18 @@ void Forwarder::finishHandovers() {
       if (m.observed || !table.mayBeInHandover(m.from) || forControlPlane(bytes, m.length)) return true;
       Route* route = table.findLocked(m.from);
       if (route == nullptr || !route->inHandover) return true;
+      // A bridge route whose relay has no keys yet leaves it to the control plane, which wraps it.
+      if (route->bridge != nullptr && !route->bridge->member->hasKeys()) return true;
       if (!route->admit(m.length)) {
         handoverCounts_.unansweredDrops++;
         return false;
       }
-      handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
-      handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
+      if (route->bridge != nullptr) {
+        if (!appendFrame(*route->bridge, bytes, m.length, route->to)) return false;
+      } else {
+        handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
+        handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
+      }
       if (route->count(1, m.length, table.epoch())) handoverActive_.push_back(route->id);
       handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
@@ -162,6 +169,31 @@ void Forwarder::finishHandovers() {
     send(handoverSends_.data(), handoverSends_.size());
     if (!handoverActive_.empty()) table.logActive(handoverActive_);
   });
+}
+
+bool Forwarder::appendFrame(const BridgeLink& link, const uint8_t* bytes, uint32_t length, const SockAddr& to) {
+  if (length + kBridgeHeader + link.sidLength + kBridgeTag > config_.maxDatagramSize) {
+    handoverCounts_.bridgeOversize++;
+    return false;
+  }
+  BridgeKey key;
+  uint64_t epoch = 0;
+  uint32_t counter = 0;
+  uint64_t sentAt = wallClockMs();
+  if (!link.member->nextTx(sentAt, &key, &epoch, &counter)) return false;
+  size_t offset = handoverBytes_.size();
+  handoverBytes_.resize(offset + kBridgeHeader + link.sidLength + length + kBridgeTag);
+  uint8_t* out = handoverBytes_.data() + offset;
+  uint32_t header = writeBridgeHeader(out, key.id, sentAt, epoch, counter, link.sid, link.sidLength);
+  std::memcpy(out + header, bytes, length);
+  if (!handoverSealer_.seal(key, out + kBridgeIvAt, out, header + length, nullptr, 0, out + header + length)) {
+    handoverBytes_.resize(offset);
+    handoverCounts_.sendErrors++;
+    return false;
+  }
+  handoverForwards_.push_back(QueuedForward{offset, static_cast<uint32_t>(header + length + kBridgeTag), to});
+  handoverCounts_.bridgeFramed++;
+  return true;
 }
 
 bool Forwarder::socketBuffers(int* receive, int* send) const {

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "bridge_members.h"
+#include "bridge_seal.h"
 #include "control_queue.h"
 #include "counters.h"
 #include "route_table.h"
@@ -60,6 +62,7 @@ class Forwarder {
   bool socketBuffers(int* receive, int* send) const;
 
   RouteTable& routes() { return routes_; }
+  BridgeMembers& members() { return members_; }
   ControlQueue& control() { return control_; }
 
   // Sends from the first socket without blocking, in order. Returns how many were sent.
@@ -75,10 +78,15 @@ class Forwarder {
 
  private:
   void closeSockets();
+  // finishHandovers: appends `bytes` wrapped in a frame for `link` to what it sends to `to`;
+  // false (nothing appended) when too large to wrap (counted) or the member lost its keys.
+  bool appendFrame(const BridgeLink& link, const uint8_t* bytes, uint32_t length, const SockAddr& to);
 
   ForwarderConfig config_;
   std::function<void()> wake_;
   RouteTable routes_;
+  BridgeMembers members_;
+  BridgeSealer handoverSealer_;  // JS thread only
   ControlQueue control_;
   std::vector<UdpSocket> sockets_;
   std::vector<std::unique_ptr<ForwardingWorker>> workers_;

@@ -15,6 +15,11 @@ Napi::Function NativeRelay::Define(Napi::Env env) {
                          InstanceMethod("setRoute", &NativeRelay::SetRoute),
                          InstanceMethod("finishHandovers", &NativeRelay::FinishHandovers),
                          InstanceMethod("deleteRoute", &NativeRelay::DeleteRoute),
+                         InstanceMethod("setBridgeRoute", &NativeRelay::SetBridgeRoute),
+                         InstanceMethod("setBridgeMember", &NativeRelay::SetBridgeMember),
+                         InstanceMethod("forgetBridgeMember", &NativeRelay::ForgetBridgeMember),
+                         InstanceMethod("bridgeNonce", &NativeRelay::BridgeNonce),
+                         InstanceMethod("bridgeAdmit", &NativeRelay::BridgeAdmit),
                          InstanceMethod("drainActivity", &NativeRelay::DrainActivity),
                          InstanceMethod("routeCounters", &NativeRelay::RouteCounters),
                          InstanceMethod("counters", &NativeRelay::Counters),
@@ -217,13 +222,186 @@ Napi::Value NativeRelay::SetRoute(const Napi::CallbackInfo& info) {
   change.unansweredLimit = static_cast<uint64_t>(limit);
   change.cidLength = static_cast<uint8_t>(cidLength);
   change.secondToFirst = secondToFirst;
+  applyRoute(change, deferHandover);
+  return env.Undefined();
+}
+
+void NativeRelay::applyRoute(RouteChange& change, bool deferHandover) {
   if (deferHandover) {
     forwarder_->routes().queue(change);
   } else {
     forwarder_->routes().set(change);
     forwarder_->finishHandovers();
   }
+}
+
+BridgeMember* NativeRelay::memberArg(const Napi::CallbackInfo& info, size_t at, SockAddr* address) {
+  Napi::Env env = info.Env();
+  std::string text;
+  double port = 0;
+  if (info.Length() < at + 2 || !readString(env, info[at], "relayAddress", &text) ||
+      !readInt(env, info[at + 1], "relayPort", 0, 65535, &port)) {
+    if (info.Length() < at + 2) throwType(env, "relayAddress and relayPort required");
+    return nullptr;
+  }
+  PeerKey key;
+  if (!parseEndpoint(text.c_str(), static_cast<uint16_t>(port), forwarder_->family(), address, &key)) {
+    throwType(env, "not a relay address this socket can reach: " + text);
+    return nullptr;
+  }
+  BridgeMember* member = forwarder_->members().get(key);
+  if (member == nullptr) throwType(env, "too many fleet members");
+  return member;
+}
+
+// setBridgeRoute(id, kind "out"|"in", sessionId, localAddress, localPort, relayAddress, relayPort,
+//   observeBudget, unansweredLimit, cidLength, deferHandover, secondToFirst); a no-op after close().
+// "out": datagrams from the local peer go to the relay wrapped in frames for the session. "in":
+// the relay's frames for the session are delivered to the local peer. Replaced and deleted like
+// any route (deleteRoute(id)).
+Napi::Value NativeRelay::SetBridgeRoute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return env.Undefined();
+  if (info.Length() < 12) {
+    throwType(env, "setBridgeRoute(id, kind, sessionId, localAddress, localPort, relayAddress, relayPort, observeBudget, unansweredLimit, cidLength, deferHandover, secondToFirst)");
+    return env.Undefined();
+  }
+  double id = 0, localPort = 0, budget = 0, limit = 0, cidLength = 0;
+  std::string kind, sid, local;
+  if (!readInt(env, info[0], "id", 0, 9007199254740991.0, &id) || !readString(env, info[1], "kind", &kind) ||
+      !readString(env, info[2], "sessionId", &sid) || !readString(env, info[3], "localAddress", &local) ||
+      !readInt(env, info[4], "localPort", 0, 65535, &localPort) ||
+      !readInt(env, info[7], "observeBudget", 0, 1e9, &budget) ||
+      !readInt(env, info[8], "unansweredLimit", 0, 9007199254740991.0, &limit) ||
+      !readInt(env, info[9], "cidLength", 0, kMaxCidLength, &cidLength)) {
+    return env.Undefined();
+  }
+  bool deferHandover = false, secondToFirst = false;
+  if (!readOptionalBool(env, info, 10, "deferHandover", &deferHandover) ||
+      !readOptionalBool(env, info, 11, "secondToFirst", &secondToFirst)) {
+    return env.Undefined();
+  }
+  if (kind != "out" && kind != "in") {
+    throwType(env, "kind must be \"out\" or \"in\"");
+    return env.Undefined();
+  }
+  if (sid.empty() || sid.size() > kMaxSessionId) {
+    throwType(env, "sessionId must have 1.." + std::to_string(kMaxSessionId) + " bytes");
+    return env.Undefined();
+  }
+  SockAddr relayAddr;
+  BridgeMember* member = memberArg(info, 5, &relayAddr);
+  if (member == nullptr) return env.Undefined();
+  auto link = std::make_shared<BridgeLink>();
+  link->kind = kind == "out" ? BridgeLink::Kind::Out : BridgeLink::Kind::In;
+  link->member = member;
+  link->sidLength = static_cast<uint8_t>(sid.size());
+  std::memcpy(link->sid, sid.data(), sid.size());
+  link->virtualKey = bridgeVirtualKey(link->sid, link->sidLength);
+  RouteChange change;
+  SockAddr localAddr;
+  PeerKey localKey;
+  if (!parseEndpoint(local.c_str(), static_cast<uint16_t>(localPort), forwarder_->family(), &localAddr, &localKey)) {
+    throwType(env, "setBridgeRoute: localAddress is not an address this socket can reach: " + local);
+    return env.Undefined();
+  }
+  if (link->kind == BridgeLink::Kind::Out) {
+    change.from = localKey;
+    change.to = relayAddr;
+  } else {
+    change.from = link->virtualKey;
+    change.to = localAddr;
+  }
+  change.id = static_cast<int64_t>(id);
+  change.observeBudget = static_cast<int64_t>(budget);
+  change.unansweredLimit = static_cast<uint64_t>(limit);
+  change.cidLength = static_cast<uint8_t>(cidLength);
+  change.secondToFirst = secondToFirst;
+  change.bridge = std::move(link);
+  applyRoute(change, deferHandover);
   return env.Undefined();
+}
+
+// setBridgeMember(relayAddress, relayPort, txKeyId, txKey, rxKeyIds, rxKeys, replayWindowMs): the
+// keys of frames to and from that relay (16-byte Uint8Arrays), as the bridge codec derives them.
+Napi::Value NativeRelay::SetBridgeMember(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return env.Undefined();
+  SockAddr address;
+  BridgeMember* member = memberArg(info, 0, &address);
+  if (member == nullptr) return env.Undefined();
+  auto readKey = [&](const Napi::Value& id, const Napi::Value& bytes, BridgeKey* out) {
+    double keyId = 0;
+    if (!readInt(env, id, "key id", 0, 255, &keyId)) return false;
+    if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        bytes.As<Napi::Uint8Array>().ByteLength() != sizeof out->key) {
+      return throwType(env, "a bridge key must be a Uint8Array of 16 bytes");
+    }
+    out->id = static_cast<uint8_t>(keyId);
+    std::memcpy(out->key, bytes.As<Napi::Uint8Array>().Data(), sizeof out->key);
+    return true;
+  };
+  if (info.Length() < 7 || !info[4].IsArray() || !info[5].IsArray()) {
+    throwType(env, "setBridgeMember(relayAddress, relayPort, txKeyId, txKey, rxKeyIds, rxKeys, replayWindowMs)");
+    return env.Undefined();
+  }
+  BridgeKey tx;
+  if (!readKey(info[2], info[3], &tx)) return env.Undefined();
+  Napi::Array ids = info[4].As<Napi::Array>();
+  Napi::Array keys = info[5].As<Napi::Array>();
+  if (ids.Length() != keys.Length() || ids.Length() == 0 || ids.Length() > 64) {
+    throwType(env, "rxKeyIds and rxKeys: 1..64 of each, as many ids as keys");
+    return env.Undefined();
+  }
+  std::vector<BridgeKey> rx(ids.Length());
+  for (uint32_t i = 0; i < ids.Length(); i++) {
+    if (!readKey(ids.Get(i), keys.Get(i), &rx[i])) return env.Undefined();
+  }
+  double windowMs = 0;
+  if (!readInt(env, info[6], "replayWindowMs", 1, 9007199254740991.0, &windowMs)) return env.Undefined();
+  member->setKeys(tx, rx, static_cast<uint64_t>(windowMs));
+  return env.Undefined();
+}
+
+// forgetBridgeMember(relayAddress, relayPort): the relay left; its keys, window and sequence go.
+Napi::Value NativeRelay::ForgetBridgeMember(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return env.Undefined();
+  SockAddr address;
+  BridgeMember* member = memberArg(info, 0, &address);
+  if (member != nullptr) member->forget();
+  return env.Undefined();
+}
+
+// bridgeNonce(relayAddress, relayPort) -> [epoch, counter]: the next nonce towards that relay,
+// from the sequence the forwarding threads use too.
+Napi::Value NativeRelay::BridgeNonce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SockAddr address;
+  BridgeMember* member = memberArg(info, 0, &address);
+  if (member == nullptr) return env.Undefined();
+  uint64_t epoch = 0;
+  uint32_t counter = 0;
+  member->next(wallClockMs(), &epoch, &counter);
+  Napi::Float64Array out = Napi::Float64Array::New(env, 2);
+  out[0] = static_cast<double>(epoch);
+  out[1] = counter;
+  return out;
+}
+
+// bridgeAdmit(relayAddress, relayPort, epoch, counter) -> whether the nonce was new (and is now
+// recorded), in the window the forwarding threads use too.
+Napi::Value NativeRelay::BridgeAdmit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SockAddr address;
+  BridgeMember* member = memberArg(info, 0, &address);
+  if (member == nullptr) return env.Undefined();
+  double epoch = 0, counter = 0;
+  if (!readInt(env, info[2], "epoch", 0, 281474976710655.0, &epoch) ||
+      !readInt(env, info[3], "counter", 0, 4294967295.0, &counter)) {
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, member->admit(static_cast<uint64_t>(epoch), static_cast<uint32_t>(counter)));
 }
 
 // finishHandovers(): ends the hand-over of every route set since the last call (see Forwarder).

@@ -24,6 +24,14 @@ class NativeRelay : public Napi::ObjectWrap<NativeRelay> {
   Napi::Value SetRoute(const Napi::CallbackInfo& info);
   Napi::Value FinishHandovers(const Napi::CallbackInfo& info);
   Napi::Value DeleteRoute(const Napi::CallbackInfo& info);
+  Napi::Value SetBridgeRoute(const Napi::CallbackInfo& info);
+  Napi::Value SetBridgeMember(const Napi::CallbackInfo& info);
+  Napi::Value ForgetBridgeMember(const Napi::CallbackInfo& info);
+  Napi::Value BridgeNonce(const Napi::CallbackInfo& info);
+  Napi::Value BridgeAdmit(const Napi::CallbackInfo& info);
+  // The member at info[at] (address), info[at + 1] (port), created if new; null (and a TypeError) if unusable.
+  BridgeMember* memberArg(const Napi::CallbackInfo& info, size_t at, SockAddr* address);
+  void applyRoute(RouteChange& change, bool deferHandover);
   Napi::Value DrainActivity(const Napi::CallbackInfo& info);
   Napi::Value RouteCounters(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);

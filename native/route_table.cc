@@ -57,6 +57,7 @@ void RouteTable::eraseLocked(uint32_t slot) {
   bySource_.erase(route.from, slot);
   byId_.erase(route.id, slot);
   route.live = false;
+  route.bridge.reset();
   free_.push_back(slot);
 }
 
@@ -78,10 +79,10 @@ void RouteTable::setLocked(const RouteChange& change) {
   // to its own source is not its own reverse; its old reverse was the route just replaced).
   Route* back = nullptr;
   PeerKey toKey;
-  if (keyFromSockaddr(reinterpret_cast<const sockaddr*>(&to.ss), &toKey)) {
+  if (logicalDestination(to, change.bridge.get(), &toKey)) {
     uint32_t backSlot = bySource_.find(toKey);
     PeerKey backTo;
-    if (backSlot != BySource::kNone && keyFromSockaddr(reinterpret_cast<const sockaddr*>(&at(backSlot).to.ss), &backTo) &&
+    if (backSlot != BySource::kNone && logicalDestination(at(backSlot).to, at(backSlot).bridge.get(), &backTo) &&
         backTo == from) {
       back = &at(backSlot);
     }
@@ -100,6 +101,7 @@ void RouteTable::setLocked(const RouteChange& change) {
   route.unansweredLimit = unansweredLimit;
   route.cidLength = change.cidLength;
   route.secondToFirst = change.secondToFirst;
+  route.bridge = change.bridge;
   for (std::atomic<uint64_t>& word : route.cid) word.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <vector>
 
+#include "bridge_link.h"
 #include "net_addr.h"
 #include "slot_index.h"
 #include "wire_checks.h"
@@ -50,6 +51,8 @@ struct Route {
   std::atomic<uint64_t> unanswered{0};  // bytes forwarded since `to` last sent (only with a limit)
   uint64_t unansweredLimit = 0;         // 0: no limit
   Route* reverse = nullptr;             // chunks never move: valid while both routes are live
+  // Set under the write lock for routes across the bridge (see bridge_link.h); null otherwise.
+  std::shared_ptr<const BridgeLink> bridge;
   // The last short-header DCID forwarded: its bytes zero-padded to 23, then a 1 in byte 23 (which
   // no DCID reaches), as three words; all zero: none seen yet. Relaxed atomics: several threads
   // may compare and store it; a torn store costs at most one extra copy.
@@ -131,7 +134,18 @@ struct RouteChange {
   uint64_t unansweredLimit = 0;
   uint8_t cidLength = 0;
   bool secondToFirst = false;
+  std::shared_ptr<const BridgeLink> bridge;
 };
+
+// Where a route logically leads, for linking reverses: its destination's key, or for an outbound
+// bridge route the virtual key of the remote peer. False when `to` is no address.
+inline bool logicalDestination(const SockAddr& to, const BridgeLink* bridge, PeerKey* out) {
+  if (bridge != nullptr && bridge->kind == BridgeLink::Kind::Out) {
+    *out = bridge->virtualKey;
+    return true;
+  }
+  return keyFromSockaddr(reinterpret_cast<const sockaddr*>(&to.ss), out);
+}
 
 // A small set of hashes (no keys): membership may be a false positive, never a false negative.
 class HashFilter {

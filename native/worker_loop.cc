@@ -41,7 +41,8 @@ ForwardingWorker::ForwardingWorker(const WorkerShared& shared, int fd, bool gro)
   }
   resetReceiveHeaders(kBatch);
   sendMsgs_.resize(kSendSlots);
-  sendIov_.resize(kSendSlots);
+  sendIov_.resize(kSendSlots * kIovPerSend);
+  frameScratch_.assign(kFrameScratch * kSendSlots, 0);
   sendTo_.resize(kSendSlots);
   sendControl_.assign(sendControlSize_ * kSendSlots, 0);
 }
@@ -89,6 +90,7 @@ uint32_t ForwardingWorker::groSegmentSize(const struct msghdr& msg) const {
 void ForwardingWorker::processBatch(int received) {
   staging_.clear();
   sendCount_ = 0;
+  nowMs_ = 0;
   Route* cachedRoute = nullptr;
   PeerKey cachedKey{};
   bool haveCached = false;
@@ -139,7 +141,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     return;
   }
   if (route == nullptr) {
-    staging_.add(key, -1, false, data, length);
+    if (!(isBridgeFrame(data, length) && receiveBridge(key, data, length))) staging_.add(key, -1, false, data, length);
     return;
   }
   route->answerReverse();
@@ -152,7 +154,19 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     local_.unansweredDrops++;
     return;
   }
-  addSend(route->to, data, length, 0);
+  if (route->bridge != nullptr) {
+    if (length + kBridgeHeader + route->bridge->sidLength + kBridgeTag > shared_.maxDatagramSize) {
+      local_.bridgeOversize++;
+      return;
+    }
+    // No keys yet: the control plane wraps it (and counts it) itself.
+    if (!addBridgeSend(route, data, length)) {
+      staging_.add(key, route->id, false, data, length);
+      return;
+    }
+  } else {
+    addSend(route->to, data, length, 0);
+  }
   if (route->count(1, length, epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, 1, length);
   if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
@@ -161,7 +175,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
                                        uint32_t segment) {
   local_.groBuffers++;
-  bool whole = route != nullptr && !route->inHandover && segment <= shared_.maxDatagramSize &&
+  bool whole = route != nullptr && !route->inHandover && route->bridge == nullptr && segment <= shared_.maxDatagramSize &&
                shared_.gsoSendOk->load(std::memory_order_relaxed);
   for (uint32_t off = 0; whole && off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
@@ -200,12 +214,13 @@ void ForwardingWorker::addSend(const SockAddr& to, const uint8_t* data, uint32_t
   if (sendCount_ == kSendSlots) flushSends();
   int i = sendCount_++;
   sendTo_[i] = to;
-  sendIov_[i].iov_base = const_cast<uint8_t*>(data);
-  sendIov_[i].iov_len = length;
+  struct iovec* iov = &sendIov_[i * kIovPerSend];
+  iov->iov_base = const_cast<uint8_t*>(data);
+  iov->iov_len = length;
   struct msghdr& h = sendMsgs_[i].msg_hdr;
   h.msg_name = &sendTo_[i].ss;
   h.msg_namelen = to.len;
-  h.msg_iov = &sendIov_[i];
+  h.msg_iov = iov;
   h.msg_iovlen = 1;
   h.msg_flags = 0;
   if (segment == 0) {
@@ -221,6 +236,81 @@ void ForwardingWorker::addSend(const SockAddr& to, const uint8_t* data, uint32_t
   c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
   std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
   local_.gsoSends++;
+}
+
+uint64_t ForwardingWorker::now() {
+  if (nowMs_ == 0) nowMs_ = wallClockMs();
+  return nowMs_;
+}
+
+bool ForwardingWorker::addBridgeSend(Route* route, const uint8_t* data, uint32_t length) {
+  const BridgeLink& link = *route->bridge;
+  BridgeKey key;
+  uint64_t epoch = 0;
+  uint32_t counter = 0;
+  uint64_t sentAt = now();
+  if (!link.member->nextTx(sentAt, &key, &epoch, &counter)) return false;
+  if (sendCount_ == kSendSlots) flushSends();
+  uint8_t* scratch = frameScratch_.data() + kFrameScratch * sendCount_;
+  uint32_t header = writeBridgeHeader(scratch, key.id, sentAt, epoch, counter, link.sid, link.sidLength);
+  uint8_t* tag = scratch + header;
+  if (!sealer_.seal(key, scratch + kBridgeIvAt, scratch, header, data, length, tag)) {
+    local_.sendErrors++;
+    return true;
+  }
+  addSend(route->to, scratch, header, 0);
+  // The same slot, two more pieces: the payload where it was received, then the tag.
+  struct msghdr& h = sendMsgs_[sendCount_ - 1].msg_hdr;
+  struct iovec* iov = h.msg_iov;
+  iov[1].iov_base = const_cast<uint8_t*>(data);
+  iov[1].iov_len = length;
+  iov[2].iov_base = tag;
+  iov[2].iov_len = kBridgeTag;
+  h.msg_iovlen = 3;
+  local_.bridgeFramed++;
+  return true;
+}
+
+bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, uint32_t length) {
+  BridgeDataFrame frame;
+  if (!parseBridgeData(data, length, &frame)) return false;
+  Route* route = shared_.routes->findLocked(bridgeVirtualKey(frame.sessionId, frame.sessionIdLength));
+  if (route == nullptr || route->inHandover || route->bridge == nullptr) return false;
+  const BridgeLink& link = *route->bridge;
+  // Another relay than the link's: the control plane decides whether the link moves.
+  if (link.kind != BridgeLink::Kind::In || !link.sameSession(frame.sessionId, frame.sessionIdLength) ||
+      !(link.member->address() == from)) {
+    return false;
+  }
+  BridgeKey key;
+  uint64_t windowMs = 0;
+  if (!link.member->rxKey(frame.keyId, &key, &windowMs)) {
+    local_.bridgeUnknownKey++;
+    return true;
+  }
+  if (!sealer_.verify(key, frame.iv, data, frame.body, frame.tag)) {
+    local_.bridgeBadTag++;
+    return true;
+  }
+  uint64_t clock = now();
+  uint64_t skew = frame.sentAt > clock ? frame.sentAt - clock : clock - frame.sentAt;
+  if (skew > windowMs || (frame.epoch > clock && frame.epoch - clock > windowMs)) {
+    local_.bridgeStale++;
+    return true;
+  }
+  if (!link.member->admit(frame.epoch, frame.counter)) {
+    local_.bridgeReplayed++;
+    return true;
+  }
+  if (!route->admit(frame.payloadLength)) {
+    local_.bridgeUnanswered++;
+    return true;
+  }
+  addSend(route->to, frame.payload, frame.payloadLength, 0);
+  if (route->count(1, frame.payloadLength, epoch_)) becameActive_.push_back(route->id);
+  local_.forwarded(route->secondToFirst, 1, frame.payloadLength);
+  local_.bridgeDelivered++;
+  return true;
 }
 
 void ForwardingWorker::flushSends() {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <vector>
 
+#include "bridge_seal.h"
 #include "control_queue.h"
 #include "counters.h"
 #include "route_table.h"
@@ -47,6 +48,13 @@ class ForwardingWorker {
   void handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length);
   void handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length, uint32_t segment);
   void addSend(const SockAddr& to, const uint8_t* data, uint32_t length, uint16_t segment);
+  // Outbound bridge route: wraps the datagram in a frame (header and tag in this slot's scratch,
+  // the payload where it was received); false when the member has no keys yet.
+  bool addBridgeSend(Route* route, const uint8_t* data, uint32_t length);
+  // A bridge frame from a source without a route: delivered here when an inbound route for its
+  // session expects its sender; false leaves it to the control plane untouched.
+  bool receiveBridge(const PeerKey& from, const uint8_t* data, uint32_t length);
+  uint64_t now();
   void flushSends();
   void sendSplit(const struct msghdr& msg, uint16_t segment);
   uint32_t groSegmentSize(const struct msghdr& msg) const;
@@ -71,6 +79,11 @@ class ForwardingWorker {
   std::vector<uint8_t> sendControl_;
   size_t sendControlSize_;
   int sendCount_ = 0;
+  static constexpr int kIovPerSend = 3;
+  static constexpr size_t kFrameScratch = kBridgeHeader + kMaxSessionId + kBridgeTag;
+  std::vector<uint8_t> frameScratch_;  // per send slot: a bridge frame's header, session id and tag
+  BridgeSealer sealer_;
+  uint64_t nowMs_ = 0;  // wall clock, read at most once per batch (0: not yet)
 
   ControlBatch staging_;
   uint32_t epoch_ = 0;                 // the route table's activity epoch, read once per batch

@@ -23,7 +23,7 @@ import { systemClock } from "./sessions/types.ts";
  * short headers whose destination ID differs from the route's previous one. A handshake takes a
  * few, a connection's ID changes a few more; a route that used them all up confirms no new ID.
  */
-const OBSERVE_BUDGET = 64;
+export const OBSERVE_BUDGET = 64;
 
 /**
  * REGs without a valid cookie answered per second (RETRY, or a refusal) in verified mode, across
@@ -54,6 +54,12 @@ export interface RemotePeers {
    */
   route(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, unansweredLimit: number): void;
   unroute(peerId: number): void;
+  /**
+   * Datagrams from the local peer `peerId` (at `from`) go to the remote peer `to`: a data-plane
+   * route when the plane carries bridged sessions itself, else none (they come up to the table,
+   * which sends them with send()).
+   */
+  routeOut(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, cidLength: number, observeBudget: number): void;
   /** Sends a datagram to a remote peer (through its relay). */
   send(data: Uint8Array, to: Endpoint): void;
   /** Takes a datagram that is for it (relay-to-relay traffic): true when it was. */
@@ -274,9 +280,7 @@ export class Relay {
     const remote = this.remote;
     const unansweredLimit = this.unansweredLimit(to);
     if (remote?.isRemote(peer.endpoint)) return remote.route(peer.id, peer.endpoint, to.endpoint, direction, unansweredLimit);
-    // A local peer whose partner is on another relay has no data-plane route: its datagrams come
-    // up to the table, which forwards them through the bridge.
-    if (remote?.isRemote(to.endpoint)) return this.plane.deleteRoute(peer.id);
+    if (remote?.isRemote(to.endpoint)) return remote.routeOut(peer.id, peer.endpoint, to.endpoint, direction, cidLength, OBSERVE_BUDGET);
     this.plane.setRoute(peer.id, peer.endpoint, to.endpoint, OBSERVE_BUDGET, unansweredLimit, cidLength, direction);
   }
 

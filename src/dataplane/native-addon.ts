@@ -38,6 +38,19 @@ export const NATIVE_COUNTERS = [
   "gsoSends",
   /** Coalesced buffers split because the kernel refused UDP_SEGMENT. */
   "gsoFallbacks",
+  /** Peer datagrams sent to another relay in a bridge frame, by a bridge route. */
+  "bridgeFramed",
+  /** Bridge frames whose payload a bridge route delivered to a local peer. */
+  "bridgeDelivered",
+  /** Peer datagrams too large to wrap in a bridge frame. */
+  "bridgeOversize",
+  /** Bridge payloads not delivered: the local peer is unproven and left too many bytes unanswered (not in unansweredDrops). */
+  "bridgeUnanswered",
+  /** Bridge frames refused by a forwarding thread: no key with their key id, the tag, sent-at or epoch out of the window, a nonce seen before. */
+  "bridgeUnknownKey",
+  "bridgeBadTag",
+  "bridgeStale",
+  "bridgeReplayed",
 ] as const;
 
 export type NativeRelayCounters = Record<(typeof NATIVE_COUNTERS)[number], number>;
@@ -71,6 +84,26 @@ export interface NativeRelayHandle {
   finishHandovers(): void;
   /** `deferred`: queued for the next finishHandovers() (then false is returned). */
   deleteRoute(id: number, deferred?: boolean): boolean;
+  /** A route across the bridge (see BridgeOffload in src/dataplane/types.ts); deleted with deleteRoute. */
+  setBridgeRoute(
+    id: number,
+    kind: "out" | "in",
+    sessionId: string,
+    localAddress: string,
+    localPort: number,
+    relayAddress: string,
+    relayPort: number,
+    budget: number,
+    unansweredLimit: number,
+    cidLength: number,
+    deferHandover: boolean,
+    secondToFirst: boolean,
+  ): void;
+  setBridgeMember(relayAddress: string, relayPort: number, txKeyId: number, txKey: Uint8Array, rxKeyIds: number[], rxKeys: Uint8Array[], replayWindowMs: number): void;
+  forgetBridgeMember(relayAddress: string, relayPort: number): void;
+  /** [epoch, counter] */
+  bridgeNonce(relayAddress: string, relayPort: number): Float64Array;
+  bridgeAdmit(relayAddress: string, relayPort: number, epoch: number, counter: number): boolean;
   drainActivity(): number[];
   routeCounters(id: number): RouteCounters | undefined;
   counters(): NativeRelayCounters;
@@ -96,7 +129,7 @@ export interface NativeAddon {
 export type NativeAddonLoad = { ok: true; addon: NativeAddon } | { ok: false; reason: string; disabled?: boolean };
 
 /** Must equal kAbiVersion in native/binding.cc; a different addon is reported stale. */
-const ABI_VERSION = 6;
+const ABI_VERSION = 7;
 let loaded: NativeAddonLoad | undefined;
 
 /** Loads the addon once per process; later calls return the same answer. */

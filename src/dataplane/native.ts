@@ -19,6 +19,7 @@ import {
   type DataPlaneOptions,
   type InboundDatagram,
   type SocketBufferSizes,
+  type BridgeOffload,
 } from "./types.ts";
 import { usableBufferBytes } from "./socket-buffers.ts";
 import type { Endpoint } from "../net/address.ts";
@@ -40,6 +41,7 @@ export function defaultWorkerCount(cores: number = availableParallelism()): numb
 
 export interface NativePlane extends DataPlane {
   readonly kind: "native";
+  readonly bridge: BridgeOffload;
   /** Counters including the native-only ones (GRO/GSO, receive errors). */
   nativeCounters(): NativeRelayCounters;
   /** Threads actually started and whether GRO/GSO are active. */
@@ -138,8 +140,50 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
     return relay;
   };
 
+  const bridge: BridgeOffload = {
+    setMember(relay, tx, rx, replayWindowMs) {
+      requireStarted("setMember").setBridgeMember(relay.address, relay.port, tx.id, tx.key, rx.map((k) => k.id), rx.map((k) => k.key), Math.max(1, Math.floor(replayWindowMs)));
+    },
+    forgetMember(relay) {
+      requireStarted("forgetMember").forgetBridgeMember(relay.address, relay.port);
+    },
+    nextNonce(relay) {
+      const [epoch, counter] = requireStarted("nextNonce").bridgeNonce(relay.address, relay.port);
+      return { epoch: epoch!, counter: counter! };
+    },
+    admitNonce(relay, epoch, counter) {
+      return requireStarted("admitNonce").bridgeAdmit(relay.address, relay.port, epoch, counter);
+    },
+    setOutRoute(id, from, relay, sessionId, observeBudget, cidLength, direction) {
+      setBridgeRoute(id, "out", sessionId, from, relay, observeBudget, 0, cidLength, direction);
+    },
+    setInRoute(id, relay, sessionId, to, unansweredLimit, direction) {
+      setBridgeRoute(id, "in", sessionId, to, relay, 0, unansweredLimit, 0, direction);
+    },
+    counters() {
+      const c = relay === undefined ? undefined : relay.counters();
+      return {
+        framed: c?.bridgeFramed ?? 0,
+        delivered: c?.bridgeDelivered ?? 0,
+        oversize: c?.bridgeOversize ?? 0,
+        unanswered: c?.bridgeUnanswered ?? 0,
+        rejected: { "unknown-key": c?.bridgeUnknownKey ?? 0, "bad-tag": c?.bridgeBadTag ?? 0, stale: c?.bridgeStale ?? 0, replayed: c?.bridgeReplayed ?? 0 },
+      };
+    },
+  };
+
+  /** As setRoute: sends queued before the change leave first; inside a batch it waits for the batch's end. */
+  const setBridgeRoute = (id: number, kind: "out" | "in", sessionId: string, localPeer: Endpoint, relayAt: Endpoint, observeBudget: number, unansweredLimit: number, cidLength: number, direction: Direction): void => {
+    const r = requireStarted("setBridgeRoute");
+    if (!deferring) flushSends();
+    const budget = Math.max(0, Math.floor(observeBudget));
+    r.setBridgeRoute(id, kind, sessionId, localPeer.address, localPeer.port, relayAt.address, relayAt.port, budget, unansweredLimitOf(unansweredLimit), cidLengthOf(cidLength), deferring, direction === "second_to_first");
+    if (deferring) handoversPending = true;
+  };
+
   return {
     kind: "native",
+    bridge,
     get local() {
       return local;
     },

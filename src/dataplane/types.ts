@@ -116,8 +116,51 @@ export interface SocketBufferSizes {
   send: number;
 }
 
+/** A 16-byte bridge frame key and the key id frames made under it carry. */
+export interface BridgeKeyMaterial {
+  id: number;
+  key: Uint8Array;
+}
+
+/** What a data plane that carries bridged sessions counted: frames made and delivered, refused by reason. */
+export interface BridgeOffloadCounters {
+  framed: number;
+  delivered: number;
+  oversize: number;
+  /** Payloads not delivered over the local peer's unanswered bound. */
+  unanswered: number;
+  rejected: { "unknown-key": number; "bad-tag": number; stale: number; replayed: number };
+}
+
+/**
+ * A data plane that carries sessions bridged to other relays itself (the native plane): its
+ * forwarding threads wrap a local peer's datagrams into bridge frames and verify and unwrap the
+ * frames of the other relay, without the control plane (frame format: src/fleet/bridge-codec.ts).
+ * It keeps one nonce sequence and one replay window per relay, which the control plane's own
+ * frames (pings, data before a route) draw from too, so both sides never reuse or re-accept a nonce.
+ * A frame it cannot place (no inbound route for its session from that relay, another frame type)
+ * goes up to the control plane untouched, as do a local peer's datagrams while the relay has no keys.
+ */
+export interface BridgeOffload {
+  /** The keys of frames to (`tx`) and from (`rx`, by key id) the relay sending from and receiving at `relay`. */
+  setMember(relay: Endpoint, tx: BridgeKeyMaterial, rx: readonly BridgeKeyMaterial[], replayWindowMs: number): void;
+  /** The relay left: its keys, window and sequence go; a later sequence towards it starts at a later epoch. */
+  forgetMember(relay: Endpoint): void;
+  /** The next nonce towards `relay`, from the sequence the plane's own frames use. */
+  nextNonce(relay: Endpoint): { epoch: number; counter: number };
+  /** Records an authentic frame's nonce from `relay`: false when it was seen before (or is too far behind). */
+  admitNonce(relay: Endpoint, epoch: number, counter: number): boolean;
+  /** Datagrams from the local peer `from` go to `relay`, wrapped for `sessionId` (route `id`, deleted with deleteRoute). */
+  setOutRoute(id: number, from: Endpoint, relay: Endpoint, sessionId: string, observeBudget: number, cidLength: number, direction: Direction): void;
+  /** `relay`'s frames for `sessionId` are delivered to the local peer `to`, at most `unansweredLimit` bytes (0: no bound) since `to` last sent. */
+  setInRoute(id: number, relay: Endpoint, sessionId: string, to: Endpoint, unansweredLimit: number, direction: Direction): void;
+  counters(): BridgeOffloadCounters;
+}
+
 export interface DataPlane {
   readonly kind: DataPlaneKind;
+  /** Present when the plane carries bridged sessions itself. */
+  readonly bridge?: BridgeOffload;
   /** Bound local address (after start). */
   readonly local: Endpoint;
   /** Bind and start receiving. `onControl` receives batches of datagrams for the control plane. */

@@ -29,6 +29,8 @@ export interface RemoteLink {
   direction: Direction;
   packetsOut: number;
   active: boolean;
+  /** The data-plane route carrying the remote peer's datagrams to the local one, while the plane carries bridged sessions itself. */
+  inRoute: { peerId: number; to: Endpoint; direction: Direction; unansweredLimit: number } | undefined;
   /** The remote peer's identity (peer-token hash), when the directory or a join message named one. */
   remoteIdentity: string | undefined;
   /** Bytes delivered to the local peer since it last sent anything, and the bound on them (0: none; its address is proven). */
@@ -54,6 +56,8 @@ export interface BridgeCounters {
   oversize: number;
   /** Datagrams from the remote side not delivered: the local peer is unproven and left too many bytes unanswered. */
   unanswered: number;
+  /** The part of `sent` and `delivered` the data plane carried by itself (bridge routes), without the control plane. */
+  dataPlane: { sent: number; delivered: number };
 }
 
 /** What the bridge cannot settle alone; the fleet's coordinator answers. */
@@ -82,7 +86,10 @@ export interface BridgeEvents {
  * sees them. The data plane is only used to send.
  */
 export class FleetBridge implements RemotePeers {
-  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0, unanswered: 0 };
+  /** What the control plane's side counted; counts() adds the data plane's. */
+  readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0, unanswered: 0, dataPlane: { sent: 0, delivered: 0 } };
+  /** Relays whose keys the data plane has (true), by relay id. */
+  private readonly keyed = new Map<string, boolean>();
   private readonly byPort = new Map<number, RemoteLink>();
   private readonly bySession = new Map<string, RemoteLink>();
   private readonly byPeerId = new Map<number, RemoteLink>();
@@ -125,6 +132,7 @@ export class FleetBridge implements RemotePeers {
       packetsOut: 0,
       active: false,
       remoteIdentity: undefined,
+      inRoute: undefined,
       unanswered: 0,
       unansweredLimit: 0,
     };
@@ -170,11 +178,71 @@ export class FleetBridge implements RemotePeers {
     link.deliverTo = to;
     link.direction = direction;
     this.byPeerId.set(peerId, link);
+    const offload = this.plane.bridge;
+    if (!offload) return;
+    this.keyMember(link);
+    link.inRoute = { peerId, to, direction, unansweredLimit };
+    offload.setInRoute(peerId, link.target, link.sessionId, to, unansweredLimit, direction);
   }
 
   unroute(peerId: number): void {
     const link = this.byPeerId.get(peerId);
-    if (link) link.deliverTo = undefined;
+    if (!link) return;
+    link.deliverTo = undefined;
+    if (link.inRoute) this.plane.deleteRoute(link.inRoute.peerId);
+    link.inRoute = undefined;
+  }
+
+  routeOut(peerId: number, from: Endpoint, to: Endpoint, direction: Direction, cidLength: number, observeBudget: number): void {
+    const link = this.byPort.get(to.port);
+    const offload = this.plane.bridge;
+    // Without a plane that bridges, the local peer's datagrams come up to the table, which sends them through send().
+    if (!offload || !link) return this.plane.deleteRoute(peerId);
+    this.keyMember(link);
+    offload.setOutRoute(peerId, from, link.target, link.sessionId, observeBudget, cidLength, direction);
+  }
+
+  /**
+   * The link now points at another relay (its remote peer moved): the plane's routes follow, the
+   * outbound one for the local peer `local` when there is one.
+   */
+  retarget(link: RemoteLink, local: { peerId: number; endpoint: Endpoint; direction: Direction; observeBudget: number } | undefined): void {
+    if (!this.plane.bridge) return;
+    if (link.inRoute) this.route(link.inRoute.peerId, link.virtual, link.inRoute.to, link.inRoute.direction, link.inRoute.unansweredLimit);
+    if (local) this.routeOut(local.peerId, local.endpoint, link.virtual, local.direction, 0, local.observeBudget);
+  }
+
+  /** New fleet secrets: the plane gets the keys derived from them for every relay it has routes to. */
+  rekey(): void {
+    for (const relay of this.keyed.keys()) this.keyed.set(relay, false);
+    for (const link of this.bySession.values()) this.keyMember(link);
+  }
+
+  /** What the bridge counted, with what the data plane carried and refused by itself. */
+  counts(): BridgeCounters {
+    const own = this.bridge;
+    const plane = this.plane.bridge?.counters();
+    if (!plane) return { ...own, rejected: { ...own.rejected }, dataPlane: { ...own.dataPlane } };
+    const rejected = { ...own.rejected };
+    for (const [reason, n] of Object.entries(plane.rejected) as [BridgeRejection, number][]) rejected[reason] = (rejected[reason] ?? 0) + n;
+    return {
+      ...own,
+      sent: own.sent + plane.framed,
+      delivered: own.delivered + plane.delivered,
+      oversize: own.oversize + plane.oversize,
+      unanswered: own.unanswered + plane.unanswered,
+      rejected,
+      dataPlane: { sent: plane.framed, delivered: plane.delivered },
+    };
+  }
+
+  /** Gives the plane the keys of frames to and from the link's relay, once per relay (again after rekey). */
+  private keyMember(link: RemoteLink): void {
+    const offload = this.plane.bridge;
+    if (!offload || this.keyed.get(link.relay) === true) return;
+    const keys = this.codec.pairKeys(link.relay);
+    offload.setMember(link.target, keys.tx, keys.rx, this.codec.replayWindowMs);
+    this.keyed.set(link.relay, true);
   }
 
   drainActivity(): number[] {

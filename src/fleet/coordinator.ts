@@ -1,6 +1,6 @@
 import { type Endpoint, formatEndpoint, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
-import type { Relay } from "../relay.ts";
+import { OBSERVE_BUDGET, type Relay } from "../relay.ts";
 import type { Session, SessionEvent, StandInVerdict } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage, LeftMessage, RelayMessage } from "./directory.ts";
 import { parseReg } from "../protocol/reg.ts";
@@ -117,7 +117,7 @@ export class FleetCoordinator {
     return {
       reachable: this.directory.reachable,
       directory: { ...this.directory.stats },
-      bridge: { ...this.bridge.bridge, rejected: { ...this.bridge.bridge.rejected } },
+      bridge: this.bridge.counts(),
       bridgedNow,
       bridgedTotal: this.bridgedTotal,
       announced: this.announced.size,
@@ -142,7 +142,10 @@ export class FleetCoordinator {
         // The directory may be down: the link's relay is a member as far as its frames go.
         this.members.learn(relay);
         const partner = session.peers.find((p) => p !== peer);
-        if (partner) this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer), this.relay.unansweredLimit(partner));
+        if (partner) {
+          this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer), this.relay.unansweredLimit(partner));
+          this.bridge.routeOut(partner.id, partner.endpoint, peer.endpoint, directionOf(partner), 0, OBSERVE_BUDGET);
+        }
         this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
       }
     }
@@ -253,6 +256,8 @@ export class FleetCoordinator {
     const previous = link.relay;
     link.relay = relay;
     link.target = target;
+    const local = this.relay.table.session(link.sessionId)?.peers.find((p) => !isVirtual(p.endpoint));
+    this.bridge.retarget(link, local && { peerId: local.id, endpoint: local.endpoint, direction: directionOf(local), observeBudget: OBSERVE_BUDGET });
     this.logger.info("bridged session moved to another relay", { session: link.sessionId, from: previous, to: relay });
   }
 

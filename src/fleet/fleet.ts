@@ -6,6 +6,7 @@ import { FleetBridge } from "./bridge.ts";
 import { BridgeCodec } from "./bridge-codec.ts";
 import { FleetCoordinator, type FleetStats } from "./coordinator.ts";
 import { FleetDirectory } from "./directory.ts";
+import { PlaneNonces } from "./plane-nonces.ts";
 import type { FleetOptions } from "./options.ts";
 
 /**
@@ -33,7 +34,9 @@ export interface Fleet {
 
 export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagramSize: number, logger: Logger): Fleet {
   let coordinator: FleetCoordinator | undefined;
-  const codec = new BridgeCodec({ self: options.advertise, secrets: options.secrets, replayWindowMs: options.replayWindowMs });
+  // A plane that makes frames itself keeps the nonces, for its threads and the control plane alike.
+  const nonces = plane.bridge ? new PlaneNonces(plane.bridge) : undefined;
+  const codec = new BridgeCodec({ self: options.advertise, secrets: options.secrets, replayWindowMs: options.replayWindowMs, nonces });
   const bridge = new FleetBridge(plane, codec, maxDatagramSize, {
     senderOf: (from) => coordinator?.senderOf(from),
     heard: (relay) => coordinator?.heard(relay),
@@ -57,7 +60,10 @@ export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagra
       await coordinator?.stop();
     },
     stats: () => coordinator?.stats(),
-    setSecrets: (secrets) => codec.setSecrets(secrets),
+    setSecrets: (secrets) => {
+      codec.setSecrets(secrets);
+      bridge.rekey();
+    },
     isMember: (from: Endpoint) => coordinator?.isMember(from) ?? false,
   };
 }

@@ -193,7 +193,7 @@ export interface FleetRelayStats {
   fleet?: {
     reachable: boolean;
     directory: { errors: number; outages: number };
-    bridge: { sent: number; delivered: number; rejected: Record<string, number>; noSession: number };
+    bridge: { sent: number; delivered: number; rejected: Record<string, number>; noSession: number; dataPlane: { sent: number; delivered: number } };
     bridgedNow: number;
     bridgedTotal: number;
   };
