@@ -24,7 +24,7 @@ export interface PairPlan {
 }
 
 export const pairPlan = (quick: boolean): PairPlan =>
-  quick ? { pings: 500, rates: [20_000], seconds: 1.5, setups: 20 } : { pings: 3000, rates: [20_000, 60_000], seconds: 3, setups: 100 };
+  quick ? { pings: 500, rates: [20_000, 100_000], seconds: 1.5, setups: 20 } : { pings: 3000, rates: [20_000, 60_000, 100_000, 150_000], seconds: 3, setups: 100 };
 
 interface Peer {
   socket: udp.Socket<"uint8array">;
@@ -108,6 +108,8 @@ async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetR
     if (b.received % ACK_EVERY === 0) b.socket.send(ack, rb.port, rb.host);
   };
   const cpu0 = relays.map((r) => cpuSeconds(r.pid) ?? Number.NaN);
+  const controlDrops = async () => (await Promise.all(relays.map((r) => r.stats()))).reduce((sum, s) => sum + (s.plane as { controlQueueDrops?: number }).controlQueueDrops!, 0);
+  const drops0 = await controlDrops();
   const rcvbuf0 = rcvbufErrors();
   const start = performance.now();
   let sent = 0;
@@ -123,6 +125,7 @@ async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetR
   b.onData = undefined;
   const cpu = relays.reduce((sum, r, i) => sum + (cpuSeconds(r.pid) ?? Number.NaN) - cpu0[i]!, 0);
   const delivered = b.received;
+  const drops = (await controlDrops()) - drops0;
   return {
     offered: rate,
     sent,
@@ -130,6 +133,7 @@ async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetR
     loss: +(1 - delivered / sent).toFixed(4),
     rcvbufDrops: rcvbufErrors() - rcvbuf0,
     cpuUsPerPacket: +((cpu / delivered) * 1e6).toFixed(2),
+    controlQueueDrops: drops,
   };
 }
 
@@ -216,10 +220,19 @@ export async function measurePairs(plan: PairPlan, planes: Plane[], log: (line: 
 }
 
 export function pairTable(results: Record<string, unknown>[]): string {
-  const lines = ["plane   session  rtt p50/p99 us  offered pps  delivered pps  loss    rcvbuf drops  relay CPU us/pkt"];
-  for (const r of results.filter((x) => "session" in x))
+  const lines = ["plane   session  rtt p50/p99 us  offered pps  delivered pps  loss    rcvbuf drops  control-queue drops  relay CPU us/pkt"];
+  const flows = results.filter((x) => "session" in x);
+  for (const r of flows)
     lines.push(
-      `${String(r.plane).padEnd(7)} ${String(r.session).padEnd(8)} ${`${r.rttP50Us}/${r.rttP99Us}`.padEnd(15)} ${String(r.offered).padEnd(12)} ${String(r.deliveredPps).padEnd(14)} ${String(r.loss).padEnd(7)} ${String(r.rcvbufDrops).padEnd(13)} ${r.cpuUsPerPacket}`,
+      `${String(r.plane).padEnd(7)} ${String(r.session).padEnd(8)} ${`${r.rttP50Us}/${r.rttP99Us}`.padEnd(15)} ${String(r.offered).padEnd(12)} ${String(r.deliveredPps).padEnd(14)} ${String(r.loss).padEnd(7)} ${String(r.rcvbufDrops).padEnd(13)} ${String(r.controlQueueDrops ?? "-").padEnd(20)} ${r.cpuUsPerPacket}`,
     );
+  // Bridged against local at the same offered load: the goal is >= 0.8x delivered.
+  lines.push("", "plane   offered pps  bridged/local delivered  added rtt p50 us  goal");
+  for (const b of flows.filter((x) => x.session === "bridged")) {
+    const l = flows.find((x) => x.session === "local" && x.plane === b.plane && x.offered === b.offered);
+    if (!l) continue;
+    const ratio = Number(b.deliveredPps) / Number(l.deliveredPps);
+    lines.push(`${String(b.plane).padEnd(7)} ${String(b.offered).padEnd(12)} ${`${ratio.toFixed(2)}x`.padEnd(24)} ${String(Number(b.rttP50Us) - Number(l.rttP50Us)).padEnd(17)} ${ratio >= 0.8 ? "PASS" : "MISS"} >= 0.8x`);
+  }
   return lines.join("\n");
 }
