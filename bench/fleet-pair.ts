@@ -95,6 +95,8 @@ async function rtt(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetRe
 
 /** Datagrams the receiver gets per datagram it sends back, as a QUIC receiver's acknowledgements. */
 const ACK_EVERY = 10;
+/** The receiver also sends one every this many ms, whatever it received (QUIC's max ACK delay is 25 ms). */
+const ACK_TIMER_MS = 25;
 
 async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetRelay, relays: FleetRelay[], rate: number) {
   const payload = new Uint8Array(1200);
@@ -107,6 +109,9 @@ async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetR
   b.onData = () => {
     if (b.received % ACK_EVERY === 0) b.socket.send(ack, rb.port, rb.host);
   };
+  // And on a timer, as a QUIC receiver's ACK delay and probes do: a receiver whose acknowledgements
+  // were all lost in an overload speaks again, so the unanswered bound does not cut it off for good.
+  const probe = setInterval(() => b.socket.send(ack, rb.port, rb.host), ACK_TIMER_MS);
   const cpu0 = relays.map((r) => cpuSeconds(r.pid) ?? Number.NaN);
   const controlDrops = async () => (await Promise.all(relays.map((r) => r.stats()))).reduce((sum, s) => sum + (s.plane as { controlQueueDrops?: number }).controlQueueDrops!, 0);
   const drops0 = await controlDrops();
@@ -122,6 +127,7 @@ async function flow(plan: PairPlan, a: Peer, ra: FleetRelay, b: Peer, rb: FleetR
     await new Promise((r) => setImmediate(r));
   }
   await Bun.sleep(300);
+  clearInterval(probe);
   b.onData = undefined;
   const cpu = relays.reduce((sum, r, i) => sum + (cpuSeconds(r.pid) ?? Number.NaN) - cpu0[i]!, 0);
   const delivered = b.received;
