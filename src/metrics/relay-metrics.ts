@@ -165,6 +165,18 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
       "Relay-to-relay datagrams refused, by reason (not from a member, forged, replayed, stale, malformed)",
       BRIDGE_REJECTIONS.map((reason) => [{ reason }, src.fleet!.bridge.rejected[reason] ?? 0] as [Labels, number]),
     );
+    const bridge = src.fleet.bridge;
+    w.family(
+      "quic_relay_fleet_bridge_datagrams_total",
+      "counter",
+      "Peer datagrams sent to other relays in bridge frames and delivered from them, by who carried them: the data plane's threads or the control plane",
+      [
+        [{ direction: "sent", path: "data-plane" }, bridge.dataPlane.sent],
+        [{ direction: "sent", path: "control" }, bridge.sent - bridge.dataPlane.sent],
+        [{ direction: "delivered", path: "data-plane" }, bridge.dataPlane.delivered],
+        [{ direction: "delivered", path: "control" }, bridge.delivered - bridge.dataPlane.delivered],
+      ],
+    );
     w.single("quic_relay_fleet_stand_ins_replaced_total", "counter", "Peers that registered here after their relay died and took their stand-in's place", stats.standInsReplaced);
     w.family(
       "quic_relay_fleet_move_flag_regs_total",
