@@ -66,10 +66,17 @@ describe.skipIf(reason !== undefined).each(planesUnderTest())("e2e fleet on the 
     const s2 = await r2.stats();
     console.log(
       `[e2e] fleet ${plane}: handshake ${handshakeMs} ms, ${end.bytes} B in ${end.ms} ms (${end.mbps} Mbit/s), sha256 ok; ` +
-        `bridge r1 sent ${s1.fleet!.bridge.sent} delivered ${s1.fleet!.bridge.delivered}, r2 sent ${s2.fleet!.bridge.sent} delivered ${s2.fleet!.bridge.delivered}`,
+        `bridge r1 sent ${s1.fleet!.bridge.sent} delivered ${s1.fleet!.bridge.delivered}, r2 sent ${s2.fleet!.bridge.sent} delivered ${s2.fleet!.bridge.delivered}; ` +
+        `by the data plane: r1 ${s1.fleet!.bridge.dataPlane.sent}/${s1.fleet!.bridge.dataPlane.delivered}, r2 ${s2.fleet!.bridge.dataPlane.sent}/${s2.fleet!.bridge.dataPlane.delivered}`,
     );
     expect(s1.fleet!.bridge.delivered).toBeGreaterThan(0);
     expect(s2.fleet!.bridge.delivered).toBeGreaterThan(0);
+    // The native plane's threads carry the transfer; only what came before the routes crosses the control plane.
+    for (const s of [s1, s2]) {
+      const carried = s.fleet!.bridge.dataPlane;
+      if (plane === "native") expect(carried.sent + carried.delivered).toBeGreaterThan(0.9 * (s.fleet!.bridge.sent + s.fleet!.bridge.delivered));
+      else expect(carried).toEqual({ sent: 0, delivered: 0 });
+    }
   }, 90_000);
 
   it("reference: the same transfer with both peers on one fleet relay", async () => {
