@@ -11,7 +11,7 @@
 # --- build: Bun from the npm registry (pinned), the N-API addon with cmake/g++, then `bun build --compile`
 FROM debian:12-slim AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates nodejs npm cmake g++ make \
+ && apt-get install -y --no-install-recommends ca-certificates nodejs npm cmake g++ make libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN npm install -g bun@1.4.5
 WORKDIR /src
@@ -27,7 +27,7 @@ RUN bun run build:native && bun run build \
 # --- runtime: the binary only, an unprivileged user, a volume for the session state file
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libstdc++6 \
+ && apt-get install -y --no-install-recommends libstdc++6 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/quic-relay --shell /usr/sbin/nologin quic-relay \
  && install -d -o quic-relay -g quic-relay -m 0700 /var/lib/quic-relay
