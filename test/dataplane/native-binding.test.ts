@@ -3,27 +3,18 @@
  * names (native/counters.h and NATIVE_COUNTERS in src/dataplane/native-addon.ts), and every call
  * after close() is defined: changes do nothing, reads answer as at close, nothing throws.
  */
-import { afterEach, expect, it } from "bun:test";
+import { expect, it } from "bun:test";
 
 import { loadNativeAddon, NATIVE_COUNTERS, type NativeRelayHandle } from "../../src/dataplane/native-addon.ts";
 import { createNativePlane } from "../../src/dataplane/native.ts";
 import { DATA_PLANE_COUNTERS } from "../../src/dataplane/types.ts";
-import { nativeDescribe, planeOptions, startRecording, text, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+import { closedAfterEach, nativeDescribe, planeOptions, startRecording, text, until } from "./native-helpers.ts";
 
 const suite = nativeDescribe();
 const sorted = (names: readonly string[]) => [...names].sort();
 
 suite("native addon binding", () => {
-  const cleanup: Array<() => unknown> = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
-
-  async function peer(host: string): Promise<TestPeer> {
-    const p = await udpPeer(host);
-    cleanup.push(() => p.close());
-    return p;
-  }
+  const { cleanup, peer } = closedAfterEach();
 
   /** A raw NativeRelay whose wake-ups are ignored: control datagrams stay pending. */
   function openRelay(): NativeRelayHandle {

@@ -4,27 +4,18 @@
  * TypeScript codec; the threads deliver a genuine frame once, and refuse a replay, a tampered
  * frame and a frame from any other address. The nonce store is shared with the control plane.
  */
-import { afterEach, expect, it } from "bun:test";
+import { expect, it } from "bun:test";
 
 import { loadNativeAddon, type NativeRelayHandle } from "../../src/dataplane/native-addon.ts";
 import { BridgeCodec } from "../../src/fleet/bridge-codec.ts";
-import { nativeDescribe, text, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+import { closedAfterEach, nativeDescribe, text, until } from "./native-helpers.ts";
 
 const suite = nativeDescribe();
 const SECRET = "native bridge test secret";
 const SESSION = "3b0e8e0a-0d5c-4c7e-9a51-5f4a2c1d9e77";
 
 suite("native bridge routes", () => {
-  const cleanup: Array<() => unknown> = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
-
-  async function peer(host: string): Promise<TestPeer> {
-    const p = await udpPeer(host);
-    cleanup.push(() => p.close());
-    return p;
-  }
+  const { cleanup, peer } = closedAfterEach();
 
   /** A raw NativeRelay whose wake-ups are ignored: control datagrams stay pending until taken. */
   function openRelay(host: string): NativeRelayHandle & { id: string; port: number } {

@@ -1,7 +1,7 @@
 /** Shared helpers for the data-plane tests: loopback peers that record what they receive. */
 import type { udp } from "bun";
 
-import { describe } from "bun:test";
+import { afterEach, describe } from "bun:test";
 
 import { loadNativeAddon } from "../../src/dataplane/native-addon.ts";
 import { createNativePlane } from "../../src/dataplane/native.ts";
@@ -133,5 +133,24 @@ export async function processResources(): Promise<{ fds: number; threads: number
     fds: readdirSync("/proc/self/fd").length,
     threads: tasks.length,
     forwarders: names.filter((n) => n.startsWith("qr-fwd-")).length,
+  };
+}
+
+/**
+ * For a suite: `cleanup` runs (newest first) after each test; `peer(host)` opens a loopback peer
+ * that is closed then.
+ */
+export function closedAfterEach(): { cleanup: Array<() => unknown>; peer(host: string): Promise<TestPeer> } {
+  const cleanup: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+  return {
+    cleanup,
+    async peer(host: string): Promise<TestPeer> {
+      const p = await udpPeer(host);
+      cleanup.push(() => p.close());
+      return p;
+    },
   };
 }
