@@ -5,6 +5,11 @@ import type { RemotePeers } from "../relay.ts";
 import type { Direction, StandInVerdict } from "../sessions/types.ts";
 import { type BridgeCodec, BridgeError, BridgeFrameType, bridgeOverhead, isBridgeDatagram } from "./bridge-codec.ts";
 
+/** Frames from unknown addresses held for the next read of the member set: at most this many, this many bytes, this long. */
+const UNKNOWN_HOLD_DATAGRAMS = 64;
+const UNKNOWN_HOLD_BYTES = 256 * 1024;
+const UNKNOWN_HOLD_MS = 2000;
+
 /** Addresses of virtual endpoints: a remote partner appears in the session table as `fleet:<relay>` port n. */
 export const VIRTUAL_ADDRESS_PREFIX = "fleet:";
 
@@ -62,8 +67,12 @@ export interface BridgeCounters {
 
 /** What the bridge cannot settle alone; the fleet's coordinator answers. */
 export interface BridgeEvents {
-  /** The member relay sending from `from` (its advertised address), or undefined: only members' frames are decoded. */
-  senderOf(from: Endpoint): string | undefined;
+  /**
+   * The member relay sending from `from` (its advertised address), or undefined: only members'
+   * frames are decoded. With `refresh` (default), an unknown address has the member set read again
+   * soon, after which retryUnknownSenders() is called.
+   */
+  senderOf(from: Endpoint, refresh?: boolean): string | undefined;
   /** An authentic frame came from `relay`. */
   heard(relay: string): void;
   /** An authentic pong from `relay`. */
@@ -90,6 +99,14 @@ export class FleetBridge implements RemotePeers {
   readonly bridge: BridgeCounters = { sent: 0, delivered: 0, rejected: {}, otherRelay: 0, noSession: 0, oversize: 0, unanswered: 0, dataPlane: { sent: 0, delivered: 0 } };
   /** Relays whose keys the data plane has (true), by relay id. */
   private readonly keyed = new Map<string, boolean>();
+  /**
+   * Bridge datagrams from addresses that are no member yet, waiting for the member set to be read
+   * again: a relay that just joined (or that this relay has not heard of yet) may send the first
+   * frame of a session before this relay learns it. Bounded; refused as unknown-sender when the
+   * read does not name their sender, or when they do not fit.
+   */
+  private unknownHeld: { datagram: InboundDatagram; at: number }[] = [];
+  private unknownHeldBytes = 0;
   private readonly byPort = new Map<number, RemoteLink>();
   private readonly bySession = new Map<string, RemoteLink>();
   private readonly byPeerId = new Map<number, RemoteLink>();
@@ -275,10 +292,33 @@ export class FleetBridge implements RemotePeers {
     this.plane.send(this.codec.encodePing(relay, payload), target);
   }
 
+  /** The member set was read again: frames held for it are decoded if their sender is a member now, else refused. */
+  retryUnknownSenders(now = Date.now()): void {
+    const held = this.unknownHeld;
+    this.unknownHeld = [];
+    this.unknownHeldBytes = 0;
+    for (const { datagram, at } of held) {
+      const sender = now - at <= UNKNOWN_HOLD_MS ? this.events.senderOf({ address: datagram.address, port: datagram.port }, false) : undefined;
+      if (sender === undefined) this.reject("unknown-sender");
+      else this.receiveFrom(sender, datagram);
+    }
+  }
+
   private receiveBridge(d: InboundDatagram): void {
     const from: Endpoint = { address: d.address, port: d.port };
     const sender = this.events.senderOf(from);
-    if (sender === undefined) return this.reject("unknown-sender");
+    if (sender === undefined) return this.holdUnknown(d);
+    this.receiveFrom(sender, d);
+  }
+
+  private holdUnknown(d: InboundDatagram): void {
+    if (this.unknownHeld.length >= UNKNOWN_HOLD_DATAGRAMS || this.unknownHeldBytes + d.data.length > UNKNOWN_HOLD_BYTES) return this.reject("unknown-sender");
+    this.unknownHeld.push({ datagram: d, at: Date.now() });
+    this.unknownHeldBytes += d.data.length;
+  }
+
+  private receiveFrom(sender: string, d: InboundDatagram): void {
+    const from: Endpoint = { address: d.address, port: d.port };
     const decoded = this.codec.decode(sender, d.data);
     if (!decoded.ok) return this.reject(decoded.error);
     const frame = decoded.frame;

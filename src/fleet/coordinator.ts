@@ -72,7 +72,7 @@ export class FleetCoordinator {
       if (target) this.bridge.ping(relay, target, nonce);
       return target !== undefined;
     }, liveness);
-    this.members = new FleetMembers(directory, options.advertise);
+    this.members = new FleetMembers(directory, options.advertise, () => bridge.retryUnknownSenders());
     this.held = new HeldRegs(relay);
     this.placement = new Placement({
       relay,
@@ -275,8 +275,8 @@ export class FleetCoordinator {
   }
 
   /** The member relay at `from`, for bridge frames: frames from any other address are refused. */
-  senderOf(from: Endpoint): string | undefined {
-    return this.members.senderOf(from);
+  senderOf(from: Endpoint, refresh = true): string | undefined {
+    return this.members.senderOf(from, refresh);
   }
 
   heard(relay: string): void {

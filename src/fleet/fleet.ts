@@ -38,7 +38,7 @@ export function prepareFleet(plane: DataPlane, options: FleetOptions, maxDatagra
   const nonces = plane.bridge ? new PlaneNonces(plane.bridge) : undefined;
   const codec = new BridgeCodec({ self: options.advertise, secrets: options.secrets, replayWindowMs: options.replayWindowMs, nonces });
   const bridge = new FleetBridge(plane, codec, maxDatagramSize, {
-    senderOf: (from) => coordinator?.senderOf(from),
+    senderOf: (from, refresh) => coordinator?.senderOf(from, refresh),
     heard: (relay) => coordinator?.heard(relay),
     pong: (relay, payload) => coordinator?.pong(relay, payload),
     unlinked: (sessionId, relay, payload) => coordinator?.unlinked(sessionId, relay, payload),

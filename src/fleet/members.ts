@@ -32,12 +32,14 @@ export class FleetMembers {
   constructor(
     private readonly directory: FleetDirectory,
     private readonly self: string,
+    /** Called after a read of the member set that `senderOf` asked for (frames from unknown addresses wait for it). */
+    private readonly onRefreshed: () => void = () => {},
   ) {}
 
-  /** The member relay at `from`, or undefined (and the member set is read again soon). */
-  senderOf(from: Endpoint): string | undefined {
+  /** The member relay at `from`, or undefined (and, with `refresh`, the member set is read again soon). */
+  senderOf(from: Endpoint, refresh = true): string | undefined {
     const member = this.byAddress.get(endpointKey(hostOf(from.address), from.port));
-    if (member === undefined) this.refreshSoon();
+    if (member === undefined && refresh) this.refreshSoon();
     return member?.relay;
   }
 
@@ -74,7 +76,7 @@ export class FleetMembers {
     const wait = Math.max(0, this.readAt + REFRESH_MS - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.stopped) void this.refresh();
+      if (!this.stopped) void this.refresh().finally(() => this.stopped || this.onRefreshed());
     }, wait);
   }
 }
