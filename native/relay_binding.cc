@@ -239,9 +239,11 @@ BridgeMember* NativeRelay::memberArg(const Napi::CallbackInfo& info, size_t at, 
   Napi::Env env = info.Env();
   std::string text;
   double port = 0;
-  if (info.Length() < at + 2 || !readString(env, info[at], "relayAddress", &text) ||
-      !readInt(env, info[at + 1], "relayPort", 0, 65535, &port)) {
-    if (info.Length() < at + 2) throwType(env, "relayAddress and relayPort required");
+  if (info.Length() < at + 2) {
+    throwType(env, "relayAddress and relayPort required");
+    return nullptr;
+  }
+  if (!readString(env, info[at], "relayAddress", &text) || !readInt(env, info[at + 1], "relayPort", 0, 65535, &port)) {
     return nullptr;
   }
   PeerKey key;
