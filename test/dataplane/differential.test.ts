@@ -10,20 +10,11 @@ import { createDataPlane } from "../../src/dataplane/select.ts";
 import type { DataPlaneKind, InboundDatagram } from "../../src/dataplane/types.ts";
 import { planesUnderTest } from "../utils.ts";
 import { planeOptions, udpPeer, until, type TestPeer } from "./native-helpers.ts";
+import { mulberry32 } from "../support/prng.ts";
 
 const planes = planesUnderTest();
 if (planes.length < 2) console.warn(`differential test skipped: only the ${planes.join(", ")} plane is available`);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PEERS = 6;
 const MAX = 1200;

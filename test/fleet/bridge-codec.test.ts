@@ -17,6 +17,7 @@ import {
 } from "../../src/fleet/bridge-codec.ts";
 import { type BridgeNonces, LocalNonces } from "../../src/fleet/bridge-nonces.ts";
 import { REPLAY_WINDOW_SIZE } from "../../src/fleet/replay-window.ts";
+import { mulberry32 } from "../support/prng.ts";
 
 const OLD = "fleet-secret-for-tests-0123456789";
 const NEW = "fleet-secret-after-rotation-abcdef";
@@ -545,13 +546,3 @@ describe("LocalNonces", () => {
   });
 });
 
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}

@@ -1,16 +1,10 @@
 import { mintToken } from "../../src/security/token.ts";
 import { longHeader, shortHeader } from "../utils.ts";
+import { mulberry32 } from "../support/prng.ts";
 
-/** Small seeded PRNG (mulberry32) so a failing run can be replayed from its seed. */
+/** The seeded PRNG with the helpers the fuzzer draws from, so a failing run can be replayed from its seed. */
 export function prng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   const bytes = (n: number) => {
     const out = new Uint8Array(n);
