@@ -41,6 +41,14 @@ const LOG_LINES_PER_SECOND = 20;
 const EXPIRE_PASS_SESSIONS = 1000;
 
 /**
+ * Queued sessions the table looks at for packing (SessionTable.compact) per datagram of a control
+ * batch, and per sweep: a batch creates a session per datagram at most, so packing keeps pace
+ * with registration, and a sweep (every 10-250 ms) finishes the rest. A few microseconds each.
+ */
+const COMPACT_PER_DATAGRAM = 2;
+const COMPACT_PER_SWEEP = 2000;
+
+/**
  * Peers that registered on another relay and stand in this relay's table as virtual endpoints
  * (the fleet's bridge). The relay routes and sends to them through this, never through the
  * data plane, and offers it every datagram from an unknown source first.
@@ -203,6 +211,7 @@ export class Relay {
       }
       this.table.activity(this.drainActivity());
       this.plane.batchRouteChanges(() => this.expire());
+      this.table.compact(COMPACT_PER_SWEEP);
     } catch (error) {
       this.internal(error);
     }
@@ -253,6 +262,11 @@ export class Relay {
       } catch (error) {
         this.internal(error);
       }
+    }
+    try {
+      this.table.compact(COMPACT_PER_DATAGRAM * batch.length);
+    } catch (error) {
+      this.internal(error);
     }
     this.publishEvents();
   }

@@ -132,7 +132,7 @@ export class FleetCoordinator {
    */
   private adoptRestored(): void {
     const table = this.relay.table;
-    for (const session of table.allSessions()) {
+    for (const session of table.expandedSessions()) {
       for (const peer of session.peers) {
         if (!isVirtual(peer.endpoint) || this.bridge.link(session.id)) continue;
         const relay = peer.endpoint.address.slice(VIRTUAL_ADDRESS_PREFIX.length);

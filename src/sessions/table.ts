@@ -5,7 +5,7 @@ import { hostOf } from "../net/address.ts";
 import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { confirmedAt, MAX_CONFIRMED_PER_PEER, meetsRule, MIN_EVIDENCE_CID_BYTES, newPeerCids, noteAnswer, noteDcid, type PeerCids } from "./cid-evidence.ts";
 import { CidIndex } from "./cid-index.ts";
-import { ActivityOrder } from "./activity-order.ts";
+import { CompactStore, PROBES, REGULAR } from "./compact-store.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
@@ -40,13 +40,19 @@ export class SessionTable implements TableView {
     standInsReplaced: 0,
   };
   readonly limits: SessionLimits;
-  /** Every session by id. */
+  /**
+   * Every session's slot and its place in an order of last activity (sessions other than probes',
+   * and the probes' apart: they expire sooner), so expiry stops at the first live one; settled
+   * sessions are kept there compact instead of as objects (see compact()).
+   */
+  private readonly store = new CompactStore();
+  /** Expanded sessions by id; compact ones are in the store. */
   private readonly sessions = new ShardedMap<Session>();
-  /** Sessions other than probes', oldest activity first, so expiry stops at the first live one. */
-  private readonly regular = new ActivityOrder<Session>();
-  /** The probes' sessions (isProbeSessionId), in the same order: they expire sooner. */
-  private readonly probes = new ActivityOrder<Session>();
+  /** Expanded peers; compact ones are in the store. */
   private readonly peers = new PeerIndex();
+  /** Slots of expanded sessions that may have settled since they were queued (see compact()). */
+  private settling: number[] = [];
+  private settlingHead = 0;
   private readonly cids = new CidIndex();
   private readonly held: HeldQueue;
   private readonly speakers = new RelaySpeakers();
@@ -73,44 +79,158 @@ export class SessionTable implements TableView {
   }
 
   peersInGroup(group: string): number {
-    return this.peers.countInGroup(group);
+    if (!group.includes(":")) return this.countOnHost(group);
+    return this.peers.countInGroup(group) + this.store.countInV6Group(group);
   }
   get sessionCount(): number {
-    return this.sessions.size;
+    return this.sessions.size + this.store.sessionCount;
   }
   /** Sessions of `quic-relay probe` (short idle timeout) in the table. */
   get probeSessionCount(): number {
-    return this.probes.size;
+    return this.store.listSize(PROBES);
   }
   get peerCount(): number {
-    return this.peers.size;
+    return this.peers.size + this.store.peerCount;
+  }
+  /** Sessions kept compact (see compact()). */
+  get compactSessionCount(): number {
+    return this.store.sessionCount;
   }
   get pairedCount(): number {
     return this.paired;
   }
-  /** Sizes of every index, for leak checks. */
+  /** Sizes of every index, for leak checks (the compact store's indexes counted with the others). */
   indexSizes(): Record<string, number> {
+    const compact = this.store.indexSizes;
     return {
-      sessions: this.sessions.size,
-      peersByKey: this.peers.size,
-      peersById: this.peers.idCount,
+      sessions: this.sessions.size + compact.ids,
+      peersByKey: this.peers.size + compact.addresses,
+      peersById: this.peers.idCount + this.store.peerCount,
       hosts: this.peers.hostCount,
       cids: this.cids.size,
       heldBytes: this.held.totalBytes,
     };
   }
+  /** Session `id` (expanded, if it was compact), or undefined. */
   session(id: string): Session | undefined {
-    return this.sessions.get(id);
+    const session = this.sessions.get(id);
+    if (session) return session;
+    const slot = this.store.findId(id);
+    return slot < 0 ? undefined : this.expand(slot);
   }
-  /** Every session (in no particular order); the table must not change while this is iterated. */
-  allSessions(): IterableIterator<Session> {
+  /**
+   * The sessions held as objects (in no particular order); the table must not change while this
+   * is iterated. Every session with a peer whose address is no IP address (a fleet's virtual
+   * peers) is among them: such a session is never compact.
+   */
+  expandedSessions(): IterableIterator<Session> {
     return this.sessions.values();
   }
-  peerAt(from: Endpoint): Peer | undefined {
-    return this.peers.at(from.address, from.port);
+  /** Ids of every session, compact or not (in no particular order). */
+  *sessionIds(): Generator<string> {
+    for (let slot = this.store.oldest(REGULAR); slot >= 0; slot = this.store.newerThan(slot)) yield this.idAt(slot);
+    for (let slot = this.store.oldest(PROBES); slot >= 0; slot = this.store.newerThan(slot)) yield this.idAt(slot);
   }
+  /** The peer at this address (its session expanded, if it was compact). */
+  peerAt(from: Endpoint): Peer | undefined {
+    return this.peerAtAddress(from.address, from.port);
+  }
+  /** The peer with this route id (its session expanded, if it was compact). */
   peerById(id: number): Peer | undefined {
-    return this.peers.byRoute(id);
+    const peer = this.peers.byRoute(id);
+    if (peer) return peer;
+    const ref = this.store.peerOfRoute(id);
+    return ref < 0 ? undefined : this.expand(ref >>> 1).peers[ref & 1];
+  }
+
+  /**
+   * Looks at `budget` sessions queued for packing at most, and packs the settled ones into the
+   * compact store: a session that holds no early datagram, whose peers have no connection IDs learnt and no peer token, with an
+   * id and addresses that pack, and that was not active for `limits.compactAfterMs`. Compact, a
+   * session costs a few typed-array entries instead of a dozen objects; traffic on its routes keeps
+   * it compact, anything else the rules must look at expands it again first, exactly as it was.
+   * Candidates are the sessions queued when they were created, expanded or active since the last
+   * pass, oldest first: cost is the budget, never a walk of the table. Returns the number packed.
+   */
+  compact(budget = Number.POSITIVE_INFINITY): number {
+    const now = this.clock.now();
+    const settleMs = this.limits.compactAfterMs;
+    if (settleMs < 0) return 0;
+    let packed = 0;
+    // Each queued slot is looked at once per pass at most: one not settled yet goes to the back.
+    const limit = Math.min(budget, this.settling.length - this.settlingHead);
+    for (let seen = 0; seen < limit; seen++) {
+      const slot = this.settling[this.settlingHead++]!;
+      if (!this.store.takeQueued(slot)) continue;
+      const session = this.store.expandedAt(slot);
+      if (!session || !this.settled(session)) continue;
+      if (now - session.lastActivity < settleMs) {
+        // Not yet: back in the queue, behind what came since.
+        this.queueCompaction(session);
+        continue;
+      }
+      if (!this.store.compact(session)) continue;
+      this.sessions.delete(session.id);
+      for (const peer of session.peers) this.unindexPeer(peer);
+      packed++;
+    }
+    if (this.settlingHead > 65_536 || this.settlingHead === this.settling.length) {
+      this.settling = this.settling.slice(this.settlingHead);
+      this.settlingHead = 0;
+    }
+    return packed;
+  }
+
+  /** Whether the rules keep nothing for `session` beyond what the compact store packs. */
+  private settled(session: Session): boolean {
+    if (session.held !== NONE_HELD || session.heldBytes !== 0 || session.cids !== NO_CIDS) return false;
+    for (const peer of session.peers) {
+      if (peer.cids !== undefined || peer.identity !== undefined) return false;
+      if (this.standIns?.isStandIn(peer.endpoint)) return false;
+    }
+    return true;
+  }
+
+  private queueCompaction(session: Session): void {
+    if (this.store.markQueued(session.slot)) this.settling.push(session.slot);
+  }
+
+  /** The compact session in `slot` as objects again, back in the table's own indexes. */
+  private expand(slot: number): Session {
+    const session = this.store.expand(slot);
+    this.sessions.set(session.id, session);
+    for (const peer of session.peers) this.indexPeer(peer);
+    this.queueCompaction(session);
+    return session;
+  }
+
+  private idAt(slot: number): string {
+    return this.store.expandedAt(slot)?.id ?? this.store.idOf(slot);
+  }
+
+  /** The session with this id, expanded; undefined when there is none. */
+  private findSession(id: string): Session | undefined {
+    return this.session(id);
+  }
+
+  private hasSession(id: string): boolean {
+    return this.sessions.has(id) || this.store.findId(id) >= 0;
+  }
+
+  private peerAtAddress(address: string, port: number): Peer | undefined {
+    const peer = this.peers.at(address, port);
+    if (peer) return peer;
+    const ref = this.store.peerAt(address, port);
+    return ref < 0 ? undefined : this.expand(ref >>> 1).peers[ref & 1];
+  }
+
+  private hasPeerAt(address: string, port: number): boolean {
+    return this.peers.at(address, port) !== undefined || this.store.peerAt(address, port) >= 0;
+  }
+
+  /** Peers on this host (as hostOf gives it), compact or not. */
+  private countOnHost(host: string): number {
+    return this.peers.countOnHost(host) + this.store.countOnHost(host);
   }
 
   /**
@@ -120,7 +240,7 @@ export class SessionTable implements TableView {
   register(sessionId: string, from: Endpoint, raw: Uint8Array, proof: RegProof = "none", identity?: string): void {
     const now = this.clock.now();
     const proven = proof === "valid";
-    const existing = this.peers.at(from.address, from.port);
+    const existing = this.peerAtAddress(from.address, from.port);
     if (existing && existing.session.id === sessionId) {
       // A keepalive: the member is known at this address already, whatever its cookie says.
       this.touchPeer(existing, now);
@@ -134,7 +254,7 @@ export class SessionTable implements TableView {
       // Not answered: the reply would land in a live peer's socket, which may not have sent this.
       return this.refuse(RefusalCode.Busy, sessionId, from, 0);
     }
-    let session = this.sessions.get(sessionId);
+    let session = this.findSession(sessionId);
     if (!session) {
       const refusal = this.admit(sessionId, from, raw, this);
       if (refusal) return this.refuse(refusal, sessionId, from, raw.length);
@@ -163,7 +283,7 @@ export class SessionTable implements TableView {
     if (existing) {
       this.sink.event({ kind: "moved", from: existing.session.id, to: sessionId, peer: from });
       this.removePeer(existing, now);
-      session = this.sessions.get(sessionId);
+      session = this.findSession(sessionId);
     }
     if (!session) {
       session = newSession(sessionId, now);
@@ -190,8 +310,8 @@ export class SessionTable implements TableView {
    * no address to prove. False when the session is not waiting for a partner.
    */
   attachRemote(sessionId: string, remote: Endpoint): boolean {
-    const session = this.sessions.get(sessionId);
-    if (!session || session.peers.length !== 1 || this.peers.at(remote.address, remote.port)) return false;
+    const session = this.findSession(sessionId);
+    if (!session || session.peers.length !== 1 || this.hasPeerAt(remote.address, remote.port)) return false;
     this.pair(session, remote, true, this.clock.now());
     return true;
   }
@@ -202,7 +322,7 @@ export class SessionTable implements TableView {
    * False when no local peer of the session has that identity.
    */
   leave(sessionId: string, identity: string): boolean {
-    const session = this.sessions.get(sessionId);
+    const session = this.findSession(sessionId);
     const peer = session?.peers.find((p) => p.identity === identity && !this.standIns?.isStandIn(p.endpoint));
     if (!session || !peer) return false;
     this.removePeer(peer, this.clock.now());
@@ -237,7 +357,7 @@ export class SessionTable implements TableView {
   relayLine(from: Endpoint): void {
     const now = this.clock.now();
     this.drop(DropReason.RelayLine);
-    const peer = this.peers.at(from.address, from.port);
+    const peer = this.peerAtAddress(from.address, from.port);
     if (peer?.proven) return;
     this.speakers.note(from, now);
     const partner = peer && partnerOf(peer);
@@ -260,7 +380,7 @@ export class SessionTable implements TableView {
 
   /** A REG-prefixed datagram that did not parse. Members' datagrams are data that merely look like REG. */
   malformedReg(code: RefusalCode, from: Endpoint, raw: Uint8Array): void {
-    const peer = this.peers.at(from.address, from.port);
+    const peer = this.peerAtAddress(from.address, from.port);
     if (peer) return this.datagram(from, raw);
     this.refuse(code, undefined, from, raw.length);
   }
@@ -268,7 +388,7 @@ export class SessionTable implements TableView {
   /** A non-REG datagram that no data-plane route forwarded. */
   datagram(from: Endpoint, data: Uint8Array): void {
     const now = this.clock.now();
-    const peer = this.peers.at(from.address, from.port);
+    const peer = this.peerAtAddress(from.address, from.port);
     if (peer) {
       this.touchPeer(peer, now);
       const partner = partnerOf(peer);
@@ -285,7 +405,7 @@ export class SessionTable implements TableView {
       return;
     }
     // Both rebind rules need a peer on the sender's host: junk from anywhere else costs one lookup.
-    if (!this.peers.hasAddress(from.address)) return this.drop(DropReason.UnknownSource);
+    if (!this.peers.hasAddress(from.address) && this.store.countOnAddress(from.address) === 0) return this.drop(DropReason.UnknownSource);
     const host = hostOf(from.address);
     const claim = this.cids.claimant(data, host);
     if (claim && partnerOf(claim.peer)) return this.claimed(claim.peer, claim.cid, from, data, now);
@@ -302,7 +422,9 @@ export class SessionTable implements TableView {
   private quietSoleCandidate(host: string, now: number): Peer | undefined {
     const quietMs = this.limits.rebindQuietMs;
     if (quietMs < 0) return undefined;
-    const peer = this.peers.soleOnHost(host);
+    if (this.countOnHost(host) !== 1) return undefined;
+    const ref = this.store.anyOnHost(host);
+    const peer = ref < 0 ? this.peers.soleOnHost(host) : this.expand(ref >>> 1).peers[ref & 1];
     return peer && partnerOf(peer) && now - peer.lastSeen >= quietMs ? peer : undefined;
   }
 
@@ -352,7 +474,7 @@ export class SessionTable implements TableView {
 
   /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
   observed(peerId: number, data: Uint8Array): void {
-    const peer = this.peers.byRoute(peerId);
+    const peer = this.peerById(peerId);
     if (peer) this.watch(peer, data, this.clock.now());
   }
 
@@ -363,7 +485,12 @@ export class SessionTable implements TableView {
     this.lastActivityAt = now;
     for (const id of peerIds) {
       const peer = this.peers.byRoute(id);
-      if (!peer) continue;
+      if (!peer) {
+        // A compact session stays compact: it has no connection IDs for heard() to confirm.
+        const ref = this.store.peerOfRoute(id);
+        if (ref >= 0) this.touchCompact(ref, now);
+        continue;
+      }
       this.touchPeer(peer, now);
       this.heard(peer, since);
       const partner = partnerOf(peer);
@@ -374,13 +501,21 @@ export class SessionTable implements TableView {
   /** Live sessions as plain data (oldest activity first). */
   exportSessions(): SessionSnapshot[] {
     const now = this.clock.now();
-    return [...this.byActivity()].map((s) => snapshotOf(s, now));
+    return [...this.byActivity()].map((slot) => this.snapshotAt(slot, now));
   }
 
-  /** Session `id` as plain data, or undefined when there is no such session (any more). */
+  /** Session `id` as plain data, or undefined when there is no such session (any more). Expands nothing. */
   snapshot(id: string): SessionSnapshot | undefined {
+    const now = this.clock.now();
     const session = this.sessions.get(id);
-    return session && snapshotOf(session, this.clock.now());
+    if (session) return snapshotOf(session, now);
+    const slot = this.store.findId(id);
+    return slot < 0 ? undefined : this.store.snapshot(slot, now);
+  }
+
+  private snapshotAt(slot: number, now: number): SessionSnapshot {
+    const session = this.store.expandedAt(slot);
+    return session ? snapshotOf(session, now) : this.store.snapshot(slot, now);
   }
 
   /**
@@ -418,9 +553,9 @@ export class SessionTable implements TableView {
       const distinct = snap.peers.length === 1 || (snap.peers.length === 2 && (p0!.address !== p1!.address || p0!.port !== p1!.port));
       const usable =
         snap.idleMs < this.timeoutOf(snap.id) &&
-        !this.sessions.has(snap.id) &&
+        !this.hasSession(snap.id) &&
         distinct &&
-        snap.peers.every((p) => !this.peers.at(p.address, p.port));
+        snap.peers.every((p) => !this.hasPeerAt(p.address, p.port));
       if (!usable) continue;
       const session = newSession(snap.id, now - snap.idleMs);
       this.addSession(session);
@@ -442,17 +577,19 @@ export class SessionTable implements TableView {
   expire(budget = Number.POSITIVE_INFINITY): number {
     const now = this.clock.now();
     // Both maps are in order of last activity: each pass stops at its first live session.
-    let expired = this.expireIdle(this.probes, this.timeoutOf(undefined), now, budget);
-    expired += this.expireIdle(this.regular, this.limits.timeoutMs, now, budget - expired);
+    let expired = this.expireIdle(PROBES, this.timeoutOf(undefined), now, budget);
+    expired += this.expireIdle(REGULAR, this.limits.timeoutMs, now, budget - expired);
     this.held.expire(now);
     this.speakers.expire(now);
     return expired;
   }
 
-  private expireIdle(order: ActivityOrder<Session>, timeoutMs: number, now: number, budget: number): number {
+  private expireIdle(list: number, timeoutMs: number, now: number, budget: number): number {
     let expired = 0;
-    for (let session = order.oldest; session !== undefined; session = order.oldest) {
-      if (expired >= budget || now - session.lastActivity < timeoutMs) break;
+    for (let slot = this.store.oldest(list); slot >= 0; slot = this.store.oldest(list)) {
+      if (expired >= budget || now - this.store.lastActivityOf(slot) < timeoutMs) break;
+      // Routes are taken down through the peers' objects: a compact session is expanded to go.
+      const session = this.store.expandedAt(slot) ?? this.expand(slot);
       this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
       this.removeSession(session);
       this.stats.sessionsExpired++;
@@ -461,24 +598,25 @@ export class SessionTable implements TableView {
     return expired;
   }
 
-  /** Every session, oldest activity first: the two orders merged. */
-  private *byActivity(): Generator<Session> {
-    let a = this.regular.oldest;
-    let b = this.probes.oldest;
-    while (a !== undefined || b !== undefined) {
-      if (b === undefined || (a !== undefined && a.lastActivity <= b.lastActivity)) {
-        yield a!;
-        a = a!.newer;
+  /** Every session's slot, oldest activity first: the two orders merged. */
+  private *byActivity(): Generator<number> {
+    const store = this.store;
+    let a = store.oldest(REGULAR);
+    let b = store.oldest(PROBES);
+    while (a >= 0 || b >= 0) {
+      if (b < 0 || (a >= 0 && store.lastActivityOf(a) <= store.lastActivityOf(b))) {
+        yield a;
+        a = store.newerThan(a);
       } else {
         yield b;
-        b = b.newer;
+        b = store.newerThan(b);
       }
     }
   }
 
   /** The order a session is kept in: probes' sessions apart, as they expire sooner. */
-  private orderOf(session: Session): ActivityOrder<Session> {
-    return isProbeSessionId(session.id) ? this.probes : this.regular;
+  private orderOf(session: Session): number {
+    return isProbeSessionId(session.id) ? PROBES : REGULAR;
   }
 
   /** The idle timeout of session `id`; of probes' sessions when `id` is undefined. */
@@ -489,8 +627,10 @@ export class SessionTable implements TableView {
 
   private addSession(session: Session): void {
     this.changed?.add(session.id);
+    session.slot = this.store.allocate(session);
     this.sessions.set(session.id, session);
-    this.orderOf(session).append(session);
+    this.store.append(this.orderOf(session), session.slot);
+    this.queueCompaction(session);
   }
 
   private challenge(sessionId: string, from: Endpoint, raw: Uint8Array): void {
@@ -637,7 +777,8 @@ export class SessionTable implements TableView {
     this.cids.forgetSession(session);
     this.held.discard(session);
     this.sessions.delete(session.id);
-    this.orderOf(session).remove(session);
+    this.store.unlink(this.orderOf(session), session.slot);
+    this.store.release(session.slot);
   }
 
   private indexPeer(peer: Peer): void {
@@ -657,7 +798,14 @@ export class SessionTable implements TableView {
   private touchSession(session: Session, now: number): void {
     session.lastActivity = now;
     this.changed?.add(session.id);
-    this.orderOf(session).touch(session);
+    this.store.touch(this.orderOf(session), session.slot);
+    this.queueCompaction(session);
+  }
+
+  /** Traffic on a compact peer's route. */
+  private touchCompact(ref: number, now: number): void {
+    this.store.touchPeer(ref, now);
+    if (this.changed) this.changed.add(this.store.idOf(ref >>> 1));
   }
 
   /** Counts and logs a refusal; answers it when `replyRoom` (the request's length) fits a reply. */
@@ -683,7 +831,7 @@ function snapshotOf(s: Session, now: number): SessionSnapshot {
 }
 
 function newSession(id: string, now: number): Session {
-  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS, older: undefined, newer: undefined };
+  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS, slot: -1 };
 }
 
 function leastRecentlySeen(peers: Peer[]): Peer | undefined {

@@ -44,9 +44,8 @@ export interface Session {
   heldBytes: number;
   /** Confirmed connection IDs of this session's peers (keys in the table's CID index). */
   cids: string[];
-  /** Neighbours in the table's order of last activity (activity-order.ts); the table's own. */
-  older: Session | undefined;
-  newer: Session | undefined;
+  /** Its slot in the table's store (compact-store.ts): its place in the order of last activity. */
+  slot: number;
 }
 
 /**
@@ -103,6 +102,12 @@ export interface SessionLimits {
    * without a cookie (a forged REG must not steal or disturb a live session).
    */
   memberHoldMs: number;
+  /**
+   * A settled session (table.compact()) is packed into the compact store once it was not active
+   * for this long; a negative value keeps every session expanded. Short: a session packed too
+   * soon costs one expansion when the rules need it again.
+   */
+  compactAfterMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -120,6 +125,7 @@ export const defaultSessionLimits: SessionLimits = {
   rebindQuietMs: 1000,
   requireProof: false,
   memberHoldMs: 30_000,
+  compactAfterMs: 1000,
 };
 
 /**

@@ -49,7 +49,7 @@ export class StatePersister {
     this.wall = options.wallClock ?? Date.now;
     // From here on the table records what changed; what it holds already goes into the first save.
     table.trackChanges();
-    table.markChanged(idsOf(table.allSessions()));
+    table.markChanged(table.sessionIds());
   }
 
   /** Opens the file; throws StateFileError when it cannot be opened or is not a state file. */
@@ -227,10 +227,6 @@ export class StatePersister {
     await this.store.close();
     if (ok) this.logger.info("state saved", { file: this.store.path, sessions: this.table.sessionCount });
   }
-}
-
-function* idsOf(sessions: Iterable<{ id: string }>): Generator<string> {
-  for (const s of sessions) yield s.id;
 }
 
 function logModeNote(logger: Logger, note: ModeNote): void {

@@ -1,0 +1,474 @@
+import { randomBytes } from "node:crypto";
+import { sourceGroup } from "../net/address.ts";
+import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
+import { OpenIndex } from "./open-index.ts";
+import type { Peer, Session } from "./types.ts";
+import { NO_CIDS, NONE_HELD } from "./types.ts";
+
+/** Slots per chunk of columns: a power of two. Columns grow a chunk at a time, never copied. */
+const CHUNK_BITS = 16;
+const CHUNK = 1 << CHUNK_BITS;
+const IN_CHUNK = CHUNK - 1;
+
+/** Bytes of a compact session id: UUIDs (36) fit; longer ids keep their session expanded. */
+export const COMPACT_ID_BYTES = 40;
+
+/**
+ * Compact peers on one address at most: a lookup of an address walks all of its compact peers,
+ * so a host with more (a NAT with many clients) keeps the rest expanded, indexed by port.
+ */
+export const MAX_COMPACT_PER_ADDRESS = 8;
+
+/** The two orders of last activity: sessions of `quic-relay probe` apart, as they expire sooner. */
+export const REGULAR = 0;
+export const PROBES = 1;
+
+const FREE = 0;
+const EXPANDED = 1;
+const COMPACT = 2;
+
+interface Chunk {
+  /** Neighbours in the slot's order of last activity (-1 at the ends). */
+  older: Int32Array;
+  newer: Int32Array;
+  state: Uint8Array;
+  /** Waiting in the compaction queue. */
+  queued: Uint8Array;
+  lastActivity: Float64Array;
+  createdAt: Float64Array;
+  peerCount: Uint8Array;
+  idLength: Uint8Array;
+  id: Uint8Array;
+  // Per peer: index 2 × slot + k, k the peer's place in its session.
+  form: Uint8Array;
+  proven: Uint8Array;
+  port: Uint16Array;
+  lastSeen: Float64Array;
+  routeId: Int32Array;
+  address: Uint32Array;
+}
+
+function newChunk(): Chunk {
+  return {
+    older: new Int32Array(CHUNK),
+    newer: new Int32Array(CHUNK),
+    state: new Uint8Array(CHUNK),
+    queued: new Uint8Array(CHUNK),
+    lastActivity: new Float64Array(CHUNK),
+    createdAt: new Float64Array(CHUNK),
+    peerCount: new Uint8Array(CHUNK),
+    idLength: new Uint8Array(CHUNK),
+    id: new Uint8Array(CHUNK * COMPACT_ID_BYTES),
+    form: new Uint8Array(2 * CHUNK),
+    proven: new Uint8Array(2 * CHUNK),
+    port: new Uint16Array(2 * CHUNK),
+    lastSeen: new Float64Array(2 * CHUNK),
+    routeId: new Int32Array(2 * CHUNK),
+    address: new Uint32Array(8 * CHUNK),
+  };
+}
+
+interface List {
+  head: number;
+  tail: number;
+  count: number;
+}
+
+/**
+ * Every session of the table has a slot here. A slot holds the session's place in its order of
+ * last activity, and either the session object (expanded: what the table's rules work on) or,
+ * for a settled session (no held datagrams, no connection IDs, no peer token, addresses and id
+ * that pack), the session itself packed into columns of typed arrays (compact: about 200 bytes
+ * with its index entries, no JS object, nothing for the garbage collector to walk). A compact
+ * session is expanded again, exactly as it was, whenever a rule needs it; touched by traffic
+ * (`touchPeer`) it stays compact.
+ *
+ * Which sessions may be compact, and when, is the table's decision (table.ts); this class only
+ * keeps slots, orders and indexes: by id and by address for compact sessions, by route id for
+ * compact peers. Refs name a peer as 2 × slot + its place in its session.
+ */
+export class CompactStore {
+  private readonly chunks: Chunk[] = [];
+  private highWater = 0;
+  private readonly freeSlots: number[] = [];
+  /** Expanded sessions by slot. */
+  private readonly expanded: (Session | undefined)[] = [];
+  private readonly lists: List[] = [
+    { head: -1, tail: -1, count: 0 },
+    { head: -1, tail: -1, count: 0 },
+  ];
+  private readonly seed = randomBytes(4).readUInt32LE(0);
+  private readonly byId = new OpenIndex((slot) => this.idHashAt(slot));
+  /** Compact peers by address (port left out of the hash: a host's peers share a probe run). */
+  private readonly byAddress = new OpenIndex((ref) => this.addressHashAt(ref));
+  /** Compact peers by route id, as ref + 1 (0: none), in chunks. */
+  private readonly byRoute: Int32Array[] = [];
+  /** Compact peers per IPv6 /64 (sourceGroup). */
+  private readonly v6Groups = new Map<string, number>();
+  private compactSessions = 0;
+  private compactPeers = 0;
+  private readonly words = new Uint32Array(4);
+
+  /** Sessions held compact, and their peers. */
+  get sessionCount(): number {
+    return this.compactSessions;
+  }
+  get peerCount(): number {
+    return this.compactPeers;
+  }
+  /** Entries of the compact indexes, for leak checks. */
+  get indexSizes(): { ids: number; addresses: number } {
+    return { ids: this.byId.size, addresses: this.byAddress.size };
+  }
+
+  /** A slot for a new, expanded session. */
+  allocate(session: Session): number {
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      slot = this.highWater++;
+      if (slot >>> CHUNK_BITS === this.chunks.length) this.chunks.push(newChunk());
+    }
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    c.state[i] = EXPANDED;
+    c.older[i] = c.newer[i] = -1;
+    this.expanded[slot] = session;
+    return slot;
+  }
+
+  /** Frees the slot of an expanded session that left the table (taken out of its order first). */
+  release(slot: number): void {
+    const c = this.chunkOf(slot);
+    c.state[slot & IN_CHUNK] = FREE;
+    c.queued[slot & IN_CHUNK] = 0;
+    this.expanded[slot] = undefined;
+    this.freeSlots.push(slot);
+  }
+
+  /** The expanded session in `slot`, undefined when it is compact. */
+  expandedAt(slot: number): Session | undefined {
+    return this.expanded[slot];
+  }
+
+  isCompact(slot: number): boolean {
+    return this.chunkOf(slot).state[slot & IN_CHUNK] === COMPACT;
+  }
+
+  lastActivityOf(slot: number): number {
+    return this.expanded[slot]?.lastActivity ?? this.chunkOf(slot).lastActivity[slot & IN_CHUNK]!;
+  }
+
+  /** Marks the slot as queued for compaction; false when it was already. */
+  markQueued(slot: number): boolean {
+    const q = this.chunkOf(slot).queued;
+    if (q[slot & IN_CHUNK]) return false;
+    q[slot & IN_CHUNK] = 1;
+    return true;
+  }
+
+  /** Takes the queued mark off; false when the slot was not queued (freed since). */
+  takeQueued(slot: number): boolean {
+    const q = this.chunkOf(slot).queued;
+    if (!q[slot & IN_CHUNK]) return false;
+    q[slot & IN_CHUNK] = 0;
+    return true;
+  }
+
+  // Orders of last activity, linked through the slots.
+
+  oldest(list: number): number {
+    return this.lists[list]!.head;
+  }
+  newerThan(slot: number): number {
+    return this.chunkOf(slot).newer[slot & IN_CHUNK]!;
+  }
+  listSize(list: number): number {
+    return this.lists[list]!.count;
+  }
+
+  append(list: number, slot: number): void {
+    const l = this.lists[list]!;
+    const c = this.chunkOf(slot);
+    c.older[slot & IN_CHUNK] = l.tail;
+    c.newer[slot & IN_CHUNK] = -1;
+    if (l.tail >= 0) this.chunkOf(l.tail).newer[l.tail & IN_CHUNK] = slot;
+    else l.head = slot;
+    l.tail = slot;
+    l.count++;
+  }
+
+  /** The slot was active: it becomes the newest of its order. */
+  touch(list: number, slot: number): void {
+    if (this.lists[list]!.tail === slot) return;
+    this.unlink(list, slot);
+    this.append(list, slot);
+  }
+
+  unlink(list: number, slot: number): void {
+    const l = this.lists[list]!;
+    const c = this.chunkOf(slot);
+    const older = c.older[slot & IN_CHUNK]!;
+    const newer = c.newer[slot & IN_CHUNK]!;
+    if (older >= 0) this.chunkOf(older).newer[older & IN_CHUNK] = newer;
+    else l.head = newer;
+    if (newer >= 0) this.chunkOf(newer).older[newer & IN_CHUNK] = older;
+    else l.tail = older;
+    c.older[slot & IN_CHUNK] = c.newer[slot & IN_CHUNK] = -1;
+    l.count--;
+  }
+
+  // Compact sessions.
+
+  /**
+   * Packs an expanded session into its slot and indexes it; the caller takes it out of its own
+   * indexes. False (nothing changed) when the id or an address does not pack, or an address has
+   * MAX_COMPACT_PER_ADDRESS compact peers already.
+   */
+  compact(session: Session): boolean {
+    const slot = session.slot;
+    const id = session.id;
+    if (id.length > COMPACT_ID_BYTES || session.peers.length === 0) return false;
+    for (let k = 0; k < id.length; k++) if (id.charCodeAt(k) > 0x7f) return false;
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    for (let k = 0; k < session.peers.length; k++) {
+      const peer = session.peers[k]!;
+      const form = readAddress(peer.endpoint.address, this.words);
+      if (form === AddressForm.None) return false;
+      // Packed now: the count below reads this peer's own address back.
+      c.form[2 * i + k] = form;
+      c.address.set(this.words, 8 * i + 4 * k);
+      if (this.countAt(form, this.words) >= MAX_COMPACT_PER_ADDRESS) return false;
+    }
+    const base = i * COMPACT_ID_BYTES;
+    for (let k = 0; k < id.length; k++) c.id[base + k] = id.charCodeAt(k);
+    c.idLength[i] = id.length;
+    c.lastActivity[i] = session.lastActivity;
+    c.createdAt[i] = session.createdAt;
+    c.peerCount[i] = session.peers.length;
+    c.state[i] = COMPACT;
+    this.expanded[slot] = undefined;
+    this.byId.add(slot, this.idHashAt(slot));
+    for (let k = 0; k < session.peers.length; k++) {
+      const peer = session.peers[k]!;
+      const ref = 2 * slot + k;
+      c.proven[2 * i + k] = peer.proven ? 1 : 0;
+      c.port[2 * i + k] = peer.endpoint.port;
+      c.lastSeen[2 * i + k] = peer.lastSeen;
+      c.routeId[2 * i + k] = peer.id;
+      this.byAddress.add(ref, this.addressHashAt(ref));
+      this.setRoute(peer.id, ref + 1);
+      this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, 1);
+    }
+    this.compactSessions++;
+    this.compactPeers += session.peers.length;
+    return true;
+  }
+
+  /** Unpacks a compact session into objects, as it was, and takes it out of the compact indexes. */
+  expand(slot: number): Session {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    const session: Session = {
+      id: this.idOf(slot),
+      createdAt: c.createdAt[i]!,
+      peers: [],
+      lastActivity: c.lastActivity[i]!,
+      held: NONE_HELD,
+      heldBytes: 0,
+      cids: NO_CIDS,
+      slot,
+    };
+    this.byId.remove(slot, this.idHashAt(slot));
+    const n = c.peerCount[i]!;
+    for (let k = 0; k < n; k++) {
+      const ref = 2 * slot + k;
+      const peer: Peer = {
+        id: c.routeId[2 * i + k]!,
+        session,
+        endpoint: { address: this.addressOf(ref), port: c.port[2 * i + k]! },
+        lastSeen: c.lastSeen[2 * i + k]!,
+        proven: c.proven[2 * i + k] === 1,
+        cids: undefined,
+        identity: undefined,
+      };
+      session.peers.push(peer);
+      this.byAddress.remove(ref, this.addressHashAt(ref));
+      this.setRoute(peer.id, 0);
+      this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
+    }
+    c.state[i] = EXPANDED;
+    this.expanded[slot] = session;
+    this.compactSessions--;
+    this.compactPeers -= n;
+    return session;
+  }
+
+  /** The compact session with this id, or -1. */
+  findId(id: string): number {
+    if (id.length > COMPACT_ID_BYTES) return -1;
+    return this.byId.find(this.hashText(id), (slot) => this.idIs(slot, id));
+  }
+
+  /** The compact peer at this address and port, or -1. */
+  peerAt(address: string, port: number): number {
+    const form = readAddress(address, this.words);
+    if (form === AddressForm.None) return -1;
+    const w = this.words;
+    return this.byAddress.find(this.addressHash(form, w), (ref) => this.portAt(ref) === port && this.addressIs(ref, form, w));
+  }
+
+  /** The compact peer whose route id this is, or -1. */
+  peerOfRoute(routeId: number): number {
+    const chunk = this.byRoute[routeId >>> CHUNK_BITS];
+    return chunk === undefined || routeId < 0 ? -1 : chunk[routeId & IN_CHUNK]! - 1;
+  }
+
+  /** Compact peers on this host (hostOf form: an IPv4 host counts its IPv4-mapped form too). */
+  countOnHost(host: string): number {
+    const form = readAddress(host, this.words);
+    if (form === AddressForm.None) return 0;
+    const n = this.countAt(form, this.words);
+    return form === AddressForm.V4 ? n + this.countAt(AddressForm.Mapped, this.words) : n;
+  }
+
+  /** A compact peer on this host (hostOf form), or -1: the only one when countOnHost says 1. */
+  anyOnHost(host: string): number {
+    const form = readAddress(host, this.words);
+    if (form === AddressForm.None) return -1;
+    const w = this.words;
+    const found = this.byAddress.find(this.addressHash(form, w), (ref) => this.addressIs(ref, form, w));
+    if (found >= 0 || form !== AddressForm.V4) return found;
+    return this.byAddress.find(this.addressHash(AddressForm.Mapped, w), (ref) => this.addressIs(ref, AddressForm.Mapped, w));
+  }
+
+  /** Compact peers with an address string exactly this one. */
+  countOnAddress(address: string): number {
+    const form = readAddress(address, this.words);
+    return form === AddressForm.None ? 0 : this.countAt(form, this.words);
+  }
+
+  /** Compact IPv6 peers in this /64 (sourceGroup form). */
+  countInV6Group(group: string): number {
+    return this.v6Groups.get(group) ?? 0;
+  }
+
+  /**
+   * Traffic of a compact peer: its time of last activity and its session's, which becomes the
+   * newest of its order (compact sessions are never probes'). Stays compact.
+   */
+  touchPeer(ref: number, now: number): void {
+    const slot = ref >>> 1;
+    const c = this.chunkOf(slot);
+    c.lastSeen[2 * (slot & IN_CHUNK) + (ref & 1)] = now;
+    c.lastActivity[slot & IN_CHUNK] = now;
+    this.touch(REGULAR, slot);
+  }
+
+  idOf(slot: number): string {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    const base = i * COMPACT_ID_BYTES;
+    return String.fromCharCode(...c.id.subarray(base, base + c.idLength[i]!));
+  }
+
+  /** A compact session as the table exports it (times as milliseconds idle). */
+  snapshot(slot: number, now: number): { id: string; idleMs: number; peers: { address: string; port: number; idleMs: number; proven: boolean }[] } {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    const peers = [];
+    for (let k = 0; k < c.peerCount[i]!; k++) {
+      peers.push({ address: this.addressOf(2 * slot + k), port: c.port[2 * i + k]!, idleMs: now - c.lastSeen[2 * i + k]!, proven: c.proven[2 * i + k] === 1 });
+    }
+    return { id: this.idOf(slot), idleMs: now - c.lastActivity[i]!, peers };
+  }
+
+  private chunkOf(slot: number): Chunk {
+    return this.chunks[slot >>> CHUNK_BITS]!;
+  }
+
+  private setRoute(routeId: number, value: number): void {
+    while (routeId >>> CHUNK_BITS >= this.byRoute.length) this.byRoute.push(new Int32Array(CHUNK));
+    this.byRoute[routeId >>> CHUNK_BITS]![routeId & IN_CHUNK] = value;
+  }
+
+  private countGroup(address: string, form: number, delta: number): void {
+    if (form !== AddressForm.V6) return;
+    const group = sourceGroup(address);
+    const n = (this.v6Groups.get(group) ?? 0) + delta;
+    if (n === 0) this.v6Groups.delete(group);
+    else this.v6Groups.set(group, n);
+  }
+
+  private countAt(form: number, w: Uint32Array): number {
+    let n = 0;
+    this.byAddress.scan(this.addressHash(form, w), (ref) => {
+      if (this.addressIs(ref, form, w)) n++;
+    });
+    return n;
+  }
+
+  private portAt(ref: number): number {
+    const slot = ref >>> 1;
+    return this.chunkOf(slot).port[2 * (slot & IN_CHUNK) + (ref & 1)]!;
+  }
+
+  private addressIs(ref: number, form: number, w: Uint32Array): boolean {
+    const slot = ref >>> 1;
+    const c = this.chunkOf(slot);
+    const p = 2 * (slot & IN_CHUNK) + (ref & 1);
+    const a = 4 * p;
+    return c.form[p] === form && c.address[a + 3] === w[3] && c.address[a] === w[0] && c.address[a + 1] === w[1] && c.address[a + 2] === w[2];
+  }
+
+  private addressOf(ref: number): string {
+    const slot = ref >>> 1;
+    const c = this.chunkOf(slot);
+    const p = 2 * (slot & IN_CHUNK) + (ref & 1);
+    return writeAddress(c.form[p] as AddressForm, c.address.subarray(4 * p, 4 * p + 4));
+  }
+
+  private addressHashAt(ref: number): number {
+    const slot = ref >>> 1;
+    const c = this.chunkOf(slot);
+    const p = 2 * (slot & IN_CHUNK) + (ref & 1);
+    return this.addressHash(c.form[p]!, c.address.subarray(4 * p, 4 * p + 4));
+  }
+
+  private addressHash(form: number, w: ArrayLike<number>): number {
+    let h = mix(this.seed ^ form);
+    for (let k = 0; k < 4; k++) h = mix(h ^ w[k]!);
+    return h;
+  }
+
+  private idIs(slot: number, id: string): boolean {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    if (c.idLength[i] !== id.length) return false;
+    const base = i * COMPACT_ID_BYTES;
+    for (let k = 0; k < id.length; k++) if (c.id[base + k] !== id.charCodeAt(k)) return false;
+    return true;
+  }
+
+  private idHashAt(slot: number): number {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    const base = i * COMPACT_ID_BYTES;
+    let h = this.seed;
+    for (let k = 0; k < c.idLength[i]!; k++) h = Math.imul(h ^ c.id[base + k]!, 0x01000193);
+    return mix(h);
+  }
+
+  private hashText(id: string): number {
+    let h = this.seed;
+    for (let k = 0; k < id.length; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+    return mix(h);
+  }
+}
+
+/** A 32-bit finaliser (every input bit reaches every output bit), unsigned. */
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}

@@ -1,0 +1,93 @@
+/** Shards of an OpenIndex: a power of two. */
+const SHARD_BITS = 6;
+const SHARDS = 1 << SHARD_BITS;
+/** Slots of a new shard: a power of two. */
+const FIRST_CAPACITY = 64;
+
+/**
+ * A hash index of non-negative integers ("refs": slots of a struct-of-arrays store) that keeps no
+ * keys: the store hashes a ref's key and compares keys itself. Open addressing with linear
+ * probing in Int32Arrays (4 bytes a slot, no object per entry), deletion by backward shift (no
+ * tombstones), at most half full. Split 64 ways by the hash's top bits, each shard growing on its
+ * own: at a million entries a shard's rehash moves 1/64 of them (about a millisecond), never all.
+ * Several refs may share a hash, even a key: lookups walk every ref of the probe run.
+ */
+export class OpenIndex {
+  private readonly shards: Int32Array[] = Array.from({ length: SHARDS }, () => new Int32Array(FIRST_CAPACITY));
+  private readonly counts = new Int32Array(SHARDS);
+  private total = 0;
+
+  /** `hashOf(ref)` must give the hash the ref was added with, for as long as it is in the index. */
+  constructor(private readonly hashOf: (ref: number) => number) {}
+
+  get size(): number {
+    return this.total;
+  }
+
+  add(ref: number, hash: number): void {
+    const s = hash >>> (32 - SHARD_BITS);
+    if ((this.counts[s]! + 1) * 2 > this.shards[s]!.length) this.grow(s);
+    place(this.shards[s]!, ref, hash);
+    this.counts[s]!++;
+    this.total++;
+  }
+
+  /** The first ref under `hash` that `matches`, or -1. */
+  find(hash: number, matches: (ref: number) => boolean): number {
+    const slots = this.shards[hash >>> (32 - SHARD_BITS)]!;
+    const mask = slots.length - 1;
+    for (let i = hash & mask; ; i = (i + 1) & mask) {
+      const v = slots[i]!;
+      if (v === 0) return -1;
+      if (matches(v - 1)) return v - 1;
+    }
+  }
+
+  /** Calls `each` for every ref of the probe run of `hash` (refs with other hashes included). */
+  scan(hash: number, each: (ref: number) => void): void {
+    const slots = this.shards[hash >>> (32 - SHARD_BITS)]!;
+    const mask = slots.length - 1;
+    for (let i = hash & mask; slots[i] !== 0; i = (i + 1) & mask) each(slots[i]! - 1);
+  }
+
+  /** Removes `ref` (added under `hash`); false when it is not there. */
+  remove(ref: number, hash: number): boolean {
+    const s = hash >>> (32 - SHARD_BITS);
+    const slots = this.shards[s]!;
+    const mask = slots.length - 1;
+    let i = hash & mask;
+    for (; ; i = (i + 1) & mask) {
+      const v = slots[i]!;
+      if (v === 0) return false;
+      if (v === ref + 1) break;
+    }
+    // Backward shift: later entries of the run whose home is not between the hole and themselves move into it.
+    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+      const v = slots[j]!;
+      if (v === 0) break;
+      const home = this.hashOf(v - 1) & mask;
+      if (((j - home) & mask) >= ((j - i) & mask)) {
+        slots[i] = v;
+        i = j;
+      }
+    }
+    slots[i] = 0;
+    this.counts[s]!--;
+    this.total--;
+    return true;
+  }
+
+  private grow(s: number): void {
+    const old = this.shards[s]!;
+    const slots = new Int32Array(old.length * 2);
+    for (const v of old) if (v !== 0) place(slots, v - 1, this.hashOf(v - 1));
+    this.shards[s] = slots;
+  }
+}
+
+function place(slots: Int32Array, ref: number, hash: number): void {
+  const mask = slots.length - 1;
+  let i = hash & mask;
+  while (slots[i] !== 0) i = (i + 1) & mask;
+  slots[i] = ref + 1;
+}
