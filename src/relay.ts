@@ -140,6 +140,7 @@ export class Relay {
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   /** The follow-up expiry pass, while one is scheduled. */
   private morePending: ReturnType<typeof setTimeout> | undefined;
+  private morePacking: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private readonly policy: RegPolicy;
   private readonly clock: Clock;
@@ -211,7 +212,7 @@ export class Relay {
       }
       this.table.activity(this.drainActivity());
       this.plane.batchRouteChanges(() => this.expire());
-      this.table.compact(COMPACT_PER_SWEEP);
+      this.compact();
     } catch (error) {
       this.internal(error);
     }
@@ -236,11 +237,30 @@ export class Relay {
     }, 0);
   }
 
+  /**
+   * One bounded packing pass; while passes pack at least half their budget and more is queued,
+   * the next one runs as soon as pending I/O was served, as expiry does: after a burst of
+   * registrations the table is compact again within seconds, in steps of a few milliseconds.
+   */
+  private compact(): void {
+    if (this.table.compact(COMPACT_PER_SWEEP) < COMPACT_PER_SWEEP / 2 || this.table.compactBacklog === 0 || this.morePacking) return;
+    this.morePacking = setTimeout(() => {
+      this.morePacking = undefined;
+      if (this.stopped) return;
+      try {
+        this.compact();
+      } catch (error) {
+        this.internal(error);
+      }
+    }, 0);
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.morePending) clearTimeout(this.morePending);
+    if (this.morePacking) clearTimeout(this.morePacking);
     try {
       // What the routes carried since the last sweep counts: a state save after the stop keeps it.
       this.table.activity(this.drainActivity());

@@ -169,16 +169,26 @@ export class SessionTable implements TableView {
         this.queueCompaction(session);
         continue;
       }
-      if (!this.store.compact(session)) continue;
-      this.sessions.delete(session.id);
-      for (const peer of session.peers) this.unindexPeer(peer);
-      packed++;
+      if (this.pack(session)) packed++;
     }
     if (this.settlingHead > 65_536 || this.settlingHead === this.settling.length) {
       this.settling = this.settling.slice(this.settlingHead);
       this.settlingHead = 0;
     }
     return packed;
+  }
+
+  /** Packs an expanded, settled session, unless its id or addresses do not pack. */
+  private pack(session: Session): boolean {
+    if (!this.store.compact(session)) return false;
+    this.sessions.delete(session.id);
+    for (const peer of session.peers) this.unindexPeer(peer);
+    return true;
+  }
+
+  /** Sessions queued for compact() to look at. */
+  get compactBacklog(): number {
+    return this.settling.length - this.settlingHead;
   }
 
   /** Whether the rules keep nothing for `session` beyond what the compact store packs. */
@@ -561,8 +571,10 @@ export class SessionTable implements TableView {
       this.addSession(session);
       for (const p of snap.peers) this.addPeer(session, { address: p.address, port: p.port }, now - Math.max(0, p.idleMs), p.proven === true);
       this.routeBoth(session.peers[0]!);
-      // Restored as saved: nothing to write back.
+      // Restored as saved: nothing to write back. Packed at once, as it was idle until now: a
+      // restart from a million sessions never holds them all as objects.
       this.changed?.delete(snap.id);
+      if (this.limits.compactAfterMs >= 0 && this.settled(session)) this.pack(session);
       restored++;
     }
     return restored;

@@ -185,3 +185,28 @@ describe("compact session store against the expanded table", () => {
     expect(packed.table.exportSessions()).toEqual(oracle.table.exportSessions());
   });
 });
+
+describe("restoring saved sessions", () => {
+  it("packs what it restores at once and ends as the expanded table does", () => {
+    const saved = [
+      { id: "r1", idleMs: 5000, peers: [{ address: "10.0.0.1", port: 1, idleMs: 5000, proven: true }, { address: "2001:db8::7", port: 2, idleMs: 6000, proven: false }] },
+      { id: "r2", idleMs: 100, peers: [{ address: "::ffff:10.0.0.3", port: 3, idleMs: 100, proven: false }] },
+      { id: "probe-0badc0de-0000-4000-8000-000000000009", idleMs: 10, peers: [{ address: "10.0.0.4", port: 4, idleMs: 10, proven: false }] },
+      { id: "r4", idleMs: 10, peers: [{ address: "10.0.0.5", port: 5, idleMs: 10 }, { address: "relay:elsewhere", port: 6, idleMs: 10 }] },
+    ];
+    const oracle = makeTable(-1);
+    const packed = makeTable(1000);
+    expect(packed.table.restoreSessions(saved)).toBe(oracle.table.restoreSessions(saved));
+    // The probe's id and the address that is no IP address do not pack.
+    expect(packed.table.compactSessionCount).toBe(2);
+    compare(oracle, packed);
+    step2(oracle, packed, (t) => t.datagram({ address: "10.0.0.1", port: 1 }, new Uint8Array([1])));
+    step2(oracle, packed, (t) => t.register("r2", { address: "10.0.0.8", port: 8 }, new Uint8Array(16)));
+    compare(oracle, packed);
+  });
+});
+
+function step2(a: ReturnType<typeof makeTable>, b: ReturnType<typeof makeTable>, apply: (t: SessionTable) => void): void {
+  apply(a.table);
+  apply(b.table);
+}
