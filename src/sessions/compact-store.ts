@@ -39,6 +39,8 @@ interface Chunk {
   peerCount: Uint8Array;
   idLength: Uint8Array;
   id: Uint8Array;
+  /** The id's hash, kept so that growing or shifting the index never hashes again. */
+  idHash: Uint32Array;
   // Per peer: index 2 × slot + k, k the peer's place in its session.
   form: Uint8Array;
   proven: Uint8Array;
@@ -46,6 +48,7 @@ interface Chunk {
   lastSeen: Float64Array;
   routeId: Int32Array;
   address: Uint32Array;
+  addressHash: Uint32Array;
 }
 
 function newChunk(): Chunk {
@@ -59,12 +62,14 @@ function newChunk(): Chunk {
     peerCount: new Uint8Array(CHUNK),
     idLength: new Uint8Array(CHUNK),
     id: new Uint8Array(CHUNK * COMPACT_ID_BYTES),
+    idHash: new Uint32Array(CHUNK),
     form: new Uint8Array(2 * CHUNK),
     proven: new Uint8Array(2 * CHUNK),
     port: new Uint16Array(2 * CHUNK),
     lastSeen: new Float64Array(2 * CHUNK),
     routeId: new Int32Array(2 * CHUNK),
     address: new Uint32Array(8 * CHUNK),
+    addressHash: new Uint32Array(2 * CHUNK),
   };
 }
 
@@ -107,7 +112,14 @@ export class CompactStore {
   private readonly v6Groups = new Map<string, number>();
   private compactSessions = 0;
   private compactPeers = 0;
+  /** The address (and port, -1: any) the bound matchers below compare with: no closure per lookup. */
   private readonly words = new Uint32Array(4);
+  private wantForm = 0;
+  private wantPort = -1;
+  private wantId = "";
+  private readonly matchAddress = (ref: number): boolean =>
+    (this.wantPort < 0 || this.portAt(ref) === this.wantPort) && this.addressIs(ref, this.wantForm, this.words);
+  private readonly matchId = (slot: number): boolean => this.idIs(slot, this.wantId);
 
   /** Sessions held compact, and their peers. */
   get sessionCount(): number {
@@ -237,12 +249,14 @@ export class CompactStore {
       if (form === AddressForm.None) return false;
       // Packed now: the count below reads this peer's own address back.
       c.form[2 * i + k] = form;
-      c.address.set(this.words, 8 * i + 4 * k);
-      if (this.countAt(form, this.words) >= MAX_COMPACT_PER_ADDRESS) return false;
+      const at = 8 * i + 4 * k;
+      for (let w = 0; w < 4; w++) c.address[at + w] = this.words[w]!;
+      if (this.countAt(form) >= MAX_COMPACT_PER_ADDRESS) return false;
     }
     const base = i * COMPACT_ID_BYTES;
     for (let k = 0; k < id.length; k++) c.id[base + k] = id.charCodeAt(k);
     c.idLength[i] = id.length;
+    c.idHash[i] = this.hashText(id);
     c.lastActivity[i] = session.lastActivity;
     c.createdAt[i] = session.createdAt;
     c.peerCount[i] = session.peers.length;
@@ -256,6 +270,7 @@ export class CompactStore {
       c.port[2 * i + k] = peer.endpoint.port;
       c.lastSeen[2 * i + k] = peer.lastSeen;
       c.routeId[2 * i + k] = peer.id;
+      c.addressHash[2 * i + k] = this.addressHash(c.form[2 * i + k]!, c.address, 8 * i + 4 * k);
       this.byAddress.add(ref, this.addressHashAt(ref));
       this.setRoute(peer.id, ref + 1);
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, 1);
@@ -307,15 +322,17 @@ export class CompactStore {
   /** The compact session with this id, or -1. */
   findId(id: string): number {
     if (id.length > COMPACT_ID_BYTES) return -1;
-    return this.byId.find(this.hashText(id), (slot) => this.idIs(slot, id));
+    this.wantId = id;
+    return this.byId.find(this.hashText(id), this.matchId);
   }
 
   /** The compact peer at this address and port, or -1. */
   peerAt(address: string, port: number): number {
     const form = readAddress(address, this.words);
     if (form === AddressForm.None) return -1;
-    const w = this.words;
-    return this.byAddress.find(this.addressHash(form, w), (ref) => this.portAt(ref) === port && this.addressIs(ref, form, w));
+    this.wantForm = form;
+    this.wantPort = port;
+    return this.byAddress.find(this.addressHash(form, this.words, 0), this.matchAddress);
   }
 
   /** The compact peer whose route id this is, or -1. */
@@ -328,24 +345,26 @@ export class CompactStore {
   countOnHost(host: string): number {
     const form = readAddress(host, this.words);
     if (form === AddressForm.None) return 0;
-    const n = this.countAt(form, this.words);
-    return form === AddressForm.V4 ? n + this.countAt(AddressForm.Mapped, this.words) : n;
+    const n = this.countAt(form);
+    return form === AddressForm.V4 ? n + this.countAt(AddressForm.Mapped) : n;
   }
 
   /** A compact peer on this host (hostOf form), or -1: the only one when countOnHost says 1. */
   anyOnHost(host: string): number {
     const form = readAddress(host, this.words);
     if (form === AddressForm.None) return -1;
-    const w = this.words;
-    const found = this.byAddress.find(this.addressHash(form, w), (ref) => this.addressIs(ref, form, w));
+    this.wantForm = form;
+    this.wantPort = -1;
+    const found = this.byAddress.find(this.addressHash(form, this.words, 0), this.matchAddress);
     if (found >= 0 || form !== AddressForm.V4) return found;
-    return this.byAddress.find(this.addressHash(AddressForm.Mapped, w), (ref) => this.addressIs(ref, AddressForm.Mapped, w));
+    this.wantForm = AddressForm.Mapped;
+    return this.byAddress.find(this.addressHash(AddressForm.Mapped, this.words, 0), this.matchAddress);
   }
 
   /** Compact peers with an address string exactly this one. */
   countOnAddress(address: string): number {
     const form = readAddress(address, this.words);
-    return form === AddressForm.None ? 0 : this.countAt(form, this.words);
+    return form === AddressForm.None ? 0 : this.countAt(form);
   }
 
   /** Compact IPv6 peers in this /64 (sourceGroup form). */
@@ -400,12 +419,11 @@ export class CompactStore {
     else this.v6Groups.set(group, n);
   }
 
-  private countAt(form: number, w: Uint32Array): number {
-    let n = 0;
-    this.byAddress.scan(this.addressHash(form, w), (ref) => {
-      if (this.addressIs(ref, form, w)) n++;
-    });
-    return n;
+  /** Compact peers at the address in `this.words`, of this form. */
+  private countAt(form: number): number {
+    this.wantForm = form;
+    this.wantPort = -1;
+    return this.byAddress.count(this.addressHash(form, this.words, 0), this.matchAddress);
   }
 
   private portAt(ref: number): number {
@@ -430,15 +448,12 @@ export class CompactStore {
 
   private addressHashAt(ref: number): number {
     const slot = ref >>> 1;
-    const c = this.chunkOf(slot);
-    const p = 2 * (slot & IN_CHUNK) + (ref & 1);
-    return this.addressHash(c.form[p]!, c.address.subarray(4 * p, 4 * p + 4));
+    return this.chunkOf(slot).addressHash[2 * (slot & IN_CHUNK) + (ref & 1)]!;
   }
 
-  private addressHash(form: number, w: ArrayLike<number>): number {
-    let h = mix(this.seed ^ form);
-    for (let k = 0; k < 4; k++) h = mix(h ^ w[k]!);
-    return h;
+  /** Hash of an address: its form and the four words at `at` in `w`. */
+  private addressHash(form: number, w: Uint32Array, at: number): number {
+    return mix(mix(mix(this.seed ^ form ^ w[at + 3]!) ^ w[at + 2]!) ^ Math.imul(w[at]!, 0x9e3779b1) ^ w[at + 1]!);
   }
 
   private idIs(slot: number, id: string): boolean {
@@ -451,12 +466,7 @@ export class CompactStore {
   }
 
   private idHashAt(slot: number): number {
-    const c = this.chunkOf(slot);
-    const i = slot & IN_CHUNK;
-    const base = i * COMPACT_ID_BYTES;
-    let h = this.seed;
-    for (let k = 0; k < c.idLength[i]!; k++) h = Math.imul(h ^ c.id[base + k]!, 0x01000193);
-    return mix(h);
+    return this.chunkOf(slot).idHash[slot & IN_CHUNK]!;
   }
 
   private hashText(id: string): number {

@@ -43,11 +43,13 @@ export class OpenIndex {
     }
   }
 
-  /** Calls `each` for every ref of the probe run of `hash` (refs with other hashes included). */
-  scan(hash: number, each: (ref: number) => void): void {
+  /** How many refs under `hash` match. */
+  count(hash: number, matches: (ref: number) => boolean): number {
     const slots = this.shards[hash >>> (32 - SHARD_BITS)]!;
     const mask = slots.length - 1;
-    for (let i = hash & mask; slots[i] !== 0; i = (i + 1) & mask) each(slots[i]! - 1);
+    let n = 0;
+    for (let i = hash & mask; slots[i] !== 0; i = (i + 1) & mask) if (matches(slots[i]! - 1)) n++;
+    return n;
   }
 
   /** Removes `ref` (added under `hash`); false when it is not there. */
@@ -80,7 +82,10 @@ export class OpenIndex {
   private grow(s: number): void {
     const old = this.shards[s]!;
     const slots = new Int32Array(old.length * 2);
-    for (const v of old) if (v !== 0) place(slots, v - 1, this.hashOf(v - 1));
+    for (let i = 0; i < old.length; i++) {
+      const v = old[i]!;
+      if (v !== 0) place(slots, v - 1, this.hashOf(v - 1));
+    }
     this.shards[s] = slots;
   }
 }

@@ -31,11 +31,7 @@ describe("OpenIndex", () => {
           for (let ref = 0; ref <= 400; ref++) {
             const hash = hashOfKey(ref % keys) >>> 0;
             expect(index.find(hash, (r) => r === ref)).toBe(model.has(ref) ? ref : -1);
-            const seen: number[] = [];
-            index.scan(hash, (r) => {
-              if (r % keys === ref % keys) seen.push(r);
-            });
-            expect(seen.sort((a, b) => a - b)).toEqual([...model].filter((r) => r % keys === ref % keys).sort((a, b) => a - b));
+            expect(index.count(hash, (r) => r % keys === ref % keys)).toBe([...model].filter((r) => r % keys === ref % keys).length);
           }
         },
       ),
