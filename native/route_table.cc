@@ -48,15 +48,17 @@ uint32_t RouteTable::allocate() {
 
 void RouteTable::eraseLocked(uint32_t slot) {
   Route& route = at(slot);
-  if (route.reverse != nullptr) {
-    route.reverse->reverse = nullptr;
-    route.reverse->reverseLimited = false;
-    route.reverse = nullptr;
+  if (route.reverse != kNoSlot) {
+    Route& back = at(route.reverse);
+    back.reverse = kNoSlot;
+    back.reverseLimited = false;
+    route.reverse = kNoSlot;
     route.reverseLimited = false;
   }
   bySource_.erase(route.from, slot);
   byId_.erase(route.id, slot);
-  route.live = false;
+  // finishHandovers() skips a slot of handovers_ that is no longer in hand-over.
+  route.inHandover = false;
   route.bridge.reset();
   free_.push_back(slot);
 }
@@ -69,31 +71,24 @@ void RouteTable::set(const RouteChange& change) {
 void RouteTable::setLocked(const RouteChange& change) {
   const int64_t id = change.id;
   const PeerKey& from = change.from;
-  const SockAddr& to = change.to;
+  const CompactAddr to = CompactAddr::from(change.to);
   const uint64_t unansweredLimit = change.unansweredLimit;
   uint32_t sameSource = bySource_.find(from);
-  if (sameSource != BySource::kNone && at(sameSource).id != id) eraseLocked(sameSource);
+  if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
-  if (sameId != ById::kNone) eraseLocked(sameId);
+  if (sameId != kNoSlot) eraseLocked(sameId);
   // The route back from `to` to `from`, if any (found before this route is indexed, so a route
   // to its own source is not its own reverse; its old reverse was the route just replaced).
-  Route* back = nullptr;
-  PeerKey toKey;
-  if (logicalDestination(to, change.bridge.get(), &toKey)) {
-    uint32_t backSlot = bySource_.find(toKey);
-    PeerKey backTo;
-    if (backSlot != BySource::kNone && logicalDestination(at(backSlot).to, at(backSlot).bridge.get(), &backTo) &&
-        backTo == from) {
-      back = &at(backSlot);
-    }
-  }
+  uint32_t back = bySource_.find(logicalDestination(to, change.bridge.get()));
+  if (back != kNoSlot && !(logicalDestination(at(back).to, at(back).bridge.get()) == from)) back = kNoSlot;
   uint32_t slot = allocate();
   Route& route = at(slot);
   route.id = id;
   route.from = from;
   route.to = to;
-  route.live = true;
-  route.observeBudget.store(change.observeBudget, std::memory_order_relaxed);
+  // The binding takes budgets up to 1e9; the clamp only keeps the narrowing defined.
+  route.observeBudget.store(static_cast<int32_t>(std::clamp<int64_t>(change.observeBudget, INT32_MIN, INT32_MAX)),
+                            std::memory_order_relaxed);
   route.packets.store(0, std::memory_order_relaxed);
   route.bytes.store(0, std::memory_order_relaxed);
   route.activeEpoch.store(0, std::memory_order_relaxed);
@@ -101,16 +96,19 @@ void RouteTable::setLocked(const RouteChange& change) {
   route.unansweredLimit = unansweredLimit;
   route.cidLength = change.cidLength;
   route.secondToFirst = change.secondToFirst;
-  route.bridge = change.bridge;
-  for (std::atomic<uint64_t>& word : route.cid) word.store(0, std::memory_order_relaxed);
+  route.bridge = change.bridge == nullptr ? nullptr : std::make_unique<const BridgeLink>(*change.bridge);
+  route.cidSeen.store(0, std::memory_order_relaxed);
+  route.cidHead[0].store(0, std::memory_order_relaxed);
+  route.cidHead[1].store(0, std::memory_order_relaxed);
+  route.cidTail.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);
   handoversPending_ = true;
   route.reverse = back;
-  route.reverseLimited = back != nullptr && back->unansweredLimit != 0;
-  if (back != nullptr) {
-    back->reverse = &route;
-    back->reverseLimited = unansweredLimit != 0;
+  route.reverseLimited = back != kNoSlot && at(back).unansweredLimit != 0;
+  if (back != kNoSlot) {
+    at(back).reverse = slot;
+    at(back).reverseLimited = unansweredLimit != 0;
   }
   bySource_.insert(from, slot);
   byId_.insert(id, slot);
@@ -123,7 +121,7 @@ bool RouteTable::remove(int64_t id) {
 
 bool RouteTable::removeLocked(int64_t id) {
   uint32_t slot = byId_.find(id);
-  if (slot == ById::kNone) return false;
+  if (slot == kNoSlot) return false;
   eraseLocked(slot);
   return true;
 }
@@ -143,7 +141,7 @@ std::vector<int64_t> RouteTable::drainActivity() {
   // reported only if that route itself forwarded (a new route starts at epoch 0).
   for (int64_t id : logged) {
     uint32_t slot = byId_.find(id);
-    if (slot != ById::kNone && at(slot).activeEpoch.load(std::memory_order_relaxed) != 0) ids.push_back(id);
+    if (slot != kNoSlot && at(slot).activeEpoch.load(std::memory_order_relaxed) != 0) ids.push_back(id);
   }
   return ids;
 }
@@ -151,7 +149,7 @@ std::vector<int64_t> RouteTable::drainActivity() {
 bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft) {
   ReadGuard guard(&lock_);
   uint32_t slot = byId_.find(id);
-  if (slot == ById::kNone) return false;
+  if (slot == kNoSlot) return false;
   *packets = at(slot).packets.load(std::memory_order_relaxed);
   *bytes = at(slot).bytes.load(std::memory_order_relaxed);
   *observeLeft = at(slot).observeBudget.load(std::memory_order_relaxed);

@@ -24,44 +24,51 @@
 
 namespace qr {
 
+// A slot that holds no route (SlotIndex::kNone too).
+constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
+
+// Laid out to be small (a million sessions are two million routes): narrow fields, ordered to
+// leave no gaps between them.
 struct Route {
   int64_t id = -1;
   PeerKey from{};
-  // Length of the destination connection ID in the source's short headers; 0: not watched.
-  // (Set under the write lock; here it fills the padding after `from`.)
-  uint8_t cidLength = 0;
-  SockAddr to{};
-  bool live = false;
+  CompactAddr to{};
+  // Set under the write lock. cidLength: the length of the destination connection ID in the
+  // source's short headers (0: not watched). inHandover: while set the route forwards nothing
+  // itself; its datagrams go to the control queue, where finishHandovers() forwards them (see
+  // RouteTable). reverseLimited: `reverse` has an unanswered limit, so that the per-packet test
+  // without limits reads only this route. secondToFirst: the route carries its session's
+  // second-to-first direction (what it forwards is also counted in the secondToFirst counters).
+  uint8_t cidLength : 5;
+  bool inHandover : 1;
+  bool reverseLimited : 1;
+  bool secondToFirst : 1;
+  // The last short-header DCID forwarded, zero-padded to 20 bytes: cidHead then cidTail, valid
+  // once cidSeen is 1. Relaxed atomics: several threads may compare and store it; a torn store
+  // costs at most one extra copy.
+  std::atomic<uint8_t> cidSeen{0};
   // The activity epoch in which the route last forwarded (0: never since it was set); see
   // RouteTable::drainActivity.
   std::atomic<uint32_t> activeEpoch{0};
-  // Set under the write lock: `reverse` is the route from `to` back to `from` (or null), and
-  // `reverseLimited` says it has an unanswered limit, so that the per-packet test without
-  // limits reads only this route's own cache line.
-  bool reverseLimited = false;
-  // Set under the write lock: while true the route forwards nothing itself; its datagrams go to
-  // the control queue, where finishHandovers() forwards them (see RouteTable).
-  bool inHandover = false;
-  // Set under the write lock: the route carries its session's second-to-first direction (what
-  // it forwards is also counted in the secondToFirst counters).
-  bool secondToFirst = false;
-  std::atomic<int64_t> observeBudget{0};
+  std::atomic<int32_t> observeBudget{0};  // at most 1e9, as the binding takes it
+  // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot.
+  uint32_t reverse = kNoSlot;
+  std::atomic<uint32_t> cidTail{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> unanswered{0};  // bytes forwarded since `to` last sent (only with a limit)
   uint64_t unansweredLimit = 0;         // 0: no limit
-  Route* reverse = nullptr;             // chunks never move: valid while both routes are live
-  // Set under the write lock for routes across the bridge (see bridge_link.h); null otherwise.
-  std::shared_ptr<const BridgeLink> bridge;
-  // The last short-header DCID forwarded: its bytes zero-padded to 23, then a 1 in byte 23 (which
-  // no DCID reaches), as three words; all zero: none seen yet. Relaxed atomics: several threads
-  // may compare and store it; a torn store costs at most one extra copy.
-  std::atomic<uint64_t> cid[3] = {};
-  static_assert(kMaxCidLength < 23, "a DCID must leave byte 23 of cid free");
+  // Set under the write lock for routes across the bridge (see bridge_link.h): the table's own
+  // copy, freed when the route goes (no reader is inside a batch then); null otherwise.
+  std::unique_ptr<const BridgeLink> bridge;
+  std::atomic<uint64_t> cidHead[2] = {};
+  static_assert(kMaxCidLength <= 20, "a DCID must fit in cidHead and cidTail");
+
+  Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false) {}
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
-    int64_t left = observeBudget.load(std::memory_order_relaxed);
+    int32_t left = observeBudget.load(std::memory_order_relaxed);
     while (left > 0) {
       if (observeBudget.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
     }
@@ -79,29 +86,25 @@ struct Route {
 
   // Compares the DCID at `dcid` (cidLength bytes) word by word with the stored one; stores it if it differs.
   bool cidChanged(const uint8_t* dcid) {
-    uint8_t bytes[24] = {};
-    std::memcpy(bytes, dcid, cidLength);
-    bytes[23] = 1;
-    uint64_t words[3];
-    std::memcpy(words, bytes, sizeof words);
-    if (cid[0].load(std::memory_order_relaxed) == words[0] && cid[1].load(std::memory_order_relaxed) == words[1] &&
-        cid[2].load(std::memory_order_relaxed) == words[2]) {
+    uint8_t padded[20] = {};
+    std::memcpy(padded, dcid, cidLength);
+    uint64_t head[2];
+    uint32_t tail;
+    std::memcpy(head, padded, sizeof head);
+    std::memcpy(&tail, padded + sizeof head, sizeof tail);
+    if (cidSeen.load(std::memory_order_relaxed) != 0 && cidHead[0].load(std::memory_order_relaxed) == head[0] &&
+        cidHead[1].load(std::memory_order_relaxed) == head[1] && cidTail.load(std::memory_order_relaxed) == tail) {
       return false;
     }
-    for (int i = 0; i < 3; i++) cid[i].store(words[i], std::memory_order_relaxed);
+    cidHead[0].store(head[0], std::memory_order_relaxed);
+    cidHead[1].store(head[1], std::memory_order_relaxed);
+    cidTail.store(tail, std::memory_order_relaxed);
+    cidSeen.store(1, std::memory_order_relaxed);
     return true;
   }
 
   // Whether `length` more bytes may go to `to` under the unanswered limit (and charges them).
   bool admit(uint64_t length) { return unansweredLimit == 0 || chargeUnanswered(length); }
-
-  // A datagram from this route's source answers the reverse route: its count starts again.
-  // Per packet, so a plain load first; only a non-zero count is written.
-  void answerReverse() {
-    if (!reverseLimited) return;
-    std::atomic<uint64_t>& count = reverse->unanswered;
-    if (count.load(std::memory_order_relaxed) != 0) count.store(0, std::memory_order_relaxed);
-  }
 
   // Charges `length` bytes against the unanswered limit; false (nothing charged) if they do not
   // fit. A compare-exchange rather than add-then-undo: a concurrent reset is never undone below 0.
@@ -123,6 +126,7 @@ struct Route {
     return true;
   }
 };
+static_assert(sizeof(Route) <= 120, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -138,13 +142,9 @@ struct RouteChange {
 };
 
 // Where a route logically leads, for linking reverses: its destination's key, or for an outbound
-// bridge route the virtual key of the remote peer. False when `to` is no address.
-inline bool logicalDestination(const SockAddr& to, const BridgeLink* bridge, PeerKey* out) {
-  if (bridge != nullptr && bridge->kind == BridgeLink::Kind::Out) {
-    *out = bridge->virtualKey;
-    return true;
-  }
-  return keyFromSockaddr(reinterpret_cast<const sockaddr*>(&to.ss), out);
+// bridge route the virtual key of the remote peer.
+inline PeerKey logicalDestination(const CompactAddr& to, const BridgeLink* bridge) {
+  return bridge != nullptr && bridge->kind == BridgeLink::Kind::Out ? bridge->virtualKey : to.key;
 }
 
 // A small set of hashes (no keys): membership may be a false positive, never a false negative.
@@ -222,7 +222,7 @@ class RouteTable {
     queued_.clear();
     handoverSources_.clear();
     for (uint32_t slot : handovers_) {
-      if (at(slot).live && at(slot).inHandover) handoverSources_.add(PeerKeyHash{}(at(slot).from));
+      if (at(slot).inHandover) handoverSources_.add(PeerKeyHash{}(at(slot).from));
     }
     forwardQueued(*this);
     for (uint32_t slot : handovers_) at(slot).inHandover = false;
@@ -236,7 +236,14 @@ class RouteTable {
   void readUnlock() { pthread_rwlock_unlock(&lock_); }
   Route* findLocked(const PeerKey& from) const {
     uint32_t slot = bySource_.find(from);
-    return slot == BySource::kNone ? nullptr : &at(slot);
+    return slot == kNoSlot ? nullptr : &at(slot);
+  }
+  // A datagram from `route`'s source answers its reverse route: that route's count starts again.
+  // Per packet, so a plain load first; only a non-zero count is written.
+  void answerReverseLocked(const Route& route) const {
+    if (!route.reverseLimited) return;
+    std::atomic<uint64_t>& count = at(route.reverse).unanswered;
+    if (count.load(std::memory_order_relaxed) != 0) count.store(0, std::memory_order_relaxed);
   }
   // Inside finishHandovers' forwardQueued: false means `from` has no route in hand-over (true may
   // be wrong, then findLocked tells). Checks a small set of this round's sources, so walking a
@@ -266,7 +273,7 @@ class RouteTable {
   };
   struct IdOf {
     const RouteTable* table;
-    const int64_t& operator()(uint32_t slot) const { return table->at(slot).id; }
+    int64_t operator()(uint32_t slot) const { return table->at(slot).id; }
   };
   struct IdHash {
     uint64_t operator()(int64_t id) const {
@@ -277,7 +284,8 @@ class RouteTable {
     }
   };
   using BySource = SlotIndex<PeerKey, PeerKeyHash, SourceOf>;
-  using ById = SlotIndex<int64_t, IdHash, IdOf>;
+  using ById = IdSlotIndex<IdHash, IdOf>;
+  static_assert(BySource::kNone == kNoSlot && ById::kNone == kNoSlot, "one value for no slot");
 
   Route& at(uint32_t slot) const { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
   uint32_t allocate();

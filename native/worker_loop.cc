@@ -144,7 +144,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     if (!(isBridgeFrame(data, length) && receiveBridge(key, data, length))) staging_.add(key, -1, false, data, length);
     return;
   }
-  route->answerReverse();
+  shared_.routes->answerReverseLocked(*route);
   // A route in hand-over queues its datagrams behind the source's older ones (finishHandovers).
   if (route->inHandover || forControlPlane(data, length)) {
     staging_.add(key, route->id, false, data, length);
@@ -189,7 +189,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     return;
   }
   uint32_t segments = (length + segment - 1) / segment;
-  route->answerReverse();
+  shared_.routes->answerReverseLocked(*route);
   // Forwarded whole, so charged whole: all of the buffer's datagrams leave, or none.
   if (!route->admit(length)) {
     local_.unansweredDrops += segments;
@@ -210,16 +210,16 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
   }
 }
 
-void ForwardingWorker::addSend(const SockAddr& to, const uint8_t* data, uint32_t length, uint16_t segment) {
+void ForwardingWorker::addSend(const CompactAddr& to, const uint8_t* data, uint32_t length, uint16_t segment) {
   if (sendCount_ == kSendSlots) flushSends();
   int i = sendCount_++;
-  sendTo_[i] = to;
+  to.expand(&sendTo_[i]);
   struct iovec* iov = &sendIov_[i * kIovPerSend];
   iov->iov_base = const_cast<uint8_t*>(data);
   iov->iov_len = length;
   struct msghdr& h = sendMsgs_[i].msg_hdr;
   h.msg_name = &sendTo_[i].ss;
-  h.msg_namelen = to.len;
+  h.msg_namelen = sendTo_[i].len;
   h.msg_iov = iov;
   h.msg_iovlen = 1;
   h.msg_flags = 0;

@@ -47,7 +47,7 @@ class ForwardingWorker {
   void processBatch(int received);
   void handleSingle(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length);
   void handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length, uint32_t segment);
-  void addSend(const SockAddr& to, const uint8_t* data, uint32_t length, uint16_t segment);
+  void addSend(const CompactAddr& to, const uint8_t* data, uint32_t length, uint16_t segment);
   // Outbound bridge route: wraps the datagram in a frame (header and tag in this slot's scratch,
   // the payload where it was received); false when the member has no keys yet.
   bool addBridgeSend(Route* route, const uint8_t* data, uint32_t length);
