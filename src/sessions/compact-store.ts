@@ -35,7 +35,6 @@ interface Chunk {
   /** Waiting in the compaction queue. */
   queued: Uint8Array;
   lastActivity: Float64Array;
-  createdAt: Float64Array;
   peerCount: Uint8Array;
   idLength: Uint8Array;
   id: Uint8Array;
@@ -58,7 +57,6 @@ function newChunk(): Chunk {
     state: new Uint8Array(CHUNK),
     queued: new Uint8Array(CHUNK),
     lastActivity: new Float64Array(CHUNK),
-    createdAt: new Float64Array(CHUNK),
     peerCount: new Uint8Array(CHUNK),
     idLength: new Uint8Array(CHUNK),
     id: new Uint8Array(CHUNK * COMPACT_ID_BYTES),
@@ -258,7 +256,6 @@ export class CompactStore {
     c.idLength[i] = id.length;
     c.idHash[i] = this.hashText(id);
     c.lastActivity[i] = session.lastActivity;
-    c.createdAt[i] = session.createdAt;
     c.peerCount[i] = session.peers.length;
     c.state[i] = COMPACT;
     this.expanded[slot] = undefined;
@@ -286,7 +283,6 @@ export class CompactStore {
     const i = slot & IN_CHUNK;
     const session: Session = {
       id: this.idOf(slot),
-      createdAt: c.createdAt[i]!,
       peers: [],
       lastActivity: c.lastActivity[i]!,
       held: NONE_HELD,

@@ -843,7 +843,7 @@ function snapshotOf(s: Session, now: number): SessionSnapshot {
 }
 
 function newSession(id: string, now: number): Session {
-  return { id, createdAt: now, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS, slot: -1 };
+  return { id, peers: [], lastActivity: now, held: NONE_HELD, heldBytes: 0, cids: NO_CIDS, slot: -1 };
 }
 
 function leastRecentlySeen(peers: Peer[]): Peer | undefined {

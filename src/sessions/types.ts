@@ -36,7 +36,6 @@ export interface Peer {
 
 export interface Session {
   readonly id: string;
-  readonly createdAt: number;
   peers: Peer[];
   lastActivity: number;
   /** Datagrams the first peer sent before the second registered. */

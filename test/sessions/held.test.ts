@@ -187,7 +187,7 @@ function queueHarness(limits: Partial<SessionLimits>, addresses: string[]) {
   const stats = new SessionTable(new FakeClock(), new RecordingSink()).stats; // counters of the table's shape
   const queue = new HeldQueue({ ...defaultSessionLimits, ...limits }, stats);
   const sessions = addresses.map((address, i) => {
-    const session: Session = { id: `s${i}`, createdAt: 0, peers: [], lastActivity: 0, held: NONE_HELD, heldBytes: 0, cids: [], slot: 0 };
+    const session: Session = { id: `s${i}`, peers: [], lastActivity: 0, held: NONE_HELD, heldBytes: 0, cids: [], slot: 0 };
     const holder = { id: i + 1, session, endpoint: { address, port: 1000 + i }, lastSeen: 0, proven: false, cids: undefined, identity: undefined };
     session.peers.push(holder);
     return session;

@@ -4,7 +4,7 @@ import { PeerIndex } from "../../src/sessions/peer-index.ts";
 import { NONE_HELD, type Peer, type Session } from "../../src/sessions/types.ts";
 
 function peerMaker(index: PeerIndex) {
-  const session: Session = { id: "s", createdAt: 0, peers: [], lastActivity: 0, held: NONE_HELD, heldBytes: 0, cids: [], slot: 0 };
+  const session: Session = { id: "s", peers: [], lastActivity: 0, held: NONE_HELD, heldBytes: 0, cids: [], slot: 0 };
   return (address: string, port = 1000): Peer => {
     const peer = { id: index.allocateId(), session, endpoint: { address, port }, lastSeen: 0, proven: false, cids: undefined, identity: undefined };
     index.add(peer);
