@@ -9,6 +9,9 @@ import { NO_CIDS, NONE_HELD } from "./types.ts";
 const CHUNK_BITS = 16;
 const CHUNK = 1 << CHUNK_BITS;
 const IN_CHUNK = CHUNK - 1;
+/** IPv6 addresses per chunk of their own store. */
+const V6_CHUNK_BITS = 14;
+const V6_IN_CHUNK = (1 << V6_CHUNK_BITS) - 1;
 
 /** Bytes of a compact session id: UUIDs (36) fit; longer ids keep their session expanded. */
 export const COMPACT_ID_BYTES = 40;
@@ -46,8 +49,8 @@ interface Chunk {
   port: Uint16Array;
   lastSeen: Float64Array;
   routeId: Int32Array;
+  /** The IPv4 address (forms V4 and Mapped), or the entry of the IPv6 address in the V6 words. */
   address: Uint32Array;
-  addressHash: Uint32Array;
 }
 
 function newChunk(): Chunk {
@@ -66,8 +69,7 @@ function newChunk(): Chunk {
     port: new Uint16Array(2 * CHUNK),
     lastSeen: new Float64Array(2 * CHUNK),
     routeId: new Int32Array(2 * CHUNK),
-    address: new Uint32Array(8 * CHUNK),
-    addressHash: new Uint32Array(2 * CHUNK),
+    address: new Uint32Array(2 * CHUNK),
   };
 }
 
@@ -104,6 +106,10 @@ export class CompactStore {
   private readonly byId = new OpenIndex((slot) => this.idHashAt(slot));
   /** Compact peers by address (port left out of the hash: a host's peers share a probe run). */
   private readonly byAddress = new OpenIndex((ref) => this.addressHashAt(ref));
+  /** IPv6 addresses of compact peers, four words an entry, in chunks; entries reused. */
+  private readonly v6Words: Uint32Array[] = [];
+  private v6HighWater = 0;
+  private readonly v6Free: number[] = [];
   /** Compact peers by route id, as ref + 1 (0: none), in chunks. */
   private readonly byRoute: Int32Array[] = [];
   /** Compact peers per IPv6 /64 (sourceGroup). */
@@ -245,10 +251,6 @@ export class CompactStore {
       const peer = session.peers[k]!;
       const form = readAddress(peer.endpoint.address, this.words);
       if (form === AddressForm.None) return false;
-      // Packed now: the count below reads this peer's own address back.
-      c.form[2 * i + k] = form;
-      const at = 8 * i + 4 * k;
-      for (let w = 0; w < 4; w++) c.address[at + w] = this.words[w]!;
       if (this.countAt(form) >= MAX_COMPACT_PER_ADDRESS) return false;
     }
     const base = i * COMPACT_ID_BYTES;
@@ -267,7 +269,9 @@ export class CompactStore {
       c.port[2 * i + k] = peer.endpoint.port;
       c.lastSeen[2 * i + k] = peer.lastSeen;
       c.routeId[2 * i + k] = peer.id;
-      c.addressHash[2 * i + k] = this.addressHash(c.form[2 * i + k]!, c.address, 8 * i + 4 * k);
+      const form = readAddress(peer.endpoint.address, this.words);
+      c.form[2 * i + k] = form;
+      c.address[2 * i + k] = form === AddressForm.V6 ? this.storeV6(this.words) : this.words[3]!;
       this.byAddress.add(ref, this.addressHashAt(ref));
       this.setRoute(peer.id, ref + 1);
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, 1);
@@ -305,6 +309,7 @@ export class CompactStore {
       };
       session.peers.push(peer);
       this.byAddress.remove(ref, this.addressHashAt(ref));
+      if (c.form[2 * i + k] === AddressForm.V6) this.v6Free.push(c.address[2 * i + k]!);
       this.setRoute(peer.id, 0);
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
     }
@@ -328,7 +333,7 @@ export class CompactStore {
     if (form === AddressForm.None) return -1;
     this.wantForm = form;
     this.wantPort = port;
-    return this.byAddress.find(this.addressHash(form, this.words, 0), this.matchAddress);
+    return this.byAddress.find(this.hashOfWords(form), this.matchAddress);
   }
 
   /** The compact peer whose route id this is, or -1. */
@@ -351,10 +356,10 @@ export class CompactStore {
     if (form === AddressForm.None) return -1;
     this.wantForm = form;
     this.wantPort = -1;
-    const found = this.byAddress.find(this.addressHash(form, this.words, 0), this.matchAddress);
+    const found = this.byAddress.find(this.hashOfWords(form), this.matchAddress);
     if (found >= 0 || form !== AddressForm.V4) return found;
     this.wantForm = AddressForm.Mapped;
-    return this.byAddress.find(this.addressHash(AddressForm.Mapped, this.words, 0), this.matchAddress);
+    return this.byAddress.find(this.hashOfWords(AddressForm.Mapped), this.matchAddress);
   }
 
   /** Compact peers with an address string exactly this one. */
@@ -419,7 +424,7 @@ export class CompactStore {
   private countAt(form: number): number {
     this.wantForm = form;
     this.wantPort = -1;
-    return this.byAddress.count(this.addressHash(form, this.words, 0), this.matchAddress);
+    return this.byAddress.count(this.hashOfWords(form), this.matchAddress);
   }
 
   private portAt(ref: number): number {
@@ -431,25 +436,58 @@ export class CompactStore {
     const slot = ref >>> 1;
     const c = this.chunkOf(slot);
     const p = 2 * (slot & IN_CHUNK) + (ref & 1);
-    const a = 4 * p;
-    return c.form[p] === form && c.address[a + 3] === w[3] && c.address[a] === w[0] && c.address[a + 1] === w[1] && c.address[a + 2] === w[2];
+    if (c.form[p] !== form) return false;
+    const a = c.address[p]!;
+    if (form !== AddressForm.V6) return a === w[3];
+    const words = this.v6Words[a >>> V6_CHUNK_BITS]!;
+    const at = 4 * (a & V6_IN_CHUNK);
+    return words[at + 3] === w[3] && words[at] === w[0] && words[at + 1] === w[1] && words[at + 2] === w[2];
   }
 
   private addressOf(ref: number): string {
     const slot = ref >>> 1;
     const c = this.chunkOf(slot);
     const p = 2 * (slot & IN_CHUNK) + (ref & 1);
-    return writeAddress(c.form[p] as AddressForm, c.address.subarray(4 * p, 4 * p + 4));
+    const form = c.form[p] as AddressForm;
+    const a = c.address[p]!;
+    if (form !== AddressForm.V6) return writeAddress(form, [0, 0, 0, a]);
+    const at = 4 * (a & V6_IN_CHUNK);
+    return writeAddress(form, this.v6Words[a >>> V6_CHUNK_BITS]!.subarray(at, at + 4));
   }
 
   private addressHashAt(ref: number): number {
     const slot = ref >>> 1;
-    return this.chunkOf(slot).addressHash[2 * (slot & IN_CHUNK) + (ref & 1)]!;
+    const c = this.chunkOf(slot);
+    const p = 2 * (slot & IN_CHUNK) + (ref & 1);
+    const form = c.form[p]!;
+    const a = c.address[p]!;
+    if (form !== AddressForm.V6) return this.addressHash(form, 0, 0, 0, a);
+    const words = this.v6Words[a >>> V6_CHUNK_BITS]!;
+    const at = 4 * (a & V6_IN_CHUNK);
+    return this.addressHash(form, words[at]!, words[at + 1]!, words[at + 2]!, words[at + 3]!);
   }
 
-  /** Hash of an address: its form and the four words at `at` in `w`. */
-  private addressHash(form: number, w: Uint32Array, at: number): number {
-    return mix(mix(mix(this.seed ^ form ^ w[at + 3]!) ^ w[at + 2]!) ^ Math.imul(w[at]!, 0x9e3779b1) ^ w[at + 1]!);
+  /** Hash of an address: its form and its four words (IPv4 in the last). */
+  private addressHash(form: number, w0: number, w1: number, w2: number, w3: number): number {
+    return mix(mix(mix(this.seed ^ form ^ w3) ^ w2) ^ Math.imul(w0, 0x9e3779b1) ^ w1);
+  }
+
+  private hashOfWords(form: number): number {
+    const w = this.words;
+    return this.addressHash(form, w[0]!, w[1]!, w[2]!, w[3]!);
+  }
+
+  /** Keeps an IPv6 address (four words) and returns its entry. */
+  private storeV6(w: Uint32Array): number {
+    let entry = this.v6Free.pop();
+    if (entry === undefined) {
+      entry = this.v6HighWater++;
+      if (entry >>> V6_CHUNK_BITS === this.v6Words.length) this.v6Words.push(new Uint32Array(4 << V6_CHUNK_BITS));
+    }
+    const words = this.v6Words[entry >>> V6_CHUNK_BITS]!;
+    const at = 4 * (entry & V6_IN_CHUNK);
+    for (let k = 0; k < 4; k++) words[at + k] = w[k]!;
+    return entry;
   }
 
   private idIs(slot: number, id: string): boolean {
