@@ -18,14 +18,42 @@ export interface Claim {
  * ambiguous and forgotten: ambiguous evidence is no evidence.
  */
 export class CidIndex {
-  private readonly senders = new Map<string, Peer>();
+  /** A peer, or the ref of a peer whose session is compact (see repoint). */
+  private readonly senders = new Map<string, Peer | number>();
   /** How many indexed IDs have each length (hex characters); short headers do not carry it. */
   private readonly lengths = new Map<number, number>();
   /** IDs claimed by two peers: never indexed again (the oldest are forgotten past a bound). */
   private readonly ambiguous = new Set<string>();
 
+  /**
+   * `expand(ref)` gives the peer of a compact session as an object (expanding its session, which
+   * re-points its IDs here); `addressOf(ref)` its address, without expanding. Without a compact
+   * store, no ref is ever indexed.
+   */
+  constructor(
+    private readonly expand: (ref: number) => Peer = () => {
+      throw new Error("no compact store");
+    },
+    private readonly addressOf: (ref: number) => string = () => "",
+  ) {}
+
   get size(): number {
     return this.senders.size;
+  }
+
+  /**
+   * An indexed ID now names its sender as `to(sender)`: the ref of its peer when the peer's
+   * session is packed, the peer again when it is expanded. Nothing else changes.
+   */
+  repoint(cid: string, to: (sender: Peer | number) => Peer | number): void {
+    const sender = this.senders.get(cid);
+    if (sender !== undefined) this.senders.set(cid, to(sender));
+  }
+
+  /** The peer `cid` is indexed for, as an object. */
+  private sender(cid: string): Peer | undefined {
+    const s = this.senders.get(cid);
+    return typeof s === "number" ? this.expand(s) : s;
   }
 
   /** The peer on `host` whose confirmed ID this packet carries, if any. */
@@ -45,7 +73,7 @@ export class CidIndex {
 
   /** Indexes `cid` for `peer`; false when it is ambiguous or the session's share is used up. */
   add(cid: string, peer: Peer, maxPerSession: number): boolean {
-    const known = this.senders.get(cid);
+    const known = this.sender(cid);
     if (known === peer) return true;
     if (known || this.ambiguous.has(cid)) {
       if (known) this.remove(cid, known);
@@ -63,7 +91,7 @@ export class CidIndex {
 
   /** Never indexes `cid` again (it was claimed twice, or lost a dispute); forgets it now. */
   ban(cid: string): void {
-    const peer = this.senders.get(cid);
+    const peer = this.sender(cid);
     if (peer) this.remove(cid, peer);
     this.ambiguous.add(cid);
     if (this.ambiguous.size > MAX_AMBIGUOUS) this.ambiguous.delete(this.ambiguous.values().next().value!);
@@ -77,17 +105,19 @@ export class CidIndex {
     session.cids = session.cids.filter((c) => c !== cid);
   }
 
+  /** Forgets the IDs of an expanded session. */
   forgetSession(session: Session): void {
     for (const cid of session.cids) {
       const peer = this.senders.get(cid);
-      if (peer && peer.session === session) this.delete(cid);
+      if (typeof peer === "object" && peer.session === session) this.delete(cid);
     }
     session.cids = NO_CIDS;
   }
 
   private match(cid: string, host: string): Claim | undefined {
-    const peer = this.senders.get(cid);
-    return peer && hostOf(peer.endpoint.address) === host ? { peer, cid } : undefined;
+    const s = this.senders.get(cid);
+    if (s === undefined || hostOf(typeof s === "number" ? this.addressOf(s) : s.endpoint.address) !== host) return undefined;
+    return { peer: typeof s === "number" ? this.expand(s) : s, cid };
   }
 
   private delete(cid: string): void {

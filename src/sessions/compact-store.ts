@@ -82,11 +82,11 @@ interface List {
 /**
  * Every session of the table has a slot here. A slot holds the session's place in its order of
  * last activity, and either the session object (expanded: what the table's rules work on) or,
- * for a settled session (no held datagrams, no connection IDs, no peer token, addresses and id
- * that pack), the session itself packed into columns of typed arrays (compact: about 200 bytes
- * with its index entries, no JS object, nothing for the garbage collector to walk). A compact
- * session is expanded again, exactly as it was, whenever a rule needs it; touched by traffic
- * (`touchPeer`) it stays compact.
+ * for a settled session (no held datagrams, no peer token, an id and addresses that pack), the
+ * session itself packed into columns of typed arrays (compact: about 175 bytes with its index
+ * entries, no JS object for the garbage collector to walk), with whatever the table keeps beside
+ * it (its connection IDs, if it learnt any). A compact session is expanded again, exactly as it
+ * was, whenever a rule needs it; touched by traffic (`touchPeer`) it stays compact.
  *
  * Which sessions may be compact, and when, is the table's decision (table.ts); this class only
  * keeps slots, orders and indexes: by id and by address for compact sessions, by route id for
@@ -96,8 +96,8 @@ export class CompactStore {
   private readonly chunks: Chunk[] = [];
   private highWater = 0;
   private readonly freeSlots: number[] = [];
-  /** Expanded sessions by slot. */
-  private readonly expanded: (Session | undefined)[] = [];
+  /** By slot: the session object of an expanded session, what the table keeps with a compact one. */
+  private readonly objects: unknown[] = [];
   private readonly lists: List[] = [
     { head: -1, tail: -1, count: 0 },
     { head: -1, tail: -1, count: 0 },
@@ -148,7 +148,7 @@ export class CompactStore {
     const i = slot & IN_CHUNK;
     c.state[i] = EXPANDED;
     c.older[i] = c.newer[i] = -1;
-    this.expanded[slot] = session;
+    this.objects[slot] = session;
     return slot;
   }
 
@@ -157,13 +157,18 @@ export class CompactStore {
     const c = this.chunkOf(slot);
     c.state[slot & IN_CHUNK] = FREE;
     c.queued[slot & IN_CHUNK] = 0;
-    this.expanded[slot] = undefined;
+    this.objects[slot] = undefined;
     this.freeSlots.push(slot);
   }
 
   /** The expanded session in `slot`, undefined when it is compact. */
   expandedAt(slot: number): Session | undefined {
-    return this.expanded[slot];
+    return this.isCompact(slot) ? undefined : (this.objects[slot] as Session | undefined);
+  }
+
+  /** What the table keeps with the compact session in `slot` (given to compact()), if anything. */
+  extraOf(slot: number): unknown {
+    return this.isCompact(slot) ? this.objects[slot] : undefined;
   }
 
   isCompact(slot: number): boolean {
@@ -171,7 +176,7 @@ export class CompactStore {
   }
 
   lastActivityOf(slot: number): number {
-    return this.expanded[slot]?.lastActivity ?? this.chunkOf(slot).lastActivity[slot & IN_CHUNK]!;
+    return this.expandedAt(slot)?.lastActivity ?? this.chunkOf(slot).lastActivity[slot & IN_CHUNK]!;
   }
 
   /** Marks the slot as queued for compaction; false when it was already. */
@@ -236,11 +241,11 @@ export class CompactStore {
   // Compact sessions.
 
   /**
-   * Packs an expanded session into its slot and indexes it; the caller takes it out of its own
-   * indexes. False (nothing changed) when the id or an address does not pack, or an address has
+   * Packs an expanded session into its slot and indexes it, with `extra` (kept as it is, see
+   * extraOf); the caller takes it out of its own indexes. False (nothing changed) when the id or an address does not pack, or an address has
    * MAX_COMPACT_PER_ADDRESS compact peers already.
    */
-  compact(session: Session): boolean {
+  compact(session: Session, extra?: unknown): boolean {
     const slot = session.slot;
     const id = session.id;
     if (id.length > COMPACT_ID_BYTES || session.peers.length === 0) return false;
@@ -260,7 +265,7 @@ export class CompactStore {
     c.lastActivity[i] = session.lastActivity;
     c.peerCount[i] = session.peers.length;
     c.state[i] = COMPACT;
-    this.expanded[slot] = undefined;
+    this.objects[slot] = extra;
     this.byId.add(slot, this.idHashAt(slot));
     for (let k = 0; k < session.peers.length; k++) {
       const peer = session.peers[k]!;
@@ -314,7 +319,7 @@ export class CompactStore {
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
     }
     c.state[i] = EXPANDED;
-    this.expanded[slot] = session;
+    this.objects[slot] = session;
     this.compactSessions--;
     this.compactPeers -= n;
     return session;
@@ -442,6 +447,11 @@ export class CompactStore {
     const words = this.v6Words[a >>> V6_CHUNK_BITS]!;
     const at = 4 * (a & V6_IN_CHUNK);
     return words[at + 3] === w[3] && words[at] === w[0] && words[at + 1] === w[1] && words[at + 2] === w[2];
+  }
+
+  /** The address of the compact peer `ref`, as its socket wrote it. */
+  peerAddress(ref: number): string {
+    return this.addressOf(ref);
   }
 
   private addressOf(ref: number): string {

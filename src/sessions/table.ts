@@ -53,7 +53,10 @@ export class SessionTable implements TableView {
   /** Slots of expanded sessions that may have settled since they were queued (see compact()). */
   private settling: number[] = [];
   private settlingHead = 0;
-  private readonly cids = new CidIndex();
+  private readonly cids = new CidIndex(
+    (ref) => this.expand(ref >>> 1).peers[ref & 1]!,
+    (ref) => this.store.peerAddress(ref),
+  );
   private readonly held: HeldQueue;
   private readonly speakers = new RelaySpeakers();
   /** When activity() last ran: the routes it reports carried traffic after this. */
@@ -145,10 +148,11 @@ export class SessionTable implements TableView {
 
   /**
    * Looks at `budget` sessions queued for packing at most, and packs the settled ones into the
-   * compact store: a session that holds no early datagram, whose peers have no connection IDs learnt and no peer token, with an
+   * compact store: a session that holds no early datagram, whose peers have no peer token, with an
    * id and addresses that pack, and that was not active for `limits.compactAfterMs`. Compact, a
-   * session costs a few typed-array entries instead of a dozen objects; traffic on its routes keeps
-   * it compact, anything else the rules must look at expands it again first, exactly as it was.
+   * session costs a few typed-array entries instead of a dozen objects (its learnt connection IDs,
+   * if any, are kept as they are); traffic on its routes keeps it compact, anything else the rules
+   * must look at expands it again first, exactly as it was.
    * Candidates are the sessions queued when they were created, expanded or active since the last
    * pass, oldest first: cost is the budget, never a walk of the table. Returns the number packed.
    */
@@ -180,9 +184,14 @@ export class SessionTable implements TableView {
 
   /** Packs an expanded, settled session, unless its id or addresses do not pack. */
   private pack(session: Session): boolean {
-    if (!this.store.compact(session)) return false;
+    const learnt = session.cids !== NO_CIDS || session.peers.some((p) => p.cids !== undefined);
+    const extra: LearntCids | undefined = learnt ? { confirmed: session.cids, peers: session.peers.map((p) => p.cids) } : undefined;
+    if (!this.store.compact(session, extra)) return false;
     this.sessions.delete(session.id);
     for (const peer of session.peers) this.unindexPeer(peer);
+    // The index keeps the session's confirmed IDs, naming the compact peers by ref.
+    const toRef = (sender: Peer | number) => (typeof sender === "number" ? sender : 2 * session.slot + session.peers.indexOf(sender));
+    for (const cid of session.cids) this.cids.repoint(cid, toRef);
     return true;
   }
 
@@ -193,9 +202,9 @@ export class SessionTable implements TableView {
 
   /** Whether the rules keep nothing for `session` beyond what the compact store packs. */
   private settled(session: Session): boolean {
-    if (session.held !== NONE_HELD || session.heldBytes !== 0 || session.cids !== NO_CIDS) return false;
+    if (session.held !== NONE_HELD || session.heldBytes !== 0) return false;
     for (const peer of session.peers) {
-      if (peer.cids !== undefined || peer.identity !== undefined) return false;
+      if (peer.identity !== undefined) return false;
       if (this.standIns?.isStandIn(peer.endpoint)) return false;
     }
     return true;
@@ -207,9 +216,16 @@ export class SessionTable implements TableView {
 
   /** The compact session in `slot` as objects again, back in the table's own indexes. */
   private expand(slot: number): Session {
+    const learnt = this.store.extraOf(slot) as LearntCids | undefined;
     const session = this.store.expand(slot);
     this.sessions.set(session.id, session);
     for (const peer of session.peers) this.indexPeer(peer);
+    if (learnt) {
+      session.cids = learnt.confirmed;
+      for (const [k, peer] of session.peers.entries()) peer.cids = learnt.peers[k];
+      const toPeer = (sender: Peer | number) => (typeof sender === "number" ? session.peers[sender & 1]! : sender);
+      for (const cid of session.cids) this.cids.repoint(cid, toPeer);
+    }
     this.queueCompaction(session);
     return session;
   }
@@ -494,12 +510,12 @@ export class SessionTable implements TableView {
     const since = this.lastActivityAt;
     this.lastActivityAt = now;
     for (const id of peerIds) {
-      const peer = this.peers.byRoute(id);
+      let peer = this.peers.byRoute(id);
       if (!peer) {
-        // A compact session stays compact: it has no connection IDs for heard() to confirm.
         const ref = this.store.peerOfRoute(id);
-        if (ref >= 0) this.touchCompact(ref, now);
-        continue;
+        // A compact session stays compact unless an ID of its peer now meets the rule.
+        if (ref < 0 || this.touchCompact(ref, now, since)) continue;
+        peer = this.expand(ref >>> 1).peers[ref & 1]!;
       }
       this.touchPeer(peer, now);
       this.heard(peer, since);
@@ -814,10 +830,20 @@ export class SessionTable implements TableView {
     this.queueCompaction(session);
   }
 
-  /** Traffic on a compact peer's route. */
-  private touchCompact(ref: number, now: number): void {
+  /**
+   * Traffic on a compact peer's route, heard since `since`: what activity() does for an expanded
+   * peer, on the compact session. False (nothing done) when the peer's current ID meets the rule:
+   * confirming it takes the peer as an object.
+   */
+  private touchCompact(ref: number, now: number, since: number): boolean {
+    const learnt = this.store.extraOf(ref >>> 1) as LearntCids | undefined;
+    const own = learnt?.peers[ref & 1];
+    if (own && meetsRule(own, since, this.limits.cidAnswerMs)) return false;
     this.store.touchPeer(ref, now);
     if (this.changed) this.changed.add(this.store.idOf(ref >>> 1));
+    const partner = learnt?.peers[(ref & 1) ^ 1];
+    if (partner) noteAnswer(partner, now);
+    return true;
   }
 
   /** Counts and logs a refusal; answers it when `replyRoom` (the request's length) fits a reply. */
@@ -832,6 +858,12 @@ export class SessionTable implements TableView {
   private drop(reason: DropReason): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+/** What a compact session keeps of the connection IDs its peers showed (table.pack). */
+interface LearntCids {
+  confirmed: string[];
+  peers: (PeerCids | undefined)[];
 }
 
 function snapshotOf(s: Session, now: number): SessionSnapshot {

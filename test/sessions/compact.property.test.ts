@@ -63,6 +63,17 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("expire" as const), budget: fc.constantFrom(1, 2, 100) }) },
 );
 
+/** Every run starts with a session whose first peer's connection ID is confirmed, so packing meets learnt IDs. */
+const CONFIRMED_START: Command[] = [
+  { kind: "reg", session: "s1", from: { address: "10.0.0.1", port: 1000 }, proof: "none" },
+  { kind: "reg", session: "s1", from: { address: "10.0.0.2", port: 1000 }, proof: "none" },
+  { kind: "data", from: { address: "10.0.0.2", port: 1000 }, form: "long", cid: 1 },
+  { kind: "data", from: { address: "10.0.0.1", port: 1000 }, form: "short", cid: 1 },
+  { kind: "advance", ms: 10 },
+  { kind: "data", from: { address: "10.0.0.2", port: 1000 }, form: "plain", cid: 0 },
+  { kind: "data", from: { address: "10.0.0.1", port: 1000 }, form: "plain", cid: 0 },
+];
+
 function datagram(c: Extract<Command, { kind: "data" }>, tag: number): Uint8Array {
   const t = [tag & 255];
   const id = CIDS[c.cid]!;
@@ -86,7 +97,7 @@ function makeTable(compactAfterMs: number) {
 }
 
 /** What packing did over all runs, so the test shows it reached the paths that matter. */
-const coverage = { packed: 0, compactTouched: 0, expandedByRules: 0, expiredCompact: 0 };
+const coverage = { packed: 0, compactTouched: 0, expandedByRules: 0, expiredCompact: 0, packedWithIds: 0, idRebindOfCompact: 0 };
 
 function run(commands: Command[], compactAfterMs: number): void {
   const oracle = makeTable(-1);
@@ -114,7 +125,9 @@ function run(commands: Command[], compactAfterMs: number): void {
         });
         if (c.form === "plain" && wasCompact > 0 && packed.table.compactSessionCount === wasCompact) coverage.compactTouched++;
       } else {
+        const moved = packed.table.stats.rebinds.cid;
         step(({ table }) => table.datagram(c.from, d));
+        if (packed.table.stats.rebinds.cid > moved && packed.table.compactSessionCount < compactBefore) coverage.idRebindOfCompact++;
       }
     } else if (c.kind === "line") {
       step(({ table }) => table.relayLine(c.from));
@@ -129,6 +142,7 @@ function run(commands: Command[], compactAfterMs: number): void {
     }
     if (c.kind !== "expire" && packed.table.compactSessionCount < compactBefore) coverage.expandedByRules++;
     coverage.packed += packed.table.compact();
+    if (packed.table.indexSizes().cids! > 0 && packed.table.compactSessionCount === packed.table.sessionCount) coverage.packedWithIds++;
     compare(oracle, packed);
   }
   // However it ended, a full timeout later both are empty and nothing leaked in either.
@@ -155,7 +169,7 @@ function compare(a: ReturnType<typeof makeTable>, b: ReturnType<typeof makeTable
 describe("compact session store against the expanded table", () => {
   it("asks for the same effects, keeps the same counts and exports the same sessions, for any operations", () => {
     fc.assert(
-      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 150 }), fc.constantFrom(0, 0, 1000), (commands, after) => run(commands, after)),
+      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 150 }), fc.constantFrom(0, 0, 1000), (commands, after) => run([...CONFIRMED_START, ...commands], after)),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
     );
     for (const [path, n] of Object.entries(coverage)) expect({ path, n: n > 0 }).toEqual({ path, n: true });
