@@ -41,6 +41,8 @@ interface Chunk {
   peerCount: Uint8Array;
   idLength: Uint8Array;
   id: Uint8Array;
+  /** The same bytes as a Buffer, to read an id back as a string in one native call. */
+  idText: Buffer;
   /** The id's hash, kept so that growing or shifting the index never hashes again. */
   idHash: Uint32Array;
   // Per peer: index 2 × slot + k, k the peer's place in its session.
@@ -54,6 +56,7 @@ interface Chunk {
 }
 
 function newChunk(): Chunk {
+  const id = new Uint8Array(CHUNK * COMPACT_ID_BYTES);
   return {
     older: new Int32Array(CHUNK),
     newer: new Int32Array(CHUNK),
@@ -62,7 +65,8 @@ function newChunk(): Chunk {
     lastActivity: new Float64Array(CHUNK),
     peerCount: new Uint8Array(CHUNK),
     idLength: new Uint8Array(CHUNK),
-    id: new Uint8Array(CHUNK * COMPACT_ID_BYTES),
+    id,
+    idText: Buffer.from(id.buffer, id.byteOffset, id.byteLength),
     idHash: new Uint32Array(CHUNK),
     form: new Uint8Array(2 * CHUNK),
     proven: new Uint8Array(2 * CHUNK),
@@ -394,7 +398,7 @@ export class CompactStore {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
     const base = i * COMPACT_ID_BYTES;
-    return String.fromCharCode(...c.id.subarray(base, base + c.idLength[i]!));
+    return c.idText.toString("latin1", base, base + c.idLength[i]!);
   }
 
   /** A compact session as the table exports it (times as milliseconds idle). */

@@ -163,6 +163,7 @@ export class HeldQueue {
   }
 
   private clear(session: Session): void {
+    if (session.held === NONE_HELD) return;
     for (const entry of session.held as HeldEntry[]) this.release(entry, session);
     session.held = NONE_HELD;
     this.compact();

@@ -214,19 +214,24 @@ export class SessionTable implements TableView {
     if (this.store.markQueued(session.slot)) this.settling.push(session.slot);
   }
 
-  /** The compact session in `slot` as objects again, back in the table's own indexes. */
-  private expand(slot: number): Session {
+  /**
+   * The compact session in `slot` as objects again, back in the table's own indexes unless
+   * `index` is false: it is about to be removed (removeSession takes nothing from indexes it is not in).
+   */
+  private expand(slot: number, index = true): Session {
     const learnt = this.store.extraOf(slot) as LearntCids | undefined;
     const session = this.store.expand(slot);
-    this.sessions.set(session.id, session);
-    for (const peer of session.peers) this.indexPeer(peer);
+    if (index) {
+      this.sessions.set(session.id, session);
+      for (const peer of session.peers) this.indexPeer(peer);
+    }
     if (learnt) {
       session.cids = learnt.confirmed;
       for (const [k, peer] of session.peers.entries()) peer.cids = learnt.peers[k];
       const toPeer = (sender: Peer | number) => (typeof sender === "number" ? session.peers[sender & 1]! : sender);
       for (const cid of session.cids) this.cids.repoint(cid, toPeer);
     }
-    this.queueCompaction(session);
+    if (index) this.queueCompaction(session);
     return session;
   }
 
@@ -616,8 +621,9 @@ export class SessionTable implements TableView {
     let expired = 0;
     for (let slot = this.store.oldest(list); slot >= 0; slot = this.store.oldest(list)) {
       if (expired >= budget || now - this.store.lastActivityOf(slot) < timeoutMs) break;
-      // Routes are taken down through the peers' objects: a compact session is expanded to go.
-      const session = this.store.expandedAt(slot) ?? this.expand(slot);
+      // Routes are taken down through the peers' objects: a compact session is expanded to go
+      // (not into the table's own indexes, which it is leaving).
+      const session = this.store.expandedAt(slot) ?? this.expand(slot, false);
       this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
       this.removeSession(session);
       this.stats.sessionsExpired++;
