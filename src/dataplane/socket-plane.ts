@@ -3,30 +3,11 @@ import type { udp } from "bun";
 import { type GrantedBuffers, ignoreIcmpErrors, readSocketBuffers, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters, SocketBufferSizes } from "./types.ts";
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
-import { dcidWatchFor, takesCopy, type DcidWatch } from "./observe.ts";
+import { cidLengthOf } from "./observe.ts";
+import { RouteTable } from "./route-table.ts";
 import { isReg } from "../protocol/reg.ts";
 import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
-
-interface Route {
-  id: number;
-  from: Endpoint;
-  to: Endpoint;
-  observe: number;
-  /** The last short-header DCID forwarded, when setRoute gave a cidLength. */
-  dcid: DcidWatch | undefined;
-  packets: number;
-  bytes: number;
-  active: boolean;
-  /** Bytes this route may forward to `to` unanswered; 0: no limit. */
-  limit: number;
-  /** Bytes forwarded since `to` last sent (counted only when `limit` > 0). */
-  unanswered: number;
-  /** The route back, from `to` to `from`, when there is one: a datagram from `from` answers it. */
-  reverse: Route | undefined;
-  /** Carries the second-to-first direction: what it forwards also counts in those counters. */
-  secondToFirst: boolean;
-}
 
 /** Queued datagrams (sends or control) that trigger a flush without waiting for setImmediate. */
 const FLUSH_AT = 256;
@@ -43,14 +24,11 @@ export class SocketPlane implements DataPlane {
   readonly kind = "ts" as const;
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
-  /** One route per address (the usual case) is stored directly; more become a port map. */
-  private readonly routes = new Map<string, Route | Map<number, Route>>();
-  /** Route ids are small dense integers (peer ids): an array costs far less than a Map per route. */
-  private readonly routesById: (Route | undefined)[] = [];
   private readonly stats: DataPlaneCounters = emptyCounters();
+  /** Routes as slots in columns (about 90 bytes a route), found by source without building a string. */
+  private readonly routes = new RouteTable(this.stats);
   private pending: (Uint8Array | number | string)[] = [];
   private control: InboundDatagram[] = [];
-  private active: number[] = [];
   private flushScheduled = false;
   private waitingForDrain = false;
   private closed = false;
@@ -91,15 +69,13 @@ export class SocketPlane implements DataPlane {
         this.stats.oversize++;
         return;
       }
-      const route = this.routeFrom(address, port);
-      const reverse = route?.reverse;
-      if (reverse !== undefined && reverse.unanswered !== 0) reverse.unanswered = 0;
-      if (route !== undefined && !isReg(data) && !mayBeRelayLine(data)) {
-        if (this.forward(route, data) && takesCopy(route, data)) {
-          this.control.push({ data, address, port, routeId: route.id, observed: true });
+      const route = this.routes.arrive(address, port);
+      if (route >= 0 && !isReg(data) && !mayBeRelayLine(data)) {
+        if (this.routes.carry(route, data, this.pending)) {
+          this.control.push({ data, address, port, routeId: this.routes.idOf(route), observed: true });
         }
       } else {
-        this.control.push({ data, address, port, routeId: route ? route.id : -1, observed: false });
+        this.control.push({ data, address, port, routeId: route >= 0 ? this.routes.idOf(route) : -1, observed: false });
       }
       // While the socket stays readable Bun may not reach setImmediate for a long time (a GSO
       // burst, a flood): flush from here too, so queues stay bounded within one event-loop turn.
@@ -111,43 +87,19 @@ export class SocketPlane implements DataPlane {
     }
   }
 
-  /** Queues `data` along `route` unless its unanswered limit would be passed; false when dropped. */
-  private forward(route: Route, data: Uint8Array): boolean {
-    if (route.limit > 0) {
-      if (route.unanswered + data.length > route.limit) {
-        this.stats.unansweredDrops++;
-        return false;
-      }
-      route.unanswered += data.length;
-    }
-    this.pending.push(data, route.to.port, route.to.address);
-    route.packets++;
-    route.bytes += data.length;
-    this.stats.forwardedPackets++;
-    this.stats.forwardedBytes += data.length;
-    if (route.secondToFirst) {
-      this.stats.secondToFirstPackets++;
-      this.stats.secondToFirstBytes += data.length;
-    }
-    if (!route.active) {
-      route.active = true;
-      this.active.push(route.id);
-    }
-    return true;
-  }
-
   /**
    * The hand-over: datagrams from the new route's source that wait to go up (received before the
    * route, outside a control batch) are forwarded by the route instead, ahead of later ones. Inside
    * a batch nothing waits: the batch was taken whole and no datagram arrives while it is handled.
    */
-  private handOver(route: Route): void {
+  private handOver(route: number): void {
     if (this.control.length === 0) return;
-    const { address, port } = route.from;
+    const address = this.routes.fromAddress(route);
+    const port = this.routes.fromPort(route);
     const kept: InboundDatagram[] = [];
     for (const d of this.control) {
       if (d.observed || d.port !== port || d.address !== address || isReg(d.data) || mayBeRelayLine(d.data)) kept.push(d);
-      else if (this.forward(route, d.data) && takesCopy(route, d.data)) kept.push({ ...d, routeId: route.id, observed: true });
+      else if (this.routes.carry(route, d.data, this.pending)) kept.push({ ...d, routeId: this.routes.idOf(route), observed: true });
     }
     this.control = kept;
   }
@@ -159,57 +111,17 @@ export class SocketPlane implements DataPlane {
   }
 
   setRoute(id: number, from: Endpoint, to: Endpoint, observeBudget: number, unansweredLimit = 0, cidLength = 0, direction: Direction = "first_to_second"): void {
-    const dcid = dcidWatchFor(cidLength);
+    const cid = cidLengthOf(cidLength);
     this.deleteRoute(id);
-    const existing = this.routeFrom(from.address, from.port);
-    if (existing) this.deleteRoute(existing.id);
-    const route: Route = {
-      id,
-      from,
-      to,
-      observe: Math.max(0, Math.floor(observeBudget)),
-      dcid,
-      packets: 0,
-      bytes: 0,
-      active: false,
-      limit: unansweredLimitOf(unansweredLimit),
-      unanswered: 0,
-      reverse: undefined,
-      secondToFirst: direction === "second_to_first",
-    };
-    // Pair with the route from `to` back to `from`, if any (its old partner was the route just replaced).
-    const back = this.routeFrom(to.address, to.port);
-    if (back !== undefined && back.to.port === from.port && back.to.address === from.address) {
-      route.reverse = back;
-      back.reverse = route;
-    }
-    const entry = this.routes.get(from.address);
-    if (entry === undefined) this.routes.set(from.address, route);
-    else if (entry instanceof Map) entry.set(from.port, route);
-    else this.routes.set(from.address, new Map([[entry.from.port, entry], [from.port, route]]));
-    this.routesById[id] = route;
+    const existing = this.routes.find(from.address, from.port);
+    if (existing >= 0) this.routes.remove(existing);
+    const route = this.routes.add(id, from, to, observeBudget, unansweredLimitOf(unansweredLimit), cid, direction === "second_to_first");
     this.handOver(route);
   }
 
   deleteRoute(id: number): void {
-    const route = this.routesById[id];
-    if (!route) return;
-    this.routesById[id] = undefined;
-    if (route.reverse !== undefined) route.reverse.reverse = undefined;
-    const entry = this.routes.get(route.from.address);
-    if (entry === route) this.routes.delete(route.from.address);
-    else if (entry instanceof Map && entry.get(route.from.port) === route) {
-      entry.delete(route.from.port);
-      if (entry.size === 1) this.routes.set(route.from.address, entry.values().next().value!);
-    }
-  }
-
-  /** Lookups by address then port: no string is built per datagram. */
-  private routeFrom(address: string, port: number): Route | undefined {
-    const entry = this.routes.get(address);
-    if (entry === undefined) return undefined;
-    if (entry instanceof Map) return entry.get(port);
-    return entry.from.port === port ? entry : undefined;
+    const route = this.routes.slotOf(id);
+    if (route >= 0) this.routes.remove(route);
   }
 
   /** Route changes take effect at once here: nothing to batch. */
@@ -217,23 +129,13 @@ export class SocketPlane implements DataPlane {
     changes();
   }
 
-  /** Routes deleted since they forwarded are left out, and so is a new route under such an id until it forwards. */
   drainActivity(): number[] {
-    const ids = this.active;
-    this.active = [];
-    const live: number[] = [];
-    for (const id of ids) {
-      const route = this.routesById[id];
-      if (!route?.active) continue;
-      route.active = false;
-      live.push(id);
-    }
-    return live;
+    return this.routes.drainActivity();
   }
 
   routeCounters(id: number): RouteCounters | undefined {
-    const route = this.routesById[id];
-    return route && { packets: route.packets, bytes: route.bytes, observeLeft: Math.max(0, route.observe) };
+    const route = this.routes.slotOf(id);
+    return route >= 0 ? this.routes.counters(route) : undefined;
   }
 
   counters(): DataPlaneCounters {

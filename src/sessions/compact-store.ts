@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
-import { OpenIndex } from "./open-index.ts";
+import { OpenIndex } from "../collections/open-index.ts";
 import type { Peer, Session } from "./types.ts";
 import { NO_CIDS, NONE_HELD } from "./types.ts";
 

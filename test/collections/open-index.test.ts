@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import fc from "fast-check";
-import { OpenIndex } from "../../src/sessions/open-index.ts";
+import { OpenIndex } from "../../src/collections/open-index.ts";
 
 /** Refs whose key is ref % keys: several refs per key, and hashes chosen to collide and cluster. */
 function indexOf(keys: number, hashOfKey: (key: number) => number) {

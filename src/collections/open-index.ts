@@ -6,7 +6,8 @@ const FIRST_CAPACITY = 64;
 
 /**
  * A hash index of non-negative integers ("refs": slots of a struct-of-arrays store) that keeps no
- * keys: the store hashes a ref's key and compares keys itself. Open addressing with linear
+ * keys: the store hashes a ref's key and compares keys itself (the compact session store, the TS
+ * plane's routes by source). Open addressing with linear
  * probing in Int32Arrays (4 bytes a slot, no object per entry), deletion by backward shift (no
  * tombstones), at most half full. Split 64 ways by the hash's top bits, each shard growing on its
  * own: at a million entries a shard's rehash moves 1/64 of them (about a millisecond), never all.
@@ -17,8 +18,8 @@ export class OpenIndex {
   private readonly counts = new Int32Array(SHARDS);
   private total = 0;
 
-  /** `hashOf(ref)` must give the hash the ref was added with, for as long as it is in the index. */
-  constructor(private readonly hashOf: (ref: number) => number) {}
+  /** `hashAt(ref)` must give the hash the ref was added with, for as long as it is in the index. */
+  constructor(private readonly hashAt: (ref: number) => number) {}
 
   get size(): number {
     return this.total;
@@ -30,6 +31,14 @@ export class OpenIndex {
     place(this.shards[s]!, ref, hash);
     this.counts[s]!++;
     this.total++;
+  }
+
+  /**
+   * The entries `hash` is probed in (ref + 1 each, 0: empty), from `hash & (length - 1)` on until
+   * an empty one: for a hot path that compares keys inline instead of through a callback.
+   */
+  entriesOf(hash: number): Int32Array {
+    return this.shards[hash >>> (32 - SHARD_BITS)]!;
   }
 
   /** The first ref under `hash` that `matches`, or -1. */
@@ -67,7 +76,7 @@ export class OpenIndex {
     for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
       const v = slots[j]!;
       if (v === 0) break;
-      const home = this.hashOf(v - 1) & mask;
+      const home = this.hashAt(v - 1) & mask;
       if (((j - home) & mask) >= ((j - i) & mask)) {
         slots[i] = v;
         i = j;
@@ -84,7 +93,7 @@ export class OpenIndex {
     const slots = new Int32Array(old.length * 2);
     for (let i = 0; i < old.length; i++) {
       const v = old[i]!;
-      if (v !== 0) place(slots, v - 1, this.hashOf(v - 1));
+      if (v !== 0) place(slots, v - 1, this.hashAt(v - 1));
     }
     this.shards[s] = slots;
   }
