@@ -130,7 +130,7 @@ void ForwardingWorker::processBatch(int received) {
   shared_.routes->readUnlock();
   if (!becameActive_.empty()) shared_.routes->logActive(becameActive_);
   flushSends();
-  // Published before the wake-up: the control plane, once woken, sees these counts.
+  // And what the sends counted (errors), before the wake-up: the control plane, once woken, sees it all.
   publish();
   if (wake) shared_.wake();
 }
@@ -314,6 +314,8 @@ bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, u
 }
 
 void ForwardingWorker::flushSends() {
+  // Counts first: whoever receives one of these datagrams sees it counted.
+  if (sendCount_ > 0) publish();
   int done = 0;
   while (done < sendCount_) {
     int sent = sendmmsg(fd_, sendMsgs_.data() + done, sendCount_ - done, 0);
