@@ -94,7 +94,7 @@ interface List {
  *
  * Which sessions may be compact, and when, is the table's decision (table.ts); this class only
  * keeps slots, orders and indexes: by id and by address for compact sessions, by route id for
- * compact peers. Refs name a peer as 2 × slot + its place in its session.
+ * every peer. Refs name a peer as 2 × slot + its place in its session.
  */
 export class CompactStore {
   private readonly chunks: Chunk[] = [];
@@ -114,11 +114,13 @@ export class CompactStore {
   private readonly v6Words: Uint32Array[] = [];
   private v6HighWater = 0;
   private readonly v6Free: number[] = [];
-  /** Compact peers by route id, as ref + 1 (0: none), in chunks. */
+  /** Every peer's slot by its route id, as slot + 1 (0: none), in chunks. */
   private readonly byRoute: Int32Array[] = [];
   /** Compact peers per IPv6 /64 (sourceGroup). */
   private readonly v6Groups = new Map<string, number>();
   private compactSessions = 0;
+  /** Route ids with a slot (one per peer of the table). */
+  private routes = 0;
   private compactPeers = 0;
   /** The address (and port, -1: any) the bound matchers below compare with: no closure per lookup. */
   private readonly words = new Uint32Array(4);
@@ -137,8 +139,8 @@ export class CompactStore {
     return this.compactPeers;
   }
   /** Entries of the compact indexes, for leak checks. */
-  get indexSizes(): { ids: number; addresses: number } {
-    return { ids: this.byId.size, addresses: this.byAddress.size };
+  get indexSizes(): { ids: number; addresses: number; routes: number } {
+    return { ids: this.byId.size, addresses: this.byAddress.size, routes: this.routes };
   }
 
   /** A slot for a new, expanded session. */
@@ -282,7 +284,6 @@ export class CompactStore {
       c.form[2 * i + k] = form;
       c.address[2 * i + k] = form === AddressForm.V6 ? this.storeV6(this.words) : this.words[3]!;
       this.byAddress.add(ref, this.addressHashAt(ref));
-      this.setRoute(peer.id, ref + 1);
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, 1);
     }
     this.compactSessions++;
@@ -319,7 +320,6 @@ export class CompactStore {
       session.peers.push(peer);
       this.byAddress.remove(ref, this.addressHashAt(ref));
       if (c.form[2 * i + k] === AddressForm.V6) this.v6Free.push(c.address[2 * i + k]!);
-      this.setRoute(peer.id, 0);
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
     }
     c.state[i] = EXPANDED;
@@ -345,10 +345,24 @@ export class CompactStore {
     return this.byAddress.find(this.hashOfWords(form), this.matchAddress);
   }
 
-  /** The compact peer whose route id this is, or -1. */
-  peerOfRoute(routeId: number): number {
+  /** The slot of the session of the peer with this route id, or -1. */
+  slotOfRoute(routeId: number): number {
+    if (!(routeId > 0 && routeId <= 0x7fff_ffff)) return -1;
     const chunk = this.byRoute[routeId >>> CHUNK_BITS];
-    return chunk === undefined || routeId < 0 ? -1 : chunk[routeId & IN_CHUNK]! - 1;
+    return chunk === undefined ? -1 : chunk[routeId & IN_CHUNK]! - 1;
+  }
+
+  /** The peer `routeId` of a session: in `slot` from now on, or in none (-1). */
+  setRouteSlot(routeId: number, slot: number): void {
+    while (routeId >>> CHUNK_BITS >= this.byRoute.length) this.byRoute.push(new Int32Array(CHUNK));
+    const chunk = this.byRoute[routeId >>> CHUNK_BITS]!;
+    this.routes += (slot >= 0 ? 1 : 0) - (chunk[routeId & IN_CHUNK] !== 0 ? 1 : 0);
+    chunk[routeId & IN_CHUNK] = slot + 1;
+  }
+
+  /** The ref of the peer with this route id in the compact session in `slot`. */
+  refOfRoute(slot: number, routeId: number): number {
+    return 2 * slot + (this.chunkOf(slot).routeId[2 * (slot & IN_CHUNK)] === routeId ? 0 : 1);
   }
 
   /** Compact peers on this host (hostOf form: an IPv4 host counts its IPv4-mapped form too). */
@@ -414,11 +428,6 @@ export class CompactStore {
 
   private chunkOf(slot: number): Chunk {
     return this.chunks[slot >>> CHUNK_BITS]!;
-  }
-
-  private setRoute(routeId: number, value: number): void {
-    while (routeId >>> CHUNK_BITS >= this.byRoute.length) this.byRoute.push(new Int32Array(CHUNK));
-    this.byRoute[routeId >>> CHUNK_BITS]![routeId & IN_CHUNK] = value;
   }
 
   private countGroup(address: string, form: number, delta: number): void {

@@ -8,9 +8,9 @@ const REUSE_DELAY = 4096;
 type AddressEntry = Peer | Map<number, Peer>;
 
 /**
- * Where to find a peer: by transport address, by route id, by host. Built to stay small at
- * 100k sessions: an address with one peer maps straight to it (no per-address Map), route ids
- * index a dense array, and hosts are found through the address map (a socket reports one host
+ * Where to find an expanded peer: by transport address, by host; and the route ids peers get
+ * (the table's store finds a peer by its id). Built to stay small: an address with one peer maps
+ * straight to it (no per-address Map), and hosts are found through the address map (a socket reports one host
  * always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`). Source groups (an IPv4
  * host, or an IPv6 /64) are counted for admission limits: IPv4 through the address map, IPv6 in a
  * map of their own, so IPv4 peers cost nothing extra.
@@ -20,9 +20,8 @@ export class PeerIndex {
   private readonly byAddress = new ShardedMap<AddressEntry>();
   /** Peers per IPv6 /64 (sourceGroup); no entry at zero. */
   private readonly byV6Group = new Map<string, number>();
-  /** Peers by id (= data-plane route id): a dense array is a tenth of a Map's size per entry. */
-  private readonly byId: (Peer | undefined)[] = [undefined];
-  private ids = 0;
+  /** Ids handed out so far (0 is never one); peers are found by id through the table's store. */
+  private nextId = 1;
   private addresses = 0;
   /** Released ids, reused oldest first and only after many others were released (see allocateId). */
   private readonly freeIds: number[] = [];
@@ -31,9 +30,6 @@ export class PeerIndex {
   /** Indexed transport addresses (one per peer). */
   get size(): number {
     return this.addresses;
-  }
-  get idCount(): number {
-    return this.ids;
   }
   /** Distinct host addresses with at least one peer. */
   get hostCount(): number {
@@ -58,8 +54,7 @@ export class PeerIndex {
       }
       return id;
     }
-    this.byId.push(undefined);
-    return this.byId.length - 1;
+    return this.nextId++;
   }
 
   releaseId(id: number): void {
@@ -76,10 +71,6 @@ export class PeerIndex {
   /** Any peer at this address (host, in the form the socket reports it), on any port. */
   hasAddress(address: string): boolean {
     return this.byAddress.has(address);
-  }
-
-  byRoute(id: number): Peer | undefined {
-    return id > 0 ? this.byId[id] : undefined;
   }
 
   /** Peers on this host (as hostOf gives it), across all sessions. */
@@ -116,8 +107,6 @@ export class PeerIndex {
       this.byAddress.set(address, new Map([[entry.endpoint.port, entry], [port, peer]]));
       this.countAddress(address, 1);
     }
-    if (this.byId[peer.id] === undefined) this.ids++;
-    this.byId[peer.id] = peer;
   }
 
   remove(peer: Peer): void {
@@ -130,10 +119,6 @@ export class PeerIndex {
       entry.delete(port);
       this.countAddress(address, -1);
       if (entry.size === 1) this.byAddress.set(address, entry.values().next().value!);
-    }
-    if (this.byId[peer.id] === peer) {
-      this.byId[peer.id] = undefined;
-      this.ids--;
     }
   }
 

@@ -108,7 +108,7 @@ export class SessionTable implements TableView {
     return {
       sessions: this.sessions.size + compact.ids,
       peersByKey: this.peers.size + compact.addresses,
-      peersById: this.peers.idCount + this.store.peerCount,
+      peersById: compact.routes,
       hosts: this.peers.hostCount,
       cids: this.cids.size,
       heldBytes: this.held.totalBytes,
@@ -140,10 +140,9 @@ export class SessionTable implements TableView {
   }
   /** The peer with this route id (its session expanded, if it was compact). */
   peerById(id: number): Peer | undefined {
-    const peer = this.peers.byRoute(id);
-    if (peer) return peer;
-    const ref = this.store.peerOfRoute(id);
-    return ref < 0 ? undefined : this.expand(ref >>> 1).peers[ref & 1];
+    const slot = this.store.slotOfRoute(id);
+    if (slot < 0) return undefined;
+    return (this.store.expandedAt(slot) ?? this.expand(slot)).peers.find((p) => p.id === id);
   }
 
   /**
@@ -515,13 +514,16 @@ export class SessionTable implements TableView {
     const since = this.lastActivityAt;
     this.lastActivityAt = now;
     for (const id of peerIds) {
-      let peer = this.peers.byRoute(id);
-      if (!peer) {
-        const ref = this.store.peerOfRoute(id);
+      const slot = this.store.slotOfRoute(id);
+      if (slot < 0) continue;
+      let session = this.store.expandedAt(slot);
+      if (!session) {
         // A compact session stays compact unless an ID of its peer now meets the rule.
-        if (ref < 0 || this.touchCompact(ref, now, since)) continue;
-        peer = this.expand(ref >>> 1).peers[ref & 1]!;
+        if (this.touchCompact(this.store.refOfRoute(slot, id), now, since)) continue;
+        session = this.expand(slot);
       }
+      const peer = session.peers.find((p) => p.id === id);
+      if (!peer) continue;
       this.touchPeer(peer, now);
       this.heard(peer, since);
       const partner = partnerOf(peer);
@@ -754,6 +756,7 @@ export class SessionTable implements TableView {
       identity,
     };
     session.peers.push(peer);
+    this.store.setRouteSlot(peer.id, session.slot);
     if (session.peers.length === 2) this.paired++;
     this.changed?.add(session.id);
     this.indexPeer(peer);
@@ -789,7 +792,7 @@ export class SessionTable implements TableView {
     const partner = partnerOf(peer);
     this.unindexPeer(peer);
     this.sink.unroute(peer);
-    this.peers.releaseId(peer.id);
+    this.releaseId(peer.id);
     if (partner) this.sink.unroute(partner);
     if (session.peers.length === 2) this.paired--;
     this.changed?.add(session.id);
@@ -805,7 +808,7 @@ export class SessionTable implements TableView {
     for (const peer of session.peers) {
       this.unindexPeer(peer);
       this.sink.unroute(peer);
-      this.peers.releaseId(peer.id);
+      this.releaseId(peer.id);
     }
     session.peers = [];
     this.cids.forgetSession(session);
@@ -813,6 +816,12 @@ export class SessionTable implements TableView {
     this.sessions.delete(session.id);
     this.store.unlink(this.orderOf(session), session.slot);
     this.store.release(session.slot);
+  }
+
+  /** The peer with this route id left: the id may be reused (PeerIndex.allocateId says when). */
+  private releaseId(id: number): void {
+    this.store.setRouteSlot(id, -1);
+    this.peers.releaseId(id);
   }
 
   private indexPeer(peer: Peer): void {
