@@ -148,7 +148,7 @@ export function memoryTable(runs: RunResult[]): string {
   const body = runs.filter((r) => r.memory).map((r) => {
     const m = r.memory!;
     const perSession = ((m.rssMb - m.baseMb) * 1048576) / r.sessions;
-    return [r.plane, label(r.sessions), f(m.baseMb), f(m.rssMb), f(m.peakMb), f(perSession, 0), f(m.settleSeconds)];
+    return [r.plane, label(r.sessions), f(m.baseMb), f(m.rssMb), f(m.plateauMb), f(m.peakMb), f(perSession, 0), f(m.settleSeconds)];
   });
-  return renderTable(["plane", "N", "RSS before MB", "RSS MB", "peak MB", "bytes/session", "settle s"], body, 2);
+  return renderTable(["plane", "N", "RSS before MB", "RSS MB", "first plateau MB", "peak MB", "bytes/session", "settle s"], body, 2);
 }
