@@ -1,7 +1,7 @@
 /** One measurement: a scenario against one running relay, turned into a Sample. */
 import type { BuiltTools } from "./build.ts";
 import { runLoadgen } from "./loadgen.ts";
-import { memory, snapshot, type ProcSnapshot } from "./proc.ts";
+import { memory, settledRss, snapshot, type ProcSnapshot } from "./proc.ts";
 import type { RelayName, RunningRelay } from "./relays.ts";
 import type { Plan, Scenario } from "./scenarios.ts";
 
@@ -71,15 +71,14 @@ export async function measure(
       "--mode", "register", ...target, "--sessions", String(s.sessions), "--ip-base", "64",
       "--wave", "2000", "--reg-timeout", "3",
     ], 180_000);
-    await Bun.sleep(1000);
-    const after = memory(relay.pid);
+    const after = await settledRss(relay.pid).catch(() => undefined);
     const paired = num(result.paired_sessions);
     return {
       ...base, ok: after !== undefined, rssMb: after?.rssMb, pairedSessions: paired,
       regFailures: num(result.refused_peers) + num(result.timed_out_peers),
       regPerSecond: num(result.acked_peers) / num(result.seconds),
       bytesPerSession: before && after && paired > 0 ? ((after.rssMb - before.rssMb) * 1048576) / paired : undefined,
-      raw: { ...result, rssBeforeMb: before?.rssMb, peakRssMb: after?.peakMb, threads: after?.threads },
+      raw: { ...result, rssBeforeMb: before?.rssMb, plateauRssMb: after?.plateauMb, peakRssMb: after?.peakMb },
     };
   }
   const args = s.kind === "gso"

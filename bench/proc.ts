@@ -43,6 +43,36 @@ export function memory(pid: number): Memory | undefined {
  * formats every socket on the machine, which with the generator's 20,000 sockets costs 0.3 s of
  * kernel time and stalls the very traffic being measured.
  */
+/** Seconds a memory figure waits after the load at least (see settledRss). */
+const SETTLE_WINDOW_S = 30;
+
+/**
+ * RSS once the runtime collected the garbage of a registration burst: JSC collects an idle relay
+ * late (100k sessions: RSS stays at its post-fill plateau for 10-20 s, then drops to what the
+ * table holds, 203 -> 117 MB), and a relay must not force a collection (a 270 ms stall). So VmRSS is polled
+ * every 500 ms for SETTLE_WINDOW_S, and the figure is the last value once it moved less than
+ * 0.5 % (at least 1 MB) over the last 5 s of the window; `plateauMb` is the first such value.
+ */
+export async function settledRss(pid: number): Promise<{ rssMb: number; peakMb: number; plateauMb: number; seconds: number }> {
+  const t0 = performance.now();
+  const seen: number[] = [];
+  let plateauMb: number | undefined;
+  for (;;) {
+    const m = memory(pid);
+    if (!m) throw new Error("relay gone while reading its memory");
+    seen.push(m.rssMb);
+    const recent = seen.slice(-10);
+    const steady = recent.length === 10 && Math.max(...recent) - Math.min(...recent) < Math.max(1, m.rssMb * 0.005);
+    if (steady) plateauMb ??= m.rssMb;
+    const seconds = (performance.now() - t0) / 1000;
+    if ((steady && seconds >= SETTLE_WINDOW_S) || seconds > 2 * SETTLE_WINDOW_S) {
+      return { rssMb: m.rssMb, peakMb: m.peakMb, plateauMb: plateauMb ?? m.rssMb, seconds };
+    }
+    await Bun.sleep(500);
+  }
+}
+
+
 export function udpDrops(port: number): number {
   if (Bun.which("ss")) {
     const r = Bun.spawnSync(["ss", "-u", "-a", "-n", "-m", "-H", `sport = :${port}`], { stdout: "pipe", stderr: "ignore" });

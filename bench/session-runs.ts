@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { removeTempDir, trackTempDir } from "./children.ts";
 import { describeLag } from "./metrics-scrape.ts";
-import { memory } from "./proc.ts";
+import { memory, settledRss } from "./proc.ts";
 import { RegProbe } from "./reg-probe.ts";
 import { newTag } from "./regflood.ts";
 import {
@@ -54,35 +54,6 @@ export interface RunResult {
   fillSeconds?: number;
   error?: string;
 }
-
-/**
- * RSS once the runtime collected the fill's garbage: JSC collects an idle relay late (100k
- * sessions: RSS stays at its post-fill plateau for 10-20 s, then drops to what the table holds,
- * 203 -> 117 MB), and a relay must not force a collection (a 270 ms stall). So VmRSS is polled
- * every 500 ms for SETTLE_WINDOW_S, and the figure is the last value once it moved less than
- * 0.5 % (at least 1 MB) over the last 5 s of the window; `plateauMb` is the first such value.
- */
-async function settledRss(pid: number): Promise<{ rssMb: number; peakMb: number; plateauMb: number; seconds: number }> {
-  const t0 = performance.now();
-  const seen: number[] = [];
-  let plateauMb: number | undefined;
-  for (;;) {
-    const m = memory(pid);
-    if (!m) throw new Error("relay gone while reading its memory");
-    seen.push(m.rssMb);
-    const recent = seen.slice(-10);
-    const steady = recent.length === 10 && Math.max(...recent) - Math.min(...recent) < Math.max(1, m.rssMb * 0.005);
-    if (steady) plateauMb ??= m.rssMb;
-    const seconds = (performance.now() - t0) / 1000;
-    if ((steady && seconds >= SETTLE_WINDOW_S) || seconds > 2 * SETTLE_WINDOW_S) {
-      return { rssMb: m.rssMb, peakMb: m.peakMb, plateauMb: plateauMb ?? m.rssMb, seconds };
-    }
-    await Bun.sleep(500);
-  }
-}
-
-/** Seconds the memory figure waits after the fill at least (see settledRss). */
-const SETTLE_WINDOW_S = 30;
 
 export const maxSessionsFor = (n: number) => Math.max(1_100_000, n + 1_000_000);
 
