@@ -504,6 +504,11 @@ export class SessionTable implements TableView {
 
   /** A copy of a datagram the data plane already forwarded along `peerId`'s route. */
   observed(peerId: number, data: Uint8Array): void {
+    const slot = this.store.slotOfRoute(peerId);
+    if (slot < 0) return;
+    // A compact session that learnt no connection ID learns one only from a long header with
+    // IDs (watch: short headers need the partner's ID length): anything else leaves it compact.
+    if (this.store.isCompact(slot) && this.store.extraOf(slot) === undefined && !(isLongHeader(data) && readLongHeaderIds(data))) return;
     const peer = this.peerById(peerId);
     if (peer) this.watch(peer, data, this.clock.now());
   }
