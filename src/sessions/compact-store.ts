@@ -87,7 +87,7 @@ interface List {
  * Every session of the table has a slot here. A slot holds the session's place in its order of
  * last activity, and either the session object (expanded: what the table's rules work on) or,
  * for a settled session (no held datagrams, no peer token, an id and addresses that pack), the
- * session itself packed into columns of typed arrays (compact: about 175 bytes with its index
+ * session itself packed into columns of typed arrays (compact: about 160 bytes with its index
  * entries, no JS object for the garbage collector to walk), with whatever the table keeps beside
  * it (its connection IDs, if it learnt any). A compact session is expanded again, exactly as it
  * was, whenever a rule needs it; touched by traffic (`touchPeer`) it stays compact.
