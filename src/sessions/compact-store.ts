@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
 import { OpenIndex } from "../collections/open-index.ts";
+import type { SessionSnapshot } from "./table.ts";
 import type { Peer, Session } from "./types.ts";
 import { NO_CIDS, NONE_HELD } from "./types.ts";
 
@@ -416,7 +417,7 @@ export class CompactStore {
   }
 
   /** A compact session as the table exports it (times as milliseconds idle). */
-  snapshot(slot: number, now: number): { id: string; idleMs: number; peers: { address: string; port: number; idleMs: number; proven: boolean }[] } {
+  snapshot(slot: number, now: number): SessionSnapshot {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
     const peers = [];
@@ -463,11 +464,7 @@ export class CompactStore {
   }
 
   /** The address of the compact peer `ref`, as its socket wrote it. */
-  peerAddress(ref: number): string {
-    return this.addressOf(ref);
-  }
-
-  private addressOf(ref: number): string {
+  addressOf(ref: number): string {
     const slot = ref >>> 1;
     const c = this.chunkOf(slot);
     const p = 2 * (slot & IN_CHUNK) + (ref & 1);

@@ -10,10 +10,10 @@ type AddressEntry = Peer | Map<number, Peer>;
 /**
  * Where to find an expanded peer: by transport address, by host; and the route ids peers get
  * (the table's store finds a peer by its id). Built to stay small: an address with one peer maps
- * straight to it (no per-address Map), and hosts are found through the address map (a socket reports one host
- * always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`). Source groups (an IPv4
- * host, or an IPv6 /64) are counted for admission limits: IPv4 through the address map, IPv6 in a
- * map of their own, so IPv4 peers cost nothing extra.
+ * straight to it (no per-address Map), and hosts are found through the address map (a socket
+ * reports one host always in one form; IPv4 on a dual-stack socket as `::ffff:a.b.c.d`). Source
+ * groups (an IPv4 host, or an IPv6 /64) are counted for admission limits: IPv4 through the address
+ * map, IPv6 in a map of their own, so IPv4 peers cost nothing extra.
  */
 export class PeerIndex {
   /** Sharded: at a million peers one Map's rehash would hold the thread for a long time. */

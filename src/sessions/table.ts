@@ -55,7 +55,7 @@ export class SessionTable implements TableView {
   private settlingHead = 0;
   private readonly cids = new CidIndex(
     (ref) => this.expand(ref >>> 1).peers[ref & 1]!,
-    (ref) => this.store.peerAddress(ref),
+    (ref) => this.store.addressOf(ref),
   );
   private readonly held: HeldQueue;
   private readonly speakers = new RelaySpeakers();
@@ -142,7 +142,7 @@ export class SessionTable implements TableView {
   peerById(id: number): Peer | undefined {
     const slot = this.store.slotOfRoute(id);
     if (slot < 0) return undefined;
-    return (this.store.expandedAt(slot) ?? this.expand(slot)).peers.find((p) => p.id === id);
+    return peerWithId(this.store.expandedAt(slot) ?? this.expand(slot), id);
   }
 
   /**
@@ -238,11 +238,6 @@ export class SessionTable implements TableView {
     return this.store.expandedAt(slot)?.id ?? this.store.idOf(slot);
   }
 
-  /** The session with this id, expanded; undefined when there is none. */
-  private findSession(id: string): Session | undefined {
-    return this.session(id);
-  }
-
   private hasSession(id: string): boolean {
     return this.sessions.has(id) || this.store.findId(id) >= 0;
   }
@@ -284,7 +279,7 @@ export class SessionTable implements TableView {
       // Not answered: the reply would land in a live peer's socket, which may not have sent this.
       return this.refuse(RefusalCode.Busy, sessionId, from, 0);
     }
-    let session = this.findSession(sessionId);
+    let session = this.session(sessionId);
     if (!session) {
       const refusal = this.admit(sessionId, from, raw, this);
       if (refusal) return this.refuse(refusal, sessionId, from, raw.length);
@@ -313,7 +308,7 @@ export class SessionTable implements TableView {
     if (existing) {
       this.sink.event({ kind: "moved", from: existing.session.id, to: sessionId, peer: from });
       this.removePeer(existing, now);
-      session = this.findSession(sessionId);
+      session = this.session(sessionId);
     }
     if (!session) {
       session = newSession(sessionId, now);
@@ -340,7 +335,7 @@ export class SessionTable implements TableView {
    * no address to prove. False when the session is not waiting for a partner.
    */
   attachRemote(sessionId: string, remote: Endpoint): boolean {
-    const session = this.findSession(sessionId);
+    const session = this.session(sessionId);
     if (!session || session.peers.length !== 1 || this.hasPeerAt(remote.address, remote.port)) return false;
     this.pair(session, remote, true, this.clock.now());
     return true;
@@ -352,7 +347,7 @@ export class SessionTable implements TableView {
    * False when no local peer of the session has that identity.
    */
   leave(sessionId: string, identity: string): boolean {
-    const session = this.findSession(sessionId);
+    const session = this.session(sessionId);
     const peer = session?.peers.find((p) => p.identity === identity && !this.standIns?.isStandIn(p.endpoint));
     if (!session || !peer) return false;
     this.removePeer(peer, this.clock.now());
@@ -527,7 +522,7 @@ export class SessionTable implements TableView {
         if (this.touchCompact(this.store.refOfRoute(slot, id), now, since)) continue;
         session = this.expand(slot);
       }
-      const peer = session.peers.find((p) => p.id === id);
+      const peer = peerWithId(session, id);
       if (!peer) continue;
       this.touchPeer(peer, now);
       this.heard(peer, since);
@@ -878,6 +873,12 @@ export class SessionTable implements TableView {
   private drop(reason: DropReason): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+/** The peer of `session` whose route id is `id` (no closure: activity() calls it per route). */
+function peerWithId(session: Session, id: number): Peer | undefined {
+  for (const peer of session.peers) if (peer.id === id) return peer;
+  return undefined;
 }
 
 /** What a compact session keeps of the connection IDs its peers showed (table.pack). */
