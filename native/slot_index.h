@@ -1,9 +1,13 @@
 // A compact hash index from a key to a slot number (open addressing, linear probing, 6 bytes
 // per bucket, at most half full). Keys live in the caller's storage; `keyOf(slot)` reads them,
 // and a 16-bit hash tag per bucket avoids touching that storage on all but 1 in 65536 mismatches.
+// The index is split 64 ways by hash: a growth step rehashes one part, a 64th of the keys, so
+// inserting never holds the caller (and its lock) for a walk of every key.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace qr {
@@ -13,14 +17,17 @@ class SlotIndex {
  public:
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
 
-  explicit SlotIndex(KeyOf keyOf) : keyOf_(keyOf) { buckets_.assign(kInitial, Bucket(kEmpty, 0)); }
+  explicit SlotIndex(KeyOf keyOf) : keyOf_(keyOf) {
+    for (Part& p : parts_) p.buckets.assign(kInitial, Bucket(kEmpty, 0));
+  }
 
   uint32_t find(const Key& key) const {
     uint64_t h = Hash{}(key);
+    const Part& p = parts_[partOf(h)];
     uint16_t tag = tagOf(h);
-    size_t mask = buckets_.size() - 1;
+    size_t mask = p.buckets.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      const Bucket& b = buckets_[i];
+      const Bucket& b = p.buckets[i];
       uint32_t slot = b.slot();
       if (slot == kEmpty) return kNone;
       if (slot != kTomb && b.tag == tag && keyOf_(slot) == key) return slot;
@@ -29,22 +36,25 @@ class SlotIndex {
 
   // The key must not be present.
   void insert(const Key& key, uint32_t slot) {
-    if ((live_ + tombs_ + 1) * 2 > buckets_.size()) rehash(live_ * 4 >= buckets_.size() ? buckets_.size() * 2 : buckets_.size());
-    place(Hash{}(key), slot);
-    live_++;
+    uint64_t h = Hash{}(key);
+    Part& p = parts_[partOf(h)];
+    if ((p.live + p.tombs + 1) * 2 > p.buckets.size()) rehash(p, p.live * 4 >= p.buckets.size() ? p.buckets.size() * 2 : p.buckets.size());
+    place(p, h, slot);
+    p.live++;
   }
 
   // Removes the bucket of `key` if it points at `slot`.
   bool erase(const Key& key, uint32_t slot) {
     uint64_t h = Hash{}(key);
-    size_t mask = buckets_.size() - 1;
+    Part& p = parts_[partOf(h)];
+    size_t mask = p.buckets.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      Bucket& b = buckets_[i];
+      Bucket& b = p.buckets[i];
       if (b.slot() == kEmpty) return false;
       if (b.slot() == slot) {
         b = Bucket(kTomb, 0);
-        live_--;
-        tombs_++;
+        p.live--;
+        p.tombs++;
         return true;
       }
     }
@@ -60,34 +70,40 @@ class SlotIndex {
     uint32_t slot() const { return low | static_cast<uint32_t>(high) << 16; }
   };
   static_assert(sizeof(Bucket) == 6, "a bucket per half a route");
-  // The bucket comes from the low bits of the hash, the tag from the top ones.
+  struct Part {
+    std::vector<Bucket> buckets;
+    size_t live = 0;
+    size_t tombs = 0;
+  };
+  static constexpr unsigned kPartBits = 6;
+  // The bucket comes from the low bits of the hash, the part from bits 40 to 45, the tag from the
+  // top 16: three independent slices of a well-mixed hash.
+  static size_t partOf(uint64_t h) { return static_cast<size_t>(h >> 40) & ((1u << kPartBits) - 1); }
   static uint16_t tagOf(uint64_t h) { return static_cast<uint16_t>(h >> 48); }
   static constexpr uint32_t kEmpty = 0xFFFFFFFFu;
   static constexpr uint32_t kTomb = 0xFFFFFFFEu;
   static constexpr size_t kInitial = 16;
 
-  void place(uint64_t h, uint32_t slot) {
-    size_t mask = buckets_.size() - 1;
+  static void place(Part& p, uint64_t h, uint32_t slot) {
+    size_t mask = p.buckets.size() - 1;
     size_t i = h & mask;
-    while (buckets_[i].slot() != kEmpty && buckets_[i].slot() != kTomb) i = (i + 1) & mask;
-    if (buckets_[i].slot() == kTomb) tombs_--;
-    buckets_[i] = Bucket(slot, tagOf(h));
+    while (p.buckets[i].slot() != kEmpty && p.buckets[i].slot() != kTomb) i = (i + 1) & mask;
+    if (p.buckets[i].slot() == kTomb) p.tombs--;
+    p.buckets[i] = Bucket(slot, tagOf(h));
   }
 
-  void rehash(size_t size) {
+  void rehash(Part& p, size_t size) {
     std::vector<Bucket> old;
-    old.swap(buckets_);
-    buckets_.assign(size, Bucket(kEmpty, 0));
-    tombs_ = 0;
+    old.swap(p.buckets);
+    p.buckets.assign(size, Bucket(kEmpty, 0));
+    p.tombs = 0;
     for (const Bucket& b : old) {
-      if (b.slot() != kEmpty && b.slot() != kTomb) place(Hash{}(keyOf_(b.slot())), b.slot());
+      if (b.slot() != kEmpty && b.slot() != kTomb) place(p, Hash{}(keyOf_(b.slot())), b.slot());
     }
   }
 
   KeyOf keyOf_;
-  std::vector<Bucket> buckets_;
-  size_t live_ = 0;
-  size_t tombs_ = 0;
+  Part parts_[1u << kPartBits];
 };
 
 // An index from an integer id to a slot, for ids that are mostly small and dense (the control
@@ -102,18 +118,22 @@ class IdSlotIndex {
   explicit IdSlotIndex(IdOf idOf) : sparse_(idOf) {}
 
   uint32_t find(int64_t id) const {
-    if (inDense(id) && dense_[id] != kNone) return dense_[id];
+    if (inDense(id) && dense(id) != kNone) return dense(id);
     return sparseCount_ == 0 ? kNone : sparse_.find(id);
   }
 
   // The id must not be present. The array grows to take `id` only while it stays within twice the
   // ids present (plus some slack): its size is bounded by the ids present, not by their values.
+  // It grows a page at a time and never copies what it holds.
   void insert(int64_t id, uint32_t slot) {
     if (id >= 0 && !inDense(id) && static_cast<uint64_t>(id) < kSlack + 2 * static_cast<uint64_t>(count_)) {
-      dense_.resize(static_cast<size_t>(id) + 1, kNone);
+      while (!inDense(id)) {
+        pages_.emplace_back(new uint32_t[kPage]);
+        std::fill_n(pages_.back().get(), kPage, kNone);
+      }
     }
     if (inDense(id)) {
-      dense_[id] = slot;
+      dense(id) = slot;
     } else {
       sparse_.insert(id, slot);
       sparseCount_++;
@@ -123,8 +143,8 @@ class IdSlotIndex {
 
   // Removes `id` if it maps to `slot` (it may be in the sparse index though the array has grown past it).
   void erase(int64_t id, uint32_t slot) {
-    if (inDense(id) && dense_[id] == slot) {
-      dense_[id] = kNone;
+    if (inDense(id) && dense(id) == slot) {
+      dense(id) = kNone;
       count_--;
     } else if (sparseCount_ > 0 && sparse_.erase(id, slot)) {
       sparseCount_--;
@@ -134,10 +154,14 @@ class IdSlotIndex {
 
  private:
   static constexpr uint64_t kSlack = 1u << 16;
+  static constexpr unsigned kPageBits = 16;
+  static constexpr size_t kPage = size_t{1} << kPageBits;
 
-  bool inDense(int64_t id) const { return id >= 0 && static_cast<uint64_t>(id) < dense_.size(); }
+  bool inDense(int64_t id) const { return id >= 0 && (static_cast<uint64_t>(id) >> kPageBits) < pages_.size(); }
+  uint32_t& dense(int64_t id) const { return pages_[static_cast<uint64_t>(id) >> kPageBits][static_cast<uint64_t>(id) & (kPage - 1)]; }
 
-  std::vector<uint32_t> dense_;
+  // The array of ids, in pages of kPage entries.
+  std::vector<std::unique_ptr<uint32_t[]>> pages_;
   SlotIndex<int64_t, Hash, IdOf> sparse_;
   size_t sparseCount_ = 0;
   size_t count_ = 0;
