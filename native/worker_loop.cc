@@ -26,13 +26,13 @@ ForwardingWorker::ForwardingWorker(const WorkerShared& shared, int fd, bool gro)
   slotStride_ = ((slotSize_ + 4095) & ~size_t{4095}) + 17 * 64;
   receiveControlSize_ = CMSG_SPACE(sizeof(int));
   sendControlSize_ = CMSG_SPACE(sizeof(uint16_t));
-  receiveBuffer_.resize(slotStride_ * kBatch);
+  receiveBuffer_.reset(new uint8_t[slotStride_ * kBatch]);
   receiveMsgs_.resize(kBatch);
   receiveIov_.resize(kBatch);
   receiveFrom_.resize(kBatch);
   receiveControl_.assign(receiveControlSize_ * kBatch, 0);
   for (int i = 0; i < kBatch; i++) {
-    receiveIov_[i].iov_base = receiveBuffer_.data() + slotStride_ * i;
+    receiveIov_[i].iov_base = receiveBuffer_.get() + slotStride_ * i;
     receiveIov_[i].iov_len = slotSize_;
     std::memset(&receiveMsgs_[i], 0, sizeof(struct mmsghdr));
     receiveMsgs_[i].msg_hdr.msg_iov = &receiveIov_[i];
