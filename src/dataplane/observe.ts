@@ -81,7 +81,8 @@ export function dcidWatchFor(cidLength: number): DcidWatch | undefined {
  * route. `dcids` (DCID_STRIDE bytes a route) is allocated once a route of the block watches one.
  */
 export interface ObserveColumns {
-  observe: Float64Array;
+  /** Observations left (at most 2^31 - 1: budgets above are cut to it). */
+  observe: Int32Array;
   /** 0: the DCID is not watched. */
   cidLength: Uint8Array;
   dcids: Uint8Array | undefined;
@@ -89,7 +90,7 @@ export interface ObserveColumns {
 
 /** Starts route `i`'s observation with setRoute's budget and cidLength (as cidLengthOf gave it): no DCID yet. */
 export function observeAt(columns: ObserveColumns, i: number, observeBudget: number, cidLength: number): void {
-  columns.observe[i] = Math.max(0, Math.floor(observeBudget));
+  columns.observe[i] = Math.min(0x7fff_ffff, Math.max(0, Math.floor(observeBudget)));
   columns.cidLength[i] = cidLength;
   if (cidLength > 0) (columns.dcids ??= new Uint8Array(columns.cidLength.length * DCID_STRIDE))[i * DCID_STRIDE] = 0;
 }

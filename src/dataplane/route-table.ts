@@ -24,16 +24,19 @@ const REVERSE = 1;
 const PORTS = 2;
 /** The route id, or -1 for an id kept in RouteTable.otherIds. */
 const ID = 3;
-const INTS = 4;
+/** Bytes the route may forward to `to` unanswered (at most MAX_LIMIT); 0: no limit. */
+const LIMIT = 4;
+/** Bytes forwarded since `to` last sent (counted only when LIMIT > 0; never above LIMIT). */
+const UNANSWERED = 5;
+const INTS = 6;
+
+/** The largest unanswered limit a route keeps (an int32 column); larger ones are cut to it. */
+export const MAX_LIMIT = 0x7fff_ffff;
 
 // A route's numbers that may pass 2^32, a row of NUMBERS a slot.
-/** Bytes the route may forward to `to` unanswered; 0: no limit. */
-const LIMIT = 0;
-/** Bytes forwarded since `to` last sent (counted only when LIMIT > 0). */
-const UNANSWERED = 1;
-const PACKETS = 2;
-const BYTES = 3;
-const NUMBERS = 4;
+const PACKETS = 0;
+const BYTES = 1;
+const NUMBERS = 2;
 
 /** Route flags. */
 const ACTIVE = 1;
@@ -48,7 +51,7 @@ class RouteChunk implements ObserveColumns {
   /** Source and destination address, a pair a slot. */
   readonly addresses: string[] = new Array<string>(2 * CHUNK).fill("");
   readonly flags = new Uint8Array(CHUNK);
-  readonly observe = new Float64Array(CHUNK);
+  readonly observe = new Int32Array(CHUNK);
   readonly cidLength = new Uint8Array(CHUNK);
   dcids: Uint8Array | undefined = undefined;
 }
@@ -126,8 +129,8 @@ export class RouteTable {
         b.ints[j * INTS + REVERSE] = slot;
       }
     }
-    c.numbers[i * NUMBERS + LIMIT] = limit;
-    c.numbers[i * NUMBERS + UNANSWERED] = 0;
+    c.ints[i * INTS + LIMIT] = Math.min(limit, MAX_LIMIT);
+    c.ints[i * INTS + UNANSWERED] = 0;
     c.numbers[i * NUMBERS + PACKETS] = 0;
     c.numbers[i * NUMBERS + BYTES] = 0;
     c.flags[i] = secondToFirst ? SECOND_TO_FIRST : 0;
@@ -177,9 +180,9 @@ export class RouteTable {
     if (slot < 0) return -1;
     const back = this.chunks[slot >>> CHUNK_BITS]!.ints[(slot & IN_CHUNK) * INTS + REVERSE]!;
     if (back >= 0) {
-      const numbers = this.chunks[back >>> CHUNK_BITS]!.numbers;
-      const at = (back & IN_CHUNK) * NUMBERS + UNANSWERED;
-      if (numbers[at] !== 0) numbers[at] = 0;
+      const ints = this.chunks[back >>> CHUNK_BITS]!.ints;
+      const at = (back & IN_CHUNK) * INTS + UNANSWERED;
+      if (ints[at] !== 0) ints[at] = 0;
     }
     return slot;
   }
@@ -203,20 +206,22 @@ export class RouteTable {
   carry(slot: number, data: Uint8Array, queue: (Uint8Array | number | string)[]): boolean {
     const c = this.chunks[slot >>> CHUNK_BITS]!;
     const i = slot & IN_CHUNK;
+    const ints = c.ints;
+    const row = i * INTS;
     const numbers = c.numbers;
     const n = i * NUMBERS;
     const length = data.length;
     const stats = this.stats;
-    const limit = numbers[n + LIMIT]!;
+    const limit = ints[row + LIMIT]!;
     if (limit > 0) {
-      const unanswered = numbers[n + UNANSWERED]! + length;
+      const unanswered = ints[row + UNANSWERED]! + length;
       if (unanswered > limit) {
         stats.unansweredDrops++;
         return false;
       }
-      numbers[n + UNANSWERED] = unanswered;
+      ints[row + UNANSWERED] = unanswered;
     }
-    queue.push(data, c.ints[i * INTS + PORTS]! & 0xffff, c.addresses[2 * i + 1]!);
+    queue.push(data, ints[row + PORTS]! & 0xffff, c.addresses[2 * i + 1]!);
     numbers[n + PACKETS]!++;
     numbers[n + BYTES]! += length;
     stats.forwardedPackets++;

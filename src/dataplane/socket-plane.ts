@@ -25,7 +25,7 @@ export class SocketPlane implements DataPlane {
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
   private readonly stats: DataPlaneCounters = emptyCounters();
-  /** Routes as slots in columns (about 90 bytes a route), found by source without building a string. */
+  /** Routes as slots in columns (about 120 bytes a route), found by source without building a string. */
   private readonly routes = new RouteTable(this.stats);
   private pending: (Uint8Array | number | string)[] = [];
   private control: InboundDatagram[] = [];
