@@ -5,20 +5,24 @@ import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, In
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
 import { cidLengthOf } from "./observe.ts";
 import { RouteTable } from "./route-table.ts";
+import { CONTROL_QUEUE_DATAGRAMS, ControlQueue } from "./control-queue.ts";
 import { isReg } from "../protocol/reg.ts";
 import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
 
-/** Queued datagrams (sends or control) that trigger a flush without waiting for setImmediate. */
+/** Queued sends that trigger a flush without waiting for setImmediate. */
 const FLUSH_AT = 256;
+
+/** Datagrams handed to the control plane per event-loop turn, as on the native plane. */
+const CONTROL_BATCH_DATAGRAMS = 256;
 
 /** Datagrams waiting for the socket to drain before new ones are dropped. */
 const MAX_PENDING_SENDS = 16_384;
 
 /**
  * The pure-TypeScript data plane on Bun.udpSocket: routes are looked up per datagram without
- * allocating, sends are batched with sendMany once per event-loop turn, control datagrams are
- * handed up in one batch per turn.
+ * allocating, sends are batched with sendMany once per event-loop turn, control datagrams wait in
+ * a bounded queue (control-queue.ts) and are handed up a batch per turn.
  */
 export class SocketPlane implements DataPlane {
   readonly kind = "ts" as const;
@@ -28,7 +32,7 @@ export class SocketPlane implements DataPlane {
   /** Routes as slots in columns (about 120 bytes a route), found by source without building a string. */
   private readonly routes = new RouteTable(this.stats);
   private pending: (Uint8Array | number | string)[] = [];
-  private control: InboundDatagram[] = [];
+  private readonly control = new ControlQueue((d) => !d.observed && !isReg(d.data) && !mayBeRelayLine(d.data));
   private flushScheduled = false;
   private waitingForDrain = false;
   private closed = false;
@@ -52,7 +56,7 @@ export class SocketPlane implements DataPlane {
         },
         drain: () => {
           this.waitingForDrain = false;
-          this.flush();
+          this.flushSends();
         },
       },
     });
@@ -70,17 +74,18 @@ export class SocketPlane implements DataPlane {
         return;
       }
       const route = this.routes.arrive(address, port);
-      if (route >= 0 && !isReg(data) && !mayBeRelayLine(data)) {
+      const reg = isReg(data);
+      if (route >= 0 && !reg && !mayBeRelayLine(data)) {
         if (this.routes.carry(route, data, this.pending)) {
-          this.control.push({ data, address, port, routeId: this.routes.idOf(route), observed: true });
+          this.toControl({ data, address, port, routeId: this.routes.idOf(route), observed: true }, false);
         }
       } else {
-        this.control.push({ data, address, port, routeId: route >= 0 ? this.routes.idOf(route) : -1, observed: false });
+        this.toControl({ data, address, port, routeId: route >= 0 ? this.routes.idOf(route) : -1, observed: false }, reg);
       }
       // While the socket stays readable Bun may not reach setImmediate for a long time (a GSO
-      // burst, a flood): flush from here too, so queues stay bounded within one event-loop turn.
-      if (this.pending.length >= FLUSH_AT * 3 || this.control.length >= FLUSH_AT) this.flush();
-      else this.scheduleFlush();
+      // burst): send from here too, so the send queue stays bounded within one event-loop turn.
+      if (this.pending.length >= FLUSH_AT * 3) this.flushSends();
+      this.scheduleFlush();
     } catch {
       // A receive handler must never throw into the socket: count and go on.
       this.stats.sendErrors++;
@@ -88,20 +93,25 @@ export class SocketPlane implements DataPlane {
   }
 
   /**
-   * The hand-over: datagrams from the new route's source that wait to go up (received before the
-   * route, outside a control batch) are forwarded by the route instead, ahead of later ones. Inside
-   * a batch nothing waits: the batch was taken whole and no datagram arrives while it is handled.
+   * Queues `d` for the control plane. Once the queue is nearly full the control plane takes a
+   * batch at once, inside the receive handler: the queue keeps room, and when datagrams come
+   * faster than they can be handled it is the kernel's buffer that overflows, as without a
+   * queue, not the queue at the cost of receiving them. A full queue drops `d`, counted (a lost
+   * observed copy ends observation).
+   */
+  private toControl(d: InboundDatagram, reg: boolean): void {
+    if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - CONTROL_BATCH_DATAGRAMS) this.flush();
+    if (!this.control.push(d, reg)) this.stats.controlQueueDrops++;
+  }
+
+  /**
+   * The hand-over: datagrams from the new route's source that still wait to go up (received
+   * before the route) are forwarded by the route instead, ahead of later ones.
    */
   private handOver(route: number): void {
     if (this.control.length === 0) return;
-    const address = this.routes.fromAddress(route);
-    const port = this.routes.fromPort(route);
-    const kept: InboundDatagram[] = [];
-    for (const d of this.control) {
-      if (d.observed || d.port !== port || d.address !== address || isReg(d.data) || mayBeRelayLine(d.data)) kept.push(d);
-      else if (this.routes.carry(route, d.data, this.pending)) kept.push({ ...d, routeId: this.routes.idOf(route), observed: true });
-    }
-    this.control = kept;
+    this.control.takeOver(this.routes.fromAddress(route), this.routes.fromPort(route), (d) =>
+      this.routes.carry(route, d.data, this.pending) ? { ...d, routeId: this.routes.idOf(route), observed: true } : undefined);
   }
 
   send(data: Uint8Array, to: Endpoint): void {
@@ -149,7 +159,7 @@ export class SocketPlane implements DataPlane {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.control = [];
+    this.control.clear();
     this.pending = [];
     this.socket?.close();
   }
@@ -172,18 +182,24 @@ export class SocketPlane implements DataPlane {
     });
   }
 
+  /** One turn's work: a batch to the control plane, then the sends; the next batch in the next turn. */
   private flush(): void {
     if (this.closed) return;
     if (this.control.length > 0) {
-      const batch = this.control;
-      this.control = [];
+      const batch = this.control.take(CONTROL_BATCH_DATAGRAMS);
       this.stats.controlPackets += batch.length;
       try {
         this.onControl(batch);
       } catch {
         // The control plane counts its own errors; a throw must not stop forwarding.
       }
+      if (this.control.length > 0) this.scheduleFlush();
     }
+    this.flushSends();
+  }
+
+  private flushSends(): void {
+    if (this.closed) return;
     if (this.waitingForDrain) return this.boundPending();
     if (this.pending.length === 0 || !this.socket) return;
     const packets = this.pending.length / 3;
@@ -205,7 +221,7 @@ export class SocketPlane implements DataPlane {
     // Not every short send is followed by a drain event: retry soon regardless.
     setTimeout(() => {
       this.waitingForDrain = false;
-      this.flush();
+      this.flushSends();
     }, 5);
     this.boundPending();
   }
