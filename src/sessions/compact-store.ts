@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
+import { IntDeque } from "../collections/int-deque.ts";
 import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
 import type { Peer, Session } from "./types.ts";
@@ -54,6 +55,8 @@ interface Chunk {
   routeId: Int32Array;
   /** The IPv4 address (forms V4 and Mapped), or the entry of the IPv6 address in the V6 words. */
   address: Uint32Array;
+  /** The session object of an expanded session, what the table keeps with a compact one. */
+  objects: unknown[];
 }
 
 function newChunk(): Chunk {
@@ -75,6 +78,7 @@ function newChunk(): Chunk {
     lastSeen: new Float64Array(2 * CHUNK),
     routeId: new Int32Array(2 * CHUNK),
     address: new Uint32Array(2 * CHUNK),
+    objects: new Array<unknown>(CHUNK).fill(undefined),
   };
 }
 
@@ -100,9 +104,7 @@ interface List {
 export class CompactStore {
   private readonly chunks: Chunk[] = [];
   private highWater = 0;
-  private readonly freeSlots: number[] = [];
-  /** By slot: the session object of an expanded session, what the table keeps with a compact one. */
-  private readonly objects: unknown[] = [];
+  private readonly freeSlots = new IntDeque();
   private readonly lists: List[] = [
     { head: -1, tail: -1, count: 0 },
     { head: -1, tail: -1, count: 0 },
@@ -155,7 +157,7 @@ export class CompactStore {
     const i = slot & IN_CHUNK;
     c.state[i] = EXPANDED;
     c.older[i] = c.newer[i] = -1;
-    this.objects[slot] = session;
+    c.objects[i] = session;
     return slot;
   }
 
@@ -164,18 +166,18 @@ export class CompactStore {
     const c = this.chunkOf(slot);
     c.state[slot & IN_CHUNK] = FREE;
     c.queued[slot & IN_CHUNK] = 0;
-    this.objects[slot] = undefined;
+    c.objects[slot & IN_CHUNK] = undefined;
     this.freeSlots.push(slot);
   }
 
   /** The expanded session in `slot`, undefined when it is compact. */
   expandedAt(slot: number): Session | undefined {
-    return this.isCompact(slot) ? undefined : (this.objects[slot] as Session | undefined);
+    return this.isCompact(slot) ? undefined : (this.chunkOf(slot).objects[slot & IN_CHUNK] as Session | undefined);
   }
 
   /** What the table keeps with the compact session in `slot` (given to compact()), if anything. */
   extraOf(slot: number): unknown {
-    return this.isCompact(slot) ? this.objects[slot] : undefined;
+    return this.isCompact(slot) ? this.chunkOf(slot).objects[slot & IN_CHUNK] : undefined;
   }
 
   isCompact(slot: number): boolean {
@@ -272,7 +274,7 @@ export class CompactStore {
     c.lastActivity[i] = session.lastActivity;
     c.peerCount[i] = session.peers.length;
     c.state[i] = COMPACT;
-    this.objects[slot] = extra;
+    this.chunkOf(slot).objects[slot & IN_CHUNK] = extra;
     this.byId.add(slot, this.idHashAt(slot));
     for (let k = 0; k < session.peers.length; k++) {
       const peer = session.peers[k]!;
@@ -324,7 +326,7 @@ export class CompactStore {
       this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
     }
     c.state[i] = EXPANDED;
-    this.objects[slot] = session;
+    this.chunkOf(slot).objects[slot & IN_CHUNK] = session;
     this.compactSessions--;
     this.compactPeers -= n;
     return session;

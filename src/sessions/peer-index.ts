@@ -1,4 +1,5 @@
 import { sourceGroup } from "../net/address.ts";
+import { IntDeque } from "../collections/int-deque.ts";
 import { ShardedMap } from "./sharded-map.ts";
 import type { Peer } from "./types.ts";
 
@@ -24,8 +25,7 @@ export class PeerIndex {
   private nextId = 1;
   private addresses = 0;
   /** Released ids, reused oldest first and only after many others were released (see allocateId). */
-  private readonly freeIds: number[] = [];
-  private freeHead = 0;
+  private readonly freeIds = new IntDeque();
 
   /** Indexed transport addresses (one per peer). */
   get size(): number {
@@ -46,14 +46,7 @@ export class PeerIndex {
    * (handed up in the same batch as the removal) can never reach the id's next owner.
    */
   allocateId(): number {
-    if (this.freeIds.length - this.freeHead > REUSE_DELAY) {
-      const id = this.freeIds[this.freeHead++]!;
-      if (this.freeHead > 65_536) {
-        this.freeIds.splice(0, this.freeHead);
-        this.freeHead = 0;
-      }
-      return id;
-    }
+    if (this.freeIds.length > REUSE_DELAY) return this.freeIds.shift()!;
     return this.nextId++;
   }
 

@@ -9,6 +9,7 @@ import { CompactStore, PROBES, REGULAR } from "./compact-store.ts";
 import { HeldQueue } from "./held.ts";
 import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
+import { IntDeque } from "../collections/int-deque.ts";
 import { ShardedMap } from "./sharded-map.ts";
 import { directionOf, partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, StandIns, TableView } from "./types.ts";
@@ -51,8 +52,7 @@ export class SessionTable implements TableView {
   /** Expanded peers; compact ones are in the store. */
   private readonly peers = new PeerIndex();
   /** Slots of expanded sessions that may have settled since they were queued (see compact()). */
-  private settling: number[] = [];
-  private settlingHead = 0;
+  private readonly settling = new IntDeque();
   private readonly cids = new CidIndex(
     (ref) => this.expand(ref >>> 1).peers[ref & 1]!,
     (ref) => this.store.addressOf(ref),
@@ -161,9 +161,9 @@ export class SessionTable implements TableView {
     if (settleMs < 0) return 0;
     let packed = 0;
     // Each queued slot is looked at once per pass at most: one not settled yet goes to the back.
-    const limit = Math.min(budget, this.settling.length - this.settlingHead);
+    const limit = Math.min(budget, this.settling.length);
     for (let seen = 0; seen < limit; seen++) {
-      const slot = this.settling[this.settlingHead++]!;
+      const slot = this.settling.shift()!;
       if (!this.store.takeQueued(slot)) continue;
       const session = this.store.expandedAt(slot);
       if (!session || !this.settled(session)) continue;
@@ -173,10 +173,6 @@ export class SessionTable implements TableView {
         continue;
       }
       if (this.pack(session)) packed++;
-    }
-    if (this.settlingHead > 65_536 || this.settlingHead === this.settling.length) {
-      this.settling = this.settling.slice(this.settlingHead);
-      this.settlingHead = 0;
     }
     return packed;
   }
@@ -196,7 +192,7 @@ export class SessionTable implements TableView {
 
   /** Sessions queued for compact() to look at. */
   get compactBacklog(): number {
-    return this.settling.length - this.settlingHead;
+    return this.settling.length;
   }
 
   /** Whether the rules keep nothing for `session` beyond what the compact store packs. */
