@@ -36,9 +36,10 @@ const LOG_LINES_PER_SECOND = 20;
 
 /**
  * Sessions one expiry pass removes at most: each costs a few microseconds (indexes, two route
- * deletions, an event), so a pass stays within a few milliseconds even when a million expire.
+ * deletions, an event), so a pass stays within a few milliseconds even when a million expire
+ * (at 1000 a pass, 5-8 ms at 1M on the native plane: too near the 10 ms a stall may last).
  */
-const EXPIRE_PASS_SESSIONS = 1000;
+const EXPIRE_PASS_SESSIONS = 500;
 
 /**
  * Queued sessions the table looks at for packing (SessionTable.compact) per datagram of a control
