@@ -73,6 +73,8 @@ export class SocketPlane implements DataPlane {
         this.stats.oversize++;
         return;
       }
+      // Before the datagram is looked at: the batch may set the route it takes.
+      if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - CONTROL_BATCH_DATAGRAMS) this.flush();
       const route = this.routes.arrive(address, port);
       const reg = isReg(data);
       if (route >= 0 && !reg && !mayBeRelayLine(data)) {
@@ -93,14 +95,13 @@ export class SocketPlane implements DataPlane {
   }
 
   /**
-   * Queues `d` for the control plane. Once the queue is nearly full the control plane takes a
-   * batch at once, inside the receive handler: the queue keeps room, and when datagrams come
-   * faster than they can be handled it is the kernel's buffer that overflows, as without a
-   * queue, not the queue at the cost of receiving them. A full queue drops `d`, counted (a lost
-   * observed copy ends observation).
+   * Queues `d` for the control plane; a full queue drops it, counted (a lost observed copy ends
+   * observation). The queue is seldom full: once it is nearly so, receive() has the control
+   * plane take a batch at once, inside the receive handler, so that when datagrams come faster
+   * than they can be handled it is the kernel's buffer that overflows, as without a queue, and
+   * not the queue after each datagram was received at a cost.
    */
   private toControl(d: InboundDatagram, reg: boolean): void {
-    if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - CONTROL_BATCH_DATAGRAMS) this.flush();
     if (!this.control.push(d, reg)) this.stats.controlQueueDrops++;
   }
 
