@@ -2,7 +2,7 @@
  * Integers (int32) in fixed chunks of typed arrays, taken from either end: a stack with push and
  * pop, a queue with push and shift. Growing adds a chunk and shrinking drops one; nothing held is
  * ever copied. A JavaScript array of a million entries is reallocated and copied whole when it
- * grows, and on a VM that copy into fresh pages held the event loop for up to 50 ms in the middle
+ * grows, and on this VM that copy into fresh pages held the event loop for 50-70 ms in the middle
  * of a mass expiry.
  */
 const BITS = 14;
@@ -44,11 +44,6 @@ export class IntDeque {
     if (this.tail === this.head) this.reset();
     else if ((this.head & MASK) === 0) this.dropFront();
     return value;
-  }
-
-  /** The first entry, left in place; undefined when empty. */
-  peek(): number | undefined {
-    return this.tail === this.head ? undefined : this.chunks[this.head >>> BITS]![this.head & MASK];
   }
 
   private reset(): void {

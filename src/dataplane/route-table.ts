@@ -31,7 +31,7 @@ const UNANSWERED = 5;
 const INTS = 6;
 
 /** The largest unanswered limit a route keeps (an int32 column); larger ones are cut to it. */
-export const MAX_LIMIT = 0x7fff_ffff;
+const MAX_LIMIT = 0x7fff_ffff;
 
 // A route's numbers that may pass 2^32, a row of NUMBERS a slot.
 const PACKETS = 0;
