@@ -35,19 +35,34 @@ const UNPROVEN_REPLY_RATE = 20_000;
 const LOG_LINES_PER_SECOND = 20;
 
 /**
- * Sessions one expiry pass removes at most: each costs a few microseconds (indexes, two route
- * deletions, an event), so a pass stays within a few milliseconds even when a million expire
- * (at 1000 a pass, 5-8 ms at 1M on the native plane: too near the 10 ms a stall may last).
+ * Work time one pass of expiry or packing may hold the thread, in milliseconds: a pass goes on in
+ * steps until it is done or this much passed, then yields to I/O and goes on in the next macrotask.
+ * Bounded by time, not by count: a session's removal costs 8-16 µs at 1M on the native plane, and
+ * far more the first time (code not compiled yet: 500 took 20 ms), while a stall should stay
+ * well under 10 ms.
  */
-const EXPIRE_PASS_SESSIONS = 500;
+const PASS_MS = 2;
+
+/** Sessions per step of an expiry pass, and queued sessions looked at per step of packing: the clock is read between steps. */
+const EXPIRE_STEP = 32;
+const COMPACT_STEP = 128;
 
 /**
  * Queued sessions the table looks at for packing (SessionTable.compact) per datagram of a control
- * batch, and per sweep: a batch creates a session per datagram at most, so packing keeps pace
- * with registration, and a sweep (every 10-250 ms) finishes the rest. A few microseconds each.
+ * batch: a batch creates a session per datagram at most, so packing keeps pace with registration,
+ * and each sweep (every 10-250 ms) packs the rest in time-bounded passes. A few microseconds each.
  */
 const COMPACT_PER_DATAGRAM = 2;
-const COMPACT_PER_SWEEP = 2000;
+
+/**
+ * Runs `step` while it says there is more, until PASS_MS of work time (`workClock`) passed; true
+ * when it stopped for time (there is more).
+ */
+function boundedPass(workClock: () => number, step: () => boolean): boolean {
+  const start = workClock();
+  while (step()) if (workClock() - start >= PASS_MS) return true;
+  return false;
+}
 
 /**
  * Peers that registered on another relay and stand in this relay's table as virtual endpoints
@@ -99,6 +114,11 @@ export interface RelayOptions {
   plane: DataPlane;
   logger: Logger;
   clock?: Clock;
+  /**
+   * Milliseconds of work, to bound how long a pass of expiry or packing holds the thread (default
+   * performance.now). Not `clock`: that one is the sessions' time, which a test may stand still.
+   */
+  workClock?: () => number;
   limits?: Partial<SessionLimits>;
   policy?: RegPolicy;
   /** Addresses of other relays (fleet members) whose REGs are never registered. */
@@ -145,6 +165,7 @@ export class Relay {
   private stopped = false;
   private readonly policy: RegPolicy;
   private readonly clock: Clock;
+  private readonly workClock: () => number;
   internalErrors = 0;
 
   constructor(private readonly opts: RelayOptions) {
@@ -152,6 +173,7 @@ export class Relay {
     this.logger = opts.logger;
     this.policy = opts.policy ?? {};
     this.clock = opts.clock ?? systemClock;
+    this.workClock = opts.workClock ?? (() => performance.now());
     const remote = (this.remote = opts.remote);
     const sink: SessionSink = {
       reply: (to, data) => this.send(data, to),
@@ -221,11 +243,11 @@ export class Relay {
   }
 
   /**
-   * One bounded expiry pass; while passes come back full, the next one runs as soon as pending
-   * I/O was served (a macrotask), so a mass expiry is spread out instead of stalling the thread.
+   * One expiry pass bounded by time (PASS_MS); while passes stop for time, the next one runs as soon
+   * as pending I/O was served (a macrotask), so a mass expiry is spread out instead of stalling the thread.
    */
   private expire(): void {
-    if (this.table.expire(EXPIRE_PASS_SESSIONS) < EXPIRE_PASS_SESSIONS || this.morePending) return;
+    if (!boundedPass(this.workClock, () => this.table.expire(EXPIRE_STEP) === EXPIRE_STEP) || this.morePending) return;
     this.morePending = setTimeout(() => {
       this.morePending = undefined;
       if (this.stopped) return;
@@ -239,12 +261,14 @@ export class Relay {
   }
 
   /**
-   * One bounded packing pass; while passes pack at least half their budget and more is queued,
-   * the next one runs as soon as pending I/O was served, as expiry does: after a burst of
-   * registrations the table is compact again within seconds, in steps of a few milliseconds.
+   * One packing pass bounded by time, in steps that go on while each packs at least half of what it
+   * looks at and more is queued; while passes stop for time, the next one runs as soon as pending
+   * I/O was served, as expiry does: after a burst of registrations the table is compact again
+   * within seconds, in steps of a few milliseconds.
    */
   private compact(): void {
-    if (this.table.compact(COMPACT_PER_SWEEP) < COMPACT_PER_SWEEP / 2 || this.table.compactBacklog === 0 || this.morePacking) return;
+    const more = boundedPass(this.workClock, () => this.table.compact(COMPACT_STEP) >= COMPACT_STEP / 2 && this.table.compactBacklog > 0);
+    if (!more || this.morePacking) return;
     this.morePacking = setTimeout(() => {
       this.morePacking = undefined;
       if (this.stopped) return;

@@ -34,12 +34,15 @@ export interface TestRelay {
  */
 export async function startRelay(
   plane: DataPlaneKind,
-  options: { config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy; clock?: Clock; stun?: Partial<StunResponderOptions> } = {},
+  options: {
+    config?: Partial<RelayConfig>; limits?: Partial<SessionLimits>; policy?: RegPolicy; clock?: Clock; workClock?: () => number;
+    stun?: Partial<StunResponderOptions>;
+  } = {},
 ): Promise<TestRelay> {
   const config: RelayConfig = { ...DEFAULTS, host: "127.0.0.1", port: 0, logLevel: "error", workers: 1, ...options.config };
   const { plane: dataPlane } = createDataPlane(plane, dataPlaneOptions(config));
   const stun = config.stun ? new StunResponder({ rate: SECURITY_DEFAULTS.regRate, burst: SECURITY_DEFAULTS.regBurst, ...options.stun }) : undefined;
-  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy, clock: options.clock, stun });
+  const relay = new Relay({ config, plane: dataPlane, logger: createLogger("error"), limits: options.limits, policy: options.policy, clock: options.clock, workClock: options.workClock, stun });
   await relay.start();
   return { relay, port: relay.local.port, host: config.host, stun, stop: () => relay.stop() };
 }

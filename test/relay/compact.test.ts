@@ -90,4 +90,26 @@ describe.each(planesUnderTest())("compact sessions on the %s plane", (plane) => 
     await eventually(() => table.stats.drops["unknown-source"] === 1);
     expect(b.inbox).toEqual([]);
   });
+
+  it("expires a crowd in passes bounded by work time, the rest in later turns, and takes every route down", async () => {
+    // Each read of the work clock is 5 ms on: a pass ends after its first step (32 sessions).
+    let work = 0;
+    const clock = new FakeClock();
+    const relay = await h.start({ clock, workClock: () => (work += 5) });
+    const table = relay.relay.table;
+    const pairs = [];
+    for (let i = 0; i < 40; i++) pairs.push(await h.pair([`127.0.1.${i + 1}`, `127.0.2.${i + 1}`]));
+    expect(table.sessionCount).toBe(40);
+    clock.advance(table.limits.timeoutMs);
+    relay.relay.sweep();
+    expect(table.sessionCount).toBe(8);
+    await eventually(() => table.sessionCount === 0);
+    expect(table.stats.sessionsExpired).toBe(40);
+    expect(table.indexSizes()).toEqual({ sessions: 0, peersByKey: 0, peersById: 0, hosts: 0, cids: 0, heldBytes: 0 });
+    // Routes went with their sessions: the last pair's datagram reaches the table as one from nobody.
+    const { a, b } = pairs[39]!;
+    a.send("too late", relay.port);
+    await eventually(() => table.stats.drops["unknown-source"] === 1);
+    expect(b.inbox).toEqual([]);
+  });
 });
