@@ -26,13 +26,7 @@ import type { Endpoint } from "../net/address.ts";
 import type { Direction } from "../sessions/types.ts";
 import { cidLengthOf } from "./observe.ts";
 import { DataPlaneStateError, DataPlaneUnavailableError } from "./errors.ts";
-
-/**
- * Datagrams the control plane takes per event-loop turn. A REG costs the JS thread some
- * microseconds (more with its sends); a bounded batch keeps each turn to a few milliseconds under
- * a flood, so timers, the health endpoint and scrapes get their turn. The rest waits in the queue.
- */
-const CONTROL_BATCH_DATAGRAMS = 256;
+import { BatchSize } from "./batch-size.ts";
 
 /** One forwarding thread per core, leaving one core for the JS control plane; at least 1, at most 8. */
 export function defaultWorkerCount(cores: number = availableParallelism()): number {
@@ -71,6 +65,12 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
   let handoversPending = false;
   /** Datagrams the addon refused outright (wrong types); network failures are counted natively. */
   let rejectedSends = 0;
+  /**
+   * Datagrams the control plane takes per event-loop turn: as many as take about 3 ms
+   * (batch-size.ts), so that under a flood timers, the health endpoint and scrapes get their
+   * turn. The rest waits in the addon's queue.
+   */
+  const batchSize = new BatchSize(opts.workClock);
 
   const flushSends = (): void => {
     flushQueued = false;
@@ -90,7 +90,7 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
 
   const pump = (): void => {
     if (closed || relay === undefined || onControl === undefined) return;
-    const batch = relay.takeControl(CONTROL_BATCH_DATAGRAMS);
+    const batch = relay.takeControl(batchSize.next);
     if (batch === null) return; // credit returned: the addon wakes us on the next datagram
     const { data, meta, addresses } = batch;
     const count = addresses.length;
@@ -107,13 +107,14 @@ export function createNativePlane(opts: DataPlaneOptions): NativePlane {
         observed: meta[at + 3] === 1,
       };
     }
-    deferRouteChanges(() => {
-      try {
-        onControl!(datagrams);
-      } catch {
-        // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
-      }
-    });
+    batchSize.measure(count, () =>
+      deferRouteChanges(() => {
+        try {
+          onControl!(datagrams);
+        } catch {
+          // Same rule as the TS plane: the control plane counts its own errors; forwarding goes on.
+        }
+      }));
     if (!closed) setImmediate(pump);
   };
 

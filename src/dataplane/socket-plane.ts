@@ -6,15 +6,13 @@ import { emptyCounters, unansweredLimitOf } from "./types.ts";
 import { cidLengthOf } from "./observe.ts";
 import { RouteTable } from "./route-table.ts";
 import { CONTROL_QUEUE_DATAGRAMS, ControlQueue } from "./control-queue.ts";
+import { BatchSize, MAX_BATCH_DATAGRAMS } from "./batch-size.ts";
 import { isReg } from "../protocol/reg.ts";
 import { mayBeRelayLine } from "../protocol/replies.ts";
 import type { Endpoint } from "../net/address.ts";
 
 /** Queued sends that trigger a flush without waiting for setImmediate. */
 const FLUSH_AT = 256;
-
-/** Datagrams handed to the control plane per event-loop turn, as on the native plane. */
-const CONTROL_BATCH_DATAGRAMS = 256;
 
 /** Datagrams waiting for the socket to drain before new ones are dropped. */
 const MAX_PENDING_SENDS = 16_384;
@@ -33,6 +31,8 @@ export class SocketPlane implements DataPlane {
   private readonly routes = new RouteTable(this.stats);
   private pending: (Uint8Array | number | string)[] = [];
   private readonly control = new ControlQueue((d) => !d.observed && !isReg(d.data) && !mayBeRelayLine(d.data));
+  /** Datagrams per control batch: as many as take about 3 ms (batch-size.ts), as on the native plane. */
+  private readonly batchSize: BatchSize;
   private flushScheduled = false;
   private waitingForDrain = false;
   private closed = false;
@@ -40,7 +40,9 @@ export class SocketPlane implements DataPlane {
   /** Read back once after the request: nothing changes them later. */
   private granted: GrantedBuffers | undefined;
 
-  constructor(private readonly opts: DataPlaneOptions) {}
+  constructor(private readonly opts: DataPlaneOptions) {
+    this.batchSize = new BatchSize(opts.workClock);
+  }
 
   async start(onControl: ControlHandler): Promise<void> {
     this.onControl = onControl;
@@ -74,7 +76,7 @@ export class SocketPlane implements DataPlane {
         return;
       }
       // Before the datagram is looked at: the batch may set the route it takes.
-      if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - CONTROL_BATCH_DATAGRAMS) this.flush();
+      if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - MAX_BATCH_DATAGRAMS) this.flush();
       const route = this.routes.arrive(address, port);
       const reg = isReg(data);
       if (route >= 0 && !reg && !mayBeRelayLine(data)) {
@@ -187,13 +189,15 @@ export class SocketPlane implements DataPlane {
   private flush(): void {
     if (this.closed) return;
     if (this.control.length > 0) {
-      const batch = this.control.take(CONTROL_BATCH_DATAGRAMS);
+      const batch = this.control.take(this.batchSize.next);
       this.stats.controlPackets += batch.length;
-      try {
-        this.onControl(batch);
-      } catch {
-        // The control plane counts its own errors; a throw must not stop forwarding.
-      }
+      this.batchSize.measure(batch.length, () => {
+        try {
+          this.onControl(batch);
+        } catch {
+          // The control plane counts its own errors; a throw must not stop forwarding.
+        }
+      });
       if (this.control.length > 0) this.scheduleFlush();
     }
     this.flushSends();

@@ -99,6 +99,8 @@ export interface DataPlaneOptions {
   workers?: number;
   /** Native plane only: enable UDP_GRO/UDP_SEGMENT. */
   gro?: boolean;
+  /** Milliseconds of work, to size control batches (BatchSize; default performance.now). */
+  workClock?: () => number;
 }
 
 export type ControlHandler = (batch: InboundDatagram[]) => void;

@@ -54,6 +54,30 @@ for (const kind of planesUnderTest() as DataPlaneKind[]) {
       expect(plane.counters().controlQueueDrops).toBe(0);
       expect(plane.counters().controlPackets).toBe(BURST);
     });
+
+    it("takes smaller batches when datagrams cost the control plane more, losing none", async () => {
+      // The plane's work clock moves 1 ms per datagram handled: 3 ms of work (BATCH_MS) fits 3,
+      // so after the first batch each takes the least, 16.
+      let work = 0;
+      const { plane } = createDataPlane(kind, planeOptions({ socketBufferBytes: 8 << 20, workClock: () => work }));
+      cleanup.push(() => plane.close());
+      const sizes: number[] = [];
+      let received = 0;
+      await plane.start((batch) => {
+        sizes.push(batch.length);
+        received += batch.length;
+        work += batch.length;
+      });
+      const from = await sender();
+      const packets: (Uint8Array | number | string)[] = [];
+      for (let i = 0; i < BURST; i++) packets.push(new TextEncoder().encode(`REG:slow-${i}\n`), plane.local.port, plane.local.address);
+      expect(from.sendMany(packets)).toBe(BURST);
+
+      await until(() => received === BURST, 10_000, `the ${BURST} REGs at the control plane`);
+      expect(sizes.length).toBeGreaterThanOrEqual((BURST - 256) / 16);
+      expect(Math.max(...sizes.slice(1))).toBeLessThanOrEqual(16);
+      expect(plane.counters().controlQueueDrops).toBe(0);
+    });
   });
 }
 
