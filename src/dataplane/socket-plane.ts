@@ -14,6 +14,15 @@ import type { Endpoint } from "../net/address.ts";
 /** Queued sends that trigger a flush without waiting for setImmediate. */
 const FLUSH_AT = 256;
 
+/**
+ * Work time the receive handler may spend handing batches up inline (a nearly full queue) between
+ * two event-loop turns, in milliseconds. Bun reads a readable socket until it would block, so
+ * under a flood that outpaces the control plane inline batches would hold the loop as long as the
+ * flood lasts; past this budget the queue drops what does not fit, counted, the reading catches up
+ * and the loop turns.
+ */
+const INLINE_BUDGET_MS = 5;
+
 /** Datagrams waiting for the socket to drain before new ones are dropped. */
 const MAX_PENDING_SENDS = 16_384;
 
@@ -33,6 +42,9 @@ export class SocketPlane implements DataPlane {
   private readonly control = new ControlQueue((d) => !d.observed && !isReg(d.data) && !mayBeRelayLine(d.data));
   /** Datagrams per control batch: as many as take about 3 ms (batch-size.ts), as on the native plane. */
   private readonly batchSize: BatchSize;
+  /** Work time spent on inline batches since the last turn (see INLINE_BUDGET_MS). */
+  private inlineMs = 0;
+  private readonly workClock: () => number;
   private flushScheduled = false;
   private waitingForDrain = false;
   private closed = false;
@@ -41,7 +53,8 @@ export class SocketPlane implements DataPlane {
   private granted: GrantedBuffers | undefined;
 
   constructor(private readonly opts: DataPlaneOptions) {
-    this.batchSize = new BatchSize(opts.workClock);
+    this.workClock = opts.workClock ?? (() => performance.now());
+    this.batchSize = new BatchSize(this.workClock);
   }
 
   async start(onControl: ControlHandler): Promise<void> {
@@ -76,7 +89,11 @@ export class SocketPlane implements DataPlane {
         return;
       }
       // Before the datagram is looked at: the batch may set the route it takes.
-      if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - MAX_BATCH_DATAGRAMS) this.flush();
+      if (this.control.length >= CONTROL_QUEUE_DATAGRAMS - MAX_BATCH_DATAGRAMS && this.inlineMs < INLINE_BUDGET_MS) {
+        const start = this.workClock();
+        this.flush();
+        this.inlineMs += this.workClock() - start;
+      }
       const route = this.routes.arrive(address, port);
       const reg = isReg(data);
       if (route >= 0 && !reg && !mayBeRelayLine(data)) {
@@ -99,9 +116,10 @@ export class SocketPlane implements DataPlane {
   /**
    * Queues `d` for the control plane; a full queue drops it, counted (a lost observed copy ends
    * observation). The queue is seldom full: once it is nearly so, receive() has the control
-   * plane take a batch at once, inside the receive handler, so that when datagrams come faster
-   * than they can be handled it is the kernel's buffer that overflows, as without a queue, and
-   * not the queue after each datagram was received at a cost.
+   * plane take a batch at once, inside the receive handler, so that when a burst comes faster
+   * than it can be handled it is the kernel's buffer that overflows, as without a queue, and not
+   * the queue after each datagram was received at a cost. Only for INLINE_BUDGET_MS a turn: a
+   * flood that lasts is dropped here, so that the event loop goes on turning.
    */
   private toControl(d: InboundDatagram, reg: boolean): void {
     if (!this.control.push(d, reg)) this.stats.controlQueueDrops++;
@@ -181,6 +199,7 @@ export class SocketPlane implements DataPlane {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
+      this.inlineMs = 0;
       this.flush();
     });
   }

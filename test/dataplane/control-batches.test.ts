@@ -84,7 +84,8 @@ for (const kind of planesUnderTest() as DataPlaneKind[]) {
 describe("TS plane: a control queue nearly full", () => {
   it("hands a batch up at once instead of dropping, and keeps the REGs' order", async () => {
     if (!planesUnderTest().includes("ts")) return;
-    const { plane } = createDataPlane("ts", planeOptions({ socketBufferBytes: 16 << 20 }));
+    // A work clock that stands still: the inline batches stay within their budget however slow the machine.
+    const { plane } = createDataPlane("ts", planeOptions({ socketBufferBytes: 16 << 20, workClock: () => 0 }));
     cleanup.push(() => plane.close());
     const ids: number[] = [];
     await plane.start((batch) => {
@@ -99,5 +100,29 @@ describe("TS plane: a control queue nearly full", () => {
     await until(() => ids.length + (plane as DataPlane).counters().controlQueueDrops >= sent, 10_000, "every REG handed up or counted");
     expect(plane.counters().controlQueueDrops).toBe(0);
     expect(ids).toEqual(Array.from({ length: sent }, (_, i) => i));
+  });
+
+  it("hands batches up inline for a few milliseconds a turn only, then drops what does not fit, counted", async () => {
+    if (!planesUnderTest().includes("ts")) return;
+    // 1 ms of work per datagram handled: the first inline batch (256) spends the turn's budget.
+    let work = 0;
+    const { plane } = createDataPlane("ts", planeOptions({ socketBufferBytes: 16 << 20, workClock: () => work }));
+    cleanup.push(() => plane.close());
+    const ids: number[] = [];
+    await plane.start((batch) => {
+      for (const d of batch) ids.push(Number(new TextDecoder().decode(d.data).slice(4, -1)));
+      work += batch.length;
+    });
+    const from = await sender();
+    const total = 10_000;
+    const packets: (Uint8Array | number | string)[] = [];
+    for (let i = 0; i < total; i++) packets.push(new TextEncoder().encode(`REG:${i}\n`), plane.local.port, plane.local.address);
+    const sent = from.sendMany(packets);
+    expect(sent).toBe(total);
+    await until(() => ids.length + plane.counters().controlQueueDrops >= sent, 10_000, "every REG handed up or counted");
+    expect(plane.counters().controlQueueDrops).toBeGreaterThan(0);
+    expect(ids.length + plane.counters().controlQueueDrops).toBe(sent);
+    // What went up went in order.
+    expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true);
   });
 });
