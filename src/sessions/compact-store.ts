@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
+import { ID_BYTES, idCode, NO_ID, readId, sameId, writeId } from "./compact-id.ts";
 import { IntDeque } from "../collections/int-deque.ts";
 import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
@@ -14,9 +15,6 @@ const IN_CHUNK = CHUNK - 1;
 /** IPv6 addresses per chunk of their own store. */
 const V6_CHUNK_BITS = 14;
 const V6_IN_CHUNK = (1 << V6_CHUNK_BITS) - 1;
-
-/** Bytes of a compact session id: UUIDs (36) fit; longer ids keep their session expanded. */
-export const COMPACT_ID_BYTES = 40;
 
 /**
  * Compact peers on one address at most: a lookup of an address walks all of its compact peers,
@@ -41,10 +39,10 @@ interface Chunk {
   queued: Uint8Array;
   lastActivity: Float64Array;
   peerCount: Uint8Array;
-  idLength: Uint8Array;
+  /** How the id is kept (compact-id.ts: a UUID's value, or the id as it is and its length). */
+  idCode: Uint8Array;
+  /** ID_BYTES a slot. */
   id: Uint8Array;
-  /** The same bytes as a Buffer, to read an id back as a string in one native call. */
-  idText: Buffer;
   /** The id's hash, kept so that growing or shifting the index never hashes again. */
   idHash: Uint32Array;
   // Per peer: index 2 × slot + k, k the peer's place in its session.
@@ -60,7 +58,6 @@ interface Chunk {
 }
 
 function newChunk(): Chunk {
-  const id = new Uint8Array(CHUNK * COMPACT_ID_BYTES);
   return {
     older: new Int32Array(CHUNK),
     newer: new Int32Array(CHUNK),
@@ -68,9 +65,8 @@ function newChunk(): Chunk {
     queued: new Uint8Array(CHUNK),
     lastActivity: new Float64Array(CHUNK),
     peerCount: new Uint8Array(CHUNK),
-    idLength: new Uint8Array(CHUNK),
-    id,
-    idText: Buffer.from(id.buffer, id.byteOffset, id.byteLength),
+    idCode: new Uint8Array(CHUNK),
+    id: new Uint8Array(CHUNK * ID_BYTES),
     idHash: new Uint32Array(CHUNK),
     form: new Uint8Array(2 * CHUNK),
     proven: new Uint8Array(2 * CHUNK),
@@ -129,10 +125,12 @@ export class CompactStore {
   private readonly words = new Uint32Array(4);
   private wantForm = 0;
   private wantPort = -1;
-  private wantId = "";
+  /** The id findId looks for, as compact-id.ts writes it. */
+  private readonly wantId = new Uint8Array(ID_BYTES);
+  private wantIdCode = NO_ID;
   private readonly matchAddress = (ref: number): boolean =>
     (this.wantPort < 0 || this.portAt(ref) === this.wantPort) && this.addressIs(ref, this.wantForm, this.words);
-  private readonly matchId = (slot: number): boolean => this.idIs(slot, this.wantId);
+  private readonly matchId = (slot: number): boolean => this.idIs(slot);
 
   /** Sessions held compact, and their peers. */
   get sessionCount(): number {
@@ -257,8 +255,8 @@ export class CompactStore {
   compact(session: Session, extra?: unknown): boolean {
     const slot = session.slot;
     const id = session.id;
-    if (id.length > COMPACT_ID_BYTES || session.peers.length === 0) return false;
-    for (let k = 0; k < id.length; k++) if (id.charCodeAt(k) > 0x7f) return false;
+    const code = idCode(id);
+    if (code === NO_ID || session.peers.length === 0) return false;
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
     for (let k = 0; k < session.peers.length; k++) {
@@ -267,9 +265,8 @@ export class CompactStore {
       if (form === AddressForm.None) return false;
       if (this.countAt(form) >= MAX_COMPACT_PER_ADDRESS) return false;
     }
-    const base = i * COMPACT_ID_BYTES;
-    for (let k = 0; k < id.length; k++) c.id[base + k] = id.charCodeAt(k);
-    c.idLength[i] = id.length;
+    writeId(id, code, c.id, i * ID_BYTES);
+    c.idCode[i] = code;
     c.idHash[i] = this.hashText(id);
     c.lastActivity[i] = session.lastActivity;
     c.peerCount[i] = session.peers.length;
@@ -334,8 +331,10 @@ export class CompactStore {
 
   /** The compact session with this id, or -1. */
   findId(id: string): number {
-    if (id.length > COMPACT_ID_BYTES) return -1;
-    this.wantId = id;
+    const code = idCode(id);
+    if (code === NO_ID) return -1;
+    writeId(id, code, this.wantId, 0);
+    this.wantIdCode = code;
     return this.byId.find(this.hashText(id), this.matchId);
   }
 
@@ -414,8 +413,7 @@ export class CompactStore {
   idOf(slot: number): string {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
-    const base = i * COMPACT_ID_BYTES;
-    return c.idText.toString("latin1", base, base + c.idLength[i]!);
+    return readId(c.id, i * ID_BYTES, c.idCode[i]!);
   }
 
   /** A compact session as the table exports it (times as milliseconds idle). */
@@ -512,13 +510,11 @@ export class CompactStore {
     return entry;
   }
 
-  private idIs(slot: number, id: string): boolean {
+  /** Whether the compact session in `slot` has the id findId looks for. */
+  private idIs(slot: number): boolean {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
-    if (c.idLength[i] !== id.length) return false;
-    const base = i * COMPACT_ID_BYTES;
-    for (let k = 0; k < id.length; k++) if (c.id[base + k] !== id.charCodeAt(k)) return false;
-    return true;
+    return sameId(c.id, i * ID_BYTES, c.idCode[i]!, this.wantId, 0, this.wantIdCode);
   }
 
   private idHashAt(slot: number): number {
