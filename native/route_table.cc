@@ -72,7 +72,7 @@ void RouteTable::setLocked(const RouteChange& change) {
   const int64_t id = change.id;
   const PeerKey& from = change.from;
   const CompactAddr to = CompactAddr::from(change.to);
-  const uint64_t unansweredLimit = change.unansweredLimit;
+  const uint32_t unansweredLimit = static_cast<uint32_t>(std::min<uint64_t>(change.unansweredLimit, kMaxUnansweredLimit));
   uint32_t sameSource = bySource_.find(from);
   if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
@@ -97,10 +97,7 @@ void RouteTable::setLocked(const RouteChange& change) {
   route.cidLength = change.cidLength;
   route.secondToFirst = change.secondToFirst;
   route.bridge = change.bridge == nullptr ? nullptr : std::make_unique<const BridgeLink>(*change.bridge);
-  route.cidSeen.store(0, std::memory_order_relaxed);
-  route.cidHead[0].store(0, std::memory_order_relaxed);
-  route.cidHead[1].store(0, std::memory_order_relaxed);
-  route.cidTail.store(0, std::memory_order_relaxed);
+  route.cidHash.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);
   handoversPending_ = true;

@@ -27,6 +27,9 @@ namespace qr {
 // A slot that holds no route (SlotIndex::kNone too).
 constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 
+// The largest unanswered limit a route keeps (32 bits, as on the TS plane); larger ones are cut to it.
+constexpr uint32_t kMaxUnansweredLimit = 0x7FFFFFFFu;
+
 // Laid out to be small (a million sessions are two million routes): narrow fields, ordered to
 // leave no gaps between them.
 struct Route {
@@ -43,26 +46,25 @@ struct Route {
   bool inHandover : 1;
   bool reverseLimited : 1;
   bool secondToFirst : 1;
-  // The last short-header DCID forwarded, zero-padded to 20 bytes: cidHead then cidTail, valid
-  // once cidSeen is 1. Relaxed atomics: several threads may compare and store it; a torn store
-  // costs at most one extra copy.
-  std::atomic<uint8_t> cidSeen{0};
   // The activity epoch in which the route last forwarded (0: never since it was set); see
   // RouteTable::drainActivity.
   std::atomic<uint32_t> activeEpoch{0};
   std::atomic<int32_t> observeBudget{0};  // at most 1e9, as the binding takes it
   // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot.
   uint32_t reverse = kNoSlot;
-  std::atomic<uint32_t> cidTail{0};
+  uint32_t unansweredLimit = 0;           // 0: no limit; at most kMaxUnansweredLimit
+  std::atomic<uint32_t> unanswered{0};    // bytes forwarded since `to` last sent (never above the limit)
+  // The last short-header DCID forwarded, as a keyed 64-bit hash with the low bit set (0: none
+  // seen yet): 8 bytes instead of the 20 of the DCID itself. Keyed per process (kPeerKeySeed),
+  // so a DCID that collides with the last one cannot be chosen from outside. Relaxed: several
+  // threads may compare and store it; a torn store costs at most one extra copy.
+  std::atomic<uint64_t> cidHash{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> unanswered{0};  // bytes forwarded since `to` last sent (only with a limit)
-  uint64_t unansweredLimit = 0;         // 0: no limit
   // Set under the write lock for routes across the bridge (see bridge_link.h): the table's own
   // copy, freed when the route goes (no reader is inside a batch then); null otherwise.
   std::unique_ptr<const BridgeLink> bridge;
-  std::atomic<uint64_t> cidHead[2] = {};
-  static_assert(kMaxCidLength <= 20, "a DCID must fit in cidHead and cidTail");
+  static_assert(kMaxCidLength <= 24, "a DCID is hashed as three 8-byte words");
 
   Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false) {}
 
@@ -84,22 +86,13 @@ struct Route {
     return cidChanged(data + 1) && takeObservation();
   }
 
-  // Compares the DCID at `dcid` (cidLength bytes) word by word with the stored one; stores it if it differs.
+  // Compares the DCID at `dcid` (cidLength bytes) with the last one seen, by hash; stores it if it differs.
   bool cidChanged(const uint8_t* dcid) {
-    uint8_t padded[20] = {};
-    std::memcpy(padded, dcid, cidLength);
-    uint64_t head[2];
-    uint32_t tail;
-    std::memcpy(head, padded, sizeof head);
-    std::memcpy(&tail, padded + sizeof head, sizeof tail);
-    if (cidSeen.load(std::memory_order_relaxed) != 0 && cidHead[0].load(std::memory_order_relaxed) == head[0] &&
-        cidHead[1].load(std::memory_order_relaxed) == head[1] && cidTail.load(std::memory_order_relaxed) == tail) {
-      return false;
-    }
-    cidHead[0].store(head[0], std::memory_order_relaxed);
-    cidHead[1].store(head[1], std::memory_order_relaxed);
-    cidTail.store(tail, std::memory_order_relaxed);
-    cidSeen.store(1, std::memory_order_relaxed);
+    uint64_t words[3] = {};
+    std::memcpy(words, dcid, cidLength);
+    uint64_t h = mix64(mix64(mix64(words[0] ^ kPeerKeySeed) ^ words[1]) ^ words[2] ^ cidLength) | 1;
+    if (cidHash.load(std::memory_order_relaxed) == h) return false;
+    cidHash.store(h, std::memory_order_relaxed);
     return true;
   }
 
@@ -109,10 +102,10 @@ struct Route {
   // Charges `length` bytes against the unanswered limit; false (nothing charged) if they do not
   // fit. A compare-exchange rather than add-then-undo: a concurrent reset is never undone below 0.
   bool chargeUnanswered(uint64_t length) {
-    uint64_t used = unanswered.load(std::memory_order_relaxed);
+    uint32_t used = unanswered.load(std::memory_order_relaxed);
     do {
-      if (length > unansweredLimit - used) return false;
-    } while (!unanswered.compare_exchange_weak(used, used + length, std::memory_order_relaxed));
+      if (length > static_cast<uint64_t>(unansweredLimit - used)) return false;
+    } while (!unanswered.compare_exchange_weak(used, static_cast<uint32_t>(used + length), std::memory_order_relaxed));
     return true;
   }
 
@@ -126,7 +119,7 @@ struct Route {
     return true;
   }
 };
-static_assert(sizeof(Route) <= 120, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 104, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -242,7 +235,7 @@ class RouteTable {
   // Per packet, so a plain load first; only a non-zero count is written.
   void answerReverseLocked(const Route& route) const {
     if (!route.reverseLimited) return;
-    std::atomic<uint64_t>& count = at(route.reverse).unanswered;
+    std::atomic<uint32_t>& count = at(route.reverse).unanswered;
     if (count.load(std::memory_order_relaxed) != 0) count.store(0, std::memory_order_relaxed);
   }
   // Inside finishHandovers' forwardQueued: false means `from` has no route in hand-over (true may
