@@ -7,11 +7,24 @@
 
 namespace qr {
 
-BridgeSealer::BridgeSealer() : ctx_(EVP_CIPHER_CTX_new()) {
+bool BridgeSealer::ready() {
+  if (ctx_ != nullptr) return true;
+  if (failed_) return false;
+  ctx_ = EVP_CIPHER_CTX_new();
   if (ctx_ != nullptr && EVP_EncryptInit_ex(ctx_, EVP_aes_128_gcm(), nullptr, nullptr, nullptr) != 1) {
     EVP_CIPHER_CTX_free(ctx_);
     ctx_ = nullptr;
   }
+  failed_ = ctx_ == nullptr;
+  return !failed_;
+}
+
+void BridgeSealer::prepare() {
+  static const bool prepared = [] {
+    BridgeSealer warm;
+    return warm.ready();
+  }();
+  (void)prepared;
 }
 
 BridgeSealer::~BridgeSealer() {
@@ -20,7 +33,7 @@ BridgeSealer::~BridgeSealer() {
 
 bool BridgeSealer::seal(const BridgeKey& key, const uint8_t* iv10, const uint8_t* a, uint32_t aLength, const uint8_t* b,
                         uint32_t bLength, uint8_t tag[kBridgeTag]) {
-  if (ctx_ == nullptr) return false;
+  if (!ready()) return false;
   uint8_t iv[kBridgeIv] = {};
   std::memcpy(iv, iv10, kBridgeIv - 2);
   // Re-keying costs the key schedule and GHASH's key; consecutive frames mostly share a key.

@@ -361,6 +361,7 @@ Napi::Value NativeRelay::SetBridgeMember(const Napi::CallbackInfo& info) {
   }
   double windowMs = 0;
   if (!readInt(env, info[6], "replayWindowMs", 1, 9007199254740991.0, &windowMs)) return env.Undefined();
+  BridgeSealer::prepare();
   member->setKeys(tx, rx, static_cast<uint64_t>(windowMs));
   return env.Undefined();
 }
