@@ -143,13 +143,14 @@ void Forwarder::finishHandovers() {
       Route* route = table.findLocked(m.from);
       if (route == nullptr || !route->inHandover) return true;
       // A bridge route whose relay has no keys yet leaves it to the control plane, which wraps it.
-      if (route->bridge != nullptr && !route->bridge->member->hasKeys()) return true;
+      const BridgeLink* bridge = table.bridgeOf(*route);
+      if (bridge != nullptr && !bridge->member->hasKeys()) return true;
       if (!route->admit(m.length)) {
         handoverCounts_.unansweredDrops++;
         return false;
       }
-      if (route->bridge != nullptr) {
-        if (!appendFrame(*route->bridge, bytes, m.length, route->to)) return false;
+      if (bridge != nullptr) {
+        if (!appendFrame(*bridge, bytes, m.length, route->to)) return false;
       } else {
         handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
         handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);

@@ -59,7 +59,10 @@ void RouteTable::eraseLocked(uint32_t slot) {
   byId_.erase(route.id, slot);
   // finishHandovers() skips a slot of handovers_ that is no longer in hand-over.
   route.inHandover = false;
-  route.bridge.reset();
+  if (route.bridged) {
+    bridges_.erase(&route);
+    route.bridged = false;
+  }
   free_.push_back(slot);
 }
 
@@ -80,7 +83,7 @@ void RouteTable::setLocked(const RouteChange& change) {
   // The route back from `to` to `from`, if any (found before this route is indexed, so a route
   // to its own source is not its own reverse; its old reverse was the route just replaced).
   uint32_t back = bySource_.find(logicalDestination(to, change.bridge.get()));
-  if (back != kNoSlot && !(logicalDestination(at(back).to, at(back).bridge.get()) == from)) back = kNoSlot;
+  if (back != kNoSlot && !(logicalDestination(at(back).to, bridgeOf(at(back))) == from)) back = kNoSlot;
   uint32_t slot = allocate();
   Route& route = at(slot);
   route.id = id;
@@ -96,7 +99,8 @@ void RouteTable::setLocked(const RouteChange& change) {
   route.unansweredLimit = unansweredLimit;
   route.cidLength = change.cidLength;
   route.secondToFirst = change.secondToFirst;
-  route.bridge = change.bridge == nullptr ? nullptr : std::make_unique<const BridgeLink>(*change.bridge);
+  route.bridged = change.bridge != nullptr;
+  if (route.bridged) bridges_[&route] = std::make_unique<const BridgeLink>(*change.bridge);
   route.cidHash.store(0, std::memory_order_relaxed);
   route.inHandover = true;
   handovers_.push_back(slot);

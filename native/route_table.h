@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "bridge_link.h"
@@ -46,6 +47,9 @@ struct Route {
   bool inHandover : 1;
   bool reverseLimited : 1;
   bool secondToFirst : 1;
+  // Set under the write lock: the route crosses the bridge (see bridge_link.h); its link is kept
+  // by the table apart (RouteTable::bridgeOf), so the many routes that do not pay for a pointer.
+  bool bridged : 1;
   // The activity epoch in which the route last forwarded (0: never since it was set); see
   // RouteTable::drainActivity.
   std::atomic<uint32_t> activeEpoch{0};
@@ -54,19 +58,17 @@ struct Route {
   uint32_t reverse = kNoSlot;
   uint32_t unansweredLimit = 0;           // 0: no limit; at most kMaxUnansweredLimit
   std::atomic<uint32_t> unanswered{0};    // bytes forwarded since `to` last sent (never above the limit)
-  // The last short-header DCID forwarded, as a keyed 64-bit hash with the low bit set (0: none
-  // seen yet): 8 bytes instead of the 20 of the DCID itself. Keyed per process (kPeerKeySeed),
-  // so a DCID that collides with the last one cannot be chosen from outside. Relaxed: several
-  // threads may compare and store it; a torn store costs at most one extra copy.
-  std::atomic<uint64_t> cidHash{0};
+  // The last short-header DCID forwarded, as a keyed hash folded to 32 bits with the low bit set
+  // (0: none seen yet): 4 bytes instead of the 20 of the DCID itself. Keyed per process
+  // (kPeerKeySeed), so a DCID whose hash matches the last one cannot be chosen from outside; by
+  // chance one change in 2^31 goes unseen (not copied up). Relaxed: several threads may compare
+  // and store it; a lost store costs at most one extra copy.
+  std::atomic<uint32_t> cidHash{0};
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
-  // Set under the write lock for routes across the bridge (see bridge_link.h): the table's own
-  // copy, freed when the route goes (no reader is inside a batch then); null otherwise.
-  std::unique_ptr<const BridgeLink> bridge;
   static_assert(kMaxCidLength <= 24, "a DCID is hashed as three 8-byte words");
 
-  Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false) {}
+  Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false) {}
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
@@ -90,7 +92,8 @@ struct Route {
   bool cidChanged(const uint8_t* dcid) {
     uint64_t words[3] = {};
     std::memcpy(words, dcid, cidLength);
-    uint64_t h = mix64(mix64(mix64(words[0] ^ kPeerKeySeed) ^ words[1]) ^ words[2] ^ cidLength) | 1;
+    uint64_t wide = mix64(mix64(mix64(words[0] ^ kPeerKeySeed) ^ words[1]) ^ words[2] ^ cidLength);
+    uint32_t h = static_cast<uint32_t>(wide ^ (wide >> 32)) | 1;
     if (cidHash.load(std::memory_order_relaxed) == h) return false;
     cidHash.store(h, std::memory_order_relaxed);
     return true;
@@ -119,7 +122,7 @@ struct Route {
     return true;
   }
 };
-static_assert(sizeof(Route) <= 104, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 88, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -231,6 +234,13 @@ class RouteTable {
     uint32_t slot = bySource_.find(from);
     return slot == kNoSlot ? nullptr : &at(slot);
   }
+  // The bridge link of a route across the bridge (Route::bridged), null for any other route.
+  // Under the read or the write lock.
+  const BridgeLink* bridgeOf(const Route& route) const {
+    if (!route.bridged) return nullptr;
+    auto it = bridges_.find(&route);
+    return it == bridges_.end() ? nullptr : it->second.get();
+  }
   // A datagram from `route`'s source answers its reverse route: that route's count starts again.
   // Per packet, so a plain load first; only a non-zero count is written.
   void answerReverseLocked(const Route& route) const {
@@ -292,6 +302,9 @@ class RouteTable {
 
   pthread_rwlock_t lock_;
   std::vector<std::unique_ptr<Route[]>> chunks_;
+  // The links of the routes across the bridge (few), by route: the table's own copies, changed
+  // under the write lock and freed when their route goes (no reader is inside a batch then).
+  std::unordered_map<const Route*, std::unique_ptr<const BridgeLink>> bridges_;
   std::vector<uint32_t> free_;
   uint32_t highWater_ = 0;
   BySource bySource_;

@@ -154,8 +154,9 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     local_.unansweredDrops++;
     return;
   }
-  if (route->bridge != nullptr) {
-    if (length + kBridgeHeader + route->bridge->sidLength + kBridgeTag > shared_.maxDatagramSize) {
+  if (route->bridged) {
+    const BridgeLink* bridge = shared_.routes->bridgeOf(*route);
+    if (length + kBridgeHeader + bridge->sidLength + kBridgeTag > shared_.maxDatagramSize) {
       local_.bridgeOversize++;
       return;
     }
@@ -175,7 +176,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
                                        uint32_t segment) {
   local_.groBuffers++;
-  bool whole = route != nullptr && !route->inHandover && route->bridge == nullptr && segment <= shared_.maxDatagramSize &&
+  bool whole = route != nullptr && !route->inHandover && !route->bridged && segment <= shared_.maxDatagramSize &&
                shared_.gsoSendOk->load(std::memory_order_relaxed);
   for (uint32_t off = 0; whole && off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
@@ -244,7 +245,7 @@ uint64_t ForwardingWorker::now() {
 }
 
 bool ForwardingWorker::addBridgeSend(Route* route, const uint8_t* data, uint32_t length) {
-  const BridgeLink& link = *route->bridge;
+  const BridgeLink& link = *shared_.routes->bridgeOf(*route);
   BridgeKey key;
   uint64_t epoch = 0;
   uint32_t counter = 0;
@@ -275,8 +276,8 @@ bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, u
   BridgeDataFrame frame;
   if (!parseBridgeData(data, length, &frame)) return false;
   Route* route = shared_.routes->findLocked(bridgeVirtualKey(frame.sessionId, frame.sessionIdLength));
-  if (route == nullptr || route->inHandover || route->bridge == nullptr) return false;
-  const BridgeLink& link = *route->bridge;
+  if (route == nullptr || route->inHandover || !route->bridged) return false;
+  const BridgeLink& link = *shared_.routes->bridgeOf(*route);
   // Another relay than the link's: the control plane decides whether the link moves.
   if (link.kind != BridgeLink::Kind::In || !link.sameSession(frame.sessionId, frame.sessionIdLength) ||
       !(link.member->address() == from)) {
