@@ -155,7 +155,7 @@ void Forwarder::finishHandovers() {
         handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
         handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
       }
-      if (route->count(1, m.length, table.epoch())) handoverActive_.push_back(route->id);
+      if (route->markActive(table.epoch())) handoverActive_.push_back(route->id);
       handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
       m.routeId = route->id;

@@ -444,20 +444,17 @@ Napi::Value NativeRelay::DrainActivity(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// routeCounters(id) -> { packets, bytes, observeLeft }, or undefined for an unknown id
+// routeCounters(id) -> { observeLeft }, or undefined for an unknown id
 Napi::Value NativeRelay::RouteCounters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
     throwType(env, "routeCounters(id): id must be a number");
     return env.Undefined();
   }
-  uint64_t packets = 0, bytes = 0;
   int64_t observeLeft = 0;
   int64_t id = static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue());
-  if (!forwarder_->routes().counters(id, &packets, &bytes, &observeLeft)) return env.Undefined();
+  if (!forwarder_->routes().observeLeft(id, &observeLeft)) return env.Undefined();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("packets", static_cast<double>(packets));
-  out.Set("bytes", static_cast<double>(bytes));
   out.Set("observeLeft", static_cast<double>(observeLeft > 0 ? observeLeft : 0));
   return out;
 }

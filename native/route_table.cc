@@ -92,8 +92,6 @@ void RouteTable::setLocked(const RouteChange& change) {
   // The binding takes budgets up to 1e9; the clamp only keeps the narrowing defined.
   route.observeBudget.store(static_cast<int32_t>(std::clamp<int64_t>(change.observeBudget, INT32_MIN, INT32_MAX)),
                             std::memory_order_relaxed);
-  route.packets.store(0, std::memory_order_relaxed);
-  route.bytes.store(0, std::memory_order_relaxed);
   route.activeEpoch.store(0, std::memory_order_relaxed);
   route.unanswered.store(0, std::memory_order_relaxed);
   route.unansweredLimit = unansweredLimit;
@@ -147,13 +145,11 @@ std::vector<int64_t> RouteTable::drainActivity() {
   return ids;
 }
 
-bool RouteTable::counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft) {
+bool RouteTable::observeLeft(int64_t id, int64_t* left) {
   ReadGuard guard(&lock_);
   uint32_t slot = byId_.find(id);
   if (slot == kNoSlot) return false;
-  *packets = at(slot).packets.load(std::memory_order_relaxed);
-  *bytes = at(slot).bytes.load(std::memory_order_relaxed);
-  *observeLeft = at(slot).observeBudget.load(std::memory_order_relaxed);
+  *left = at(slot).observeBudget.load(std::memory_order_relaxed);
   return true;
 }
 

@@ -64,8 +64,8 @@ struct Route {
   // chance one change in 2^31 goes unseen (not copied up). Relaxed: several threads may compare
   // and store it; a lost store costs at most one extra copy.
   std::atomic<uint32_t> cidHash{0};
-  std::atomic<uint64_t> packets{0};
-  std::atomic<uint64_t> bytes{0};
+  // What routes forward is counted per thread and per direction (counters.h), not per route: a
+  // million sessions would pay 32 MB for counts nothing reads.
   static_assert(kMaxCidLength <= 24, "a DCID is hashed as three 8-byte words");
 
   Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false) {}
@@ -112,17 +112,15 @@ struct Route {
     return true;
   }
 
-  // Counts what the route forwarded; true when this is its first datagram of activity epoch
-  // `epoch`: the caller then logs the route's id (RouteTable::logActive).
-  bool count(uint64_t datagrams, uint64_t length, uint32_t epoch) {
-    packets.fetch_add(datagrams, std::memory_order_relaxed);
-    bytes.fetch_add(length, std::memory_order_relaxed);
+  // The route forwarded; true when this is its first datagram of activity epoch `epoch`: the
+  // caller then logs the route's id (RouteTable::logActive).
+  bool markActive(uint32_t epoch) {
     if (activeEpoch.load(std::memory_order_relaxed) == epoch) return false;
     activeEpoch.store(epoch, std::memory_order_relaxed);
     return true;
   }
 };
-static_assert(sizeof(Route) <= 88, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 72, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -264,7 +262,8 @@ class RouteTable {
   // Ids of the live routes logged active since the last call, and a new epoch begins. Costs what
   // was active, never a walk of every route. A route active in both epochs may appear twice.
   std::vector<int64_t> drainActivity();
-  bool counters(int64_t id, uint64_t* packets, uint64_t* bytes, int64_t* observeLeft);
+  // The observations route `id` may still copy up; false for an unknown id.
+  bool observeLeft(int64_t id, int64_t* left);
 
  private:
   // Routes live in fixed chunks that never move, so a Route* stays valid under the read lock.

@@ -168,7 +168,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   } else {
     addSend(route->to, data, length, 0);
   }
-  if (route->count(1, length, epoch_)) becameActive_.push_back(route->id);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, 1, length);
   if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
 }
@@ -201,7 +201,7 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     uint32_t part = length - off < chunk ? length - off : chunk;
     addSend(route->to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
-  if (route->count(segments, length, epoch_)) becameActive_.push_back(route->id);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, segments, length);
   // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
@@ -308,7 +308,7 @@ bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, u
     return true;
   }
   addSend(route->to, frame.payload, frame.payloadLength, 0);
-  if (route->count(1, frame.payloadLength, epoch_)) becameActive_.push_back(route->id);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
   local_.forwarded(route->secondToFirst, 1, frame.payloadLength);
   local_.bridgeDelivered++;
   return true;

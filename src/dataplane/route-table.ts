@@ -33,11 +33,6 @@ const INTS = 6;
 /** The largest unanswered limit a route keeps (an int32 column); larger ones are cut to it. */
 const MAX_LIMIT = 0x7fff_ffff;
 
-// A route's numbers that may pass 2^32, a row of NUMBERS a slot.
-const PACKETS = 0;
-const BYTES = 1;
-const NUMBERS = 2;
-
 /** Route flags. */
 const ACTIVE = 1;
 const SECOND_TO_FIRST = 2;
@@ -47,7 +42,6 @@ const RECENT = 1 << 16;
 
 class RouteChunk implements ObserveColumns {
   readonly ints = new Int32Array(CHUNK * INTS);
-  readonly numbers = new Float64Array(CHUNK * NUMBERS);
   /** Source and destination address, a pair a slot. */
   readonly addresses: string[] = new Array<string>(2 * CHUNK).fill("");
   readonly flags = new Uint8Array(CHUNK);
@@ -131,8 +125,6 @@ export class RouteTable {
     }
     c.ints[i * INTS + LIMIT] = Math.min(limit, MAX_LIMIT);
     c.ints[i * INTS + UNANSWERED] = 0;
-    c.numbers[i * NUMBERS + PACKETS] = 0;
-    c.numbers[i * NUMBERS + BYTES] = 0;
     c.flags[i] = secondToFirst ? SECOND_TO_FIRST : 0;
     observeAt(c, i, observeBudget, cidLength);
     this.setId(slot, id);
@@ -208,8 +200,6 @@ export class RouteTable {
     const i = slot & IN_CHUNK;
     const ints = c.ints;
     const row = i * INTS;
-    const numbers = c.numbers;
-    const n = i * NUMBERS;
     const length = data.length;
     const stats = this.stats;
     const limit = ints[row + LIMIT]!;
@@ -222,8 +212,6 @@ export class RouteTable {
       ints[row + UNANSWERED] = unanswered;
     }
     queue.push(data, ints[row + PORTS]! & 0xffff, c.addresses[2 * i + 1]!);
-    numbers[n + PACKETS]!++;
-    numbers[n + BYTES]! += length;
     stats.forwardedPackets++;
     stats.forwardedBytes += length;
     const flags = c.flags[i]!;
@@ -261,7 +249,7 @@ export class RouteTable {
   counters(slot: number): RouteCounters {
     const c = this.chunks[slot >>> CHUNK_BITS]!;
     const i = slot & IN_CHUNK;
-    return { packets: c.numbers[i * NUMBERS + PACKETS]!, bytes: c.numbers[i * NUMBERS + BYTES]!, observeLeft: Math.max(0, c.observe[i]!) };
+    return { observeLeft: Math.max(0, c.observe[i]!) };
   }
 
   private allocate(): number {

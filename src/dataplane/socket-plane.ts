@@ -36,7 +36,7 @@ export class SocketPlane implements DataPlane {
   local: Endpoint = { address: "", port: 0 };
   private socket: udp.Socket<"buffer"> | undefined;
   private readonly stats: DataPlaneCounters = emptyCounters();
-  /** Routes as slots in columns (about 120 bytes a route), found by source without building a string. */
+  /** Routes as slots in columns (about 104 bytes a route), found by source without building a string. */
   private readonly routes = new RouteTable(this.stats);
   private pending: (Uint8Array | number | string)[] = [];
   private readonly control = new ControlQueue((d) => !d.observed && !isReg(d.data) && !mayBeRelayLine(d.data));

@@ -81,10 +81,12 @@ export const DATA_PLANE_COUNTERS = [
 
 export type DataPlaneCounters = Record<(typeof DATA_PLANE_COUNTERS)[number], number>;
 
+/**
+ * What a route keeps that the control plane reads. What routes forward is counted per plane and
+ * per direction (DATA_PLANE_COUNTERS), not per route: a million sessions would pay for counts
+ * nothing reads (16 bytes a route on either plane).
+ */
 export interface RouteCounters {
-  /** Datagrams and bytes the route forwarded since it was set. */
-  packets: number;
-  bytes: number;
   /** Copies the route may still hand up for observation. */
   observeLeft: number;
 }

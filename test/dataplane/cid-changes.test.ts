@@ -65,7 +65,7 @@ describe.each(planes)("%s plane: DCID changes in short headers", (kind: DataPlan
     expect(copies(control)).toEqual([s(X), s(Y), s(X)]);
     expect(control.every((d) => d.routeId === 1 && d.observed)).toBe(true);
     expect(b.inbox.map((r) => Array.from(r.data))).toEqual(sent.map((d) => Array.from(d)));
-    expect(plane.routeCounters(1)).toMatchObject({ packets: 6, observeLeft: 13 });
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: 13 });
   });
 
   it("watches nothing with cidLength 0", async () => {
@@ -83,7 +83,7 @@ describe.each(planes)("%s plane: DCID changes in short headers", (kind: DataPlan
     expect(plane.routeCounters(1)?.observeLeft).toBe(0);
     await send(shortHeader(Z), shortHeader(W), longHeader(X, W));
     expect(copies(control)).toEqual([s(X), l(Z), s(Y)]);
-    expect(plane.routeCounters(1)).toMatchObject({ packets: 6, observeLeft: 0 });
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: 0 });
   });
 
   it("setRoute re-arms the budget and forgets the last DCID", async () => {
@@ -91,7 +91,7 @@ describe.each(planes)("%s plane: DCID changes in short headers", (kind: DataPlan
     await send(shortHeader(X), shortHeader(Y));
     expect(copies(control)).toEqual([s(X)]);
     plane.setRoute(1, at(a), at(b), 2, 0, 8);
-    expect(plane.routeCounters(1)).toEqual({ packets: 0, bytes: 0, observeLeft: 2 });
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: 2 });
     await send(shortHeader(Y), shortHeader(Y), shortHeader(X));
     expect(copies(control)).toEqual([s(X), s(Y), s(X)]);
     expect(plane.routeCounters(1)?.observeLeft).toBe(0);
@@ -142,7 +142,7 @@ describe.skipIf(!planes.includes("native"))("native plane: DCID changes with GRO
     expect(copies(control)).toEqual([s(X), s(Y), s(X), s(Z)]);
     expect(b.inbox.map((r) => r.data.length)).toEqual(dcids.map(() => SEGMENT));
     expect(b.inbox.map((r) => r.data[SEGMENT - 1])).toEqual(dcids.map((_, i) => i));
-    expect(plane.routeCounters(1)).toMatchObject({ packets: dcids.length, observeLeft: 12 });
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: 12 });
     if (!plane.nativeInfo().gro) return; // the kernel refused UDP_GRO: the segments arrived one by one
     expect(plane.nativeCounters()).toMatchObject({ groBuffers: 1, gsoSends: 1 });
   });

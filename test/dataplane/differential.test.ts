@@ -7,7 +7,7 @@
 import { describe, expect, it } from "bun:test";
 
 import { createDataPlane } from "../../src/dataplane/select.ts";
-import type { DataPlaneKind, InboundDatagram } from "../../src/dataplane/types.ts";
+import type { DataPlaneKind, InboundDatagram, RouteCounters } from "../../src/dataplane/types.ts";
 import { planesUnderTest } from "../utils.ts";
 import { planeOptions, udpPeer, until, type TestPeer } from "./native-helpers.ts";
 import { mulberry32 } from "../support/prng.ts";
@@ -57,7 +57,7 @@ interface Outcome {
   delivered: Record<number, Record<number, string[]>>;
   control: Array<{ from: number; routeId: number; observed: boolean; data: string }>;
   counters: Record<string, number>;
-  routeCounters: Array<{ packets: number; bytes: number } | undefined>;
+  routeCounters: Array<RouteCounters | undefined>;
 }
 
 const hex = (d: Uint8Array): string => Buffer.from(d).toString("hex");

@@ -92,7 +92,7 @@ describe.skipIf(!planes.includes("native"))("native plane: hand-over outside a c
       ["REG:stays-with-the-control-plane", -1, false],
     ]);
     expect(p.counters()).toMatchObject({ controlPackets: 2, forwardedPackets: 8 });
-    expect(p.routeCounters(1)).toMatchObject({ packets: 8, observeLeft: 15 });
+    expect(p.routeCounters(1)).toEqual({ observeLeft: 15 });
   });
 });
 

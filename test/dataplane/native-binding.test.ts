@@ -78,7 +78,8 @@ suite("native addon binding", () => {
     const before = { local: relay.local(), info: relay.info(), route: relay.routeCounters(1), counters: relay.counters() };
     relay.close();
     expect({ local: relay.local(), info: relay.info(), route: relay.routeCounters(1), counters: relay.counters() }).toEqual(before);
-    expect(before.route).toEqual({ packets: 1, bytes: "forwarded".length, observeLeft: 0 });
+    expect(before.route).toEqual({ observeLeft: 0 });
+    expect(before.counters).toMatchObject({ forwardedPackets: 1, forwardedBytes: "forwarded".length });
   });
 
   it("the native plane takes every call after close without throwing", async () => {
@@ -94,7 +95,7 @@ suite("native addon binding", () => {
     plane.setRoute(2, b, a, 0, 1000);
     plane.deleteRoute(1);
     expect(plane.drainActivity()).toEqual([]);
-    expect(plane.routeCounters(1)).toEqual({ packets: 0, bytes: 0, observeLeft: 0 });
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: 0 });
     expect(plane.routeCounters(2)).toBeUndefined();
     expect(plane.counters()).toEqual(counters);
     expect(Object.keys(plane.nativeCounters()).length).toBe(NATIVE_COUNTERS.length);

@@ -75,7 +75,7 @@ suite("native plane GRO/GSO", () => {
     } else {
       expect(counters.groBuffers).toBe(0);
     }
-    expect(plane.routeCounters(1)?.packets).toBe(sent.length + 1);
+    expect([...new Set(plane.drainActivity())]).toEqual([1]);
   });
 
   it("splits a coalesced buffer holding a REG: the REG goes up, the rest is forwarded in order", async () => {

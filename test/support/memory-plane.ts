@@ -23,8 +23,6 @@ interface Route {
   dcid: DcidWatch | undefined;
   limit: number;
   unanswered: number;
-  packets: number;
-  bytes: number;
   secondToFirst: boolean;
 }
 
@@ -67,8 +65,6 @@ export class MemoryPlane implements DataPlane {
       return;
     }
     route.unanswered += bytes.length;
-    route.packets++;
-    route.bytes += bytes.length;
     this.active.add(route.id);
     this.counts.forwardedPackets++;
     this.counts.forwardedBytes += bytes.length;
@@ -107,7 +103,7 @@ export class MemoryPlane implements DataPlane {
     const old = this.routes.get(key);
     if (old) this.deleteRoute(old.id);
     const observe = Math.max(0, Math.floor(observeBudget));
-    const route: Route = { id, from, to, observe, dcid, limit: unansweredLimit, unanswered: 0, packets: 0, bytes: 0, secondToFirst: direction === "second_to_first" };
+    const route: Route = { id, from, to, observe, dcid, limit: unansweredLimit, unanswered: 0, secondToFirst: direction === "second_to_first" };
     this.routes.set(key, route);
     this.byId.set(id, route);
   }
@@ -131,7 +127,7 @@ export class MemoryPlane implements DataPlane {
 
   routeCounters(id: number): RouteCounters | undefined {
     const r = this.byId.get(id);
-    return r && { packets: r.packets, bytes: r.bytes, observeLeft: r.observe };
+    return r && { observeLeft: r.observe };
   }
 
   /** No kernel socket: no buffers to report. */
