@@ -73,7 +73,7 @@ export function renderRelayMetrics(src: RelayMetricsSource): string {
     [{ state: "waiting" }, table.sessionCount - paired],
   ]);
   w.single("quic_relay_peers_active", "gauge", "Registered peer addresses", table.peerCount);
-  w.single("quic_relay_sessions_compact", "gauge", "Sessions of the table kept packed in the compact store (settled and idle for a second)", table.compactSessionCount);
+  w.single("quic_relay_sessions_compact", "gauge", "Sessions of the table kept packed in the compact store (settled and idle for 100 ms)", table.compactSessionCount);
   w.single("quic_relay_sessions_created_total", "counter", "Sessions created by a first REG", stats.sessionsCreated);
   w.single("quic_relay_sessions_paired_total", "counter", "Sessions that got their second peer", stats.sessionsPaired);
   w.single("quic_relay_sessions_expired_total", "counter", "Sessions removed after the idle timeout", stats.sessionsExpired);
