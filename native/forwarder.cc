@@ -150,15 +150,15 @@ void Forwarder::finishHandovers() {
         return false;
       }
       if (bridge != nullptr) {
-        if (!appendFrame(*bridge, bytes, m.length, route->to)) return false;
+        if (!appendFrame(*bridge, bytes, m.length, table.destinationLocked(*route))) return false;
       } else {
-        handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, route->to});
+        handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, table.destinationLocked(*route)});
         handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
       }
-      if (route->markActive(table.epoch())) handoverActive_.push_back(route->id);
+      if (route->markActive(table.epoch())) handoverActive_.push_back(route->id());
       handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
-      m.routeId = route->id;
+      m.routeId = route->id();
       m.observed = true;
       return true;
     });

@@ -50,13 +50,22 @@ void RouteTable::eraseLocked(uint32_t slot) {
   Route& route = at(slot);
   if (route.reverse != kNoSlot) {
     Route& back = at(route.reverse);
+    // The route back led to this route's source: that destination is now kept apart.
+    if (!back.toApart) {
+      apart_[&back] = CompactAddr{route.from, back.toV6};
+      back.toApart = true;
+    }
     back.reverse = kNoSlot;
     back.reverseLimited = false;
     route.reverse = kNoSlot;
     route.reverseLimited = false;
   }
+  if (route.toApart) {
+    apart_.erase(&route);
+    route.toApart = false;
+  }
   bySource_.erase(route.from, slot);
-  byId_.erase(route.id, slot);
+  byId_.erase(route.id(), slot);
   // finishHandovers() skips a slot of handovers_ that is no longer in hand-over.
   route.inHandover = false;
   if (route.bridged) {
@@ -77,18 +86,18 @@ void RouteTable::setLocked(const RouteChange& change) {
   const CompactAddr to = CompactAddr::from(change.to);
   const uint32_t unansweredLimit = static_cast<uint32_t>(std::min<uint64_t>(change.unansweredLimit, kMaxUnansweredLimit));
   uint32_t sameSource = bySource_.find(from);
-  if (sameSource != kNoSlot && at(sameSource).id != id) eraseLocked(sameSource);
+  if (sameSource != kNoSlot && at(sameSource).id() != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
   if (sameId != kNoSlot) eraseLocked(sameId);
   // The route back from `to` to `from`, if any (found before this route is indexed, so a route
   // to its own source is not its own reverse; its old reverse was the route just replaced).
   uint32_t back = bySource_.find(logicalDestination(to, change.bridge.get()));
-  if (back != kNoSlot && !(logicalDestination(at(back).to, bridgeOf(at(back))) == from)) back = kNoSlot;
+  if (back != kNoSlot && !(logicalDestination(destinationLocked(at(back)), bridgeOf(at(back))) == from)) back = kNoSlot;
   uint32_t slot = allocate();
   Route& route = at(slot);
-  route.id = id;
+  route.setId(id);
   route.from = from;
-  route.to = to;
+  route.toV6 = to.v6;
   // The binding takes budgets up to 1e9; the clamp only keeps the narrowing defined.
   route.observeBudget.store(static_cast<int32_t>(std::clamp<int64_t>(change.observeBudget, INT32_MIN, INT32_MAX)),
                             std::memory_order_relaxed);
@@ -105,9 +114,21 @@ void RouteTable::setLocked(const RouteChange& change) {
   handoversPending_ = true;
   route.reverse = back;
   route.reverseLimited = back != kNoSlot && at(back).unansweredLimit != 0;
+  // The destination is the reverse route's source, unless it comes from elsewhere (the reverse of
+  // an outbound bridge route comes from the remote peer's virtual key) or there is no reverse yet.
+  route.toApart = !(back != kNoSlot && at(back).from == to.key);
+  if (route.toApart) apart_[&route] = to;
   if (back != kNoSlot) {
-    at(back).reverse = slot;
-    at(back).reverseLimited = unansweredLimit != 0;
+    Route& b = at(back);
+    b.reverse = slot;
+    b.reverseLimited = unansweredLimit != 0;
+    if (b.toApart) {
+      auto it = apart_.find(&b);
+      if (it->second.key == from && it->second.v6 == b.toV6) {
+        apart_.erase(it);
+        b.toApart = false;
+      }
+    }
   }
   bySource_.insert(from, slot);
   byId_.insert(id, slot);

@@ -32,11 +32,13 @@ constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 constexpr uint32_t kMaxUnansweredLimit = 0x7FFFFFFFu;
 
 // Laid out to be small (a million sessions are two million routes): narrow fields, ordered to
-// leave no gaps between them.
+// leave no gaps between them, 4-byte aligned (the id in two halves). A route's destination is
+// where its reverse route comes from (RouteTable::destinationLocked): it is kept apart only for a
+// route with no reverse, or one whose reverse comes from elsewhere (an outbound bridge route).
 struct Route {
-  int64_t id = -1;
+  uint32_t idLow = 0xFFFFFFFFu;
+  uint32_t idHigh = 0xFFFFFFFFu;
   PeerKey from{};
-  CompactAddr to{};
   // Set under the write lock. cidLength: the length of the destination connection ID in the
   // source's short headers (0: not watched). inHandover: while set the route forwards nothing
   // itself; its datagrams go to the control queue, where finishHandovers() forwards them (see
@@ -50,6 +52,11 @@ struct Route {
   // Set under the write lock: the route crosses the bridge (see bridge_link.h); its link is kept
   // by the table apart (RouteTable::bridgeOf), so the many routes that do not pay for a pointer.
   bool bridged : 1;
+  // Set under the write lock. toV6: the destination is sent to as IPv6 (CompactAddr::v6).
+  // toApart: the destination is kept apart (RouteTable::destinationLocked), not taken from the
+  // reverse route's source.
+  bool toV6 : 1;
+  bool toApart : 1;
   // The activity epoch in which the route last forwarded (0: never since it was set); see
   // RouteTable::drainActivity.
   std::atomic<uint32_t> activeEpoch{0};
@@ -68,7 +75,15 @@ struct Route {
   // million sessions would pay 32 MB for counts nothing reads.
   static_assert(kMaxCidLength <= 24, "a DCID is hashed as three 8-byte words");
 
-  Route() : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false) {}
+  Route()
+      : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false), toV6(false),
+        toApart(false) {}
+
+  int64_t id() const { return static_cast<int64_t>(static_cast<uint64_t>(idHigh) << 32 | idLow); }
+  void setId(int64_t id) {
+    idLow = static_cast<uint32_t>(static_cast<uint64_t>(id));
+    idHigh = static_cast<uint32_t>(static_cast<uint64_t>(id) >> 32);
+  }
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
@@ -120,7 +135,7 @@ struct Route {
     return true;
   }
 };
-static_assert(sizeof(Route) <= 72, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 52, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -232,6 +247,12 @@ class RouteTable {
     uint32_t slot = bySource_.find(from);
     return slot == kNoSlot ? nullptr : &at(slot);
   }
+  // Where `route` forwards to: the source of its reverse route, or the destination kept apart.
+  // Under the read or the write lock.
+  CompactAddr destinationLocked(const Route& route) const {
+    if (!route.toApart) return CompactAddr{at(route.reverse).from, route.toV6};
+    return apart_.find(&route)->second;
+  }
   // The bridge link of a route across the bridge (Route::bridged), null for any other route.
   // Under the read or the write lock.
   const BridgeLink* bridgeOf(const Route& route) const {
@@ -275,7 +296,7 @@ class RouteTable {
   };
   struct IdOf {
     const RouteTable* table;
-    int64_t operator()(uint32_t slot) const { return table->at(slot).id; }
+    int64_t operator()(uint32_t slot) const { return table->at(slot).id(); }
   };
   struct IdHash {
     uint64_t operator()(int64_t id) const {
@@ -304,6 +325,9 @@ class RouteTable {
   // The links of the routes across the bridge (few), by route: the table's own copies, changed
   // under the write lock and freed when their route goes (no reader is inside a batch then).
   std::unordered_map<const Route*, std::unique_ptr<const BridgeLink>> bridges_;
+  // The destinations of the routes with Route::toApart (few: a route waits here for its reverse),
+  // changed under the write lock.
+  std::unordered_map<const Route*, CompactAddr> apart_;
   std::vector<uint32_t> free_;
   uint32_t highWater_ = 0;
   BySource bySource_;

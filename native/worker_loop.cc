@@ -147,7 +147,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   shared_.routes->answerReverseLocked(*route);
   // A route in hand-over queues its datagrams behind the source's older ones (finishHandovers).
   if (route->inHandover || forControlPlane(data, length)) {
-    staging_.add(key, route->id, false, data, length);
+    staging_.add(key, route->id(), false, data, length);
     return;
   }
   if (!route->admit(length)) {
@@ -162,15 +162,15 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     }
     // No keys yet: the control plane wraps it (and counts it) itself.
     if (!addBridgeSend(route, data, length)) {
-      staging_.add(key, route->id, false, data, length);
+      staging_.add(key, route->id(), false, data, length);
       return;
     }
   } else {
-    addSend(route->to, data, length, 0);
+    addSend(shared_.routes->destinationLocked(*route), data, length, 0);
   }
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
   local_.forwarded(route->secondToFirst, 1, length);
-  if (route->wantsCopy(data, length)) staging_.add(key, route->id, true, data, length);
+  if (route->wantsCopy(data, length)) staging_.add(key, route->id(), true, data, length);
 }
 
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
@@ -199,15 +199,15 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
   const uint32_t chunk = segment * kMaxSegmentsPerSend;
   for (uint32_t off = 0; off < length; off += chunk) {
     uint32_t part = length - off < chunk ? length - off : chunk;
-    addSend(route->to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
+    addSend(shared_.routes->destinationLocked(*route), data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
   local_.forwarded(route->secondToFirst, segments, length);
   // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
   for (uint32_t off = 0; off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
-    if (route->wantsCopy(data + off, part)) staging_.add(key, route->id, true, data + off, part);
+    if (route->wantsCopy(data + off, part)) staging_.add(key, route->id(), true, data + off, part);
   }
 }
 
@@ -259,7 +259,7 @@ bool ForwardingWorker::addBridgeSend(Route* route, const uint8_t* data, uint32_t
     local_.sendErrors++;
     return true;
   }
-  addSend(route->to, scratch, header, 0);
+  addSend(shared_.routes->destinationLocked(*route), scratch, header, 0);
   // The same slot, two more pieces: the payload where it was received, then the tag.
   struct msghdr& h = sendMsgs_[sendCount_ - 1].msg_hdr;
   struct iovec* iov = h.msg_iov;
@@ -307,8 +307,8 @@ bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, u
     local_.bridgeUnanswered++;
     return true;
   }
-  addSend(route->to, frame.payload, frame.payloadLength, 0);
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id);
+  addSend(shared_.routes->destinationLocked(*route), frame.payload, frame.payloadLength, 0);
+  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
   local_.forwarded(route->secondToFirst, 1, frame.payloadLength);
   local_.bridgeDelivered++;
   return true;
