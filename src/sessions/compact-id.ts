@@ -72,10 +72,15 @@ export function writeId(id: string, code: number, out: Uint8Array, at: number): 
   for (let k = 0; k < code; k++) out[at + k] = id.charCodeAt(k);
 }
 
+/** The bytes an id of `code` takes (the rest of its ID_BYTES are not its own). */
+export function idLength(code: number): number {
+  return code === UUID_LOWER || code === UUID_UPPER ? 16 : code;
+}
+
 /** Whether the id stored at `at` with `code` is the one written at `wantAt` with `wantCode`. */
 export function sameId(bytes: Uint8Array, at: number, code: number, want: Uint8Array, wantAt: number, wantCode: number): boolean {
   if (code !== wantCode) return false;
-  const n = code === UUID_LOWER || code === UUID_UPPER ? 16 : code;
+  const n = idLength(code);
   for (let k = 0; k < n; k++) if (bytes[at + k] !== want[wantAt + k]) return false;
   return true;
 }

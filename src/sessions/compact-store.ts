@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
-import { ID_BYTES, idCode, NO_ID, readId, sameId, writeId } from "./compact-id.ts";
+import { ID_BYTES, idCode, idLength, NO_ID, readId, sameId, writeId } from "./compact-id.ts";
 import { IntDeque } from "../collections/int-deque.ts";
 import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
@@ -43,8 +43,6 @@ interface Chunk {
   idCode: Uint8Array;
   /** ID_BYTES a slot. */
   id: Uint8Array;
-  /** The id's hash, kept so that growing or shifting the index never hashes again. */
-  idHash: Uint32Array;
   // Per peer: index 2 × slot + k, k the peer's place in its session.
   form: Uint8Array;
   proven: Uint8Array;
@@ -67,7 +65,6 @@ function newChunk(): Chunk {
     peerCount: new Uint8Array(CHUNK),
     idCode: new Uint8Array(CHUNK),
     id: new Uint8Array(CHUNK * ID_BYTES),
-    idHash: new Uint32Array(CHUNK),
     form: new Uint8Array(2 * CHUNK),
     proven: new Uint8Array(2 * CHUNK),
     port: new Uint16Array(2 * CHUNK),
@@ -267,7 +264,6 @@ export class CompactStore {
     }
     writeId(id, code, c.id, i * ID_BYTES);
     c.idCode[i] = code;
-    c.idHash[i] = this.hashText(id);
     c.lastActivity[i] = session.lastActivity;
     c.peerCount[i] = session.peers.length;
     c.state[i] = COMPACT;
@@ -335,7 +331,7 @@ export class CompactStore {
     if (code === NO_ID) return -1;
     writeId(id, code, this.wantId, 0);
     this.wantIdCode = code;
-    return this.byId.find(this.hashText(id), this.matchId);
+    return this.byId.find(this.hashId(this.wantId, 0, code), this.matchId);
   }
 
   /** The compact peer at this address and port, or -1. */
@@ -517,13 +513,21 @@ export class CompactStore {
     return sameId(c.id, i * ID_BYTES, c.idCode[i]!, this.wantId, 0, this.wantIdCode);
   }
 
+  /**
+   * The hash of the compact session's id, from its packed bytes: not kept (4 bytes a session), as
+   * an index part's growth rehashes only a 64th of the ids, a few thousand at a million sessions.
+   */
   private idHashAt(slot: number): number {
-    return this.chunkOf(slot).idHash[slot & IN_CHUNK]!;
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    return this.hashId(c.id, i * ID_BYTES, c.idCode[i]!);
   }
 
-  private hashText(id: string): number {
-    let h = this.seed;
-    for (let k = 0; k < id.length; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+  /** The hash of the id packed at `at` with `code` (compact-id.ts), keyed by this store's seed. */
+  private hashId(bytes: Uint8Array, at: number, code: number): number {
+    let h = this.seed ^ Math.imul(code, 0x9e3779b1);
+    const n = idLength(code);
+    for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[at + k]!, 0x01000193);
     return mix(h);
   }
 }
