@@ -37,7 +37,8 @@ interface Chunk {
   state: Uint8Array;
   /** Waiting in the compaction queue. */
   queued: Uint8Array;
-  lastActivity: Float64Array;
+  /** The session's time of last activity (packTime). */
+  lastActivity: Uint32Array;
   peerCount: Uint8Array;
   /** How the id is kept (compact-id.ts: a UUID's value, or the id as it is and its length). */
   idCode: Uint8Array;
@@ -47,7 +48,8 @@ interface Chunk {
   form: Uint8Array;
   proven: Uint8Array;
   port: Uint16Array;
-  lastSeen: Float64Array;
+  /** The peer's time of last activity as milliseconds before its session's (packGap). */
+  seenGap: Int32Array;
   routeId: Int32Array;
   /** The IPv4 address (forms V4 and Mapped), or the entry of the IPv6 address in the V6 words. */
   address: Uint32Array;
@@ -61,14 +63,14 @@ function newChunk(): Chunk {
     newer: new Int32Array(CHUNK),
     state: new Uint8Array(CHUNK),
     queued: new Uint8Array(CHUNK),
-    lastActivity: new Float64Array(CHUNK),
+    lastActivity: new Uint32Array(CHUNK),
     peerCount: new Uint8Array(CHUNK),
     idCode: new Uint8Array(CHUNK),
     id: new Uint8Array(CHUNK * ID_BYTES),
     form: new Uint8Array(2 * CHUNK),
     proven: new Uint8Array(2 * CHUNK),
     port: new Uint16Array(2 * CHUNK),
-    lastSeen: new Float64Array(2 * CHUNK),
+    seenGap: new Int32Array(2 * CHUNK),
     routeId: new Int32Array(2 * CHUNK),
     address: new Uint32Array(2 * CHUNK),
     objects: new Array<unknown>(CHUNK).fill(undefined),
@@ -129,6 +131,9 @@ export class CompactStore {
     (this.wantPort < 0 || this.portAt(ref) === this.wantPort) && this.addressIs(ref, this.wantForm, this.words);
   private readonly matchId = (slot: number): boolean => this.idIs(slot);
 
+  /** `now`: the table's clock (milliseconds), which compact times are read back against. */
+  constructor(private readonly now: () => number) {}
+
   /** Sessions held compact, and their peers. */
   get sessionCount(): number {
     return this.compactSessions;
@@ -180,7 +185,7 @@ export class CompactStore {
   }
 
   lastActivityOf(slot: number): number {
-    return this.expandedAt(slot)?.lastActivity ?? this.chunkOf(slot).lastActivity[slot & IN_CHUNK]!;
+    return this.expandedAt(slot)?.lastActivity ?? unpackTime(this.chunkOf(slot).lastActivity[slot & IN_CHUNK]!, this.now());
   }
 
   /** Marks the slot as queued for compaction; false when it was already. */
@@ -264,7 +269,7 @@ export class CompactStore {
     }
     writeId(id, code, c.id, i * ID_BYTES);
     c.idCode[i] = code;
-    c.lastActivity[i] = session.lastActivity;
+    c.lastActivity[i] = packTime(session.lastActivity);
     c.peerCount[i] = session.peers.length;
     c.state[i] = COMPACT;
     this.chunkOf(slot).objects[slot & IN_CHUNK] = extra;
@@ -274,7 +279,7 @@ export class CompactStore {
       const ref = 2 * slot + k;
       c.proven[2 * i + k] = peer.proven ? 1 : 0;
       c.port[2 * i + k] = peer.endpoint.port;
-      c.lastSeen[2 * i + k] = peer.lastSeen;
+      c.seenGap[2 * i + k] = packGap(session.lastActivity, peer.lastSeen);
       c.routeId[2 * i + k] = peer.id;
       const form = readAddress(peer.endpoint.address, this.words);
       c.form[2 * i + k] = form;
@@ -291,10 +296,11 @@ export class CompactStore {
   expand(slot: number): Session {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
+    const lastActivity = unpackTime(c.lastActivity[i]!, this.now());
     const session: Session = {
       id: this.idOf(slot),
       peers: [],
-      lastActivity: c.lastActivity[i]!,
+      lastActivity,
       held: NONE_HELD,
       heldBytes: 0,
       cids: NO_CIDS,
@@ -308,7 +314,7 @@ export class CompactStore {
         id: c.routeId[2 * i + k]!,
         session,
         endpoint: { address: this.addressOf(ref), port: c.port[2 * i + k]! },
-        lastSeen: c.lastSeen[2 * i + k]!,
+        lastSeen: lastActivity - c.seenGap[2 * i + k]!,
         proven: c.proven[2 * i + k] === 1,
         cids: undefined,
         identity: undefined,
@@ -401,8 +407,13 @@ export class CompactStore {
   touchPeer(ref: number, now: number): void {
     const slot = ref >>> 1;
     const c = this.chunkOf(slot);
-    c.lastSeen[2 * (slot & IN_CHUNK) + (ref & 1)] = now;
-    c.lastActivity[slot & IN_CHUNK] = now;
+    const i = slot & IN_CHUNK;
+    // Each peer's gap is to the session's time, which moves: the other peer's grows.
+    const before = unpackTime(c.lastActivity[i]!, now);
+    for (let k = 0; k < c.peerCount[i]!; k++) {
+      c.seenGap[2 * i + k] = k === (ref & 1) ? 0 : packGap(now, before - c.seenGap[2 * i + k]!);
+    }
+    c.lastActivity[i] = packTime(now);
     this.touch(REGULAR, slot);
   }
 
@@ -416,11 +427,12 @@ export class CompactStore {
   snapshot(slot: number, now: number): SessionSnapshot {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
+    const lastActivity = unpackTime(c.lastActivity[i]!, now);
     const peers = [];
     for (let k = 0; k < c.peerCount[i]!; k++) {
-      peers.push({ address: this.addressOf(2 * slot + k), port: c.port[2 * i + k]!, idleMs: now - c.lastSeen[2 * i + k]!, proven: c.proven[2 * i + k] === 1 });
+      peers.push({ address: this.addressOf(2 * slot + k), port: c.port[2 * i + k]!, idleMs: now - (lastActivity - c.seenGap[2 * i + k]!), proven: c.proven[2 * i + k] === 1 });
     }
-    return { id: this.idOf(slot), idleMs: now - c.lastActivity[i]!, peers };
+    return { id: this.idOf(slot), idleMs: now - lastActivity, peers };
   }
 
   private chunkOf(slot: number): Chunk {
@@ -530,6 +542,34 @@ export class CompactStore {
     for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[at + k]!, 0x01000193);
     return mix(h);
   }
+}
+
+/**
+ * A compact session's time (the table's clock: milliseconds, fractions allowed, negative for a
+ * session restored idle since before the process started) in 4 bytes instead of 8: its whole
+ * milliseconds modulo 2^32. Read back against the present (unpackTime), so it comes back exact
+ * (to the millisecond below) for any time less than 2^32 ms (49.7 days) before now: a compact
+ * session's last activity is younger than its timeout, at most 30 days (config.ts).
+ */
+function packTime(t: number): number {
+  return Math.floor(t) >>> 0;
+}
+
+function unpackTime(packed: number, now: number): number {
+  const base = Math.floor(now);
+  return base - ((base - packed) >>> 0);
+}
+
+/** Gaps between a peer's last activity and its session's, in an Int32Array: beyond ±24.8 days, cut. */
+const MAX_GAP = 0x7fff_ffff;
+
+/**
+ * How many whole milliseconds the peer's last activity (`seen`) is before its session's
+ * (`session`): negative when after it (a restored state file may say so). A peer quiet for longer
+ * than MAX_GAP reads as quiet for MAX_GAP, as long for every rule.
+ */
+function packGap(session: number, seen: number): number {
+  return Math.max(-MAX_GAP, Math.min(MAX_GAP, Math.floor(session) - Math.floor(seen)));
 }
 
 /** A 32-bit finaliser (every input bit reaches every output bit), unsigned. */

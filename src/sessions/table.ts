@@ -46,7 +46,7 @@ export class SessionTable implements TableView {
    * and the probes' apart: they expire sooner), so expiry stops at the first live one; settled
    * sessions are kept there compact instead of as objects (see compact()).
    */
-  private readonly store = new CompactStore();
+  private readonly store = new CompactStore(() => this.clock.now());
   /** Expanded sessions by id; compact ones are in the store. */
   private readonly sessions = new ShardedMap<Session>();
   /** Expanded peers; compact ones are in the store. */
