@@ -155,10 +155,10 @@ void Forwarder::finishHandovers() {
         handoverForwards_.push_back(QueuedForward{handoverBytes_.size(), m.length, table.destinationLocked(*route)});
         handoverBytes_.insert(handoverBytes_.end(), bytes, bytes + m.length);
       }
-      if (route->markActive(table.epoch())) handoverActive_.push_back(route->id());
+      if (route->markActive(table.epoch())) handoverActive_.push_back(table.idOf(*route));
       handoverCounts_.forwarded(route->secondToFirst, 1, m.length);
       if (!route->wantsCopy(bytes, m.length)) return false;
-      m.routeId = route->id();
+      m.routeId = table.idOf(*route);
       m.observed = true;
       return true;
     });

@@ -65,7 +65,9 @@ void RouteTable::eraseLocked(uint32_t slot) {
     route.toApart = false;
   }
   bySource_.erase(route.from, slot);
-  byId_.erase(route.id(), slot);
+  byId_.erase(idOf(route), slot);
+  if (route.id32 == kWideId) wideIds_.erase(&route);
+  route.id32 = kWideId;
   // finishHandovers() skips a slot of handovers_ that is no longer in hand-over.
   route.inHandover = false;
   if (route.bridged) {
@@ -86,7 +88,7 @@ void RouteTable::setLocked(const RouteChange& change) {
   const CompactAddr to = CompactAddr::from(change.to);
   const uint32_t unansweredLimit = static_cast<uint32_t>(std::min<uint64_t>(change.unansweredLimit, kMaxUnansweredLimit));
   uint32_t sameSource = bySource_.find(from);
-  if (sameSource != kNoSlot && at(sameSource).id() != id) eraseLocked(sameSource);
+  if (sameSource != kNoSlot && idOf(at(sameSource)) != id) eraseLocked(sameSource);
   uint32_t sameId = byId_.find(id);
   if (sameId != kNoSlot) eraseLocked(sameId);
   // The route back from `to` to `from`, if any (found before this route is indexed, so a route
@@ -95,7 +97,12 @@ void RouteTable::setLocked(const RouteChange& change) {
   if (back != kNoSlot && !(logicalDestination(destinationLocked(at(back)), bridgeOf(at(back))) == from)) back = kNoSlot;
   uint32_t slot = allocate();
   Route& route = at(slot);
-  route.setId(id);
+  if (id >= 0 && id < static_cast<int64_t>(kWideId)) {
+    route.id32 = static_cast<uint32_t>(id);
+  } else {
+    route.id32 = kWideId;
+    wideIds_[&route] = id;
+  }
   route.from = from;
   route.toV6 = to.v6;
   // The binding takes budgets up to 1e9; the clamp only keeps the narrowing defined.
@@ -152,7 +159,7 @@ std::vector<int64_t> RouteTable::drainActivity() {
     std::lock_guard<std::mutex> guard(activityMutex_);
     logged.swap(activityLog_);
     // 0 means "never active": skipped when the count wraps.
-    if (epoch_.fetch_add(1, std::memory_order_relaxed) + 1 == 0) epoch_.store(1, std::memory_order_relaxed);
+    if (static_cast<uint16_t>(epoch_.fetch_add(1, std::memory_order_relaxed) + 1) == 0) epoch_.store(1, std::memory_order_relaxed);
   }
   std::vector<int64_t> ids;
   ids.reserve(logged.size());

@@ -31,13 +31,16 @@ constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 // The largest unanswered limit a route keeps (32 bits, as on the TS plane); larger ones are cut to it.
 constexpr uint32_t kMaxUnansweredLimit = 0x7FFFFFFFu;
 
+// An id too large for Route::id32 (or negative): the route's id is kept apart (RouteTable::idOf).
+constexpr uint32_t kWideId = 0xFFFFFFFFu;
+
 // Laid out to be small (a million sessions are two million routes): narrow fields, ordered to
-// leave no gaps between them, 4-byte aligned (the id in two halves). A route's destination is
-// where its reverse route comes from (RouteTable::destinationLocked): it is kept apart only for a
-// route with no reverse, or one whose reverse comes from elsewhere (an outbound bridge route).
+// leave few gaps between them, 4-byte aligned. A route's destination is where its reverse route
+// comes from (RouteTable::destinationLocked): it is kept apart only for a route with no reverse,
+// or one whose reverse comes from elsewhere (an outbound bridge route). Its id is kept in 32 bits
+// (the control plane's ids are small) unless it does not fit: then apart (RouteTable::idOf).
 struct Route {
-  uint32_t idLow = 0xFFFFFFFFu;
-  uint32_t idHigh = 0xFFFFFFFFu;
+  uint32_t id32 = kWideId;
   PeerKey from{};
   // Set under the write lock. cidLength: the length of the destination connection ID in the
   // source's short headers (0: not watched). inHandover: while set the route forwards nothing
@@ -57,9 +60,10 @@ struct Route {
   // reverse route's source.
   bool toV6 : 1;
   bool toApart : 1;
-  // The activity epoch in which the route last forwarded (0: never since it was set); see
-  // RouteTable::drainActivity.
-  std::atomic<uint32_t> activeEpoch{0};
+  // The activity epoch in which the route last forwarded (0: never since it was set), in 16 bits:
+  // see RouteTable::drainActivity. A route that forwards again exactly 65,535 epochs later is
+  // logged one epoch late (its first datagram then looks already logged).
+  std::atomic<uint16_t> activeEpoch{0};
   std::atomic<int32_t> observeBudget{0};  // at most 1e9, as the binding takes it
   // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot.
   uint32_t reverse = kNoSlot;
@@ -79,11 +83,6 @@ struct Route {
       : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false), toV6(false),
         toApart(false) {}
 
-  int64_t id() const { return static_cast<int64_t>(static_cast<uint64_t>(idHigh) << 32 | idLow); }
-  void setId(int64_t id) {
-    idLow = static_cast<uint32_t>(static_cast<uint64_t>(id));
-    idHigh = static_cast<uint32_t>(static_cast<uint64_t>(id) >> 32);
-  }
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
@@ -129,13 +128,13 @@ struct Route {
 
   // The route forwarded; true when this is its first datagram of activity epoch `epoch`: the
   // caller then logs the route's id (RouteTable::logActive).
-  bool markActive(uint32_t epoch) {
+  bool markActive(uint16_t epoch) {
     if (activeEpoch.load(std::memory_order_relaxed) == epoch) return false;
     activeEpoch.store(epoch, std::memory_order_relaxed);
     return true;
   }
 };
-static_assert(sizeof(Route) <= 52, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 48, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {
@@ -273,7 +272,9 @@ class RouteTable {
   bool mayBeInHandover(const PeerKey& from) const { return handoverSources_.mayContain(PeerKeyHash{}(from)); }
 
   // Forwarding threads: the current activity epoch, read once per batch and given to Route::count.
-  uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+  uint16_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+  // The id of `route`, read under the read or the write lock.
+  int64_t idOf(const Route& route) const { return route.id32 != kWideId ? route.id32 : wideIds_.find(&route)->second; }
   // Appends the ids of routes that became active (Route::count said true), and clears `ids`.
   void logActive(std::vector<int64_t>& ids) {
     std::lock_guard<std::mutex> guard(activityMutex_);
@@ -296,7 +297,7 @@ class RouteTable {
   };
   struct IdOf {
     const RouteTable* table;
-    int64_t operator()(uint32_t slot) const { return table->at(slot).id(); }
+    int64_t operator()(uint32_t slot) const { return table->idOf(table->at(slot)); }
   };
   struct IdHash {
     uint64_t operator()(int64_t id) const {
@@ -328,6 +329,8 @@ class RouteTable {
   // The destinations of the routes with Route::toApart (few: a route waits here for its reverse),
   // changed under the write lock.
   std::unordered_map<const Route*, CompactAddr> apart_;
+  // The ids of the routes with Route::id32 == kWideId, changed under the write lock.
+  std::unordered_map<const Route*, int64_t> wideIds_;
   std::vector<uint32_t> free_;
   uint32_t highWater_ = 0;
   BySource bySource_;
@@ -341,7 +344,7 @@ class RouteTable {
   std::vector<RouteChange> queued_;
   // Under the write lock, during finishHandovers(): the sources of the routes in hand-over.
   HashFilter handoverSources_;
-  std::atomic<uint32_t> epoch_{1};
+  std::atomic<uint16_t> epoch_{1};
   std::mutex activityMutex_;
   std::vector<int64_t> activityLog_;  // under activityMutex_
 };

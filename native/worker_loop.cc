@@ -147,7 +147,7 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
   shared_.routes->answerReverseLocked(*route);
   // A route in hand-over queues its datagrams behind the source's older ones (finishHandovers).
   if (route->inHandover || forControlPlane(data, length)) {
-    staging_.add(key, route->id(), false, data, length);
+    staging_.add(key, shared_.routes->idOf(*route), false, data, length);
     return;
   }
   if (!route->admit(length)) {
@@ -162,15 +162,15 @@ void ForwardingWorker::handleSingle(const PeerKey& key, Route* route, const uint
     }
     // No keys yet: the control plane wraps it (and counts it) itself.
     if (!addBridgeSend(route, data, length)) {
-      staging_.add(key, route->id(), false, data, length);
+      staging_.add(key, shared_.routes->idOf(*route), false, data, length);
       return;
     }
   } else {
     addSend(shared_.routes->destinationLocked(*route), data, length, 0);
   }
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
+  if (route->markActive(epoch_)) becameActive_.push_back(shared_.routes->idOf(*route));
   local_.forwarded(route->secondToFirst, 1, length);
-  if (route->wantsCopy(data, length)) staging_.add(key, route->id(), true, data, length);
+  if (route->wantsCopy(data, length)) staging_.add(key, shared_.routes->idOf(*route), true, data, length);
 }
 
 void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const uint8_t* data, uint32_t length,
@@ -201,13 +201,13 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     uint32_t part = length - off < chunk ? length - off : chunk;
     addSend(shared_.routes->destinationLocked(*route), data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
+  if (route->markActive(epoch_)) becameActive_.push_back(shared_.routes->idOf(*route));
   local_.forwarded(route->secondToFirst, segments, length);
   // Watched per segment, as if each had come alone.
   if (route->observeBudget.load(std::memory_order_relaxed) <= 0) return;
   for (uint32_t off = 0; off < length; off += segment) {
     uint32_t part = length - off < segment ? length - off : segment;
-    if (route->wantsCopy(data + off, part)) staging_.add(key, route->id(), true, data + off, part);
+    if (route->wantsCopy(data + off, part)) staging_.add(key, shared_.routes->idOf(*route), true, data + off, part);
   }
 }
 
@@ -308,7 +308,7 @@ bool ForwardingWorker::receiveBridge(const PeerKey& from, const uint8_t* data, u
     return true;
   }
   addSend(shared_.routes->destinationLocked(*route), frame.payload, frame.payloadLength, 0);
-  if (route->markActive(epoch_)) becameActive_.push_back(route->id());
+  if (route->markActive(epoch_)) becameActive_.push_back(shared_.routes->idOf(*route));
   local_.forwarded(route->secondToFirst, 1, frame.payloadLength);
   local_.bridgeDelivered++;
   return true;

@@ -89,7 +89,7 @@ class ForwardingWorker {
   uint64_t nowMs_ = 0;  // wall clock, read at most once per batch (0: not yet)
 
   ControlBatch staging_;
-  uint32_t epoch_ = 0;                 // the route table's activity epoch, read once per batch
+  uint16_t epoch_ = 0;                 // the route table's activity epoch, read once per batch
   std::vector<int64_t> becameActive_;  // ids of routes this batch made active, logged after it
   NativeCounts local_;  // written by this thread only, published once per batch
   PublishedCounts published_;

@@ -43,6 +43,21 @@ describe.each(planesUnderTest())("%s plane: route activity", (kind: DataPlaneKin
     expect(unique(p.drainActivity())).toEqual([2]);
   });
 
+  it("still reports a route after more drains than its activity epoch counts (16 bits on the native plane)", async () => {
+    const { p } = await started();
+    const [a, b] = [await open("127.0.0.2"), await open("127.0.0.3")];
+    p.setRoute(1, at(a), at(b), 0);
+    a.send("before", p.local.port);
+    await eventually(() => b.inbox.length >= 1);
+    expect(unique(p.drainActivity())).toEqual([1]);
+    // Past the wrap of the epoch count (and its skipped 0), not on a multiple of its period.
+    for (let i = 0; i < 70_000; i++) expect(p.drainActivity().length).toBe(0);
+    a.send("after", p.local.port);
+    await eventually(() => b.inbox.length >= 2);
+    expect(unique(p.drainActivity())).toEqual([1]);
+    expect(p.drainActivity()).toEqual([]);
+  });
+
   it("leaves out a route deleted since it forwarded, and one set again under its id until that one forwards", async () => {
     const { p } = await started();
     const [a, b, c] = [await open("127.0.0.2"), await open("127.0.0.3"), await open("127.0.0.4")];
