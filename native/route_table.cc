@@ -105,8 +105,8 @@ void RouteTable::setLocked(const RouteChange& change) {
   }
   route.from = from;
   route.toV6 = to.v6;
-  // The binding takes budgets up to 1e9; the clamp only keeps the narrowing defined.
-  route.observeBudget.store(static_cast<int32_t>(std::clamp<int64_t>(change.observeBudget, INT32_MIN, INT32_MAX)),
+  // Budgets above kMaxObserveBudget are cut to it, as on the TS plane.
+  route.observeBudget.store(static_cast<int16_t>(std::clamp<int64_t>(change.observeBudget, 0, kMaxObserveBudget)),
                             std::memory_order_relaxed);
   route.activeEpoch.store(0, std::memory_order_relaxed);
   route.unanswered.store(0, std::memory_order_relaxed);

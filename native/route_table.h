@@ -31,6 +31,10 @@ constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 // The largest unanswered limit a route keeps (32 bits, as on the TS plane); larger ones are cut to it.
 constexpr uint32_t kMaxUnansweredLimit = 0x7FFFFFFFu;
 
+// The largest observation budget a route keeps (16 bits, MAX_OBSERVE_BUDGET on the TS side: the
+// control plane gives 64); larger ones are cut to it.
+constexpr int16_t kMaxObserveBudget = 0x7FFF;
+
 // An id too large for Route::id32 (or negative): the route's id is kept apart (RouteTable::idOf).
 constexpr uint32_t kWideId = 0xFFFFFFFFu;
 
@@ -64,7 +68,7 @@ struct Route {
   // see RouteTable::drainActivity. A route that forwards again exactly 65,535 epochs later is
   // logged one epoch late (its first datagram then looks already logged).
   std::atomic<uint16_t> activeEpoch{0};
-  std::atomic<int32_t> observeBudget{0};  // at most 1e9, as the binding takes it
+  std::atomic<int16_t> observeBudget{0};  // at most kMaxObserveBudget
   // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot.
   uint32_t reverse = kNoSlot;
   uint32_t unansweredLimit = 0;           // 0: no limit; at most kMaxUnansweredLimit
@@ -86,9 +90,9 @@ struct Route {
 
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
-    int32_t left = observeBudget.load(std::memory_order_relaxed);
+    int16_t left = observeBudget.load(std::memory_order_relaxed);
     while (left > 0) {
-      if (observeBudget.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
+      if (observeBudget.compare_exchange_weak(left, static_cast<int16_t>(left - 1), std::memory_order_relaxed)) return true;
     }
     return false;
   }
@@ -134,7 +138,7 @@ struct Route {
     return true;
   }
 };
-static_assert(sizeof(Route) <= 48, "a route's size is multiplied by millions");
+static_assert(sizeof(Route) <= 44, "a route's size is multiplied by millions");
 
 // A route change queued by the JS thread, applied by finishHandovers() with the others.
 struct RouteChange {

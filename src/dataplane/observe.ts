@@ -3,6 +3,7 @@
  * every TypeScript plane applies, mirrored by `Route::wantsCopy` in native/route_table.h.
  */
 import { isLongHeader, MAX_CID_LENGTH } from "../protocol/quic.ts";
+import { MAX_OBSERVE_BUDGET } from "./types.ts";
 
 /**
  * setRoute's `cidLength` as every plane takes it: an integer in 0..MAX_CID_LENGTH, or a
@@ -81,8 +82,8 @@ export function dcidWatchFor(cidLength: number): DcidWatch | undefined {
  * route. `dcids` (DCID_STRIDE bytes a route) is allocated once a route of the block watches one.
  */
 export interface ObserveColumns {
-  /** Observations left (at most 2^31 - 1: budgets above are cut to it). */
-  observe: Int32Array;
+  /** Observations left (at most MAX_OBSERVE_BUDGET: budgets above are cut to it). */
+  observe: Int16Array;
   /** 0: the DCID is not watched. */
   cidLength: Uint8Array;
   dcids: Uint8Array | undefined;
@@ -90,7 +91,7 @@ export interface ObserveColumns {
 
 /** Starts route `i`'s observation with setRoute's budget and cidLength (as cidLengthOf gave it): no DCID yet. */
 export function observeAt(columns: ObserveColumns, i: number, observeBudget: number, cidLength: number): void {
-  columns.observe[i] = Math.min(0x7fff_ffff, Math.max(0, Math.floor(observeBudget)));
+  columns.observe[i] = Math.min(MAX_OBSERVE_BUDGET, Math.max(0, Math.floor(observeBudget)));
   columns.cidLength[i] = cidLength;
   if (cidLength > 0) (columns.dcids ??= new Uint8Array(columns.cidLength.length * DCID_STRIDE))[i * DCID_STRIDE] = 0;
 }

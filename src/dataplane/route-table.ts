@@ -45,7 +45,7 @@ class RouteChunk implements ObserveColumns {
   /** Source and destination address, a pair a slot. */
   readonly addresses: string[] = new Array<string>(2 * CHUNK).fill("");
   readonly flags = new Uint8Array(CHUNK);
-  readonly observe = new Int32Array(CHUNK);
+  readonly observe = new Int16Array(CHUNK);
   readonly cidLength = new Uint8Array(CHUNK);
   dcids: Uint8Array | undefined = undefined;
 }

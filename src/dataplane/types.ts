@@ -82,6 +82,12 @@ export const DATA_PLANE_COUNTERS = [
 export type DataPlaneCounters = Record<(typeof DATA_PLANE_COUNTERS)[number], number>;
 
 /**
+ * The largest observe budget a route keeps, on both planes (16 bits a route; the relay gives 64):
+ * larger budgets are cut to it.
+ */
+export const MAX_OBSERVE_BUDGET = 0x7fff;
+
+/**
  * What a route keeps that the control plane reads. What routes forward is counted per plane and
  * per direction (DATA_PLANE_COUNTERS), not per route: a million sessions would pay for counts
  * nothing reads (16 bytes a route on either plane).

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from "bun:test";
 
 import { createDataPlane } from "../../src/dataplane/select.ts";
-import type { DataPlane, DataPlaneKind, InboundDatagram } from "../../src/dataplane/types.ts";
+import { type DataPlane, type DataPlaneKind, type InboundDatagram, MAX_OBSERVE_BUDGET } from "../../src/dataplane/types.ts";
 import { MemoryPlane } from "../support/memory-plane.ts";
 import { bytes, eventually, longHeader, planesUnderTest, shortHeader, testPeers, text, type TestPeer } from "../utils.ts";
 import { groPlane, planeOptions, startRecording } from "./native-helpers.ts";
@@ -95,6 +95,14 @@ describe.each(planes)("%s plane: DCID changes in short headers", (kind: DataPlan
     await send(shortHeader(Y), shortHeader(Y), shortHeader(X));
     expect(copies(control)).toEqual([s(X), s(Y), s(X)]);
     expect(plane.routeCounters(1)?.observeLeft).toBe(0);
+  });
+
+  it("cuts a budget above MAX_OBSERVE_BUDGET to it, and spends from there", async () => {
+    const { plane, control, send } = await route(1_000_000, 8);
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: MAX_OBSERVE_BUDGET });
+    await send(shortHeader(X), shortHeader(Y));
+    expect(copies(control)).toEqual([s(X), s(Y)]);
+    expect(plane.routeCounters(1)).toEqual({ observeLeft: MAX_OBSERVE_BUDGET - 2 });
   });
 
   it("leaves long headers as they were, and ignores short headers too short to carry the DCID", async () => {

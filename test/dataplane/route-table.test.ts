@@ -10,7 +10,7 @@
 import { describe, expect, it } from "bun:test";
 import fc from "fast-check";
 import { RouteTable } from "../../src/dataplane/route-table.ts";
-import { emptyCounters } from "../../src/dataplane/types.ts";
+import { emptyCounters, MAX_OBSERVE_BUDGET } from "../../src/dataplane/types.ts";
 import type { Endpoint } from "../../src/net/address.ts";
 
 interface ModelRoute {
@@ -160,7 +160,7 @@ class Harness {
     f.port = t.port = 7;
     f.address = t.address = "mutated";
     expect(Number.isInteger(slot) && slot >= 0 && !this.model.slots.has(slot)).toBe(true);
-    const observe = Math.max(0, Math.floor(budget));
+    const observe = Math.min(MAX_OBSERVE_BUDGET, Math.max(0, Math.floor(budget)));
     this.model.add({ id, slot, from, to, limit, unanswered: 0, packets: 0, bytes: 0, observe, cidLength, lastDcid: undefined, secondToFirst, forwardedSinceDrain: false });
     expect(slot).toBeLessThan(this.model.peak);
     if (!Number.isInteger(id) || id < 0 || id > 0x7fff_ffff) reached.oddIds++;
