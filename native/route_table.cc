@@ -131,7 +131,7 @@ void RouteTable::setLocked(const RouteChange& change) {
     b.reverseLimited = unansweredLimit != 0;
     if (b.toApart) {
       auto it = apart_.find(&b);
-      if (it->second.key == from && it->second.v6 == b.toV6) {
+      if (it->second.key == from) {
         apart_.erase(it);
         b.toApart = false;
       }

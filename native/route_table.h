@@ -87,7 +87,6 @@ struct Route {
       : cidLength(0), inHandover(false), reverseLimited(false), secondToFirst(false), bridged(false), toV6(false),
         toApart(false) {}
 
-
   // Claims one observation from the budget; exact even with several threads.
   bool takeObservation() {
     int16_t left = observeBudget.load(std::memory_order_relaxed);
@@ -275,11 +274,11 @@ class RouteTable {
   // long control queue costs little more than the queue itself.
   bool mayBeInHandover(const PeerKey& from) const { return handoverSources_.mayContain(PeerKeyHash{}(from)); }
 
-  // Forwarding threads: the current activity epoch, read once per batch and given to Route::count.
+  // Forwarding threads: the current activity epoch, read once per batch and given to Route::markActive.
   uint16_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
   // The id of `route`, read under the read or the write lock.
   int64_t idOf(const Route& route) const { return route.id32 != kWideId ? route.id32 : wideIds_.find(&route)->second; }
-  // Appends the ids of routes that became active (Route::count said true), and clears `ids`.
+  // Appends the ids of routes that became active (Route::markActive said true), and clears `ids`.
   void logActive(std::vector<int64_t>& ids) {
     std::lock_guard<std::mutex> guard(activityMutex_);
     activityLog_.insert(activityLog_.end(), ids.begin(), ids.end());
