@@ -197,9 +197,10 @@ void ForwardingWorker::handleCoalesced(const PeerKey& key, Route* route, const u
     return;
   }
   const uint32_t chunk = segment * kMaxSegmentsPerSend;
+  const CompactAddr to = shared_.routes->destinationLocked(*route);
   for (uint32_t off = 0; off < length; off += chunk) {
     uint32_t part = length - off < chunk ? length - off : chunk;
-    addSend(shared_.routes->destinationLocked(*route), data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
+    addSend(to, data + off, part, static_cast<uint16_t>(part > segment ? segment : 0));
   }
   if (route->markActive(epoch_)) becameActive_.push_back(shared_.routes->idOf(*route));
   local_.forwarded(route->secondToFirst, segments, length);
