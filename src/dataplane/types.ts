@@ -47,6 +47,10 @@ import type { Direction } from "../sessions/types.ts";
 export type DataPlaneKind = "ts" | "native";
 
 export interface InboundDatagram {
+  /**
+   * The datagram's bytes: on the native plane a view into the buffer of its whole batch. Valid
+   * after the handler returns, but whoever keeps it longer copies it (a view pins the batch).
+   */
   data: Uint8Array;
   address: string;
   port: number;

@@ -313,7 +313,8 @@ export class FleetBridge implements RemotePeers {
 
   private holdUnknown(d: InboundDatagram): void {
     if (this.unknownHeld.length >= UNKNOWN_HOLD_DATAGRAMS || this.unknownHeldBytes + d.data.length > UNKNOWN_HOLD_BYTES) return this.reject("unknown-sender");
-    this.unknownHeld.push({ datagram: d, at: Date.now() });
+    // A copy: the plane's datagram may be a view into its whole batch (InboundDatagram).
+    this.unknownHeld.push({ datagram: { ...d, data: d.data.slice() }, at: Date.now() });
     this.unknownHeldBytes += d.data.length;
   }
 
