@@ -1,8 +1,11 @@
 // A compact hash index from a key to a slot number (open addressing, linear probing, 6 bytes
-// per bucket, at most half full). Keys live in the caller's storage; `keyOf(slot)` reads them,
+// per bucket, at most 70 % full). Keys live in the caller's storage; `keyOf(slot)` reads them,
 // and a 16-bit hash tag per bucket avoids touching that storage on all but 1 in 65536 mismatches.
-// The index is split 64 ways by hash: a growth step rehashes one part, a 64th of the keys, so
-// inserting never holds the caller (and its lock) for a walk of every key.
+// The index is split 256 ways by hash: a growth step rehashes one part, a 256th of the keys, so
+// inserting never holds the caller (and its lock) for a walk of every key. Each part doubles at
+// its own fill (fillLimit): parts fill evenly, and with one limit for all they would all rehash
+// within a few hundred inserts (at two million routes, the JS thread and the forwarding threads
+// held for tens of milliseconds); spread over 50-70 %, one part rehashes at a time.
 #pragma once
 
 #include <algorithm>
@@ -38,7 +41,9 @@ class SlotIndex {
   void insert(const Key& key, uint32_t slot) {
     uint64_t h = Hash{}(key);
     Part& p = parts_[partOf(h)];
-    if ((p.live + p.tombs + 1) * 2 > p.buckets.size()) rehash(p, p.live * 4 >= p.buckets.size() ? p.buckets.size() * 2 : p.buckets.size());
+    if ((p.live + p.tombs + 1) * kFillScale > p.buckets.size() * fillLimit(&p - parts_)) {
+      rehash(p, p.live * 4 >= p.buckets.size() ? p.buckets.size() * 2 : p.buckets.size());
+    }
     place(p, h, slot);
     p.live++;
   }
@@ -75,8 +80,14 @@ class SlotIndex {
     size_t live = 0;
     size_t tombs = 0;
   };
-  static constexpr unsigned kPartBits = 6;
-  // The bucket comes from the low bits of the hash, the part from bits 40 to 45, the tag from the
+  static constexpr unsigned kPartBits = 8;
+  // Part k doubles past fillLimit(k) / kFillScale of its buckets in use: from 50 % for the first
+  // part to 70 % for the last.
+  static constexpr size_t kFillScale = 1024;
+  static constexpr size_t fillLimit(ptrdiff_t part) {
+    return kFillScale / 2 + static_cast<size_t>(part) * (kFillScale / 5) / ((1u << kPartBits) - 1);
+  }
+  // The bucket comes from the low bits of the hash, the part from bits 40 to 47, the tag from the
   // top 16: three independent slices of a well-mixed hash.
   static size_t partOf(uint64_t h) { return static_cast<size_t>(h >> 40) & ((1u << kPartBits) - 1); }
   static uint16_t tagOf(uint64_t h) { return static_cast<uint16_t>(h >> 48); }

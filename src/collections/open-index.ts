@@ -1,16 +1,28 @@
 /** Shards of an OpenIndex: a power of two. */
-const SHARD_BITS = 6;
+const SHARD_BITS = 8;
 const SHARDS = 1 << SHARD_BITS;
 /** Slots of a new shard: a power of two. */
 const FIRST_CAPACITY = 64;
+/**
+ * The share of its slots a shard fills before it doubles: from FILL_LOW for the first shard to
+ * FILL_HIGH for the last. Shards of an index fill evenly, so with one limit for all they would all
+ * double within a few hundred adds of each other (at a million entries, 64 shards' rehashes in a
+ * row held the thread for about 100 ms); spread like this, the doublings of one round are spread
+ * over 40 % of the index's growth, one shard's at a time.
+ */
+const FILL_LOW = 0.5;
+const FILL_HIGH = 0.7;
+const FILL = Float64Array.from({ length: SHARDS }, (_, s) => FILL_LOW + ((FILL_HIGH - FILL_LOW) * s) / (SHARDS - 1));
 
 /**
  * A hash index of non-negative integers ("refs": slots of a struct-of-arrays store) that keeps no
  * keys: the store hashes a ref's key and compares keys itself (the compact session store, the TS
  * plane's routes by source). Open addressing with linear
  * probing in Int32Arrays (4 bytes a slot, no object per entry), deletion by backward shift (no
- * tombstones), at most half full. Split 64 ways by the hash's top bits, each shard growing on its
- * own: at a million entries a shard's rehash moves 1/64 of them (about a millisecond), never all.
+ * tombstones), at most 70 % full. Split 256 ways by the hash's top bits, each shard growing on
+ * its own and at its own fill (FILL): at a million entries a shard's rehash moves 1/256 of them
+ * (about a millisecond: each entry's hash is read back from the store, a cache miss or two), never
+ * all, and never many shards in a row.
  * Several refs may share a hash, even a key: lookups walk every ref of the probe run.
  */
 export class OpenIndex {
@@ -25,9 +37,16 @@ export class OpenIndex {
     return this.total;
   }
 
+  /** Slots of all shards (4 bytes each): what the index takes, whatever it holds. */
+  get slotCount(): number {
+    let n = 0;
+    for (const slots of this.shards) n += slots.length;
+    return n;
+  }
+
   add(ref: number, hash: number): void {
     const s = hash >>> (32 - SHARD_BITS);
-    if ((this.counts[s]! + 1) * 2 > this.shards[s]!.length) this.grow(s);
+    if (this.counts[s]! + 1 > this.shards[s]!.length * FILL[s]!) this.grow(s);
     place(this.shards[s]!, ref, hash);
     this.counts[s]!++;
     this.total++;

@@ -48,4 +48,27 @@ describe("OpenIndex", () => {
     expect(index.find(Math.imul(4, 0x85ebca6b) >>> 0, (r) => r === 4)).toBe(-1);
     expect(index.find(Math.imul(5, 0x85ebca6b) >>> 0, (r) => r === 5)).toBe(5);
   });
+
+  it("doubles its shards one at a time as it grows, not all in the same moment", () => {
+    // Evenly spread hashes: every shard fills at the same pace, the case where shards sharing one
+    // limit would all rehash within a few dozen adds.
+    const hashOf = (ref: number) => Math.imul(ref, 0x9e3779b1) >>> 0;
+    const index = new OpenIndex(hashOf);
+    const growths: number[] = [];
+    let slots = index.slotCount;
+    for (let ref = 0; ref < 1 << 20; ref++) {
+      index.add(ref, hashOf(ref));
+      if (index.slotCount !== slots) {
+        growths.push(ref);
+        slots = index.slotCount;
+      }
+    }
+    // From 512k entries on (shards of 2048 and more), no 500 adds in a row double more than two shards.
+    const late = growths.filter((at) => at >= 1 << 19);
+    expect(late.length).toBeGreaterThan(200);
+    for (let i = 0; i + 2 < late.length; i++) expect(late[i + 2]! - late[i]!).toBeGreaterThanOrEqual(500);
+    // And it stays at most 70 % full: slots for every entry, and the last doubling was needed.
+    expect(index.size / index.slotCount).toBeLessThanOrEqual(0.7);
+    for (let ref = 0; ref < 1 << 20; ref += 4099) expect(index.find(hashOf(ref), (r) => r === ref)).toBe(ref);
+  });
 });
