@@ -1,5 +1,5 @@
-/** Shards of a ShardedMap: a power of two, 2^(32 - SHARD_SHIFT). */
-const SHARDS = 64;
+/** Shards of a ShardedMap or ShardedSet: a power of two, 2^(32 - SHARD_SHIFT). */
+export const SHARDS = 64;
 const SHARD_SHIFT = 26;
 
 /**
@@ -49,7 +49,7 @@ export class ShardedMap<V> {
  * every bit counts, top bits taken. Session ids (UUIDs, with or without a prefix), IPv4 and IPv6
  * addresses all vary there. (Out-of-range characters read as NaN, which bit operations take as 0.)
  */
-function shardOf(key: string): number {
+export function shardOf(key: string): number {
   const n = key.length;
   const m = n >> 1;
   const tail = key.charCodeAt(n - 1) | (key.charCodeAt(n - 2) << 8) | (key.charCodeAt(n - 3) << 16) | (key.charCodeAt(n - 4) << 24);

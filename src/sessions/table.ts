@@ -11,6 +11,7 @@ import { PeerIndex } from "./peer-index.ts";
 import { RelaySpeakers } from "./relay-speakers.ts";
 import { IntDeque } from "../collections/int-deque.ts";
 import { ShardedMap } from "./sharded-map.ts";
+import { ShardedSet } from "./sharded-set.ts";
 import { directionOf, partnerOf } from "./peer.ts";
 import type { AdmissionCheck, Clock, Peer, RebindKind, RegProof, Session, SessionLimits, SessionSink, SessionStats, StandIns, TableView } from "./types.ts";
 import { defaultSessionLimits, isProbeSessionId, NO_CIDS, NONE_HELD } from "./types.ts";
@@ -67,7 +68,7 @@ export class SessionTable implements TableView {
    * Ids whose saved form may differ from what was last handed out by takeChanged(); undefined
    * (nothing recorded) until trackChanges(): a relay without a state file keeps no such set.
    */
-  private changed: Set<string> | undefined;
+  private changed: ShardedSet | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -553,9 +554,9 @@ export class SessionTable implements TableView {
    * handed over whole (O(1)) and the table starts a new one, so a save writes only what changed.
    * Sessions put back by restoreSessions are not in it.
    */
-  takeChanged(): Set<string> {
-    const out = this.changed ?? new Set<string>();
-    if (this.changed) this.changed = new Set();
+  takeChanged(): ShardedSet {
+    const out = this.changed ?? new ShardedSet();
+    if (this.changed) this.changed = new ShardedSet();
     return out;
   }
 
@@ -566,7 +567,7 @@ export class SessionTable implements TableView {
 
   /** Starts recording changed sessions for takeChanged() (a state file is kept); idempotent. */
   trackChanges(): void {
-    this.changed ??= new Set();
+    this.changed ??= new ShardedSet();
   }
 
   /**

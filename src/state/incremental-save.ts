@@ -30,7 +30,7 @@ const TAIL_BATCH = 256;
 
 /** What a save needs of the session table (SessionTable has it). */
 export interface ChangedSessions {
-  takeChanged(): Set<string>;
+  takeChanged(): { values(): IterableIterator<string> };
   markChanged(ids: Iterable<string>): void;
   snapshot(id: string): SessionSnapshot | undefined;
 }
