@@ -1,6 +1,7 @@
 import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { hostOf } from "../net/address.ts";
 import { NO_CIDS, type Peer, type Session } from "./types.ts";
+import { ShardedMap } from "./sharded-map.ts";
 
 /** Ambiguous IDs remembered, so that neither claimant gets one back. */
 const MAX_AMBIGUOUS = 4096;
@@ -18,8 +19,11 @@ export interface Claim {
  * ambiguous and forgotten: ambiguous evidence is no evidence.
  */
 export class CidIndex {
-  /** A peer, or the ref of a peer whose session is compact (see repoint). */
-  private readonly senders = new Map<string, Peer | number>();
+  /**
+   * A peer, or the ref of a peer whose session is compact (see repoint). Sharded: a QUIC session
+   * confirms a few IDs, so at a million sessions one Map would rehash millions of them at once.
+   */
+  private readonly senders = new ShardedMap<Peer | number>();
   /** How many indexed IDs have each length (hex characters); short headers do not carry it. */
   private readonly lengths = new Map<number, number>();
   /** IDs claimed by two peers: never indexed again (the oldest are forgotten past a bound). */

@@ -7,6 +7,7 @@ import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
 import type { Peer, Session } from "./types.ts";
 import { NO_CIDS, NONE_HELD } from "./types.ts";
+import { ShardedMap } from "./sharded-map.ts";
 
 /** Slots per chunk of columns: a power of two. Columns grow a chunk at a time, never copied. */
 const CHUNK_BITS = 16;
@@ -115,7 +116,7 @@ export class CompactStore {
   /** Every peer's slot by its route id, as slot + 1 (0: none), in chunks. */
   private readonly byRoute: Int32Array[] = [];
   /** Compact peers per IPv6 /64 (sourceGroup). */
-  private readonly v6Groups = new Map<string, number>();
+  private readonly v6Groups = new ShardedMap<number>();
   private compactSessions = 0;
   /** Route ids with a slot (one per peer of the table). */
   private routes = 0;

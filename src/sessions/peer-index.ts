@@ -20,7 +20,7 @@ export class PeerIndex {
   /** Sharded: at a million peers one Map's rehash would hold the thread for a long time. */
   private readonly byAddress = new ShardedMap<AddressEntry>();
   /** Peers per IPv6 /64 (sourceGroup); no entry at zero. */
-  private readonly byV6Group = new Map<string, number>();
+  private readonly byV6Group = new ShardedMap<number>();
   /** Ids handed out so far (0 is never one); peers are found by id through the table's store. */
   private nextId = 1;
   private addresses = 0;
