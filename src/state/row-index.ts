@@ -1,3 +1,5 @@
+import { ShardedMap } from "../sessions/sharded-map.ts";
+
 /**
  * Where each session's newest row is in a format-2 state file, kept in memory so that a save
  * appends without reading the file and the oldest rows can be dropped without an index on the
@@ -5,8 +7,11 @@
  * the file (a number), nothing per older row.
  */
 export class RowIndex {
-  /** id → seq of its newest row: positive for a session, negative for a removal. */
-  private readonly newest = new Map<string, number>();
+  /**
+   * id → seq of its newest row: positive for a session, negative for a removal. Sharded: one Map
+   * of a million ids held a save's chunk 140 ms in one insert, rehashing them all at once.
+   */
+  private readonly newest = new ShardedMap<number>();
   private sessionRows = 0;
   /** While a transaction is open: how to undo its changes (ids and their values before, oldest first). */
   private undoIds: string[] | undefined;
