@@ -5,8 +5,9 @@
  * datagrams/s (0 = flat out), stopped after --duration seconds if given. With --stdin it sends
  * nothing by itself: each line "<d> <n> <rate>" sends datagrams [d, d+n) of the range at that rate
  * and answers "ok <sent>", so the caller paces by what the relay took. Session ids look like UUIDs:
- * <tag>-0000-4000-8000-<k as 12 hex digits>. Nothing is received: the relay's answers go to
- * addresses nobody listens on. Prints one JSON line at the end. Needs root. */
+ * <tag>-0000-4000-8000-<k as 12 hex digits>. The relay's answers are taken in, never read, by one
+ * socket on the wildcard address and the sources' port (see open_sink). Prints one JSON line at
+ * the end. Needs root. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -114,6 +115,26 @@ static uint64_t send_range(sender_t *s, uint64_t d0, uint64_t n, double rate, ui
   return sent;
 }
 
+/* Real peers receive the relay's answers on their own hosts. On loopback an answer to an address
+ * no socket listens on makes the kernel try an ICMP port unreachable, on the relay's core, per
+ * answer (some 8 % of that core in a REG flood): a cost no deployed relay pays. A socket bound to
+ * the wildcard address on the sources' port takes every answer in instead; it is never read, so
+ * once its small buffer is full the kernel drops the rest at the socket (cheap). SO_REUSEPORT: two
+ * generators may run at once. -1 when the port cannot be had (the answers then cost as before). */
+static int open_sink(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return -1;
+  int one = 1, rcvbuf = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {.s_addr = htonl(INADDR_ANY)}};
+  if (bind(fd, (struct sockaddr *)&any, sizeof any) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int main(int argc, char **argv) {
   sender_t s = {.batch = 64, .tag = 0x5e55a000, .src_port = 40000, .relay = {.sin_family = AF_INET}};
   struct in_addr base = {0};
@@ -154,6 +175,7 @@ int main(int argc, char **argv) {
   if (s.batch > MAX_BATCH) s.batch = MAX_BATCH;
   s.src_base = ntohl(base.s_addr);
 
+  int sink = open_sink(s.src_port);
   s.fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
   if (s.fd < 0) {
     printf("{\"error\":\"raw socket: %s (needs root)\"}\n", strerror(errno));
@@ -189,5 +211,6 @@ int main(int argc, char **argv) {
          (unsigned long long)sent, (unsigned long long)(sent / 2), (unsigned long long)s.errors, seconds,
          seconds > 0 ? (double)sent / seconds : 0.0);
   close(s.fd);
+  if (sink >= 0) close(sink);
   return 0;
 }
