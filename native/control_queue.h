@@ -4,6 +4,8 @@
 // when it finds the queue empty (the credit). When the queue is full, datagrams are dropped
 // instead of blocking forwarding (a reserve stays open for REG datagrams); the pushing thread
 // counts what was dropped, the queue what it holds for the control plane (`handedUp`).
+// Taking from a long queue costs what is taken: the oldest pending datagram is at `head_`, and
+// what was taken leaves the buffers only once it is half of them.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +24,9 @@ struct ControlMeta {
   uint32_t offset;
   uint32_t length;
   bool observed;
+  // Set by the queue: neither an observed copy nor meant for the control plane (REG, relay
+  // line), so a route in hand-over may take it (see ControlQueue::rewrite).
+  bool handoverCandidate = false;
 };
 
 // A batch of control datagrams: payloads packed into one buffer.
@@ -56,23 +61,32 @@ class ControlQueue {
   // keeps each control batch short: a flood waits in the queue, not in one long JS turn.
   bool take(ControlBatch* out, size_t max = SIZE_MAX);
 
-  // JS thread: `keep(meta, bytes)` sees every pending datagram in order and may change its meta;
-  // those it returns false for are withdrawn (the data plane dealt with them) and no longer
-  // count as handed up.
+  // JS thread: `keep(meta, bytes)` sees, in order, every pending datagram a route in hand-over
+  // may take (handoverCandidate) and may change its meta; those it returns false for are
+  // withdrawn (the data plane dealt with them) and no longer count as handed up. Nothing is
+  // walked when no pending datagram is a candidate: a REG flood's full queue costs nothing here.
   template <typename Keep>
   void rewrite(Keep&& keep) {
     std::lock_guard<std::mutex> guard(mu_);
+    if (candidates_ == 0) return;
+    dropTaken();
     size_t kept = 0;
     uint32_t end = 0;
+    candidates_ = 0;
     for (ControlMeta& m : pending_.meta) {
       uint8_t* bytes = pending_.data.data() + m.offset;
-      if (!keep(m, static_cast<const uint8_t*>(bytes))) continue;
+      if (m.handoverCandidate) {
+        if (!keep(m, static_cast<const uint8_t*>(bytes))) continue;
+        if (m.observed) m.handoverCandidate = false;
+      }
+      candidates_ += m.handoverCandidate ? 1 : 0;
       if (m.offset != end) std::memmove(pending_.data.data() + end, bytes, m.length);
       m.offset = end;
       end += m.length;
       pending_.meta[kept++] = m;
     }
     handedUp_ -= pending_.meta.size() - kept;
+    bytes_ = end;
     pending_.meta.resize(kept);
     pending_.data.resize(end);
   }
@@ -84,8 +98,17 @@ class ControlQueue {
   }
 
  private:
+  size_t pendingCount() const { return pending_.meta.size() - head_; }
+  // Under mu_: the taken datagrams leave the buffers; offsets shift by what left.
+  void dropTaken();
+
   std::mutex mu_;
+  // Pending datagrams are pending_.meta[head_..]; their bytes start at that entry's offset.
   ControlBatch pending_;
+  size_t head_ = 0;
+  // Bytes of the pending datagrams, and how many of them are hand-over candidates.
+  size_t bytes_ = 0;
+  size_t candidates_ = 0;
   uint64_t handedUp_ = 0;
   bool notified_ = false;
   const size_t maxDatagrams_;

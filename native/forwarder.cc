@@ -139,7 +139,8 @@ void Forwarder::finishHandovers() {
     handoverForwards_.clear();
     handoverSends_.clear();
     control_.rewrite([&](ControlMeta& m, const uint8_t* bytes) {
-      if (m.observed || !table.mayBeInHandover(m.from) || forControlPlane(bytes, m.length)) return true;
+      // The queue shows only what a route in hand-over may take: no REG, no relay line, no copy.
+      if (!table.mayBeInHandover(m.from)) return true;
       Route* route = table.findLocked(m.from);
       if (route == nullptr || !route->inHandover) return true;
       // A bridge route whose relay has no keys yet leaves it to the control plane, which wraps it.

@@ -94,6 +94,36 @@ describe.skipIf(!planes.includes("native"))("native plane: hand-over outside a c
     expect(p.counters()).toMatchObject({ controlPackets: 2, forwardedPackets: 8 });
     expect(p.routeCounters(1)).toEqual({ observeLeft: 15 });
   });
+  it("behind a long queue taken in small batches: the route's queued datagrams are handed over in order, every REG still goes up once, in order", async () => {
+    const p = (plane = createDataPlane("native", planeOptions()).plane);
+    const a = await open("127.0.0.2");
+    const b = await open("127.0.0.3");
+    const c = await open("127.0.0.4");
+    const REGS = 3000;
+    const control: InboundDatagram[] = [];
+    let routed = false;
+    await p.start((batch) => {
+      control.push(...batch);
+      // Well into the queue (batches take 256 at most): part of it taken, the rest still queued.
+      if (!routed && control.length >= 1200) {
+        routed = true;
+        p.setRoute(1, at(a), at(b), 16);
+      }
+    });
+    // Queued while the JS thread is held: REGs from c, then a's datagrams behind them.
+    for (let i = 0; i < REGS; i += 500) {
+      for (let k = i; k < i + 500; k++) c.send(`REG:queued-${k}`, p.local.port);
+      spinUntil(() => p.counters().controlPackets >= i + 500);
+    }
+    for (let i = 0; i < 4; i++) a.send(`d${i}`, p.local.port);
+    spinUntil(() => p.counters().controlPackets >= REGS + 4);
+    await eventually(() => control.length >= REGS && b.inbox.length >= 4);
+    for (let i = 4; i < 6; i++) a.send(`d${i}`, p.local.port);
+    await eventually(() => b.inbox.length >= 6);
+    expect(b.inbox.map((r) => text(r.data))).toEqual(["d0", "d1", "d2", "d3", "d4", "d5"]);
+    expect(control.map((d) => text(d.data))).toEqual(Array.from({ length: REGS }, (_, k) => `REG:queued-${k}`));
+    expect(p.counters()).toMatchObject({ controlPackets: REGS, forwardedPackets: 6 });
+  });
 });
 
 describe.each(planes)("%s plane: hand-over order", (kind: DataPlaneKind) => {
