@@ -15,9 +15,12 @@ export interface HostPort {
   port: number;
 }
 
+/** How a dual-stack socket writes an IPv4 peer's address: this prefix, then the dotted address. */
+export const V4_MAPPED_PREFIX = "::ffff:";
+
 /** Host part used to compare peers: IPv4-mapped IPv6 addresses compare equal to their IPv4 form. */
 export function hostOf(address: string): string {
-  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address.toLowerCase();
+  return address.startsWith(V4_MAPPED_PREFIX) && address.includes(".") ? address.slice(V4_MAPPED_PREFIX.length) : address.toLowerCase();
 }
 
 /** Whether a socket-reported address and a configured one name the same host. */

@@ -1,4 +1,4 @@
-import { ipBytes, ipFromBytes } from "../net/address.ts";
+import { ipBytes, ipFromBytes, V4_MAPPED_PREFIX as MAPPED_PREFIX } from "../net/address.ts";
 
 /**
  * Transport addresses as four 32-bit words and a form, for the compact session store: the form
@@ -15,8 +15,6 @@ export const AddressForm = {
   V6: 3,
 } as const;
 export type AddressForm = (typeof AddressForm)[keyof typeof AddressForm];
-
-const MAPPED_PREFIX = "::ffff:";
 
 /**
  * Reads `address` into `words` (4 entries) and returns its form, or None when the string would

@@ -118,6 +118,8 @@ export class CompactStore {
   /** Compact peers per IPv6 /64 (sourceGroup). */
   private readonly v6Groups = new ShardedMap<number>();
   private compactSessions = 0;
+  /** Compact peers whose address is IPv4-mapped IPv6: none unless the socket is dual-stack. */
+  private mappedPeers = 0;
   /** Route ids with a slot (one per peer of the table). */
   private routes = 0;
   private compactPeers = 0;
@@ -375,7 +377,8 @@ export class CompactStore {
     const form = readAddress(host, this.words);
     if (form === AddressForm.None) return 0;
     const n = this.countAt(form);
-    return form === AddressForm.V4 ? n + this.countAt(AddressForm.Mapped) : n;
+    // The mapped form is looked up only when some compact peer has one (an IPv4 socket never reports it).
+    return form === AddressForm.V4 && this.mappedPeers > 0 ? n + this.countAt(AddressForm.Mapped) : n;
   }
 
   /** A compact peer on this host (hostOf form), or -1: the only one when countOnHost says 1. */
@@ -441,6 +444,7 @@ export class CompactStore {
   }
 
   private countGroup(address: string, form: number, delta: number): void {
+    if (form === AddressForm.Mapped) this.mappedPeers += delta;
     if (form !== AddressForm.V6) return;
     const group = sourceGroup(address);
     const n = (this.v6Groups.get(group) ?? 0) + delta;

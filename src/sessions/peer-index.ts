@@ -1,4 +1,4 @@
-import { sourceGroup } from "../net/address.ts";
+import { sourceGroup, V4_MAPPED_PREFIX as MAPPED_PREFIX } from "../net/address.ts";
 import { IntDeque } from "../collections/int-deque.ts";
 import { ShardedMap } from "./sharded-map.ts";
 import type { Peer } from "./types.ts";
@@ -24,6 +24,8 @@ export class PeerIndex {
   /** Ids handed out so far (0 is never one); peers are found by id through the table's store. */
   private nextId = 1;
   private addresses = 0;
+  /** Indexed addresses in IPv4-mapped IPv6 form: none unless the socket is dual-stack. */
+  private mapped = 0;
   /** Released ids, reused oldest first and only after many others were released (see allocateId). */
   private readonly freeIds = new IntDeque();
 
@@ -69,7 +71,7 @@ export class PeerIndex {
   /** Peers on this host (as hostOf gives it), across all sessions. */
   countOnHost(host: string): number {
     let n = sizeOf(this.byAddress.get(host));
-    if (isIpv4(host)) n += sizeOf(this.byAddress.get(`::ffff:${host}`));
+    if (this.mapped > 0 && isIpv4(host)) n += sizeOf(this.byAddress.get(`${MAPPED_PREFIX}${host}`));
     return n;
   }
 
@@ -81,7 +83,7 @@ export class PeerIndex {
   /** The peer on this host if it is the only one. */
   soleOnHost(host: string): Peer | undefined {
     if (this.countOnHost(host) !== 1) return undefined;
-    const entry = this.byAddress.get(host) ?? this.byAddress.get(`::ffff:${host}`);
+    const entry = this.byAddress.get(host) ?? this.byAddress.get(`${MAPPED_PREFIX}${host}`);
     return entry instanceof Map ? entry.values().next().value : entry;
   }
 
@@ -119,6 +121,7 @@ export class PeerIndex {
   private countAddress(address: string, delta: 1 | -1): void {
     this.addresses += delta;
     if (isIpv4(address)) return;
+    if (address.startsWith(MAPPED_PREFIX)) this.mapped += delta;
     const group = sourceGroup(address);
     if (isIpv4(group)) return;
     const n = (this.byV6Group.get(group) ?? 0) + delta;

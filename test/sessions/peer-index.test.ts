@@ -55,6 +55,19 @@ describe("PeerIndex source groups", () => {
     expect(index.v6GroupCount).toBe(0);
   });
 
+  it("counts the IPv4-mapped form of a host only while such a peer is indexed", () => {
+    const index = new PeerIndex();
+    const add = peerMaker(index);
+    add("10.0.0.1", 1);
+    const mapped = add("::ffff:10.0.0.1", 2);
+    expect(index.countOnHost("10.0.0.1")).toBe(2);
+    index.remove(mapped);
+    expect(index.countOnHost("10.0.0.1")).toBe(1);
+    index.add(mapped);
+    expect(index.countOnHost("10.0.0.1")).toBe(2);
+    expect(index.soleOnHost("10.0.0.1")).toBeUndefined();
+  });
+
   it("drops every count back to zero on removal, and a re-added peer is counted once", () => {
     const index = new PeerIndex();
     const add = peerMaker(index);
