@@ -125,6 +125,9 @@ export class CompactStore {
   private compactPeers = 0;
   /** The address (and port, -1: any) the bound matchers below compare with: no closure per lookup. */
   private readonly words = new Uint32Array(4);
+  /** compact(): the forms and words of the session's (at most two) peer addresses. */
+  private readonly packForms = new Uint8Array(2);
+  private readonly packWords = new Uint32Array(8);
   private wantForm = 0;
   private wantPort = -1;
   /** The id findId looks for, as compact-id.ts writes it. */
@@ -264,11 +267,20 @@ export class CompactStore {
     if (code === NO_ID || session.peers.length === 0) return false;
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
-    for (let k = 0; k < session.peers.length; k++) {
-      const peer = session.peers[k]!;
-      const form = readAddress(peer.endpoint.address, this.words);
+    const n = session.peers.length;
+    // Each address is read once: its form and words are kept for the writes below.
+    const forms = this.packForms;
+    for (let k = 0; k < n; k++) {
+      const form = readAddress(session.peers[k]!.endpoint.address, this.words);
       if (form === AddressForm.None) return false;
       if (this.countAt(form) >= MAX_COMPACT_PER_ADDRESS) return false;
+      forms[k] = form;
+      const w = this.words;
+      const into = this.packWords;
+      into[4 * k] = w[0]!;
+      into[4 * k + 1] = w[1]!;
+      into[4 * k + 2] = w[2]!;
+      into[4 * k + 3] = w[3]!;
     }
     writeId(id, code, c.id, i * ID_BYTES);
     c.idCode[i] = code;
@@ -277,21 +289,21 @@ export class CompactStore {
     c.state[i] = COMPACT;
     this.chunkOf(slot).objects[slot & IN_CHUNK] = extra;
     this.byId.add(slot, this.idHashAt(slot));
-    for (let k = 0; k < session.peers.length; k++) {
+    for (let k = 0; k < n; k++) {
       const peer = session.peers[k]!;
       const ref = 2 * slot + k;
+      const form = forms[k]!;
       c.proven[2 * i + k] = peer.proven ? 1 : 0;
       c.port[2 * i + k] = peer.endpoint.port;
       c.seenGap[2 * i + k] = packGap(session.lastActivity, peer.lastSeen);
       c.routeId[2 * i + k] = peer.id;
-      const form = readAddress(peer.endpoint.address, this.words);
       c.form[2 * i + k] = form;
-      c.address[2 * i + k] = form === AddressForm.V6 ? this.storeV6(this.words) : this.words[3]!;
+      c.address[2 * i + k] = form === AddressForm.V6 ? this.storeV6(this.packWords.subarray(4 * k, 4 * k + 4)) : this.packWords[4 * k + 3]!;
       this.byAddress.add(ref, this.addressHashAt(ref));
-      this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, 1);
+      this.countGroup(peer.endpoint.address, form, 1);
     }
     this.compactSessions++;
-    this.compactPeers += session.peers.length;
+    this.compactPeers += n;
     return true;
   }
 

@@ -180,13 +180,15 @@ export class SessionTable implements TableView {
 
   /** Packs an expanded, settled session, unless its id or addresses do not pack. */
   private pack(session: Session): boolean {
-    const learnt = session.cids !== NO_CIDS || session.peers.some((p) => p.cids !== undefined);
-    const extra: LearntCids | undefined = learnt ? { confirmed: session.cids, peers: session.peers.map((p) => p.cids) } : undefined;
+    const peers = session.peers;
+    const learnt = session.cids !== NO_CIDS || peers[0]?.cids !== undefined || peers[1]?.cids !== undefined;
+    const extra: LearntCids | undefined = learnt ? { confirmed: session.cids, peers: peers.map((p) => p.cids) } : undefined;
     if (!this.store.compact(session, extra)) return false;
     this.sessions.delete(session.id);
-    for (const peer of session.peers) this.unindexPeer(peer);
+    for (const peer of peers) this.unindexPeer(peer);
+    if (session.cids === NO_CIDS) return true;
     // The index keeps the session's confirmed IDs, naming the compact peers by ref.
-    const toRef = (sender: Peer | number) => (typeof sender === "number" ? sender : 2 * session.slot + session.peers.indexOf(sender));
+    const toRef = (sender: Peer | number) => (typeof sender === "number" ? sender : 2 * session.slot + peers.indexOf(sender));
     for (const cid of session.cids) this.cids.repoint(cid, toRef);
     return true;
   }
