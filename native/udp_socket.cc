@@ -73,6 +73,21 @@ void readSocketBuffers(int fd, int* receive, int* send) {
   *send = getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, &length) == 0 ? value : 0;
 }
 
+// Everything the relay sends leaves with the Don't Fragment bit, whatever its size, and is never
+// fragmented here (PMTUDISC_PROBE; the TS plane does the same, socket-buffers.ts): QUIC datagrams
+// must not be fragmented (RFC 9000, section 14), and the peers find their path MTU through the
+// relay themselves, which a relay that fragmented their probes would mislead. The kernel's own
+// path MTU guess (from ICMP, which anyone can forge) is not used either. It also spares every
+// send the kernel's shared IP ID generator. Best effort: a kernel that refuses keeps its default.
+static void setDontFragment(int fd, int family) {
+  int probe = IP_PMTUDISC_PROBE;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe);
+  if (family == AF_INET6) {
+    int probe6 = IPV6_PMTUDISC_PROBE;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
+  }
+}
+
 bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) {
   SockAddr bindAddr;
   if (!resolveBindAddress(opts.host, opts.port, &bindAddr, err)) return false;
@@ -117,6 +132,7 @@ bool openUdpSocket(const UdpSocketOptions& opts, UdpSocket* out, SysError* err) 
   out->bound = bound;
   // Older kernels refuse UDP_GRO: then every datagram simply arrives on its own.
   out->groEnabled = opts.gro && setsockopt(fd, IPPROTO_UDP, UDP_GRO, &one, sizeof one) == 0;
+  setDontFragment(fd, family);
   return true;
 }
 

@@ -115,6 +115,28 @@ export function ignoreIcmpErrors(socket: udp.Socket<"buffer">): boolean {
   return v4 || v6;
 }
 
+const IP_MTU_DISCOVER = 10;
+const IP_PMTUDISC_PROBE = 3;
+const IPV6_MTU_DISCOVER = 23;
+const IPV6_PMTUDISC_PROBE = 3;
+
+/**
+ * Everything the relay sends leaves with the Don't Fragment bit, whatever its size, and is never
+ * fragmented here (PMTUDISC_PROBE, as the native plane does in udp_socket.cc): QUIC datagrams must
+ * not be fragmented (RFC 9000, section 14), and the peers find their path MTU through the relay
+ * themselves, which a relay that fragmented their probes would mislead. The kernel's own path MTU
+ * guess (from ICMP, which anyone can forge) is not used either. Best effort, as the buffers are:
+ * false when neither option could be set.
+ */
+export function setDontFragment(socket: udp.Socket<"buffer">): boolean {
+  const fd = (socket as unknown as { fd?: number }).fd;
+  const call = loadSetSockOpt();
+  if (!call || typeof fd !== "number" || fd < 0) return false;
+  const v4 = call(fd, IPPROTO_IP, IP_MTU_DISCOVER, new Uint8Array(new Int32Array([IP_PMTUDISC_PROBE]).buffer), 4) === 0;
+  const v6 = call(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, new Uint8Array(new Int32Array([IPV6_PMTUDISC_PROBE]).buffer), 4) === 0;
+  return v4 || v6;
+}
+
 /**
  * The start-up warning when the kernel granted smaller socket buffers than asked (it does so
  * silently: setsockopt succeeds, capped at net.core.rmem_max / wmem_max, unless the process has

@@ -1,6 +1,6 @@
 import type { Direction } from "../sessions/types.ts";
 import type { udp } from "bun";
-import { type GrantedBuffers, ignoreIcmpErrors, readSocketBuffers, setSocketBuffers } from "./socket-buffers.ts";
+import { type GrantedBuffers, ignoreIcmpErrors, readSocketBuffers, setDontFragment, setSocketBuffers } from "./socket-buffers.ts";
 import type { ControlHandler, DataPlane, DataPlaneCounters, DataPlaneOptions, InboundDatagram, RouteCounters, SocketBufferSizes } from "./types.ts";
 import { emptyCounters, unansweredLimitOf } from "./types.ts";
 import { cidLengthOf } from "./observe.ts";
@@ -78,6 +78,7 @@ export class SocketPlane implements DataPlane {
     setSocketBuffers(this.socket, this.opts.socketBufferBytes);
     this.granted = readSocketBuffers(this.socket);
     ignoreIcmpErrors(this.socket);
+    setDontFragment(this.socket);
     this.local = { address: this.socket.hostname, port: this.socket.port };
   }
 

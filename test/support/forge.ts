@@ -66,6 +66,49 @@ export class Forger {
     this.sent++;
   }
 
+  /**
+   * An ICMP "fragmentation needed" from `router` to `to`, about a datagram `about.from` sent to
+   * `about.to`: it claims the path to `about.to` takes only `mtu` bytes. The kernel that owns
+   * `about.from` believes it (the quoted headers are all it checks) and keeps that path MTU for
+   * minutes, for every socket that sends there and uses the kernel's path MTU.
+   */
+  sendFragmentationNeeded(router: string, to: Endpoint, about: { from: Endpoint; to: Endpoint; length: number }, mtu: number): void {
+    const icmp = new Uint8Array(8 + 28);
+    const iv = new DataView(icmp.buffer);
+    icmp[0] = 3; // destination unreachable
+    icmp[1] = 4; // fragmentation needed and DF set
+    iv.setUint16(6, mtu);
+    // The quoted datagram: its IPv4 header (DF set) and the first 8 bytes, its UDP header.
+    icmp[8] = 0x45;
+    iv.setUint16(10, 28 + about.length);
+    iv.setUint16(14, 0x4000);
+    icmp[16] = 64;
+    icmp[17] = 17;
+    icmp.set(ipv4(about.from.address), 20);
+    icmp.set(ipv4(about.to.address), 24);
+    iv.setUint16(28, about.from.port);
+    iv.setUint16(30, about.to.port);
+    iv.setUint16(32, 8 + about.length);
+    iv.setUint16(2, internetChecksum(icmp));
+    const p = this.packet;
+    const v = this.view;
+    p[0] = 0x45;
+    p[1] = 0;
+    v.setUint16(2, 20 + icmp.length);
+    v.setUint32(4, 0);
+    p[8] = 64;
+    p[9] = 1; // ICMP
+    v.setUint16(10, 0);
+    p.set(ipv4(router), 12);
+    p.set(ipv4(to.address), 16);
+    p.set(icmp, 20);
+    this.sockaddr.fill(0);
+    this.sockaddr[0] = 2;
+    this.sockaddr.set(ipv4(to.address), 4);
+    this.sendto(this.fd, p, 20 + icmp.length, 0, this.sockaddr, 16);
+    this.sent++;
+  }
+
   close(): void {
     this.closeFd(this.fd);
   }
@@ -76,4 +119,12 @@ function ipv4(address: string): number[] {
   const parts = text.split(".").map(Number);
   if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new RangeError(`not an IPv4 address: ${address}`);
   return parts;
+}
+
+/** The ones' complement of the ones' complement sum of 16-bit words (RFC 1071). */
+function internetChecksum(bytes: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i]! << 8) | (bytes[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
 }

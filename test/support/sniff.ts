@@ -17,6 +17,8 @@ export interface Captured {
   from: Endpoint;
   to: Endpoint;
   data: Uint8Array;
+  /** The IPv4 header's Don't Fragment bit. (Fragments are not captured: drain skips them.) */
+  dontFragment: boolean;
 }
 
 export class Sniffer {
@@ -53,6 +55,8 @@ export class Sniffer {
       if (n <= 0) return out;
       const p = this.buffer;
       if (n < 28 || p[0]! >> 4 !== 4 || p[9] !== 17) continue;
+      // A fragment (more to come, or an offset) is no whole datagram.
+      if ((p[6]! & 0x20) !== 0 || ((p[6]! & 0x1f) | p[7]!) !== 0) continue;
       const ihl = (p[0]! & 0x0f) * 4;
       const view = new DataView(p.buffer, 0, n);
       const udpLength = view.getUint16(ihl + 4);
@@ -61,6 +65,7 @@ export class Sniffer {
         from: { address: `${p[12]}.${p[13]}.${p[14]}.${p[15]}`, port: view.getUint16(ihl) },
         to: { address: `${p[16]}.${p[17]}.${p[18]}.${p[19]}`, port: view.getUint16(ihl + 2) },
         data: p.slice(ihl + 8, ihl + udpLength),
+        dontFragment: (p[6]! & 0x40) !== 0,
       });
     }
   }
