@@ -106,13 +106,7 @@ const IPV6_RECVERR = 25;
  * so a spoofed REG flood stalls forwarding. An unconnected relay socket has no use for them: off.
  */
 export function ignoreIcmpErrors(socket: udp.Socket<"buffer">): boolean {
-  const fd = (socket as unknown as { fd?: number }).fd;
-  const call = loadSetSockOpt();
-  if (!call || typeof fd !== "number" || fd < 0) return false;
-  const off = new Uint8Array(4);
-  const v4 = call(fd, IPPROTO_IP, IP_RECVERR, off, 4) === 0;
-  const v6 = call(fd, IPPROTO_IPV6, IPV6_RECVERR, off, 4) === 0;
-  return v4 || v6;
+  return setForBothFamilies(socket, [IP_RECVERR, 0], [IPV6_RECVERR, 0]);
 }
 
 const IP_MTU_DISCOVER = 10;
@@ -129,12 +123,22 @@ const IPV6_PMTUDISC_PROBE = 3;
  * false when neither option could be set.
  */
 export function setDontFragment(socket: udp.Socket<"buffer">): boolean {
+  return setForBothFamilies(socket, [IP_MTU_DISCOVER, IP_PMTUDISC_PROBE], [IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE]);
+}
+
+/**
+ * Sets an int option (name, value) at the IPv4 level and one at the IPv6 level: an IPv6 socket
+ * takes both (its IPv4-mapped peers go by the first), an IPv4 one refuses the second. True when
+ * either was taken.
+ */
+function setForBothFamilies(socket: udp.Socket<"buffer">, v4: [number, number], v6: [number, number]): boolean {
   const fd = (socket as unknown as { fd?: number }).fd;
   const call = loadSetSockOpt();
   if (!call || typeof fd !== "number" || fd < 0) return false;
-  const v4 = call(fd, IPPROTO_IP, IP_MTU_DISCOVER, new Uint8Array(new Int32Array([IP_PMTUDISC_PROBE]).buffer), 4) === 0;
-  const v6 = call(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, new Uint8Array(new Int32Array([IPV6_PMTUDISC_PROBE]).buffer), 4) === 0;
-  return v4 || v6;
+  const int = (value: number) => new Uint8Array(new Int32Array([value]).buffer);
+  const ok4 = call(fd, IPPROTO_IP, v4[0], int(v4[1]), 4) === 0;
+  const ok6 = call(fd, IPPROTO_IPV6, v6[0], int(v6[1]), 4) === 0;
+  return ok4 || ok6;
 }
 
 /**
