@@ -28,7 +28,7 @@ ControlPush ControlQueue::push(const ControlBatch& batch) {
       size_t maxBytes = maxBytes_ + (reg ? kRegReserveBytes : 0);
       if (pendingCount() >= maxDatagrams || bytes_ + m.length > maxBytes) continue;
       pending_.add(m.from, m.routeId, m.observed, bytes, m.length);
-      bool candidate = !m.observed && !reg && !mayBeRelayLine(bytes, m.length);
+      bool candidate = !m.observed && !forControlPlane(bytes, m.length);
       pending_.meta.back().handoverCandidate = candidate;
       candidates_ += candidate ? 1 : 0;
       bytes_ += m.length;
