@@ -41,29 +41,13 @@ export class Forger {
   /** Sends `data` to `to` as if from `from` (IPv4 addresses, `::ffff:` forms accepted). */
   send(data: Uint8Array | string, from: Endpoint, to: Endpoint): void {
     const payload = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    const p = this.packet;
     const v = this.view;
-    const length = 28 + payload.length;
-    p[0] = 0x45; // IPv4, 20-byte header; the kernel fills in the id and the header checksum
-    p[1] = 0;
-    v.setUint16(2, length);
-    v.setUint32(4, 0);
-    p[8] = 64;
-    p[9] = 17; // UDP
-    v.setUint16(10, 0);
-    p.set(ipv4(from.address), 12);
-    p.set(ipv4(to.address), 16);
     v.setUint16(20, from.port);
     v.setUint16(22, to.port);
     v.setUint16(24, 8 + payload.length);
     v.setUint16(26, 0); // no UDP checksum (allowed on IPv4)
-    p.set(payload, 28);
-    this.sockaddr.fill(0);
-    this.sockaddr[0] = 2;
-    new DataView(this.sockaddr.buffer).setUint16(2, to.port);
-    this.sockaddr.set(ipv4(to.address), 4);
-    this.sendto(this.fd, p, length, 0, this.sockaddr, 16);
-    this.sent++;
+    this.packet.set(payload, 28);
+    this.sendIp(17 /* UDP */, from.address, to, 8 + payload.length);
   }
 
   /**
@@ -90,22 +74,29 @@ export class Forger {
     iv.setUint16(30, about.to.port);
     iv.setUint16(32, 8 + about.length);
     iv.setUint16(2, internetChecksum(icmp));
+    this.packet.set(icmp, 20);
+    this.sendIp(1 /* ICMP */, router, to, icmp.length);
+  }
+
+  /** Puts an IPv4 header before the `bodyLength` bytes at packet[20..] and sends the packet to `to`. */
+  private sendIp(protocol: number, from: string, to: Endpoint, bodyLength: number): void {
     const p = this.packet;
     const v = this.view;
-    p[0] = 0x45;
+    const length = 20 + bodyLength;
+    p[0] = 0x45; // IPv4, 20-byte header; the kernel fills in the id and the header checksum
     p[1] = 0;
-    v.setUint16(2, 20 + icmp.length);
+    v.setUint16(2, length);
     v.setUint32(4, 0);
     p[8] = 64;
-    p[9] = 1; // ICMP
+    p[9] = protocol;
     v.setUint16(10, 0);
-    p.set(ipv4(router), 12);
+    p.set(ipv4(from), 12);
     p.set(ipv4(to.address), 16);
-    p.set(icmp, 20);
     this.sockaddr.fill(0);
     this.sockaddr[0] = 2;
+    new DataView(this.sockaddr.buffer).setUint16(2, to.port);
     this.sockaddr.set(ipv4(to.address), 4);
-    this.sendto(this.fd, p, 20 + icmp.length, 0, this.sockaddr, 16);
+    this.sendto(this.fd, p, length, 0, this.sockaddr, 16);
     this.sent++;
   }
 
