@@ -37,9 +37,10 @@ RouteTable::RouteTable() : bySource_(SourceOf{this}), byId_(IdOf{this}) {
 RouteTable::~RouteTable() { pthread_rwlock_destroy(&lock_); }
 
 uint32_t RouteTable::allocate() {
-  if (!free_.empty()) {
-    uint32_t slot = free_.back();
-    free_.pop_back();
+  if (freeHead_ != kNoSlot) {
+    uint32_t slot = freeHead_;
+    freeHead_ = at(slot).reverse;
+    at(slot).reverse = kNoSlot;
     return slot;
   }
   if ((highWater_ >> kChunkBits) == chunks_.size()) chunks_.emplace_back(new Route[1u << kChunkBits]);
@@ -74,7 +75,8 @@ void RouteTable::eraseLocked(uint32_t slot) {
     bridges_.erase(&route);
     route.bridged = false;
   }
-  free_.push_back(slot);
+  route.reverse = freeHead_;
+  freeHead_ = slot;
 }
 
 void RouteTable::set(const RouteChange& change) {

@@ -69,7 +69,8 @@ struct Route {
   // logged one epoch late (its first datagram then looks already logged).
   std::atomic<uint16_t> activeEpoch{0};
   std::atomic<int16_t> observeBudget{0};  // at most kMaxObserveBudget
-  // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot.
+  // Set under the write lock: the slot of the route from `to` back to `from`, or kNoSlot. A free
+  // slot holds the next free slot here instead (RouteTable::freeHead_).
   uint32_t reverse = kNoSlot;
   uint32_t unansweredLimit = 0;           // 0: no limit; at most kMaxUnansweredLimit
   std::atomic<uint32_t> unanswered{0};    // bytes forwarded since `to` last sent (never above the limit)
@@ -334,7 +335,10 @@ class RouteTable {
   std::unordered_map<const Route*, CompactAddr> apart_;
   // The ids of the routes with Route::id32 == kWideId, changed under the write lock.
   std::unordered_map<const Route*, int64_t> wideIds_;
-  std::vector<uint32_t> free_;
+  // Free slots, linked through Route::reverse (kNoSlot ends the list): removing a million routes
+  // allocates nothing. A vector of them was reallocated and copied into fresh pages as it grew,
+  // holding the JS thread and the write lock for milliseconds at a time in a mass expiry.
+  uint32_t freeHead_ = kNoSlot;
   uint32_t highWater_ = 0;
   BySource bySource_;
   ById byId_;

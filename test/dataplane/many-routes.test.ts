@@ -92,5 +92,48 @@ for (const kind of planesUnderTest() as DataPlaneKind[]) {
       expect(up.routeId).toBe(-1);
       expect(a.received).toHaveLength(0);
     });
+
+    it("reuses the slots of deleted routes: what is set after a mass deletion is exact, and a pair in reused slots forwards both ways", async () => {
+      const { plane } = createDataPlane(kind, planeOptions());
+      open.push(plane);
+      await startRecording(plane);
+      const a = await udpPeer("127.0.0.2");
+      const b = await udpPeer("127.0.0.3");
+      open.push(a, b);
+      const PAIRS = 20_000;
+      // Pairs of routes that are each other's way back (on the native plane, linked to each other).
+      plane.batchRouteChanges(() => {
+        for (let i = 0; i < 2 * PAIRS; i++) plane.setRoute(i, source(i), source(i ^ 1), 0);
+      });
+      // All of them go, the first of each pair in one batch, the rest in another.
+      plane.batchRouteChanges(() => {
+        for (let i = 0; i < 2 * PAIRS; i += 2) plane.deleteRoute(i);
+      });
+      plane.batchRouteChanges(() => {
+        for (let i = 1; i < 2 * PAIRS; i += 2) plane.deleteRoute(i);
+      });
+      expect(wrongIds(plane, range(0, 2 * PAIRS), false)).toEqual([]);
+      // New routes take the freed slots; the real pair is set last, in slots freed last.
+      const fresh = 3 * PAIRS;
+      plane.batchRouteChanges(() => {
+        for (let i = 0; i < PAIRS; i++) plane.setRoute(fresh + i, source(fresh + i), target(i), 0);
+        plane.setRoute(fresh + PAIRS, { address: a.address, port: a.port }, { address: b.address, port: b.port }, 0);
+        plane.setRoute(fresh + PAIRS + 1, { address: b.address, port: b.port }, { address: a.address, port: a.port }, 0);
+      });
+      expect(wrongIds(plane, range(fresh, fresh + PAIRS + 2), true)).toEqual([]);
+      expect(wrongIds(plane, range(0, 2 * PAIRS), false)).toEqual([]);
+
+      a.send("a-to-b", plane.local.port, plane.local.address);
+      b.send("b-to-a", plane.local.port, plane.local.address);
+      const atB = await b.waitFor(1);
+      const atA = await a.waitFor(1);
+      expect(new TextDecoder().decode(atB[0]!.data)).toBe("a-to-b");
+      expect(new TextDecoder().decode(atA[0]!.data)).toBe("b-to-a");
+      await until(() => plane.counters().forwardedPackets >= 2);
+      expect(plane.counters().forwardedPackets).toBe(2);
+      expect([...new Set(plane.drainActivity())].sort()).toEqual([fresh + PAIRS, fresh + PAIRS + 1]);
+      expect(a.received).toHaveLength(1);
+      expect(b.received).toHaveLength(1);
+    });
   });
 }
