@@ -1,5 +1,5 @@
 /**
- * `bun run bench/sessions.ts [--quick] [--planes=native,ts] [--sessions=N[,N...]] [--flood-rate=R]`
+ * `bun run bench/sessions.ts [--quick] [--planes=native,ts] [--sessions=N[,N...]] [--flood-rate=R] [--runs=main,save,expiry]`
  *
  * Many sessions on one relay (the real CLI, pinned to core 0; everything else on core 1): RSS with
  * N idle paired sessions, REGs handled per second, and the worst event-loop stall and REG round
@@ -24,11 +24,11 @@ import { type RunKind, type RunResult, runOne, type Setup } from "./session-runs
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const option = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-const known = ["--quick", "--planes=", "--sessions=", "--flood-rate="];
+const known = ["--quick", "--planes=", "--sessions=", "--flood-rate=", "--runs="];
 const unknown = argv.filter((a) => !known.some((k) => (k.endsWith("=") ? a.startsWith(k) : a === k)));
 if (unknown.length) {
   console.error(`unknown option ${unknown[0]}\n` +
-    "usage: bun run bench/sessions.ts [--quick] [--planes=native,ts] [--sessions=N[,N...]] [--flood-rate=REG_PER_S]");
+    "usage: bun run bench/sessions.ts [--quick] [--planes=native,ts] [--sessions=N[,N...]] [--flood-rate=REG_PER_S] [--runs=main,save,expiry]");
   process.exit(2);
 }
 const planes = (option("planes") ?? "native,ts").split(",").filter(Boolean) as Plane[];
@@ -42,7 +42,14 @@ if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 1_000_000)) {
   process.exit(2);
 }
 const floodRate = Number(option("flood-rate") ?? 50_000);
-const overridden = option("sessions") !== undefined || option("flood-rate") !== undefined;
+/** The runs at the largest size (smaller sizes have the main run only); the expiry run's timeout is then guessed from 12,500 sessions/s. */
+const RUN_KINDS: RunKind[] = ["main", "save", "expiry"];
+const runKinds = (option("runs")?.split(",").filter(Boolean) ?? RUN_KINDS) as RunKind[];
+if (runKinds.length === 0 || runKinds.some((r) => !RUN_KINDS.includes(r))) {
+  console.error("--runs takes main, save and/or expiry");
+  process.exit(2);
+}
+const overridden = option("sessions") !== undefined || option("flood-rate") !== undefined || option("runs") !== undefined;
 
 const lines: string[] = [];
 const say = (line = "") => {
@@ -99,7 +106,7 @@ try {
     for (const sessions of sizes) {
       // The phases that need relays of their own run at the largest size only.
       const stalls = sessions === Math.max(...sizes);
-      for (const run of (stalls ? ["main", "save", "expiry"] : ["main"]) as RunKind[]) {
+      for (const run of stalls ? runKinds : runKinds.filter((r) => r === "main")) {
         console.log(`${plane}, ${label(sessions)} sessions, ${run} run`);
         // Other work on the machine moves the figures: start when both cores are nearly idle (bounded).
         await waitForQuiet(10_000);

@@ -43,8 +43,12 @@ const LOG_LINES_PER_SECOND = 20;
  */
 const PASS_MS = 2;
 
-/** Sessions per step of an expiry pass, and queued sessions looked at per step of packing: the clock is read between steps. */
-const EXPIRE_STEP = 32;
+/**
+ * Sessions per step of an expiry pass, and queued sessions looked at per step of packing: the
+ * clock is read between steps. Small, as a pass can only stop between steps: the first expiries
+ * after a start run code not compiled yet, and 32 of them took 7 ms of the thread's own time at 1M.
+ */
+const EXPIRE_STEP = 8;
 const COMPACT_STEP = 128;
 
 /**
