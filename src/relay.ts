@@ -188,9 +188,9 @@ export class Relay {
       },
       route: (peer, to, direction, cidLength) => this.route(peer, to, direction, cidLength),
       observing: (peer, since) => this.observing(peer, since),
-      unroute: (peer: Peer) => {
-        if (remote?.isRemote(peer.endpoint)) remote.unroute(peer.id);
-        else this.plane.deleteRoute(peer.id);
+      unroute: (peerId: number, standIn: boolean) => {
+        if (remote && standIn) remote.unroute(peerId);
+        else this.plane.deleteRoute(peerId);
       },
       challenge: (to: Endpoint, sessionId: string) => this.challenge(to, sessionId),
       event: (event) => {

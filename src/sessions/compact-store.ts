@@ -346,6 +346,39 @@ export class CompactStore {
     return session;
   }
 
+  /**
+   * Takes the compact session in `slot` out of the compact indexes and frees the slot (taken out
+   * of its order first): what expand() and release() do together, without building its objects.
+   */
+  removeCompact(slot: number): void {
+    const c = this.chunkOf(slot);
+    const i = slot & IN_CHUNK;
+    this.byId.remove(slot, this.idHashAt(slot));
+    const n = c.peerCount[i]!;
+    for (let k = 0; k < n; k++) {
+      const ref = 2 * slot + k;
+      const form = c.form[2 * i + k]!;
+      // An IPv6 peer's /64 is counted by its address, read before its words are freed.
+      const address = form === AddressForm.V6 ? this.addressOf(ref) : "";
+      this.byAddress.remove(ref, this.addressHashAt(ref));
+      if (form === AddressForm.V6) this.v6Free.push(c.address[2 * i + k]!);
+      this.countGroup(address, form, -1);
+    }
+    this.compactSessions--;
+    this.compactPeers -= n;
+    this.release(slot);
+  }
+
+  /** Peers of the compact session in `slot`. */
+  peerCountOf(slot: number): number {
+    return this.chunkOf(slot).peerCount[slot & IN_CHUNK]!;
+  }
+
+  /** The route id of the compact peer `ref`. */
+  routeIdAt(ref: number): number {
+    return this.chunkOf(ref >>> 1).routeId[ref & (2 * CHUNK - 1)]!;
+  }
+
   /** The compact session with this id, or -1. */
   findId(id: string): number {
     const code = idCode(id);

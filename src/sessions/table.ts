@@ -621,12 +621,18 @@ export class SessionTable implements TableView {
   private expireIdle(list: number, timeoutMs: number, now: number, budget: number): number {
     let expired = 0;
     for (let slot = this.store.oldest(list); slot >= 0; slot = this.store.oldest(list)) {
-      if (expired >= budget || now - this.store.lastActivityOf(slot) < timeoutMs) break;
-      // Routes are taken down through the peers' objects: a compact session is expanded to go
-      // (not into the table's own indexes, which it is leaving).
-      const session = this.store.expandedAt(slot) ?? this.expand(slot, false);
-      this.sink.event({ kind: "expired", session: session.id, idleMs: now - session.lastActivity, peers: session.peers.length });
-      this.removeSession(session);
+      const idleMs = now - this.store.lastActivityOf(slot);
+      if (expired >= budget || idleMs < timeoutMs) break;
+      if (this.store.isCompact(slot) && this.store.extraOf(slot) === undefined) {
+        this.sink.event({ kind: "expired", session: this.store.idOf(slot), idleMs, peers: this.store.peerCountOf(slot) });
+        this.removeCompact(list, slot);
+      } else {
+        // One with learnt connection IDs is expanded to go (not into the table's own indexes,
+        // which it is leaving): the IDs' index points at its peers.
+        const session = this.store.expandedAt(slot) ?? this.expand(slot, false);
+        this.sink.event({ kind: "expired", session: session.id, idleMs, peers: session.peers.length });
+        this.removeSession(session);
+      }
       this.stats.sessionsExpired++;
       expired++;
     }
@@ -790,9 +796,9 @@ export class SessionTable implements TableView {
     const session = peer.session;
     const partner = partnerOf(peer);
     this.unindexPeer(peer);
-    this.sink.unroute(peer);
+    this.unroute(peer);
     this.releaseId(peer.id);
-    if (partner) this.sink.unroute(partner);
+    if (partner) this.unroute(partner);
     if (session.peers.length === 2) this.paired--;
     this.changed?.add(session.id);
     session.peers = session.peers.filter((p) => p !== peer);
@@ -806,7 +812,7 @@ export class SessionTable implements TableView {
     this.changed?.add(session.id);
     for (const peer of session.peers) {
       this.unindexPeer(peer);
-      this.sink.unroute(peer);
+      this.unroute(peer);
       this.releaseId(peer.id);
     }
     session.peers = [];
@@ -815,6 +821,29 @@ export class SessionTable implements TableView {
     this.sessions.delete(session.id);
     this.store.unlink(this.orderOf(session), session.slot);
     this.store.release(session.slot);
+  }
+
+  private unroute(peer: Peer): void {
+    this.sink.unroute(peer.id, this.standIns?.isStandIn(peer.endpoint) ?? false);
+  }
+
+  /**
+   * Removes the compact session in `slot` (of order `list`) without expanding it: what
+   * removeSession does, with no objects built only to be dropped (a mass expiry makes little
+   * garbage for the collector). Only for one without learnt connection IDs (extraOf): a compact
+   * session never has held datagrams, a peer token or a stand-in peer (settled()).
+   */
+  private removeCompact(list: number, slot: number): void {
+    const peers = this.store.peerCountOf(slot);
+    if (peers === 2) this.paired--;
+    this.changed?.add(this.store.idOf(slot));
+    for (let k = 0; k < peers; k++) {
+      const id = this.store.routeIdAt(2 * slot + k);
+      this.sink.unroute(id, false);
+      this.releaseId(id);
+    }
+    this.store.unlink(list, slot);
+    this.store.removeCompact(slot);
   }
 
   /** The peer with this route id left: the id may be reused (PeerIndex.allocateId says when). */

@@ -207,7 +207,11 @@ export interface SessionSink {
    * reported (the data plane's observation budget for its route lasts, no control datagram lost).
    */
   observing(peer: Peer, since: number): boolean;
-  unroute(peer: Peer): void;
+  /**
+   * The route of the peer with route id `peerId` goes; `standIn`: the peer stands in for a peer of
+   * another relay (its route is the fleet bridge's, not the data plane's).
+   */
+  unroute(peerId: number, standIn: boolean): void;
   /** Ask `to` to prove it receives there: a RETRY with a cookie for `sessionId`. */
   challenge(to: Endpoint, sessionId: string): void;
   event(event: SessionEvent): void;

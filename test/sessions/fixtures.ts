@@ -42,9 +42,9 @@ export class RecordingSink implements SessionSink {
   challenge(to: Endpoint, session: string): void {
     this.effects.push({ kind: "challenge", to: ep(to), session });
   }
-  unroute(peer: Peer): void {
-    this.routes.delete(peer.id);
-    this.effects.push({ kind: "unroute", peer: peer.id });
+  unroute(peer: number): void {
+    this.routes.delete(peer);
+    this.effects.push({ kind: "unroute", peer });
   }
   event(event: SessionEvent): void {
     this.events.push(event);

@@ -68,8 +68,8 @@ class CheckingSink implements SessionSink {
     if (!this.proven.has(keyOf(to.endpoint)) || !to.proven) this.violations.push(`route to ${keyOf(to.endpoint)}`);
     this.routes.set(peer.id, { from: keyOf(peer.endpoint), to: keyOf(to.endpoint) });
   }
-  unroute(peer: Peer) {
-    this.routes.delete(peer.id);
+  unroute(peer: number) {
+    this.routes.delete(peer);
   }
   observing() {
     return true;

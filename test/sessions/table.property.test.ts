@@ -74,8 +74,8 @@ class BytesSink implements SessionSink {
   observing() {
     return true;
   }
-  unroute(peer: Peer) {
-    this.routes.delete(peer.id);
+  unroute(peer: number) {
+    this.routes.delete(peer);
   }
   event(_event: SessionEvent) {}
 }
