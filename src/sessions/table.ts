@@ -624,8 +624,9 @@ export class SessionTable implements TableView {
       const idleMs = now - this.store.lastActivityOf(slot);
       if (expired >= budget || idleMs < timeoutMs) break;
       if (this.store.isCompact(slot) && this.store.extraOf(slot) === undefined) {
-        this.sink.event({ kind: "expired", session: this.store.idOf(slot), idleMs, peers: this.store.peerCountOf(slot) });
-        this.removeCompact(list, slot);
+        const id = this.store.idOf(slot);
+        this.sink.event({ kind: "expired", session: id, idleMs, peers: this.store.peerCountOf(slot) });
+        this.removeCompact(list, slot, id);
       } else {
         // One with learnt connection IDs is expanded to go (not into the table's own indexes,
         // which it is leaving): the IDs' index points at its peers.
@@ -828,19 +829,19 @@ export class SessionTable implements TableView {
   }
 
   /**
-   * Removes the compact session in `slot` (of order `list`) without expanding it: what
+   * Removes the compact session `id` in `slot` (of order `list`) without expanding it: what
    * removeSession does, with no objects built only to be dropped (a mass expiry makes little
    * garbage for the collector). Only for one without learnt connection IDs (extraOf): a compact
    * session never has held datagrams, a peer token or a stand-in peer (settled()).
    */
-  private removeCompact(list: number, slot: number): void {
+  private removeCompact(list: number, slot: number, id: string): void {
     const peers = this.store.peerCountOf(slot);
     if (peers === 2) this.paired--;
-    this.changed?.add(this.store.idOf(slot));
+    this.changed?.add(id);
     for (let k = 0; k < peers; k++) {
-      const id = this.store.routeIdAt(2 * slot + k);
-      this.sink.unroute(id, false);
-      this.releaseId(id);
+      const routeId = this.store.routeIdAt(2 * slot + k);
+      this.sink.unroute(routeId, false);
+      this.releaseId(routeId);
     }
     this.store.unlink(list, slot);
     this.store.removeCompact(slot);
