@@ -28,6 +28,12 @@ export interface FleetStats {
   liveness: { pings: number; gone: number };
 }
 
+/**
+ * Work time one slice of the refresh walk (refreshAll) may hold the thread, in milliseconds; the
+ * walk goes on in the next macrotask. At a million sessions the walk takes several hundred ms.
+ */
+const REFRESH_SLICE_MS = 2;
+
 interface Announced {
   localPeers: number;
   /** The identity of the one local peer, as last written. */
@@ -58,6 +64,8 @@ export class FleetCoordinator {
   private readonly refreshMs: number;
   private readonly ttlMs: number;
   private stopped = false;
+  /** The refresh walk in progress (see refreshAll), and whether it re-enters every session. */
+  private walk: { entries: Iterator<[string, Announced]>; force: boolean } | undefined;
 
   constructor(
     private readonly relay: Relay,
@@ -188,20 +196,23 @@ export class FleetCoordinator {
     for (const event of events) {
       if (event.kind !== "registered" || seen?.has(event.session)) continue;
       (seen ??= new Set()).add(event.session);
-      const session = this.relay.table.session(event.session);
-      if (session) this.note(session, false);
+      const held = this.relay.table.peek(event.session);
+      if (held !== undefined) this.note(event.session, held, false);
     }
   }
 
-  /** Enters the session in the directory when its local peer count changed, or when due. */
-  private note(session: Session, force: boolean): void {
-    const localPeers = countLocal(session);
-    const identity = localIdentity(session);
+  /**
+   * Enters session `id` (as table.peek gives it) in the directory when its local peer count
+   * changed, or when due.
+   */
+  private note(id: string, held: Session | number, force: boolean): void {
+    const localPeers = countLocal(held);
+    const identity = localIdentity(held);
     const now = Date.now();
-    const previous = this.announced.get(session.id);
+    const previous = this.announced.get(id);
     if (!force && previous && previous.localPeers === localPeers && previous.identity === identity && now - previous.at < this.refreshMs / 2) return;
-    this.announced.set(session.id, { localPeers, identity, at: now });
-    void this.announce(session.id, localPeers, identity);
+    this.announced.set(id, { localPeers, identity, at: now });
+    void this.announce(id, localPeers, identity);
   }
 
   private async announce(sessionId: string, localPeers: number, identity: string | undefined): Promise<void> {
@@ -406,18 +417,41 @@ export class FleetCoordinator {
     return this.members.has(from);
   }
 
-  /** Withdraws sessions that ended here; re-enters live ones when due (all of them after an outage). */
+  /**
+   * Withdraws sessions that ended here; re-enters live ones when due (all of them after an
+   * outage). A walk of every entered session, without unpacking compact ones (table.peek), in
+   * slices of REFRESH_SLICE_MS. One asked for while a walk is on is that walk, unless it is forced:
+   * then the walk starts again from the first session, forced.
+   */
   private refreshAll(force: boolean): void {
+    const walking = this.walk !== undefined;
+    if (walking && !force) return;
+    this.walk = { entries: this.announced.entries(), force };
+    // A walk on goes on with these entries in its next slice.
+    if (!walking) this.refreshSlice();
+  }
+
+  private refreshSlice(): void {
+    const walk = this.walk;
+    if (!walk || this.stopped) return;
+    const start = performance.now();
     const now = Date.now();
-    for (const [id, entry] of this.announced) {
-      const session = this.relay.table.session(id);
-      if (!session || countLocal(session) === 0) {
+    for (let next = walk.entries.next(); !next.done; next = walk.entries.next()) {
+      const [id, entry] = next.value;
+      const held = this.relay.table.peek(id);
+      const localPeers = held === undefined ? 0 : countLocal(held);
+      if (localPeers === 0) {
         this.announced.delete(id);
         void this.directory.withdraw(id);
-        continue;
+      } else if (walk.force || now - entry.at >= this.refreshMs || entry.localPeers !== localPeers) {
+        this.note(id, held!, true);
       }
-      if (force || now - entry.at >= this.refreshMs || entry.localPeers !== countLocal(session)) this.note(session, true);
+      if (performance.now() - start >= REFRESH_SLICE_MS) {
+        setTimeout(() => this.refreshSlice(), 0);
+        return;
+      }
     }
+    this.walk = undefined;
   }
 
   private endpointOf(relay: string): Endpoint | undefined {
@@ -430,14 +464,17 @@ export class FleetCoordinator {
   }
 }
 
-function countLocal(session: Session): number {
+/** Peers of the session that are here, of a session object or a compact one's peer count (table.peek: all here). */
+function countLocal(session: Session | number): number {
+  if (typeof session === "number") return session;
   let n = 0;
   for (const p of session.peers) if (!isVirtual(p.endpoint)) n++;
   return n;
 }
 
-/** The identity of a session's one local peer (when it sent a peer token). */
-function localIdentity(session: Session): string | undefined {
+/** The identity of a session's one local peer (when it sent a peer token; a compact session's peers sent none). */
+function localIdentity(session: Session | number): string | undefined {
+  if (typeof session === "number") return undefined;
   let identity: string | undefined;
   let n = 0;
   for (const p of session.peers) {

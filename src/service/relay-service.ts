@@ -188,6 +188,7 @@ export class RelayService {
   status() {
     return {
       sessions: this.sessionCount,
+      compactSessions: this.relay?.table.compactSessionCount,
       table: this.relay?.table.stats,
       plane: this.plane?.counters(),
       fleet: this.fleet?.stats(),

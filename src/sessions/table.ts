@@ -123,6 +123,18 @@ export class SessionTable implements TableView {
     return slot < 0 ? undefined : this.expand(slot);
   }
   /**
+   * Session `id` as it is held, never expanded: its object when it is one; when it is compact, the
+   * number of its peers (a compact session has no virtual peer and no peer token: settled());
+   * undefined when there is none. For a look at every session, which must not unpack them all.
+   */
+  peek(id: string): Session | number | undefined {
+    const session = this.sessions.get(id);
+    if (session) return session;
+    const slot = this.store.findId(id);
+    return slot < 0 ? undefined : this.store.peerCountOf(slot);
+  }
+
+  /**
    * The sessions held as objects (in no particular order); the table must not change while this
    * is iterated. Every session with a peer whose address is no IP address (a fleet's virtual
    * peers) is among them: such a session is never compact.

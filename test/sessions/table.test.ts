@@ -209,3 +209,24 @@ describe("expiry", () => {
     expect(table.session("new")).toBeDefined();
   });
 });
+
+describe("peek", () => {
+  it("gives a session's object, a packed session's peer count without unpacking it, and nothing for an unknown id", () => {
+    const { clock, table, reg } = setup({ compactAfterMs: 0 });
+    reg("packed", A);
+    reg("packed", B);
+    reg("alone", "10.0.0.3:3000");
+    clock.advance(1);
+    table.compact();
+    expect(table.compactSessionCount).toBe(2);
+    expect(table.peek("packed")).toBe(2);
+    expect(table.peek("alone")).toBe(1);
+    expect(table.compactSessionCount).toBe(2);
+    expect(table.peek("nobody")).toBeUndefined();
+    // Touched by a rule, a session is an object again, and peek gives that object.
+    const session = table.session("packed");
+    expect(session?.peers).toHaveLength(2);
+    expect(table.peek("packed")).toBe(session);
+    expect(table.compactSessionCount).toBe(1);
+  });
+});
