@@ -30,7 +30,7 @@ export interface FleetStats {
 
 /**
  * Work time one slice of the refresh walk (refreshAll) may hold the thread, in milliseconds; the
- * walk goes on in the next macrotask. At a million sessions the walk takes several hundred ms.
+ * walk goes on in the next macrotask. At a million sessions a walk takes about a second.
  */
 const REFRESH_SLICE_MS = 2;
 

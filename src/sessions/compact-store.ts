@@ -5,7 +5,7 @@ import { ID_BYTES, idCode, idLength, NO_ID, readId, sameId, writeId } from "./co
 import { IntDeque } from "../collections/int-deque.ts";
 import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
-import type { Peer, Session } from "./types.ts";
+import type { Session } from "./types.ts";
 import { NO_CIDS, NONE_HELD } from "./types.ts";
 import { ShardedMap } from "./sharded-map.ts";
 
@@ -321,11 +321,10 @@ export class CompactStore {
       cids: NO_CIDS,
       slot,
     };
-    this.byId.remove(slot, this.idHashAt(slot));
     const n = c.peerCount[i]!;
     for (let k = 0; k < n; k++) {
       const ref = 2 * slot + k;
-      const peer: Peer = {
+      session.peers.push({
         id: c.routeId[2 * i + k]!,
         session,
         endpoint: { address: this.addressOf(ref), port: c.port[2 * i + k]! },
@@ -333,24 +332,25 @@ export class CompactStore {
         proven: c.proven[2 * i + k] === 1,
         cids: undefined,
         identity: undefined,
-      };
-      session.peers.push(peer);
-      this.byAddress.remove(ref, this.addressHashAt(ref));
-      if (c.form[2 * i + k] === AddressForm.V6) this.v6Free.push(c.address[2 * i + k]!);
-      this.countGroup(peer.endpoint.address, c.form[2 * i + k]!, -1);
+      });
     }
+    this.unindex(slot);
     c.state[i] = EXPANDED;
-    this.chunkOf(slot).objects[slot & IN_CHUNK] = session;
-    this.compactSessions--;
-    this.compactPeers -= n;
+    c.objects[i] = session;
     return session;
   }
 
   /**
    * Takes the compact session in `slot` out of the compact indexes and frees the slot (taken out
-   * of its order first): what expand() and release() do together, without building its objects.
+   * of its order first): expand() and release() without building its objects.
    */
   removeCompact(slot: number): void {
+    this.unindex(slot);
+    this.release(slot);
+  }
+
+  /** Takes the compact session in `slot` out of the compact indexes and counts; its columns are left as they are. */
+  private unindex(slot: number): void {
     const c = this.chunkOf(slot);
     const i = slot & IN_CHUNK;
     this.byId.remove(slot, this.idHashAt(slot));
@@ -366,7 +366,6 @@ export class CompactStore {
     }
     this.compactSessions--;
     this.compactPeers -= n;
-    this.release(slot);
   }
 
   /** Peers of the compact session in `slot`. */
