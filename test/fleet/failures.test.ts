@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { eventually, planesUnderTest, testPeers } from "../utils.ts";
 import { type FleetRelay, type FleetRelayStats, REDIS_SERVER } from "../support/fleet-harness.ts";
 import { fleetPerTest } from "../support/fleet-suite.ts";
-import { pairAcross, registerAt, roundTrip } from "../support/fleet-peers.ts";
+import { pairAcross, registerAt, roundTrip, roundTripOnceSettled } from "../support/fleet-peers.ts";
 
 /** The relay's full session-table stats (the harness's type names only a few). */
 const tableOf = async (relay: FleetRelay) => (await relay.stats()).table as FleetRelayStats["table"] & { heldAccepted: number };
@@ -54,8 +54,10 @@ suite.each(planesUnderTest())("fleet failures on the %s plane", (plane) => {
     await until(async () => s12.b.inbox.length >= keepalives, 5000);
     expect(s12.b.inbox.splice(0).map((r) => new TextDecoder().decode(r.data))).toEqual(Array(keepalives).fill("ACK\n"));
     // The peer that was on r1 registers again on r3 (DNS moved it): the session follows it there.
+    // Tried as the failover tests try a move: a datagram sent while r2 and r3 still agree on the
+    // bridge may be lost (one in about ten runs the single datagram of a plain round trip was).
     expect(await register(s12.a, r3, s12.session)).toBe("ACK\n");
-    await roundTrip({ ...s12, ra: r3 }, "12 moved");
+    await roundTripOnceSettled({ ...s12, ra: r3 }, "12 moved");
   }, 30_000);
 
   it("keeps serving through a Redis restart and bridges again once it is back", async () => {
