@@ -35,7 +35,7 @@ const UNPROVEN_REPLY_RATE = 20_000;
 const LOG_LINES_PER_SECOND = 20;
 
 /**
- * Work time one pass of expiry or packing may hold the thread, in milliseconds: a pass goes on in
+ * Work time one pass of expiry or packing (or the fleet's refresh walk) may hold the thread, in milliseconds: a pass goes on in
  * steps until it is done or this much passed, then yields to I/O and goes on in the next macrotask.
  * Bounded by time, not by count: a session's removal costs 8-16 µs at 1M on the native plane, and
  * far more the first time (code not compiled yet: 500 took 20 ms), while a stall should stay
@@ -62,7 +62,7 @@ const COMPACT_PER_DATAGRAM = 2;
  * Runs `step` while it says there is more, until PASS_MS of work time (`workClock`) passed; true
  * when it stopped for time (there is more).
  */
-function boundedPass(workClock: () => number, step: () => boolean): boolean {
+export function boundedPass(workClock: () => number, step: () => boolean): boolean {
   const start = workClock();
   while (step()) if (workClock() - start >= PASS_MS) return true;
   return false;

@@ -1,6 +1,6 @@
 import { type Endpoint, formatEndpoint, parseHostPort } from "../net/address.ts";
 import type { Logger } from "../log.ts";
-import { OBSERVE_BUDGET, type Relay } from "../relay.ts";
+import { boundedPass, OBSERVE_BUDGET, type Relay } from "../relay.ts";
 import type { Session, SessionEvent, StandInVerdict } from "../sessions/types.ts";
 import type { DirectoryStats, FleetDirectory, JoinMessage, LeftMessage, RelayMessage } from "./directory.ts";
 import { parseReg } from "../protocol/reg.ts";
@@ -28,11 +28,11 @@ export interface FleetStats {
   liveness: { pings: number; gone: number };
 }
 
-/**
- * Work time one slice of the refresh walk (refreshAll) may hold the thread, in milliseconds; the
- * walk goes on in the next macrotask. At a million sessions a walk takes about a second.
- */
-const REFRESH_SLICE_MS = 2;
+/** A walk of the entered sessions (refreshAll), and whether it re-enters every one. */
+interface RefreshWalk {
+  entries: Iterator<[string, Announced]>;
+  force: boolean;
+}
 
 interface Announced {
   localPeers: number;
@@ -64,8 +64,8 @@ export class FleetCoordinator {
   private readonly refreshMs: number;
   private readonly ttlMs: number;
   private stopped = false;
-  /** The refresh walk in progress (see refreshAll), and whether it re-enters every session. */
-  private walk: { entries: Iterator<[string, Announced]>; force: boolean } | undefined;
+  /** The refresh walk in progress (see refreshAll). */
+  private walk: RefreshWalk | undefined;
 
   constructor(
     private readonly relay: Relay,
@@ -420,8 +420,9 @@ export class FleetCoordinator {
   /**
    * Withdraws sessions that ended here; re-enters live ones when due (all of them after an
    * outage). A walk of every entered session, without unpacking compact ones (table.peek), in
-   * slices of REFRESH_SLICE_MS. One asked for while a walk is on is that walk, unless it is forced:
-   * then the walk starts again from the first session, forced.
+   * time-bounded passes as expiry's (about a second at a million sessions). One asked for while a
+   * walk is on is that walk, unless it is forced: then the walk starts again from the first
+   * session, forced.
    */
   private refreshAll(force: boolean): void {
     const walking = this.walk !== undefined;
@@ -434,24 +435,25 @@ export class FleetCoordinator {
   private refreshSlice(): void {
     const walk = this.walk;
     if (!walk || this.stopped) return;
-    const start = performance.now();
     const now = Date.now();
-    for (let next = walk.entries.next(); !next.done; next = walk.entries.next()) {
-      const [id, entry] = next.value;
-      const held = this.relay.table.peek(id);
-      const localPeers = held === undefined ? 0 : countLocal(held);
-      if (localPeers === 0) {
-        this.announced.delete(id);
-        void this.directory.withdraw(id);
-      } else if (walk.force || now - entry.at >= this.refreshMs || entry.localPeers !== localPeers) {
-        this.note(id, held!, true);
-      }
-      if (performance.now() - start >= REFRESH_SLICE_MS) {
-        setTimeout(() => this.refreshSlice(), 0);
-        return;
-      }
+    if (boundedPass(() => performance.now(), () => this.refreshNext(walk, now))) setTimeout(() => this.refreshSlice(), 0);
+    else this.walk = undefined;
+  }
+
+  /** Looks at the walk's next entered session; false when the walk is over. */
+  private refreshNext(walk: RefreshWalk, now: number): boolean {
+    const next = walk.entries.next();
+    if (next.done) return false;
+    const [id, entry] = next.value;
+    const held = this.relay.table.peek(id);
+    const localPeers = held === undefined ? 0 : countLocal(held);
+    if (localPeers === 0) {
+      this.announced.delete(id);
+      void this.directory.withdraw(id);
+    } else if (walk.force || now - entry.at >= this.refreshMs || entry.localPeers !== localPeers) {
+      this.note(id, held!, true);
     }
-    this.walk = undefined;
+    return true;
   }
 
   private endpointOf(relay: string): Endpoint | undefined {
