@@ -300,7 +300,7 @@ export class SessionTable implements TableView {
       const victim = leastRecentlySeen(session.peers.filter((p) => hostOf(p.endpoint.address) === host));
       if (victim) {
         if (this.wouldPairRelays(from, proven, partnerOf(victim)!, now)) return this.drop(DropReason.RelayPair);
-        if (existing) this.removePeer(existing, now);
+        if (existing) this.leaveFor(existing, sessionId, from, now);
         // Routes first: what the partner sends after the ACK already reaches the new address.
         this.rebind(victim, from, "reg", now, proven);
         return this.acknowledge(sessionId, from);
@@ -317,8 +317,7 @@ export class SessionTable implements TableView {
     if (session && this.wouldPairRelays(from, proven, session.peers[0]!, now)) return this.drop(DropReason.RelayPair);
     // The address leaves the session it was in before joining another.
     if (existing) {
-      this.sink.event({ kind: "moved", from: existing.session.id, to: sessionId, peer: from });
-      this.removePeer(existing, now);
+      this.leaveFor(existing, sessionId, from, now);
       session = this.session(sessionId);
     }
     if (!session) {
@@ -331,6 +330,12 @@ export class SessionTable implements TableView {
     }
     // The ACK goes out before any held datagram: clients read the first reply to REG as the answer.
     this.pair(session, from, proven, now, () => this.acknowledge(sessionId, from), identity);
+  }
+
+  /** The address of `peer` registered for another session: it leaves its own (a "moved" event). */
+  private leaveFor(peer: Peer, sessionId: string, from: Endpoint, now: number): void {
+    this.sink.event({ kind: "moved", from: peer.session.id, to: sessionId, peer: from });
+    this.removePeer(peer, now);
   }
 
   /** The one way a REG is answered with ACK. */

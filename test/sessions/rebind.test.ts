@@ -87,6 +87,19 @@ describe("rebinding by REG", () => {
     expect(sink.routeFrom(X1)).toBe("10.0.0.8:1");
   });
 
+  it("says so when the new port was a peer of another session: that session loses it (a move)", () => {
+    const { table, sink, reg, clock } = setup();
+    reg("s", A);
+    reg("s", B);
+    reg("t", A2); // the NAT's next port, first handed to another session of the host
+    clock.advance(31_000); // t idle past the hold that keeps a live member where it is
+    sink.events.length = 0;
+    reg("s", A2);
+    expect(sink.routeFrom(B)).toBe(A2);
+    expect(table.session("t")).toBeUndefined();
+    expect(sink.events.filter((e) => e.kind === "moved")).toEqual([{ kind: "moved", from: "t", to: "s", peer: at(A2) }]);
+  });
+
   it("treats IPv4-mapped and plain IPv4 forms of an address as one host", () => {
     const { sink, reg } = setup();
     reg("s", "::ffff:10.0.0.1:1000");
