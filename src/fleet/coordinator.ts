@@ -12,6 +12,7 @@ import { HeldRegs } from "./held-regs.ts";
 import { FleetMembers } from "./members.ts";
 import { Placement, type PlacementCounts } from "./placement.ts";
 import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
+import { ChunkedQueue } from "../collections/chunked-queue.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -28,13 +29,9 @@ export interface FleetStats {
   liveness: { pings: number; gone: number };
 }
 
-/** A walk of the entered sessions (refreshAll), and whether it re-enters every one. */
-interface RefreshWalk {
-  entries: Iterator<[string, Announced]>;
-  force: boolean;
-}
-
+/** What this relay last wrote of a session in the directory. A new write is a new object. */
 interface Announced {
+  id: string;
   localPeers: number;
   /** The identity of the one local peer, as last written. */
   identity: string | undefined;
@@ -51,6 +48,12 @@ interface Announced {
  */
 export class FleetCoordinator {
   private readonly announced = new Map<string, Announced>();
+  /**
+   * Every write of `announced`, oldest first: the front is the next entry due to be re-entered.
+   * One whose session was written again since (a newer object in `announced`) or withdrawn is
+   * passed over when it comes to the front.
+   */
+  private readonly due = new ChunkedQueue<Announced>();
   /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
   private deadRelays = new Set<string>();
   private readonly members: FleetMembers;
@@ -64,8 +67,10 @@ export class FleetCoordinator {
   private readonly refreshMs: number;
   private readonly ttlMs: number;
   private stopped = false;
-  /** The refresh walk in progress (see refreshAll). */
-  private walk: RefreshWalk | undefined;
+  /** A walk of every entered session in progress (after a directory outage), see refresh(). */
+  private walk: Iterator<Announced> | undefined;
+  /** A refresh slice is scheduled. */
+  private refreshing = false;
 
   constructor(
     private readonly relay: Relay,
@@ -94,8 +99,8 @@ export class FleetCoordinator {
     this.refreshMs = Math.min(30_000, Math.max(1000, timeoutMs / 3));
     // A live session's entry must survive until the next refresh pass.
     this.ttlMs = timeoutMs + this.refreshMs + options.heartbeatMs;
-    relay.onEvents((events) => this.registered(events));
-    directory.onReachable = () => this.refreshAll(true);
+    relay.onEvents((events) => this.changed(events));
+    directory.onReachable = () => this.refresh(true);
   }
 
   async start(): Promise<void> {
@@ -154,7 +159,7 @@ export class FleetCoordinator {
           this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer), this.relay.unansweredLimit(partner));
           this.bridge.routeOut(partner.id, partner.endpoint, peer.endpoint, directionOf(partner), 0, OBSERVE_BUDGET);
         }
-        this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
+        this.enter({ id: session.id, localPeers: countLocal(session), identity: undefined, at: 0 });
       }
     }
   }
@@ -182,23 +187,39 @@ export class FleetCoordinator {
     if (!this.relay.table.leave(message.session, message.identity)) return;
     const link = this.bridge.link(message.session);
     if (link && !this.relay.table.peerAt(link.virtual)) this.bridge.removeLink(link);
-    const rest = this.relay.table.session(message.session);
-    if (!rest || countLocal(rest) === 0) {
-      this.announced.delete(message.session);
-      void this.directory.withdraw(message.session);
-    }
+    this.recheck(message.session, false);
     this.logger.info("peer left for another relay", { session: message.session, relay: message.relay });
   }
 
-  /** REGs acknowledged in one batch: each of their sessions is (re-)entered in the directory when due. */
-  private registered(events: readonly SessionEvent[]): void {
+  /**
+   * What one batch or expiry pass changed: sessions with an acknowledged REG are (re-)entered in
+   * the directory when due or changed; entered sessions that lost a peer (it moved to another
+   * session, the session expired or paired two relays) are entered again with what is left, or
+   * withdrawn. Every other change of a session's local peers comes with a REG.
+   */
+  private changed(events: readonly SessionEvent[]): void {
     let seen: Set<string> | undefined;
     for (const event of events) {
-      if (event.kind !== "registered" || seen?.has(event.session)) continue;
-      (seen ??= new Set()).add(event.session);
-      const held = this.relay.table.peek(event.session);
-      if (held !== undefined) this.note(event.session, held, false);
+      const id = event.kind === "moved" ? event.from : event.kind === "registered" || event.kind === "expired" || event.kind === "relay-pair" ? event.session : undefined;
+      if (id === undefined || seen?.has(id)) continue;
+      (seen ??= new Set()).add(id);
+      this.recheck(id, false);
     }
+  }
+
+  /** Enters session `id` again as the table has it now (when changed, or `force`), or withdraws it when none of its peers is here. */
+  private recheck(id: string, force: boolean): void {
+    const held = this.relay.table.peek(id);
+    if (held === undefined || countLocal(held) === 0) {
+      if (this.announced.delete(id)) void this.directory.withdraw(id);
+      return;
+    }
+    this.note(id, held, force);
+  }
+
+  private enter(entry: Announced): void {
+    this.announced.set(entry.id, entry);
+    this.due.push(entry);
   }
 
   /**
@@ -211,7 +232,7 @@ export class FleetCoordinator {
     const now = Date.now();
     const previous = this.announced.get(id);
     if (!force && previous && previous.localPeers === localPeers && previous.identity === identity && now - previous.at < this.refreshMs / 2) return;
-    this.announced.set(id, { localPeers, identity, at: now });
+    this.enter({ id, localPeers, identity, at: now });
     void this.announce(id, localPeers, identity);
   }
 
@@ -404,7 +425,7 @@ export class FleetCoordinator {
       for (const [i, relay] of relays.entries()) if (alive[i] === false) this.deadRelays.add(relay);
       else if (alive[i]) this.deadRelays.delete(relay);
       await this.members.refresh();
-      this.refreshAll(false);
+      this.refresh(false);
     } catch (error) {
       this.logger.error("fleet tick failed", { error: String((error as Error)?.stack ?? error) });
     } finally {
@@ -418,41 +439,39 @@ export class FleetCoordinator {
   }
 
   /**
-   * Withdraws sessions that ended here; re-enters live ones when due (all of them after an
-   * outage). A walk of every entered session, without unpacking compact ones (table.peek), in
-   * time-bounded passes as expiry's (about a second at a million sessions). One asked for while a
-   * walk is on is that walk, unless it is forced: then the walk starts again from the first
-   * session, forced.
+   * Re-enters the sessions whose entries are due (written `refreshMs` ago or more), oldest first,
+   * or with `all` (after a directory outage, when entries may have expired) every entered session,
+   * then the due ones. Time-bounded passes as expiry's; what a pass costs is what is due, not the
+   * number of sessions (table.peek reads a packed session without unpacking it). Asked for while
+   * a walk of all is on, `all` starts it again from the first session.
    */
-  private refreshAll(force: boolean): void {
-    const walking = this.walk !== undefined;
-    if (walking && !force) return;
-    this.walk = { entries: this.announced.entries(), force };
-    // A walk on goes on with these entries in its next slice.
-    if (!walking) this.refreshSlice();
+  private refresh(all: boolean): void {
+    if (all) this.walk = this.announced.values();
+    if (!this.refreshing) this.refreshSlice();
   }
 
   private refreshSlice(): void {
-    const walk = this.walk;
-    if (!walk || this.stopped) return;
+    this.refreshing = false;
+    if (this.stopped) return;
     const now = Date.now();
-    if (boundedPass(() => performance.now(), () => this.refreshNext(walk, now))) setTimeout(() => this.refreshSlice(), 0);
-    else this.walk = undefined;
+    if (boundedPass(() => performance.now(), () => this.refreshNext(now))) {
+      this.refreshing = true;
+      setTimeout(() => this.refreshSlice(), 0);
+    }
   }
 
-  /** Looks at the walk's next entered session; false when the walk is over. */
-  private refreshNext(walk: RefreshWalk, now: number): boolean {
-    const next = walk.entries.next();
-    if (next.done) return false;
-    const [id, entry] = next.value;
-    const held = this.relay.table.peek(id);
-    const localPeers = held === undefined ? 0 : countLocal(held);
-    if (localPeers === 0) {
-      this.announced.delete(id);
-      void this.directory.withdraw(id);
-    } else if (walk.force || now - entry.at >= this.refreshMs || entry.localPeers !== localPeers) {
-      this.note(id, held!, true);
+  /** Re-enters or withdraws the next session of the walk, or the next due one; false when none is left. */
+  private refreshNext(now: number): boolean {
+    if (this.walk) {
+      const next = this.walk.next();
+      if (next.done) this.walk = undefined;
+      else this.recheck(next.value.id, true);
+      return true;
     }
+    const front = this.due.peek();
+    if (front === undefined || now - front.at < this.refreshMs) return false;
+    this.due.shift();
+    if (this.announced.get(front.id) === front) this.recheck(front.id, true);
     return true;
   }
 

@@ -8,9 +8,20 @@ import { describe, expect, it } from "bun:test";
 import { eventually, planesUnderTest, testPeers } from "../utils.ts";
 import { type FleetRelay, REDIS_SERVER } from "../support/fleet-harness.ts";
 import { fleetPerTest } from "../support/fleet-suite.ts";
-import { type FleetPair, pairAcross } from "../support/fleet-peers.ts";
+import { type FleetPair, pairAcross, type RelayAt, registerAt } from "../support/fleet-peers.ts";
+import type { TestPeer } from "../utils.ts";
 
 const suite = REDIS_SERVER ? describe : describe.skip;
+
+/**
+ * REG with a cookie the relay issued (a bogus one first, answered with RETRY): a proven REG moves
+ * an address out of a session that is still live, which an unproven one may not do.
+ */
+async function registerProven(peer: TestPeer, relay: RelayAt, session: string): Promise<string> {
+  const retry = await registerAt(peer, relay, `${session} AAAAAAAAAAAAAAAA`);
+  expect(retry.startsWith("RETRY ")).toBe(true);
+  return registerAt(peer, relay, `${session} ${retry.slice(6, -1)}`);
+}
 
 /** Sessions held packed in the relay's compact store. */
 const compactOf = async (relay: FleetRelay) => ((await relay.stats()) as { compactSessions?: number }).compactSessions;
@@ -51,5 +62,28 @@ suite.each(planesUnderTest())("fleet directory refresh on the %s plane", (plane)
       return true;
     }, 10_000, 100);
     expect((await relay.stats()).sessions).toBe(0);
+  }, 30_000);
+
+  it("changes or withdraws an entry as soon as its session loses a peer, long before the entry is due", async () => {
+    // Idle timeout 60 s: entries are due every 20 s; each check below waits at most 5 s.
+    const [relay] = (await fleet.start(["127.0.0.41"], { sessionTimeoutSecs: 60, heartbeatSecs: 0.1 })) as [FleetRelay];
+    const redis = fleet.redis();
+    const field = async (session: string) => (await redis.command("HGET", [`quic-relay:session:${session}`, relay.advertise])) as string | null;
+    const p = await open("127.0.0.60");
+    const q = await open("127.0.0.61");
+    const [t, s, u] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    expect(await registerAt(p, relay, t)).toBe("ACK\n");
+    expect(await registerAt(q, relay, t)).toBe("ACK\n");
+    await eventually(async () => (await field(t)) === "2", 5000, 50);
+
+    // p's address registers (proven) for another session: it leaves t, which holds one peer here now.
+    expect(await registerProven(p, relay, s)).toBe("ACK\n");
+    await eventually(async () => (await field(s)) === "1" && (await field(t)) === "1", 5000, 50);
+
+    // q leaves too: t has nobody here, its entry goes.
+    expect(await registerProven(q, relay, u)).toBe("ACK\n");
+    await eventually(async () => Number(await redis.command("EXISTS", [`quic-relay:session:${t}`])) === 0, 5000, 50);
+    expect(await field(s)).toBe("1");
+    expect(await field(u)).toBe("1");
   }, 30_000);
 });
