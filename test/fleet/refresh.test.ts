@@ -1,8 +1,8 @@
 /**
- * The coordinator's walk of the sessions it entered in the directory (every heartbeat): it reads
- * packed sessions as they are, without unpacking them. Unpacked at each heartbeat, a relay with a
- * million sessions would rebuild all of them every tick. Packed sessions still have their entries
- * re-entered when due, and withdrawn once they expired.
+ * How the coordinator keeps its directory entries: due ones are re-entered, reading packed
+ * sessions as they are (unpacked at each heartbeat, a relay with a million sessions would rebuild
+ * all of them every tick); entries of sessions that expired are withdrawn; a session that loses a
+ * peer has its entry changed or withdrawn at once, not when it falls due.
  */
 import { describe, expect, it } from "bun:test";
 import { eventually, planesUnderTest, testPeers } from "../utils.ts";
