@@ -13,6 +13,7 @@ import { FleetMembers } from "./members.ts";
 import { Placement, type PlacementCounts } from "./placement.ts";
 import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
 import { ChunkedQueue } from "../collections/chunked-queue.ts";
+import { ShardedMap } from "../sessions/sharded-map.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -47,7 +48,8 @@ interface Announced {
  * belongs is placement.ts's. Never on the per-datagram path.
  */
 export class FleetCoordinator {
-  private readonly announced = new Map<string, Announced>();
+  /** Sharded: one Map of a million entries holds the thread for hundreds of ms each time it grows. */
+  private readonly announced = new ShardedMap<Announced>();
   /**
    * Every write of `announced`, oldest first: the front is the next entry due to be re-entered.
    * One whose session was written again since (a newer object in `announced`) or withdrawn is
@@ -118,7 +120,7 @@ export class FleetCoordinator {
     this.liveness.stop();
     this.held.stop();
     if (this.directory.reachable) {
-      const work = Promise.all([...this.announced.keys()].map((id) => this.directory.withdraw(id)));
+      const work = Promise.all([...this.announced.values()].map((entry) => this.directory.withdraw(entry.id)));
       await Promise.race([work, Bun.sleep(500)]);
     }
     this.directory.close();
