@@ -30,6 +30,9 @@ export interface FleetStats {
   liveness: { pings: number; gone: number };
 }
 
+/** How long a stopping relay spends withdrawing its entries, in milliseconds. */
+const STOP_WITHDRAW_MS = 500;
+
 /** What this relay last wrote of a session in the directory. A new write is a new object. */
 interface Announced {
   id: string;
@@ -119,11 +122,36 @@ export class FleetCoordinator {
     this.members.stop();
     this.liveness.stop();
     this.held.stop();
-    if (this.directory.reachable) {
-      const work = Promise.all([...this.announced.values()].map((entry) => this.directory.withdraw(entry.id)));
-      await Promise.race([work, Bun.sleep(500)]);
-    }
+    if (this.directory.reachable) await this.withdrawAll(performance.now() + STOP_WITHDRAW_MS);
     this.directory.close();
+  }
+
+  /**
+   * Withdraws every entry, in time-bounded slices (the thread serves I/O between them: a million
+   * writes made at once held it for over a second), until `deadline`; what is not withdrawn by
+   * then expires with its time to live.
+   */
+  private async withdrawAll(deadline: number): Promise<void> {
+    const entries = this.announced.values();
+    // Counted, not collected: Promise.all over a million writes is itself a long hold.
+    let pending = 0;
+    let issued = false;
+    let allDone: (() => void) | undefined;
+    const done = new Promise<void>((resolve) => (allDone = resolve));
+    const settled = (): void => {
+      if (--pending === 0 && issued) allDone!();
+    };
+    const next = (): boolean => {
+      const entry = entries.next();
+      if (entry.done) return false;
+      pending++;
+      void this.directory.withdraw(entry.value.id).then(settled, settled);
+      return true;
+    };
+    while (boundedPass(() => performance.now(), next) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 0));
+    issued = true;
+    if (pending === 0) return;
+    await Promise.race([done, Bun.sleep(Math.max(0, deadline - performance.now()))]);
   }
 
   stats(): FleetStats {

@@ -86,4 +86,23 @@ suite.each(planesUnderTest())("fleet directory refresh on the %s plane", (plane)
     expect(await field(s)).toBe("1");
     expect(await field(u)).toBe("1");
   }, 30_000);
+
+  it("withdraws its entries when it stops, while its peers' other relay keeps its own", async () => {
+    // Idle timeout 60 s: the entries live for more than a minute unless withdrawn.
+    const [r1, r2] = (await fleet.start(["127.0.0.41", "127.0.0.42"], { sessionTimeoutSecs: 60, heartbeatSecs: 0.1 })) as [FleetRelay, FleetRelay];
+    const redis = fleet.redis();
+    const field = async (session: string, relay: FleetRelay) => (await redis.command("HGET", [`quic-relay:session:${session}`, relay.advertise])) as string | null;
+    const here: string[] = [];
+    for (let i = 0; i < 3; i++) here.push((await pairAcross(open, r1, r1, [`127.0.0.${70 + 2 * i}`, `127.0.0.${71 + 2 * i}`])).session);
+    const across = await pairAcross(open, r1, r2, ["127.0.0.80", "127.0.0.81"]);
+    await eventually(async () => {
+      for (const s of here) if ((await field(s, r1)) !== "2") return false;
+      return (await field(across.session, r1)) === "1" && (await field(across.session, r2)) === "1";
+    }, 5000, 50);
+
+    await r1.stop();
+    for (const s of here) expect(Number(await redis.command("EXISTS", [`quic-relay:session:${s}`]))).toBe(0);
+    expect(await field(across.session, r1)).toBeNull();
+    expect(await field(across.session, r2)).toBe("1");
+  }, 30_000);
 });
