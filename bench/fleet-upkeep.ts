@@ -6,7 +6,8 @@
  * The figure is the thread's own CPU time (`/proc/thread-self/schedstat`) per second over three
  * heartbeats, at each size; the smallest size is the baseline (goal: the cost does not grow with
  * the number of sessions). Also what entering the sessions cost (their REG events, in batches of
- * 256 as the relay hands them over) and its longest batch: a stall of the relay's thread.
+ * 256 as the relay hands them over) and its longest batch: a stall of the relay's thread; and the
+ * coordinator's stop, which withdraws the entries: how long, and the longest it held the thread.
  *
  *   bun bench/fleet-upkeep.ts                       # 10k, 100k and 1M sessions: about a minute
  *   bun bench/fleet-upkeep.ts --sessions=10000,200000 --heartbeat-secs=0.1
@@ -87,6 +88,9 @@ interface Result {
   enterUsPerSession: number;
   /** The longest batch of 256 of those events, ms (a stall of the relay's thread). */
   enterLongestMs: number;
+  /** The coordinator's stop (it withdraws its entries): how long it took, and the longest the thread was held meanwhile, ms. */
+  stopMs: number;
+  stopLongestMs: number;
 }
 
 async function measure(n: number): Promise<Result> {
@@ -133,8 +137,25 @@ async function measure(n: number): Promise<Result> {
   const announces = directory.announced - announced0;
   const stats = coordinator.stats();
   if (stats.announced !== n) throw new Error(`expected ${n} entered sessions, the coordinator has ${stats.announced}`);
-  await coordinator.stop();
-  return { sessions: n, cpuMsPerSecond: (cpu * 1000) / wall, announces, enterUsPerSession: enterUs, enterLongestMs };
+  const { tookMs: stopMs, longestMs: stopLongestMs } = await heldWhile(() => coordinator.stop());
+  return { sessions: n, cpuMsPerSecond: (cpu * 1000) / wall, announces, enterUsPerSession: enterUs, enterLongestMs, stopMs, stopLongestMs };
+}
+
+/** Runs `work`; how long it took, and the longest gap between turns of a 1 ms timer meanwhile (the thread held), ms. */
+async function heldWhile(work: () => Promise<void>): Promise<{ tookMs: number; longestMs: number }> {
+  let last = performance.now();
+  let longestMs = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    longestMs = Math.max(longestMs, now - last);
+    last = now;
+  }, 1);
+  const start = performance.now();
+  await work();
+  const tookMs = performance.now() - start;
+  longestMs = Math.max(longestMs, performance.now() - last);
+  clearInterval(probe);
+  return { tookMs, longestMs };
 }
 
 const results: Result[] = [];
@@ -150,8 +171,10 @@ const rows = results.map((r) => [
   String(r.announces),
   r.enterUsPerSession.toFixed(2),
   r.enterLongestMs.toFixed(1),
+  r.stopMs.toFixed(0),
+  r.stopLongestMs.toFixed(1),
 ]);
-const table = renderTable(["sessions", "upkeep CPU ms/s", "x smallest", "writes", "enter µs/session", "longest batch ms"], rows, 1);
+const table = renderTable(["sessions", "upkeep CPU ms/s", "x smallest", "writes", "enter µs/session", "longest batch ms", "stop ms", "stop: longest hold ms"], rows, 1);
 const head = `fleet upkeep, idle sessions, heartbeat ${HEARTBEAT_MS} ms, ${MEASURE_MS / 1000} s measured, ${new Date().toISOString()}`;
 console.log(`${head}\n${table}`);
 const resultsDir = join(import.meta.dir, "results");
