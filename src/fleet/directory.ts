@@ -54,14 +54,31 @@ export interface DirectoryOptions {
   findPrimary?: () => Promise<string | undefined>;
 }
 
+/** A Lua script, run by its SHA1 (EVALSHA) and sent whole only to a server that does not have it yet. */
+interface Script {
+  body: string;
+  sha: string;
+}
+
+function script(body: string): Script {
+  return { body, sha: new Bun.CryptoHasher("sha1").update(body).digest("hex") };
+}
+
 /**
  * Writes a session's entry (this relay's field = its local peer count; `<relay>#peer` = the
  * identity of its one peer, or none), renews the TTL, returns all fields.
  */
-const ANNOUNCE = `redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+const ANNOUNCE = script(`redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[4] == '' then redis.call('HDEL', KEYS[1], ARGV[1] .. '#peer') else redis.call('HSET', KEYS[1], ARGV[1] .. '#peer', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HGETALL', KEYS[1])`;
+return redis.call('HGETALL', KEYS[1])`);
+
+/** Renews a session entry's TTL if it still holds this relay's field (1), else changes nothing (0). */
+const RENEW = script(`if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`);
+
+/** What `run` gives for a script the server does not have (NOSCRIPT): send it whole. */
+const NO_SCRIPT = Symbol("NOSCRIPT");
 
 /**
  * The fleet's session directory in Redis: which relays hold peers of which session, relay health,
@@ -206,8 +223,19 @@ export class FleetDirectory {
 
   /** Records this relay's local peer count (and its one peer's identity) for a session; what the other relays hold, or undefined. */
   async announce(sessionId: string, localPeers: number, ttlMs: number, identity?: string): Promise<Map<string, Holder> | undefined> {
-    const reply = await this.run("EVAL", [ANNOUNCE, "1", this.sessionKey(sessionId), this.self, String(localPeers), String(Math.ceil(ttlMs)), identity ?? ""]);
+    const reply = await this.eval(ANNOUNCE, this.sessionKey(sessionId), [this.self, String(localPeers), String(Math.ceil(ttlMs)), identity ?? ""]);
     return this.others(reply);
+  }
+
+  /**
+   * Renews a session entry's time to live, written before by `announce` and unchanged since: a
+   * fraction of announce's cost in Redis and here (no fields written or read back). False when the
+   * entry no longer holds this relay's field (it expired, the directory lost it, another relay
+   * dropped it): then announce it again. Undefined when unreachable.
+   */
+  async renew(sessionId: string, ttlMs: number): Promise<boolean | undefined> {
+    const reply = await this.eval(RENEW, this.sessionKey(sessionId), [this.self, String(Math.ceil(ttlMs))]);
+    return reply === undefined ? undefined : Number(reply) === 1;
   }
 
   /** What each relay holds of a session (this relay left out), without writing; undefined when unreachable. */
@@ -292,6 +320,12 @@ export class FleetDirectory {
     return new RedisClient(this.dataUrl, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: 2000 });
   }
 
+  /** Runs `s` on one key: by its SHA1, and sent whole only when the server does not have it (a new or restarted server). */
+  private async eval(s: Script, key: string, args: string[]): Promise<unknown> {
+    const reply = await this.run("EVALSHA", [s.sha, "1", key, ...args]);
+    return reply === NO_SCRIPT ? this.run("EVAL", [s.body, "1", key, ...args]) : reply;
+  }
+
   private async run(command: string, args: string[]): Promise<unknown> {
     if (this.closed) return undefined;
     this.stats.commands++;
@@ -305,6 +339,10 @@ export class FleetDirectory {
       this.reached();
       return reply ?? null;
     } catch (error) {
+      if (command === "EVALSHA" && String((error as Error)?.message).startsWith("NOSCRIPT")) {
+        this.reached();
+        return NO_SCRIPT;
+      }
       // A demoted primary: drop the connection so that the next maintain() asks the sentinels.
       if (this.findPrimary && String((error as Error)?.message).startsWith("READONLY")) cmd.close();
       this.failed(error);
