@@ -72,6 +72,10 @@ const directory = {
     this.announced++;
     return undefined;
   },
+  async renew() {
+    this.announced++;
+    return true;
+  },
   async withdraw() {},
   close() {},
 };

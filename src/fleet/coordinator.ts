@@ -254,16 +254,28 @@ export class FleetCoordinator {
 
   /**
    * Enters session `id` (as table.peek gives it) in the directory when its local peer count
-   * changed, or when due.
+   * changed, or when due. An entry written before and unchanged since has its time to live
+   * renewed only, unless its one local peer waits for a partner: the full write reads back the
+   * other relays' fields, where that partner may turn up.
    */
   private note(id: string, held: Session | number, force: boolean): void {
     const localPeers = countLocal(held);
     const identity = localIdentity(held);
     const now = Date.now();
     const previous = this.announced.get(id);
-    if (!force && previous && previous.localPeers === localPeers && previous.identity === identity && now - previous.at < this.refreshMs / 2) return;
-    this.enter({ id, localPeers, identity, at: now });
-    void this.announce(id, localPeers, identity);
+    const same = previous !== undefined && previous.localPeers === localPeers && previous.identity === identity;
+    if (!force && same && now - previous.at < this.refreshMs / 2) return;
+    const entry: Announced = { id, localPeers, identity, at: now };
+    this.enter(entry);
+    if (same && (localPeers !== 1 || this.bridge.link(id))) void this.renew(entry);
+    else void this.announce(id, localPeers, identity);
+  }
+
+  /** Renews `entry`'s time to live; writes it whole when the directory no longer holds it (and it is still the latest). */
+  private async renew(entry: Announced): Promise<void> {
+    if ((await this.directory.renew(entry.id, this.ttlMs)) === false && this.announced.get(entry.id) === entry) {
+      await this.announce(entry.id, entry.localPeers, entry.identity);
+    }
   }
 
   private async announce(sessionId: string, localPeers: number, identity: string | undefined): Promise<void> {

@@ -105,4 +105,29 @@ suite.each(planesUnderTest())("fleet directory refresh on the %s plane", (plane)
     expect(await field(across.session, r1)).toBeNull();
     expect(await field(across.session, r2)).toBe("1");
   }, 30_000);
+
+  it("renews an unchanged entry, and writes it whole again when the directory lost this relay's field", async () => {
+    // Idle timeout 6 s: entries are due every 2 s.
+    const [relay] = (await fleet.start(["127.0.0.41"], { sessionTimeoutSecs: 6, heartbeatSecs: 0.1 })) as [FleetRelay];
+    const redis = fleet.redis();
+    const { session } = await pairAcross(open, relay, relay, ["127.0.0.90", "127.0.0.91"]);
+    const key = `quic-relay:session:${session}`;
+    await eventually(async () => (await redis.command("HGET", [key, relay.advertise])) === "2", 5000, 50);
+    // Another relay's view of this one as gone, say: its field is dropped, the entry stays (a third field keeps it).
+    await redis.command("HSET", [key, "192.0.2.1:4433", "1"]);
+    await redis.command("HDEL", [key, relay.advertise]);
+    await eventually(async () => (await redis.command("HGET", [key, relay.advertise])) === "2", 5000, 50);
+    expect((await relay.stats()).fleet?.directory.errors).toBe(0);
+  }, 30_000);
+
+  it("loads its scripts again into a directory that lost them (restarted, flushed): no write is lost", async () => {
+    const [relay] = (await fleet.start(["127.0.0.41"], { sessionTimeoutSecs: 60, heartbeatSecs: 0.1 })) as [FleetRelay];
+    const redis = fleet.redis();
+    const first = await pairAcross(open, relay, relay, ["127.0.0.92", "127.0.0.93"]);
+    await eventually(async () => (await redis.command("HGET", [`quic-relay:session:${first.session}`, relay.advertise])) === "2", 5000, 50);
+    await redis.command("SCRIPT", ["FLUSH"]);
+    const second = await pairAcross(open, relay, relay, ["127.0.0.94", "127.0.0.95"]);
+    await eventually(async () => (await redis.command("HGET", [`quic-relay:session:${second.session}`, relay.advertise])) === "2", 5000, 50);
+    expect((await relay.stats()).fleet?.directory.errors).toBe(0);
+  }, 30_000);
 });
