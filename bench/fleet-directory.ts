@@ -13,13 +13,14 @@
  * Needs `redis-server`. Prints a table; writes bench/results/fleet-directory-latest.{json,txt}.
  */
 import { RedisClient } from "bun";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 import { FleetDirectory } from "../src/fleet/directory.ts";
 import { createLogger } from "../src/log.ts";
 import { REDIS_SERVER, startRedis } from "../test/support/fleet-harness.ts";
+import { threadCpuMs } from "./proc.ts";
 import { renderTable } from "./table.ts";
 
 const { values } = parseArgs({ options: { sessions: { type: "string", default: "100000" } } });
@@ -27,10 +28,6 @@ const n = Number(values.sessions);
 if (!REDIS_SERVER) throw new Error("redis-server is needed (apt-get install redis-server)");
 const IN_FLIGHT = 1000;
 const TTL_MS = 330_000;
-
-function threadCpuMs(): number {
-  return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1e6;
-}
 
 interface Row {
   write: string;

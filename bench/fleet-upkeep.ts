@@ -14,7 +14,7 @@
  *
  * Prints a table; writes bench/results/fleet-upkeep-latest.{json,txt}.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -26,6 +26,7 @@ import { createLogger } from "../src/log.ts";
 import type { Relay, RelayEventsListener } from "../src/relay.ts";
 import { SessionTable } from "../src/sessions/table.ts";
 import type { SessionEvent, SessionSink } from "../src/sessions/types.ts";
+import { threadCpuMs } from "./proc.ts";
 import { renderTable } from "./table.ts";
 
 const { values } = parseArgs({
@@ -38,11 +39,6 @@ const options = resolveFleetOptions(
 )!;
 const HEARTBEAT_MS = options.heartbeatMs;
 const MEASURE_MS = 3 * HEARTBEAT_MS;
-
-/** The calling thread's CPU time so far, in milliseconds (Linux). */
-function threadCpuMs(): number {
-  return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1e6;
-}
 
 const noSink: SessionSink = {
   reply() {},

@@ -21,6 +21,11 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** The calling thread's own CPU time so far, in milliseconds (`/proc/thread-self/schedstat`, nanoseconds). */
+export function threadCpuMs(): number {
+  return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1e6;
+}
+
 export interface Memory {
   rssMb: number;
   peakMb: number;
