@@ -7,6 +7,8 @@
  * and uppercase UUIDs are different ids, as they are on the wire.
  */
 
+import { mix32 } from "../collections/mix32.ts";
+
 export const ID_BYTES = 16;
 
 /** Codes 0..ID_BYTES: an id kept as it is, of that many characters. */
@@ -75,6 +77,14 @@ export function writeId(id: string, code: number, out: Uint8Array, at: number): 
 /** The bytes an id of `code` takes (the rest of its ID_BYTES are not its own). */
 export function idLength(code: number): number {
   return code === UUID_LOWER || code === UUID_UPPER ? 16 : code;
+}
+
+/** A hash of the id packed at `at` with `code`, keyed by `seed` (a random one per index: ids are chosen by clients). */
+export function hashId(seed: number, bytes: Uint8Array, at: number, code: number): number {
+  let h = seed ^ Math.imul(code, 0x9e3779b1);
+  const n = idLength(code);
+  for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[at + k]!, 0x01000193);
+  return mix32(h);
 }
 
 /** Whether the id stored at `at` with `code` is the one written at `wantAt` with `wantCode`. */

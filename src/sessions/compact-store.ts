@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { sourceGroup } from "../net/address.ts";
 import { AddressForm, readAddress, writeAddress } from "./compact-address.ts";
-import { ID_BYTES, idCode, idLength, NO_ID, readId, sameId, writeId } from "./compact-id.ts";
+import { hashId, ID_BYTES, idCode, NO_ID, readId, sameId, writeId } from "./compact-id.ts";
 import { IntDeque } from "../collections/int-deque.ts";
+import { mix32 } from "../collections/mix32.ts";
 import { OpenIndex } from "../collections/open-index.ts";
 import type { SessionSnapshot } from "./table.ts";
 import type { Session } from "./types.ts";
@@ -546,7 +547,7 @@ export class CompactStore {
 
   /** Hash of an address: its form and its four words (IPv4 in the last). */
   private addressHash(form: number, w0: number, w1: number, w2: number, w3: number): number {
-    return mix(mix(mix(this.seed ^ form ^ w3) ^ w2) ^ Math.imul(w0, 0x9e3779b1) ^ w1);
+    return mix32(mix32(mix32(this.seed ^ form ^ w3) ^ w2) ^ Math.imul(w0, 0x9e3779b1) ^ w1);
   }
 
   private hashOfWords(form: number): number {
@@ -586,10 +587,7 @@ export class CompactStore {
 
   /** The hash of the id packed at `at` with `code` (compact-id.ts), keyed by this store's seed. */
   private hashId(bytes: Uint8Array, at: number, code: number): number {
-    let h = this.seed ^ Math.imul(code, 0x9e3779b1);
-    const n = idLength(code);
-    for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[at + k]!, 0x01000193);
-    return mix(h);
+    return hashId(this.seed, bytes, at, code);
   }
 }
 
@@ -621,9 +619,3 @@ function packGap(session: number, seen: number): number {
   return Math.max(-MAX_GAP, Math.min(MAX_GAP, Math.floor(session) - Math.floor(seen)));
 }
 
-/** A 32-bit finaliser (every input bit reaches every output bit), unsigned. */
-function mix(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
