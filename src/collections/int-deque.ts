@@ -36,6 +36,11 @@ export class IntDeque {
     return value;
   }
 
+  /** The first entry, left in place; undefined when empty. */
+  peek(): number | undefined {
+    return this.tail === this.head ? undefined : this.chunks[this.head >>> BITS]![this.head & MASK]!;
+  }
+
   /** The first entry, removed; undefined when empty. */
   shift(): number | undefined {
     if (this.tail === this.head) return undefined;

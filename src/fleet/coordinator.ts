@@ -12,8 +12,7 @@ import { HeldRegs } from "./held-regs.ts";
 import { FleetMembers } from "./members.ts";
 import { Placement, type PlacementCounts } from "./placement.ts";
 import { DEFAULT_LIVENESS, type LivenessOptions, RelayLiveness } from "./liveness.ts";
-import { ChunkedQueue } from "../collections/chunked-queue.ts";
-import { ShardedMap } from "../sessions/sharded-map.ts";
+import { type AnnouncedEntry, AnnouncedEntries } from "./announced.ts";
 
 export interface FleetStats {
   reachable: boolean;
@@ -33,15 +32,6 @@ export interface FleetStats {
 /** How long a stopping relay spends withdrawing its entries, in milliseconds. */
 const STOP_WITHDRAW_MS = 500;
 
-/** What this relay last wrote of a session in the directory. A new write is a new object. */
-interface Announced {
-  id: string;
-  localPeers: number;
-  /** The identity of the one local peer, as last written. */
-  identity: string | undefined;
-  at: number;
-}
-
 /**
  * Keeps the directory in step with the session table on lifecycle events only (a REG that creates,
  * joins or refreshes a session; pairing; expiry found by the periodic pass), bridges a session
@@ -51,14 +41,8 @@ interface Announced {
  * belongs is placement.ts's. Never on the per-datagram path.
  */
 export class FleetCoordinator {
-  /** Sharded: one Map of a million entries holds the thread for hundreds of ms each time it grows. */
-  private readonly announced = new ShardedMap<Announced>();
-  /**
-   * Every write of `announced`, oldest first: the front is the next entry due to be re-entered.
-   * One whose session was written again since (a newer object in `announced`) or withdrawn is
-   * passed over when it comes to the front.
-   */
-  private readonly due = new ChunkedQueue<Announced>();
+  /** What this relay last wrote of each session it entered, and the order of the writes (which fall due first). */
+  private readonly announced = new AnnouncedEntries();
   /** Relays that bridged links point at and the directory says are gone (checked every heartbeat). */
   private deadRelays = new Set<string>();
   private readonly members: FleetMembers;
@@ -73,7 +57,7 @@ export class FleetCoordinator {
   private readonly ttlMs: number;
   private stopped = false;
   /** A walk of every entered session in progress (after a directory outage), see refresh(). */
-  private walk: Iterator<Announced> | undefined;
+  private walk: Iterator<string> | undefined;
   /** A refresh slice is scheduled. */
   private refreshing = false;
 
@@ -132,7 +116,7 @@ export class FleetCoordinator {
    * then expires with its time to live.
    */
   private async withdrawAll(deadline: number): Promise<void> {
-    const entries = this.announced.values();
+    const entries = this.announced.sessionIds();
     // Counted, not collected: Promise.all over a million writes is itself a long hold.
     let pending = 0;
     let issued = false;
@@ -145,7 +129,7 @@ export class FleetCoordinator {
       const entry = entries.next();
       if (entry.done) return false;
       pending++;
-      void this.directory.withdraw(entry.value.id).then(settled, settled);
+      void this.directory.withdraw(entry.value).then(settled, settled);
       return true;
     };
     while (boundedPass(() => performance.now(), next) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 0));
@@ -189,7 +173,7 @@ export class FleetCoordinator {
           this.bridge.route(peer.id, peer.endpoint, partner.endpoint, directionOf(peer), this.relay.unansweredLimit(partner));
           this.bridge.routeOut(partner.id, partner.endpoint, peer.endpoint, directionOf(partner), 0, OBSERVE_BUDGET);
         }
-        this.enter({ id: session.id, localPeers: countLocal(session), identity: undefined, at: 0 });
+        this.announced.set(session.id, { localPeers: countLocal(session), identity: undefined, at: 0 });
       }
     }
   }
@@ -247,11 +231,6 @@ export class FleetCoordinator {
     this.note(id, held, force);
   }
 
-  private enter(entry: Announced): void {
-    this.announced.set(entry.id, entry);
-    this.due.push(entry);
-  }
-
   /**
    * Enters session `id` (as table.peek gives it) in the directory when its local peer count
    * changed, or when due. An entry written before and unchanged since has its time to live
@@ -265,16 +244,16 @@ export class FleetCoordinator {
     const previous = this.announced.get(id);
     const same = previous !== undefined && previous.localPeers === localPeers && previous.identity === identity;
     if (!force && same && now - previous.at < this.refreshMs / 2) return;
-    const entry: Announced = { id, localPeers, identity, at: now };
-    this.enter(entry);
-    if (same && (localPeers !== 1 || this.bridge.link(id))) void this.renew(entry);
+    const entry: AnnouncedEntry = { localPeers, identity, at: now };
+    const write = this.announced.set(id, entry);
+    if (same && (localPeers !== 1 || this.bridge.link(id))) void this.renew(id, entry, write);
     else void this.announce(id, localPeers, identity);
   }
 
-  /** Renews `entry`'s time to live; writes it whole when the directory no longer holds it (and it is still the latest). */
-  private async renew(entry: Announced): Promise<void> {
-    if ((await this.directory.renew(entry.id, this.ttlMs)) === false && this.announced.get(entry.id) === entry) {
-      await this.announce(entry.id, entry.localPeers, entry.identity);
+  /** Renews the time to live of `entry` (write `write` of session `id`); writes it whole when the directory no longer holds it (and it is still the latest). */
+  private async renew(id: string, entry: AnnouncedEntry, write: number): Promise<void> {
+    if ((await this.directory.renew(id, this.ttlMs)) === false && this.announced.current(write)) {
+      await this.announce(id, entry.localPeers, entry.identity);
     }
   }
 
@@ -488,7 +467,7 @@ export class FleetCoordinator {
    * a walk of all is on, `all` starts it again from the first session.
    */
   private refresh(all: boolean): void {
-    if (all) this.walk = this.announced.values();
+    if (all) this.walk = this.announced.sessionIds();
     if (!this.refreshing) this.refreshSlice();
   }
 
@@ -507,13 +486,12 @@ export class FleetCoordinator {
     if (this.walk) {
       const next = this.walk.next();
       if (next.done) this.walk = undefined;
-      else this.recheck(next.value.id, true);
+      else this.recheck(next.value, true);
       return true;
     }
-    const front = this.due.peek();
-    if (front === undefined || now - front.at < this.refreshMs) return false;
-    this.due.shift();
-    if (this.announced.get(front.id) === front) this.recheck(front.id, true);
+    const due = this.announced.takeDue(now - this.refreshMs);
+    if (due === undefined) return false;
+    if (due !== null) this.recheck(due, true);
     return true;
   }
 

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { IntDeque } from "../../src/collections/int-deque.ts";
 
 describe("IntDeque", () => {
-  it("behaves as an array used with push, pop, shift, across chunk boundaries", () => {
+  it("behaves as an array used with push, pop, shift and a look at the first entry, across chunk boundaries", () => {
     // Runs long enough to cross chunks of 16,384 both ways.
     const op = fc.oneof(
       fc.record({ kind: fc.constant("push" as const), n: fc.integer({ min: 1, max: 40_000 }), v: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) }),
@@ -24,6 +24,7 @@ describe("IntDeque", () => {
             } else if (o.kind === "pop") {
               expect(d.pop()).toBe(model.length > head ? model.pop() : undefined);
             } else {
+              expect(d.peek()).toBe(model.length > head ? model[head] : undefined);
               expect(d.shift()).toBe(model.length > head ? model[head++] : undefined);
             }
             if (model.length === head) {
