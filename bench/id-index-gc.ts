@@ -154,6 +154,7 @@ for (const kind of Object.keys(KINDS) as Kind[]) {
   if (proc.exitCode !== 0) throw new Error(`${kind}: exited ${proc.exitCode}`);
   results.push(JSON.parse(proc.stdout.toString().trim().split("\n").at(-1)!) as Result);
 }
+// Kinds come in pairs, before then after: each is set against the first of its pair.
 const rows = results.map((r, k) => [
   KINDS[r.kind],
   r.heapMb.toFixed(1),

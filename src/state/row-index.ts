@@ -79,14 +79,15 @@ export class RowIndex {
   }
 
   private put(id: string, value: number | undefined): number | undefined {
-    const was = this.get(id);
+    const slot = this.ids.find(id);
+    const was = slot < 0 ? undefined : this.values[slot >>> SLOT_CHUNK_BITS]![slot & (SLOT_CHUNK - 1)];
     if (this.undoIds) {
       this.undoIds.push(id);
       this.undoValues.push(was);
     }
     if ((was ?? 0) > 0) this.sessionRows--;
     if ((value ?? 0) > 0) this.sessionRows++;
-    this.set(id, value);
+    this.set(id, value, slot);
     return was === undefined ? undefined : Math.abs(was);
   }
 
@@ -95,14 +96,13 @@ export class RowIndex {
     return slot < 0 ? undefined : this.values[slot >>> SLOT_CHUNK_BITS]![slot & (SLOT_CHUNK - 1)];
   }
 
-  /** Sets (a number) or removes (undefined) the entry of `id`. */
-  private set(id: string, value: number | undefined): void {
+  /** Sets (a number) or removes (undefined) the entry of `id`, whose slot is `slot` (-1: none yet). */
+  private set(id: string, value: number | undefined, slot = this.ids.find(id)): void {
     if (value === undefined) {
-      const slot = this.ids.find(id);
       if (slot >= 0) this.ids.release(slot);
       return;
     }
-    const slot = this.ids.slotOf(id);
+    if (slot < 0) slot = this.ids.slotOf(id);
     if (slot >>> SLOT_CHUNK_BITS === this.values.length) this.values.push(new Float64Array(SLOT_CHUNK));
     this.values[slot >>> SLOT_CHUNK_BITS]![slot & (SLOT_CHUNK - 1)] = value;
   }
