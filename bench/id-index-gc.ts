@@ -1,16 +1,17 @@
 /**
  * What a relay's per-session indexes cost its thread in garbage collection at a million sessions,
  * against the structures they replaced, in the same run: the state file's index of newest rows
- * (src/state/row-index.ts; before, a Map from id strings to numbers) and the fleet coordinator's
+ * (src/state/row-index.ts; before, a Map from id strings to numbers), the fleet coordinator's
  * directory entries (src/fleet/announced.ts; before, a Map from id strings to an object per
- * write). Each kind runs in a process of its own: it holds N ids, then for a few seconds takes
+ * write) and the connection-ID index's senders (src/sessions/cid-senders.ts; before, a Map from
+ * 8-byte IDs in hex to a compact peer's ref, as a QUIC session confirms them). Each kind runs in a process of its own: it holds N ids, then for a few seconds takes
  * what a filling relay gives it (new ids, ids gone, ids rewritten: 20,000 of each a second, in
  * batches due every 10 ms, with a row's text of garbage per new id) while a 5 ms timer measures
  * how late it fires: the thread held by the batches and by the collector. A Map walks each of its
  * keys at a full collection and, once a new key or object lands in it, all of them again at the
  * next one.
  *
- *   bun bench/id-index-gc.ts                    # 1M ids, 6 s each kind: about 40 s
+ *   bun bench/id-index-gc.ts                    # 1M ids, 6 s each kind: about 60 s
  *   bun bench/id-index-gc.ts --ids=200000 --seconds=4
  *
  * Prints a table; writes bench/results/id-index-gc-latest.{json,txt}.
@@ -21,6 +22,7 @@ import { parseArgs } from "node:util";
 import { heapStats } from "bun:jsc";
 
 import { AnnouncedEntries } from "../src/fleet/announced.ts";
+import { CidSenders } from "../src/sessions/cid-senders.ts";
 import { ShardedMap } from "../src/sessions/sharded-map.ts";
 import { RowIndex } from "../src/state/row-index.ts";
 import { renderTable } from "./table.ts";
@@ -35,12 +37,14 @@ const RATE = 20_000;
 const BATCH_MS = 10;
 const LAG_TIMER_MS = 5;
 
-type Kind = "map" | "row-index" | "entries-map" | "announced";
+type Kind = "map" | "row-index" | "entries-map" | "announced" | "cid-map" | "cid-senders";
 const KINDS: Record<Kind, string> = {
   map: "row index: Map of id strings (before)",
   "row-index": "row index: RowIndex (typed arrays)",
   "entries-map": "fleet entries: Map of objects (before)",
   announced: "fleet entries: AnnouncedEntries",
+  "cid-map": "connection IDs: Map of ID strings (before)",
+  "cid-senders": "connection IDs: CidSenders",
 };
 
 interface Result {
@@ -65,6 +69,15 @@ interface Index {
 }
 
 function makeIndex(kind: Kind): Index {
+  // Connection IDs name a compact peer by its ref (a number): what most of a million sessions' IDs name.
+  if (kind === "cid-senders") {
+    const senders = new CidSenders<object>();
+    return { set: (cid, seq) => senders.set(cid, seq), forget: (cid) => void senders.delete(cid) };
+  }
+  if (kind === "cid-map") {
+    const map = new ShardedMap<object | number>();
+    return { set: (cid, seq) => map.set(cid, seq), forget: (cid) => void map.delete(cid) };
+  }
   if (kind === "row-index") {
     const index = new RowIndex();
     return { set: (id, seq) => void index.session(id, seq), forget: (id) => index.forget(id) };
@@ -85,10 +98,13 @@ function makeIndex(kind: Kind): Index {
 }
 
 const uuid = (n: number) => `${(n >>> 0).toString(16).padStart(8, "0")}-7e57-4000-8000-${(n * 2654435761 >>> 0).toString(16).padStart(12, "0")}`;
+/** An 8-byte connection ID in hex, as the relay reads one. */
+const cid = (n: number) => `${(n * 2654435761 >>> 0).toString(16).padStart(8, "0")}${(n >>> 0).toString(16).padStart(8, "0")}`;
 
 async function child(kind: Kind): Promise<Result> {
   const index = makeIndex(kind);
-  for (let n = 0; n < IDS; n++) index.set(uuid(n), n + 1);
+  const keyOf = kind.startsWith("cid-") ? cid : uuid;
+  for (let n = 0; n < IDS; n++) index.set(keyOf(n), n + 1);
   Bun.gc(true);
   const heapMb = heapStats().heapSize / 1e6;
   let next = IDS;
@@ -114,10 +130,10 @@ async function child(kind: Kind): Promise<Result> {
     const batch = () => {
       if (performance.now() >= end) return;
       for (let k = 0; k < perBatch; k++) {
-        const id = uuid(next++);
+        const id = keyOf(next++);
         index.set(id, seq++);
-        index.forget(uuid(oldest++));
-        index.set(uuid(oldest + ((k * 7919) % (next - oldest))), seq++);
+        index.forget(keyOf(oldest++));
+        index.set(keyOf(oldest + ((k * 7919) % (next - oldest))), seq++);
         // A row's text, as sessionRow makes one: garbage once written.
         garbage.push(JSON.stringify({ id, at: seq, peers: [["10.1.2.3", 4433, 12], ["10.3.2.1", 4433, 8]] }));
       }

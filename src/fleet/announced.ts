@@ -1,5 +1,6 @@
 import { IntDeque } from "../collections/int-deque.ts";
-import { IdSlots, SLOT_CHUNK, SLOT_CHUNK_BITS } from "../sessions/id-slots.ts";
+import { KeySlots, SLOT_CHUNK, SLOT_CHUNK_BITS } from "../collections/key-slots.ts";
+import { SESSION_IDS } from "../sessions/compact-id.ts";
 
 const IN_CHUNK = SLOT_CHUNK - 1;
 
@@ -25,12 +26,12 @@ class Columns {
  * The fleet coordinator's directory entries: per session it entered, what it last wrote, and every
  * write in the order made, so that the front of that queue is the next entry due for renewal
  * (a write superseded since, or withdrawn, is passed over there). Columns of typed arrays by the
- * session id's slot (IdSlots), the queue as pairs of integers: at a million sessions no object,
+ * session id's slot (KeySlots), the queue as pairs of integers: at a million sessions no object,
  * string or Map entry per session, nothing for the collector to walk (an object per entry in a Map
  * of ids made each collection walk the whole Map again while entries were written).
  */
 export class AnnouncedEntries {
-  private readonly ids = new IdSlots();
+  private readonly ids = new KeySlots(SESSION_IDS);
   private readonly columns: Columns[] = [];
   /** Every write, oldest first: its slot and the slot's version then. */
   private readonly dueSlots = new IntDeque();
@@ -101,12 +102,12 @@ export class AnnouncedEntries {
     if (current && c.at[i]! > dueBy) return undefined;
     this.dueSlots.shift();
     this.dueVersions.shift();
-    return current ? this.ids.idOf(slot) : null;
+    return current ? this.ids.keyOf(slot) : null;
   }
 
   /** The ids of every entered session, as they are when the iteration reaches them. */
   *sessionIds(): IterableIterator<string> {
-    for (let slot = 0; slot < this.ids.bound; slot++) if (this.ids.inUse(slot)) yield this.ids.idOf(slot);
+    for (let slot = 0; slot < this.ids.bound; slot++) if (this.ids.inUse(slot)) yield this.ids.keyOf(slot);
   }
 }
 

@@ -1,7 +1,7 @@
 import { isLongHeader, readLongHeaderIds, shortHeaderDcid } from "../protocol/quic.ts";
 import { hostOf } from "../net/address.ts";
 import { NO_CIDS, type Peer, type Session } from "./types.ts";
-import { ShardedMap } from "./sharded-map.ts";
+import { CidSenders } from "./cid-senders.ts";
 
 /** Ambiguous IDs remembered, so that neither claimant gets one back. */
 const MAX_AMBIGUOUS = 4096;
@@ -19,11 +19,8 @@ export interface Claim {
  * ambiguous and forgotten: ambiguous evidence is no evidence.
  */
 export class CidIndex {
-  /**
-   * A peer, or the ref of a peer whose session is compact (see repoint). Sharded: a QUIC session
-   * confirms a few IDs, so at a million sessions one Map would rehash millions of them at once.
-   */
-  private readonly senders = new ShardedMap<Peer | number>();
+  /** A peer, or the ref of a peer whose session is compact (see repoint); in typed arrays (cid-senders.ts). */
+  private readonly senders = new CidSenders<Peer>();
   /** How many indexed IDs have each length (hex characters); short headers do not carry it. */
   private readonly lengths = new Map<number, number>();
   /** IDs claimed by two peers: never indexed again (the oldest are forgotten past a bound). */
@@ -50,8 +47,7 @@ export class CidIndex {
    * session is packed, the peer again when it is expanded. Nothing else changes.
    */
   repoint(cid: string, to: (sender: Peer | number) => Peer | number): void {
-    const sender = this.senders.get(cid);
-    if (sender !== undefined) this.senders.set(cid, to(sender));
+    this.senders.update(cid, to);
   }
 
   /** The peer `cid` is indexed for, as an object. */

@@ -7,7 +7,7 @@
  * and uppercase UUIDs are different ids, as they are on the wire.
  */
 
-import { mix32 } from "../collections/mix32.ts";
+import { hashPacked, NO_KEY, samePacked, type KeyCodec } from "../collections/packed-key.ts";
 
 export const ID_BYTES = 16;
 
@@ -15,7 +15,7 @@ export const ID_BYTES = 16;
 export const UUID_LOWER = 0x80;
 export const UUID_UPPER = 0x81;
 /** The id does not pack. */
-export const NO_ID = -1;
+export const NO_ID = NO_KEY;
 
 const UUID_LENGTH = 36;
 const isHyphenAt = (k: number) => k === 8 || k === 13 || k === 18 || k === 23;
@@ -81,18 +81,12 @@ export function idLength(code: number): number {
 
 /** A hash of the id packed at `at` with `code`, keyed by `seed` (a random one per index: ids are chosen by clients). */
 export function hashId(seed: number, bytes: Uint8Array, at: number, code: number): number {
-  let h = seed ^ Math.imul(code, 0x9e3779b1);
-  const n = idLength(code);
-  for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[at + k]!, 0x01000193);
-  return mix32(h);
+  return hashPacked(seed, bytes, at, code, idLength(code));
 }
 
 /** Whether the id stored at `at` with `code` is the one written at `wantAt` with `wantCode`. */
 export function sameId(bytes: Uint8Array, at: number, code: number, want: Uint8Array, wantAt: number, wantCode: number): boolean {
-  if (code !== wantCode) return false;
-  const n = idLength(code);
-  for (let k = 0; k < n; k++) if (bytes[at + k] !== want[wantAt + k]) return false;
-  return true;
+  return samePacked(bytes, at, code, want, wantAt, wantCode, idLength(code));
 }
 
 /** The id stored at `at` with `code`, as a string again. */
@@ -108,3 +102,6 @@ export function readId(bytes: Uint8Array, at: number, code: number): string {
   for (let k = 0; k < code; k++) id += String.fromCharCode(bytes[at + k]!);
   return id;
 }
+
+/** Session ids as the typed-array indexes pack them. */
+export const SESSION_IDS: KeyCodec = { bytes: ID_BYTES, code: idCode, length: idLength, write: writeId, read: readId };

@@ -1,15 +1,16 @@
-import { IdSlots, SLOT_CHUNK, SLOT_CHUNK_BITS } from "../sessions/id-slots.ts";
+import { KeySlots, SLOT_CHUNK, SLOT_CHUNK_BITS } from "../collections/key-slots.ts";
+import { SESSION_IDS } from "../sessions/compact-id.ts";
 
 /**
  * Where each session's newest row is in a format-2 state file, kept in memory so that a save
  * appends without reading the file and the oldest rows can be dropped without an index on the
  * file: a row is still needed only if it is the newest of its id. One entry per session in the
- * file, nothing per older row: the id's slot (IdSlots) and a number in a column of slots. With a
+ * file, nothing per older row: the id's slot (KeySlots) and a number in a column of slots. With a
  * million ids and a save under way, the Map of id strings this replaced held the thread 10-70 ms
  * at a time in garbage collections (bench/id-index-gc.ts).
  */
 export class RowIndex {
-  private readonly ids = new IdSlots();
+  private readonly ids = new KeySlots(SESSION_IDS);
   /** Per slot, chunks of SLOT_CHUNK: seq of the id's newest row, positive for a session, negative for a removal. */
   private readonly values: Float64Array[] = [];
 

@@ -12,7 +12,7 @@ describe("IntDeque", () => {
       fc.record({ kind: fc.constant("shift" as const), n: fc.integer({ min: 1, max: 40_000 }) }),
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+      fc.property(fc.array(op, { maxLength: 30, size: "max" }), (ops) => {
         const d = new IntDeque();
         const model: number[] = [];
         let head = 0;

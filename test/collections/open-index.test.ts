@@ -12,7 +12,7 @@ describe("OpenIndex", () => {
   it("behaves as a multimap of refs for any sequence of adds and removes, under colliding hashes", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ add: fc.boolean(), ref: fc.nat(400) }), { maxLength: 600 }),
+        fc.array(fc.record({ add: fc.boolean(), ref: fc.nat(400) }), { maxLength: 600, size: "max" }),
         fc.constantFrom((k: number) => k * 0x9e3779b1, (k: number) => (k % 3) * 0x10000001, () => 0x7fffffff),
         (ops, hashOfKey) => {
           const keys = 37;

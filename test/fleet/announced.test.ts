@@ -15,7 +15,7 @@ describe("AnnouncedEntries", () => {
       { weight: 2, arbitrary: fc.record({ kind: fc.constant("due" as const), by: fc.nat(50) }) },
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 400 }), (ops) => {
+      fc.property(fc.array(op, { maxLength: 400, size: "max" }), (ops) => {
         const entries = new AnnouncedEntries();
         // The model: each session's last write, and the queue of writes (id, the write's number).
         const last = new Map<string, { localPeers: number; identity: string | undefined; at: number; write: number }>();
