@@ -130,7 +130,7 @@ describe("replay window", () => {
       { weight: 1, arbitrary: fc.record({ epoch: fc.integer({ min: -1, max: 1 }), delta: fc.integer({ min: -3000, max: 3000 }) }) },
     );
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: MAX_COUNTER }), fc.array(step, { maxLength: 600 }), (start, steps) => {
+      fc.property(fc.integer({ min: 0, max: MAX_COUNTER }), fc.array(step, { maxLength: 600, size: "max" }), (start, steps) => {
         const window = new ReplayWindow();
         const model = new NaiveWindow();
         let epoch = 10;

@@ -41,7 +41,7 @@ function absolute(s: SessionSnapshot, now: number) {
 describe("session table: changes handed to a save", () => {
   it("a store kept from takeChanged() and snapshot() equals the table; the paired count equals a count", () => {
     fc.assert(
-      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60 }), (steps) => {
+      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60, size: "max" }), (steps) => {
         const { table, clock, reg, data } = setup({ timeoutMs: 300_000, rebindQuietMs: 1000 });
         table.trackChanges();
         const stored = new Map<string, ReturnType<typeof absolute>>();

@@ -169,7 +169,7 @@ function compare(a: ReturnType<typeof makeTable>, b: ReturnType<typeof makeTable
 describe("compact session store against the expanded table", () => {
   it("asks for the same effects, keeps the same counts and exports the same sessions, for any operations", () => {
     fc.assert(
-      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 150 }), fc.constantFrom(0, 0, 1000), (commands, after) => run([...CONFIRMED_START, ...commands], after)),
+      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 150, size: "max" }), fc.constantFrom(0, 0, 1000), (commands, after) => run([...CONFIRMED_START, ...commands], after)),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
     );
     for (const [path, n] of Object.entries(coverage)) expect({ path, n: n > 0 }).toEqual({ path, n: true });

@@ -216,7 +216,7 @@ describe("HeldQueue properties", () => {
     const limits = { heldMaxCount: 4, heldMaxBytes: 4 * (800 + O), heldMaxHostBytes: 6 * (600 + O), heldMaxTotalBytes: 10 * (500 + O), heldMaxAgeMs: 10_000 };
     let evictions = 0;
     fc.assert(
-      fc.property(fc.array(opArb, { minLength: 10, maxLength: 200 }), (ops) => {
+      fc.property(fc.array(opArb, { minLength: 10, maxLength: 200, size: "max" }), (ops) => {
         const { queue, stats, sessions } = queueHarness(limits, ADDRESSES);
         /** Model: tags each session accepted since it last delivered or discarded, in order. */
         const accepted = sessions.map(() => [] as number[]);

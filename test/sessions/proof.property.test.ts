@@ -83,7 +83,7 @@ class CheckingSink implements SessionSink {
 describe("verified mode against forged sources (property)", () => {
   it("delivers only to addresses that proved they receive there", () => {
     fc.assert(
-      fc.property(fc.array(commandArb, { minLength: 1, maxLength: 80 }), (commands) => {
+      fc.property(fc.array(commandArb, { minLength: 1, maxLength: 80, size: "max" }), (commands) => {
         const clock = new FakeClock();
         const sink = new CheckingSink();
         const table = new SessionTable(clock, sink, { timeoutMs: 300_000, requireProof: true, rebindQuietMs: -1 });

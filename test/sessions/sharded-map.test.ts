@@ -10,7 +10,7 @@ describe("ShardedMap", () => {
       fc.record({ kind: fc.constant("delete" as const), key }),
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
+      fc.property(fc.array(op, { maxLength: 200, size: "max" }), (ops) => {
         const sharded = new ShardedMap<number>();
         const model = new Map<string, number>();
         for (const o of ops) {

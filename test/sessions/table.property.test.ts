@@ -196,7 +196,7 @@ function checkIndexes(table: SessionTable, sink: BytesSink): void {
 describe("session table properties", () => {
   it("never delivers across sessions, keeps indexes consistent, and leaks nothing after expiry", () => {
     fc.assert(
-      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 120 }), (commands) => run([...CONFIRMED_START, ...commands])),
+      fc.property(fc.array(commandArb, { minLength: 20, maxLength: 120, size: "max" }), (commands) => run([...CONFIRMED_START, ...commands])),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) },
     );
     for (const [path, n] of Object.entries(coverage)) expect({ path, n: n > 0 }).toEqual({ path, n: true });
